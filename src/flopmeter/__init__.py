@@ -1,0 +1,22 @@
+"""flopmeter: exact parameters, MACs, FLOPs and bytes of PyTorch models, per module and op.
+
+>>> import torch, flopmeter
+>>> report = flopmeter.count(torch.nn.Linear(10, 20), input_shape=(1, 10))
+>>> report.macs, report.flops
+(200, 400)
+"""
+
+from .api import Options, count
+from .cost import CONVENTIONS, Convention, Cost
+from .errors import (FlopmeterError, InputError, MissingDependencyError, ModelForwardError, OptionsError,
+                     UnsupportedOpsError)
+from .formulas import REGISTRY
+from .report import ModuleNode, OpRow, Report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CONVENTIONS", "Convention", "Cost", "FlopmeterError", "InputError", "MissingDependencyError",
+    "ModelForwardError", "ModuleNode", "OpRow", "Options", "OptionsError", "REGISTRY", "Report",
+    "UnsupportedOpsError", "count", "__version__",
+]

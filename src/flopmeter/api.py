@@ -1,0 +1,64 @@
+"""The public entry point: ``count(model, *inputs, options=Options(...)) -> Report``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .cost import get_convention
+from .formulas import Registry
+from .report import Report, build_report
+from .trace import record
+from .trace.run import MODES
+from .errors import OptionsError
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to count.
+
+    - ``convention``: how FLOPs are reported: ``dot`` (2×MACs), ``all``, ``exact`` or ``mac``;
+      the report keeps primitive counts, so ``report.flops_in(other)`` needs no new run.
+    - ``mode``: ``fake`` (default; no weights touched or needed, works for meta-device and
+      larger-than-memory models) or ``real`` (runs the real kernels; identical counts).
+    - ``strict``: raise :class:`UnsupportedOpsError` when any executed op has no formula.
+    - ``inference``: run under ``torch.no_grad()`` (default), as inference does; ``False``
+      keeps autograd on (some PyTorch fast paths are only taken without grad).
+    - ``device``: the device the (fake) run pretends to be on; default: the model's device,
+      or ``cpu`` for a model on the meta device.
+    - ``registry``: a copy of ``flopmeter.formulas.REGISTRY`` with your own formulas.
+    """
+
+    convention: str = "dot"
+    mode: str = "fake"
+    strict: bool = False
+    inference: bool = True
+    device: str | None = None
+    registry: Registry | None = None
+
+    def __post_init__(self):
+        get_convention(self.convention)   # raises OptionsError with a suggestion
+        if self.mode not in MODES:
+            raise OptionsError(f"unknown mode '{self.mode}'", hint=f"choose one of: {', '.join(MODES)}")
+
+
+def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=None,
+          options: Options | None = None) -> Report:
+    """Count parameters, MACs, FLOPs and bytes of one forward of ``model``.
+
+    Give example inputs as positional ``args`` (tensors, or nested lists/tuples/dicts of
+    them) and/or ``kwargs``, or ``input_shape=(1, 3, 224, 224)`` (several inputs: a list
+    of shapes) for float inputs in the model's dtype. In fake mode (the default) the
+    inputs' values are never read. The model is left exactly as it was.
+    """
+    options = options or Options()
+    trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode,
+                   device=options.device, inference=options.inference)
+    return build_report(model, trace, registry=options.registry, convention=options.convention,
+                        strict=options.strict)
+
+
+__all__ = ["Options", "count"]

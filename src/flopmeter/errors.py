@@ -1,0 +1,70 @@
+"""Exceptions raised by flopmeter.
+
+Every error a user can cause derives from :class:`FlopmeterError`, so the CLI turns
+them into one-line ``error: …`` / ``hint: …`` messages in a single place::
+
+    FlopmeterError                 base; carries an optional ``hint``
+    ├── OptionsError               a bad option value (unknown convention, mode, …)
+    ├── InputError                 example inputs that cannot be built or used
+    ├── ModelForwardError          the model's forward raised; names module, op, shapes
+    ├── UnsupportedOpsError        strict mode and some ops have no formula
+    └── MissingDependencyError     an optional extra is not installed
+"""
+
+from __future__ import annotations
+
+
+class FlopmeterError(Exception):
+    """Base of every error flopmeter raises on purpose."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+class OptionsError(FlopmeterError, ValueError):
+    """An option has a value flopmeter does not know."""
+
+
+class InputError(FlopmeterError, ValueError):
+    """Example inputs are missing, malformed or unusable with the chosen mode."""
+
+
+class ModelForwardError(FlopmeterError):
+    """The model's forward raised while it was being recorded.
+
+    ``module`` is the innermost module path running when it failed ("" is the root),
+    ``op`` the aten op that failed (if it failed inside one) and ``shapes`` that op's
+    input shapes. The original exception is chained as ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, module: str | None, op: str | None,
+                 shapes: list | None, hint: str | None = None):
+        super().__init__(message, hint)
+        self.module = module
+        self.op = op
+        self.shapes = shapes
+
+
+class UnsupportedOpsError(FlopmeterError):
+    """Strict mode: some executed ops have no cost formula. ``ops`` maps op → calls."""
+
+    def __init__(self, ops: dict[str, int]):
+        listed = ", ".join(f"{k} (×{v})" for k, v in sorted(ops.items()))
+        super().__init__(
+            f"{len(ops)} unsupported op(s) ran: {listed}",
+            hint="register a formula with flopmeter.formulas.register, or run without strict",
+        )
+        self.ops = dict(ops)
+
+
+class MissingDependencyError(FlopmeterError, ImportError):
+    """An optional dependency is missing; the hint names the extra that installs it."""
+
+    def __init__(self, package: str, extra: str):
+        super().__init__(
+            f"this needs the optional package '{package}', which is not installed",
+            hint=f"pip install 'flopmeter[{extra}]'",
+        )
+        self.package = package
+        self.extra = extra

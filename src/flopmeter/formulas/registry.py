@@ -1,0 +1,133 @@
+"""The formula registry: op name → pure function of an OpEvent's shapes → Cost.
+
+Every op event ends in exactly one of three classes:
+
+- ``costed``: a registered formula (or a generic rule, below) gave its Cost;
+- ``free``: known to cost nothing (views, reshapes, metadata queries);
+- ``unsupported``: no formula; listed in reports with call counts, never silently zero.
+
+Lookup order for an op: its explicit formula, the explicit free set, then two generic
+rules read off PyTorch's op schema: an op whose results alias an input (a view) is
+free, and an op tagged ``torch.Tag.pointwise`` costs one op per output element
+(``transcendental`` when its name is in ``TRANSCENDENTAL``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..cost import ZERO, Cost
+from ..trace.events import OpEvent
+
+Formula = Callable[[OpEvent], Cost]
+
+COSTED, FREE, UNSUPPORTED = "costed", "free", "unsupported"
+
+# Pointwise ops that evaluate a transcendental function (one per output element).
+TRANSCENDENTAL = frozenset(
+    f"aten.{n}" for n in (
+        "exp exp2 expm1 log log1p log2 log10 sigmoid tanh gelu silu mish softplus elu selu celu "
+        "erf erfc erfinv sqrt rsqrt sin cos tan asin acos atan atan2 sinh cosh asinh acosh atanh "
+        "logit log_sigmoid_forward special_erfcx lgamma digamma"
+    ).split()
+    for n in (n, n + "_")
+)
+
+
+def io_bytes(ev: OpEvent) -> tuple[int, int]:
+    """Bytes read (every tensor input) and written (every tensor output) by an op."""
+    return sum(t.nbytes for t in ev.inputs), sum(t.nbytes for t in ev.outputs)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._formulas: dict[str, tuple[Formula, bool]] = {}
+        self._free: set[str] = set()
+        self._schema_cache: dict[tuple[str, str], str | None] = {}
+
+    # -- building -----------------------------------------------------------
+    def register(self, *names: str, own_bytes: bool = False):
+        """Decorator: register ``fn(ev) -> Cost`` for op names like ``"aten.mm"``.
+
+        The formula returns compute counts; bytes default to :func:`io_bytes` unless
+        ``own_bytes`` says the formula sets them itself (e.g. a gather reads only rows).
+        Registering a name twice is an error; use :meth:`override` on a copy instead.
+        """
+        def deco(fn: Formula) -> Formula:
+            for name in names:
+                if name in self._formulas or name in self._free:
+                    raise ValueError(f"a formula for {name} is already registered")
+                self._formulas[name] = (fn, own_bytes)
+            return fn
+        return deco
+
+    def free(self, *names: str) -> None:
+        for name in names:
+            if name in self._formulas or name in self._free:
+                raise ValueError(f"{name} is already registered")
+            self._free.add(name)
+
+    def copy(self) -> "Registry":
+        new = Registry()
+        new._formulas = dict(self._formulas)
+        new._free = set(self._free)
+        return new
+
+    def override(self, name: str, fn: Formula | None, *, own_bytes: bool = False) -> None:
+        """Replace (or add) the formula for ``name`` in this registry; ``None`` marks it free."""
+        self._formulas.pop(name, None)
+        self._free.discard(name)
+        if fn is None:
+            self._free.add(name)
+        else:
+            self._formulas[name] = (fn, own_bytes)
+
+    # -- querying -----------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(self._formulas)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._formulas or name in self._free
+
+    def classify(self, ev: OpEvent) -> tuple[str, Cost]:
+        entry = self._formulas.get(ev.op)
+        if entry is not None:
+            fn, own_bytes = entry
+            cost = fn(ev)
+            if not own_bytes:
+                cost = cost.with_bytes(*io_bytes(ev))
+            return COSTED, cost
+        if ev.op in self._free:
+            return FREE, ZERO
+        rule = self._generic_rule(ev.op, ev.overload)
+        if rule == "view":
+            return FREE, ZERO
+        if rule == "pointwise":
+            n = sum(t.numel for t in ev.outputs[:1])
+            c = Cost(transcendental=n) if ev.op in TRANSCENDENTAL else Cost(elementwise=n)
+            return COSTED, c.with_bytes(*io_bytes(ev))
+        return UNSUPPORTED, ZERO
+
+    def _generic_rule(self, op: str, overload: str) -> str | None:
+        key = (op, overload)
+        if key in self._schema_cache:
+            return self._schema_cache[key]
+        rule = None
+        try:
+            ns, name = op.split(".", 1)
+            func = getattr(getattr(getattr(torch.ops, ns), name), overload)
+            returns = func._schema.returns
+            if returns and all(r.alias_info is not None and not r.alias_info.is_write for r in returns):
+                rule = "view"
+            elif torch.Tag.pointwise in func.tags:
+                rule = "pointwise"
+        except (AttributeError, ValueError, RuntimeError):
+            rule = None
+        self._schema_cache[key] = rule
+        return rule
+
+
+REGISTRY = Registry()
+register = REGISTRY.register

@@ -1,0 +1,178 @@
+"""The Report: plain dataclasses, built by ``report.builder``; the library never prints."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Iterator
+
+from ..cost import Cost, get_convention
+from ..trace.events import OpEvent, TensorMeta
+
+SCHEMA = "flopmeter.report/1"
+
+
+@dataclass(frozen=True)
+class TensorStats:
+    """Counts of unique parameters (or buffers): elements, trainable/frozen, bytes by dtype."""
+
+    count: int = 0
+    trainable: int = 0
+    frozen: int = 0
+    tensors: int = 0
+    bytes_by_dtype: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.bytes_by_dtype.values())
+
+    def to_dict(self) -> dict:
+        return {"count": self.count, "trainable": self.trainable, "frozen": self.frozen,
+                "tensors": self.tensors, "bytes": self.bytes, "bytes_by_dtype": dict(self.bytes_by_dtype)}
+
+
+@dataclass
+class ModuleNode:
+    """One module of the model. ``own`` = ops that ran directly in it; ``total`` = own + children."""
+
+    path: str
+    type: str
+    calls: int
+    own: Cost
+    total: Cost
+    params_own: int
+    params_total: int
+    outputs: list = field(default_factory=list)      # output metas of its first call
+    children: list["ModuleNode"] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1] if self.path else ""
+
+    @property
+    def depth(self) -> int:
+        return 0 if not self.path else self.path.count(".") + 1
+
+    def walk(self) -> Iterator["ModuleNode"]:
+        yield self
+        for c in self.children:
+            yield from c.walk()
+
+    def to_dict(self, convention: str) -> dict:
+        return {
+            "path": self.path, "type": self.type, "calls": self.calls,
+            "params_own": self.params_own, "params_total": self.params_total,
+            "own": self.own.to_dict(), "total": self.total.to_dict(),
+            "flops_total": self.total.flops(convention),
+            "outputs": [repr(t) for t in self.outputs if isinstance(t, TensorMeta)],
+            "children": [c.to_dict(convention) for c in self.children],
+        }
+
+
+@dataclass(frozen=True)
+class OpRow:
+    """One executed op: its event, how it was classified (costed/free/unsupported), its Cost."""
+
+    event: OpEvent
+    status: str
+    cost: Cost
+
+    @property
+    def op(self) -> str:
+        return self.event.op
+
+    @property
+    def module(self) -> str:
+        return self.event.module
+
+    def to_dict(self) -> dict:
+        ev = self.event
+        return {"op": f"{ev.op}.{ev.overload}", "module": ev.module, "phase": ev.phase, "status": self.status,
+                "inputs": [repr(t) for t in ev.inputs], "outputs": [repr(t) for t in ev.outputs],
+                "cost": self.cost.to_dict()}
+
+
+@dataclass
+class Report:
+    model: str
+    convention: str
+    mode: str
+    device: str
+    inference: bool
+    torch_version: str
+    inputs: list[TensorMeta]
+    root: ModuleNode
+    ops: list[OpRow]
+    unsupported: dict[str, int]
+    params: TensorStats
+    buffers: TensorStats
+
+    # -- totals -------------------------------------------------------------
+    @property
+    def total(self) -> Cost:
+        return self.root.total
+
+    @property
+    def macs(self) -> int:
+        return self.total.macs
+
+    @property
+    def flops(self) -> int:
+        """FLOPs under this report's convention (see ``convention``)."""
+        return self.total.flops(self.convention)
+
+    def flops_in(self, convention: str) -> int:
+        """FLOPs under another convention, from the same trace."""
+        return self.total.flops(get_convention(convention))
+
+    def with_convention(self, convention: str) -> "Report":
+        return replace(self, convention=get_convention(convention).name)
+
+    # -- navigation ---------------------------------------------------------
+    def modules(self) -> Iterator[ModuleNode]:
+        return self.root.walk()
+
+    def module(self, path: str) -> ModuleNode:
+        for node in self.modules():
+            if node.path == path:
+                return node
+        import difflib
+
+        from ..errors import InputError
+
+        paths = [n.path for n in self.modules()]
+        close = difflib.get_close_matches(path, paths, n=3)
+        raise InputError(f"no module '{path}' in {self.model}",
+                         hint=f"did you mean {', '.join(repr(c) for c in close)}?" if close else None)
+
+    def by_op(self) -> dict[str, tuple[int, Cost]]:
+        """op name → (calls, summed Cost), costed and free ops alike."""
+        out: dict[str, tuple[int, Cost]] = {}
+        for row in self.ops:
+            calls, cost = out.get(row.op, (0, Cost()))
+            out[row.op] = (calls + 1, cost + row.cost)
+        return out
+
+    # -- serialisation ------------------------------------------------------
+    def to_dict(self, *, ops: bool = True) -> dict:
+        conv = get_convention(self.convention)
+        d = {
+            "schema": SCHEMA,
+            "model": self.model,
+            "convention": {"name": conv.name, "description": conv.description},
+            "mode": self.mode, "device": self.device, "inference": self.inference,
+            "torch_version": self.torch_version,
+            "inputs": [repr(t) for t in self.inputs],
+            "totals": {"macs": self.macs, "flops": self.flops, **self.total.to_dict(),
+                       "flops_by_convention": {name: self.flops_in(name) for name in ("dot", "all", "exact", "mac")}},
+            "params": self.params.to_dict(),
+            "buffers": self.buffers.to_dict(),
+            "unsupported": dict(self.unsupported),
+            "modules": self.root.to_dict(conv.name),
+        }
+        if ops:
+            d["ops"] = [r.to_dict() for r in self.ops]
+        return d
+
+    def to_json(self, *, indent: int | None = 2, ops: bool = True) -> str:
+        return json.dumps(self.to_dict(ops=ops), indent=indent)

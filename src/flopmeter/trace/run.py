@@ -1,0 +1,190 @@
+"""Run a model's forward once under the recorder, on fake tensors (default) or real ones.
+
+The model is never modified: parameters and buffers are substituted *for the call only*
+through ``torch.func.functional_call`` (fakes in fake mode; cloned buffers in real mode,
+so BatchNorm running statistics are not updated), the module stack uses global hooks
+that are removed in ``finally``, and the RNG state is forked and restored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+from ..errors import InputError, ModelForwardError, OptionsError
+from .events import OpEvent, TensorMeta, tensors_in, to_meta
+from .modules import ModuleStack
+from .recorder import Recorder
+
+MODES = ("fake", "real")
+
+
+@dataclass
+class Trace:
+    events: list[OpEvent]
+    calls: dict[str, int]                 # module path → times called
+    outputs: dict[str, list]              # module path → output metas, one per call
+    inputs: list[TensorMeta]
+    mode: str
+    device: str
+    inference: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def model_device(model: nn.Module) -> torch.device | None:
+    for t in _named_tensors(model):
+        return t[1].device
+    return None
+
+
+def _named_tensors(model: nn.Module):
+    yield from model.named_parameters(remove_duplicate=False)
+    yield from model.named_buffers(remove_duplicate=False)
+
+
+def _first_float_dtype(model: nn.Module) -> torch.dtype:
+    for _, p in _named_tensors(model):
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _substitutes(model: nn.Module, make) -> dict[str, torch.Tensor]:
+    """name → substitute for every parameter and buffer name; tied tensors share one."""
+    made: dict[int, torch.Tensor] = {}
+    out = {}
+    for name, t in _named_tensors(model):
+        sub = made.get(id(t))
+        if sub is None:
+            sub = made[id(t)] = make(t)
+        out[name] = sub
+    return out
+
+
+def _map_tensors(value: Any, fn) -> Any:
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, list):
+        return [_map_tensors(v, fn) for v in value]
+    if isinstance(value, tuple):
+        mapped = [_map_tensors(v, fn) for v in value]
+        return type(value)(*mapped) if hasattr(value, "_fields") else tuple(mapped)
+    if isinstance(value, dict):
+        return {k: _map_tensors(v, fn) for k, v in value.items()}
+    return value
+
+
+def normalise_input_shape(input_shape) -> list[tuple[int, ...]]:
+    """(1, 3, 224, 224) → [(1, 3, 224, 224)]; [(1, 10), (1, 5)] → two inputs."""
+    if input_shape is None:
+        return []
+    shapes = list(input_shape)
+    if shapes and all(isinstance(s, int) for s in shapes):
+        shapes = [tuple(shapes)]
+    out = []
+    for s in shapes:
+        if not isinstance(s, (tuple, list, torch.Size)) or not all(isinstance(d, int) and d >= 0 for d in s):
+            raise InputError(f"input_shape must be a tuple of non-negative ints or a list of them, got {input_shape!r}",
+                             hint="for example input_shape=(1, 3, 224, 224)")
+        out.append(tuple(s))
+    return out
+
+
+def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=None,
+           mode: str = "fake", device: str | torch.device | None = None, inference: bool = True) -> Trace:
+    """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace."""
+    if not isinstance(model, nn.Module):
+        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    if mode not in MODES:
+        raise OptionsError(f"unknown mode '{mode}'", hint=f"choose one of: {', '.join(MODES)}")
+    kwargs = dict(kwargs or {})
+    shapes = normalise_input_shape(input_shape)
+    if shapes and args:
+        raise InputError("give example inputs or input_shape, not both")
+    if not args and not kwargs and not shapes:
+        raise InputError("no example inputs", hint="pass tensors after the model, or input_shape=(1, 3, 224, 224)")
+
+    found = model_device(model)
+    if device is not None:
+        target = torch.device(device)
+    elif found is not None and found.type != "meta":
+        target = found
+    else:
+        target = torch.device("cpu")
+    in_dtype = _first_float_dtype(model)
+
+    stack = ModuleStack(model)
+    recorder = Recorder(stack)
+    fake_mode = None
+    with torch.random.fork_rng(devices=[]):
+        if mode == "fake":
+            fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+
+            def fake_like(t: torch.Tensor) -> torch.Tensor:
+                with fake_mode:
+                    f = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=target)
+                if t.requires_grad:
+                    f.requires_grad_(True)
+                return f
+
+            def fake_input(t: torch.Tensor) -> torch.Tensor:
+                if isinstance(t, FakeTensor):
+                    return t
+                if t.device.type == "meta":
+                    return fake_like(t)
+                return fake_mode.from_tensor(t)
+
+            tensors = _substitutes(model, fake_like)
+            args = _map_tensors(args, fake_input)
+            kwargs = _map_tensors(kwargs, fake_input)
+            if shapes:
+                with fake_mode:
+                    args = tuple(torch.empty(s, dtype=in_dtype, device=target) for s in shapes)
+        else:
+            for name, t in _named_tensors(model):
+                if t.device.type == "meta":
+                    raise InputError(f"real mode needs real weights, but '{name}' is on the meta device",
+                                     hint="use mode='fake' (the default) for models without weights")
+            tensors = {name: b.clone() for name, b in model.named_buffers(remove_duplicate=False)}
+            if shapes:
+                args = tuple(torch.randn(s, dtype=in_dtype, device=target) for s in shapes)
+
+        inputs = tensors_in(to_meta(args)) + tensors_in(to_meta(kwargs))
+        grad = torch.no_grad() if inference else torch.enable_grad()
+        try:
+            with grad, stack.installed():
+                if fake_mode is not None:
+                    with fake_mode, recorder:
+                        torch.func.functional_call(model, tensors, args, kwargs, strict=False)
+                else:
+                    with recorder:
+                        torch.func.functional_call(model, tensors, args, kwargs, strict=False)
+        except Exception as exc:
+            raise _forward_error(exc, model, recorder, stack) from exc
+
+    return Trace(recorder.events, dict(stack.calls), dict(stack.outputs), inputs, mode, str(target), inference)
+
+
+def _forward_error(exc: Exception, model: nn.Module, recorder: Recorder, stack: ModuleStack) -> ModelForwardError:
+    failure = recorder.failure
+    if failure is not None:
+        module = failure.module
+        shapes = [m for m in tensors_in(failure.args)]
+        where = f" in {failure.op} with inputs {', '.join(map(repr, shapes))}"
+        op = failure.op
+    else:
+        module = stack.error_stack[-1][0] if stack.error_stack else ""
+        shapes, where, op = None, "", None
+    mods = dict(model.named_modules())
+    kind = type(mods[module]).__name__ if module in mods else "?"
+    label = f"'{module}' ({kind})" if module else f"the root module ({kind})"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelForwardError(
+        f"the model's forward failed in {label}{where}: {type(exc).__name__}: {first}",
+        module=module, op=op, shapes=shapes,
+        hint="check the example inputs' shapes and dtypes against what this module expects",
+    )
