@@ -1,0 +1,99 @@
+"""Report invariants, unsupported ops and strict mode, the registry, serialisation."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import flopmeter
+from flopmeter import Cost, Options, UnsupportedOpsError
+from flopmeter.formulas import REGISTRY
+
+import models
+
+
+def _unet_report():
+    return flopmeter.count(models.UNet(bn=True), torch.randn(1, 1, 32, 32))
+
+
+def test_parent_total_is_own_plus_children():
+    r = _unet_report()
+    for node in r.modules():
+        assert node.total == node.own + sum((c.total for c in node.children), Cost())
+        assert node.params_total == node.params_own + sum(c.params_total for c in node.children)
+    assert r.total == sum((row.cost for row in r.ops), Cost())      # op rows sum to the total
+    assert r.root.params_total == r.params.count
+
+
+def test_unsupported_ops_are_listed_and_strict_raises():
+    class Sorts(nn.Module):
+        def forward(self, x):
+            return torch.sort(x).values + torch.sort(x).values
+
+    r = flopmeter.count(Sorts(), torch.randn(4, 4))
+    assert r.unsupported == {"aten.sort": 2}
+    assert [row.status for row in r.ops] == ["unsupported", "unsupported", "costed"]
+    with pytest.raises(UnsupportedOpsError, match=r"aten.sort \(×2\)") as info:
+        flopmeter.count(Sorts(), torch.randn(4, 4), options=Options(strict=True))
+    assert info.value.ops == {"aten.sort": 2}
+
+
+def test_registry_override_on_a_copy_and_duplicate_registration():
+    class Sorts(nn.Module):
+        def forward(self, x):
+            return torch.sort(x).values
+
+    reg = REGISTRY.copy()
+    reg.override("aten.sort", lambda ev: Cost(elementwise=ev.args[0].numel * 2))   # n·log2(n) for n = 4
+    r = flopmeter.count(Sorts(), torch.randn(4, 4), options=Options(registry=reg))
+    assert r.unsupported == {} and r.total.elementwise == 16 * 2
+    assert "aten.sort" not in REGISTRY                     # the global registry is untouched
+    with pytest.raises(ValueError, match="already registered"):
+        REGISTRY.register("aten.mm")(lambda ev: Cost())
+
+
+def test_views_are_free_and_every_op_is_classified():
+    r = flopmeter.count(models.SelfAttention(32, 4), *(torch.randn(1, 3, 32),) * 3)
+    statuses = {row.op: row.status for row in r.ops}
+    assert statuses["aten.view"] == statuses["aten.transpose"] == "free"
+    assert set(statuses.values()) <= {"costed", "free"}
+
+
+def test_unknown_convention_suggests_close_match():
+    with pytest.raises(flopmeter.OptionsError) as info:
+        Options(convention="exat")
+    assert info.value.hint == "did you mean 'exact'?"
+
+
+def test_input_errors():
+    with pytest.raises(flopmeter.InputError, match="no example inputs"):
+        flopmeter.count(nn.Linear(2, 2))
+    with pytest.raises(flopmeter.InputError, match="input_shape"):
+        flopmeter.count(nn.Linear(2, 2), input_shape="1x2")
+    with pytest.raises(flopmeter.InputError, match="nn.Module"):
+        flopmeter.count(lambda x: x, torch.randn(2))
+
+
+def test_json_round_trip_is_versioned_and_complete():
+    r = flopmeter.count(models.small_cnn(), torch.randn(1, 1, 28, 28))
+    d = json.loads(r.to_json())
+    assert d["schema"] == "flopmeter.report/1"
+    assert d["convention"]["name"] == "dot"
+    assert d["totals"]["macs"] == r.macs and d["totals"]["flops"] == 2 * r.macs
+    assert d["totals"]["flops_by_convention"]["mac"] == r.macs
+    assert d["params"]["count"] == r.params.count
+    assert d["torch_version"] == torch.__version__
+    assert d["inputs"] == ["float32[1, 1, 28, 28]"]
+    assert [c["path"] for c in d["modules"]["children"]] == ["0", "1", "2", "3", "4", "5"]
+    assert len(d["ops"]) == len(r.ops)
+
+
+def test_params_split_trainable_frozen_and_bytes_by_dtype():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)).to(torch.float16)
+    model[0].requires_grad_(False)
+    r = flopmeter.count(model, input_shape=(1, 4))
+    assert r.params.count == (16 + 4) + (8 + 2)
+    assert r.params.frozen == 16 + 4 and r.params.trainable == 8 + 2
+    assert r.params.bytes_by_dtype == {"float16": 2 * 30}
+    assert r.inputs[0].dtype == torch.float16              # input_shape follows the model's dtype
