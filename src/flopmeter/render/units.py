@@ -1,0 +1,25 @@
+"""Human-readable numbers: 4_089_184_256 → '4.09G'; exact integers with --raw."""
+
+from __future__ import annotations
+
+_PREFIXES = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
+
+
+def human(n: int | float, raw: bool = False) -> str:
+    if raw:
+        return f"{int(n):,}"
+    for scale, prefix in _PREFIXES:
+        if abs(n) >= scale:
+            value = n / scale
+            return f"{value:.3g}{prefix}" if value < 100 else f"{value:.0f}{prefix}"
+    return f"{int(n)}"
+
+
+def human_unit(n: int, unit: str, raw: bool = False) -> str:
+    """'4.09 GMACs', '1.2 MFLOPs', '230 MB' — the unit always named."""
+    if raw:
+        return f"{int(n):,} {unit}"
+    text = human(n)
+    if text[-1].isalpha():
+        return f"{text[:-1]} {text[-1]}{unit}"
+    return f"{text} {unit}"
