@@ -9,7 +9,8 @@ Counting rules, n = input elements:
 - Inference BatchNorm folds statistics and affine into a per-channel scale and shift:
   2 per element + one rsqrt per channel. Training BatchNorm computes batch statistics:
   4n + 2n (+ 2n affine); running-statistic updates (per channel) are not counted.
-- RMSNorm: square and sum (2n), multiply by 1/rms (n), weight (n) + one rsqrt per row.
+- RMSNorm: square (n), mean (n − rows adds + rows divides), add eps (rows), multiply by
+  1/rms (n), weight (n) + one rsqrt per row — the same as its unfused decomposition.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def batch_norm_cost(n: int, channels: int, *, training: bool, weight: bool, bias
 
 
 def rms_norm_cost(n: int, rows: int, *, weight: bool) -> Cost:
-    return Cost(elementwise=3 * n + (n if weight else 0), transcendental=rows)
+    return Cost(elementwise=3 * n + rows + (n if weight else 0), transcendental=rows)
 
 
 def _bn(training_index: int | None, force_training: bool | None = None):
