@@ -75,3 +75,20 @@ def test_meta_device_model_counts_like_a_real_one():
     assert_unchanged(meta, before)
     with pytest.raises(flopmeter.InputError, match="meta device"):
         flopmeter.count(meta, input_shape=(1, 1, 64, 64), options=Options(mode="real"))
+
+
+def test_python_error_in_a_child_names_that_child():
+    class Child(torch.nn.Module):
+        def forward(self, x):
+            if x.shape[-1] != 5:
+                raise ValueError(f"expected 5 features, got {x.shape[-1]}")
+            return x
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sequential(torch.nn.ReLU(), Child()))
+    x = torch.randn(2, 4)
+    before = snapshot(model)
+    with pytest.raises(ModelForwardError) as info:
+        flopmeter.count(model, x)
+    assert info.value.module == "1.1" and info.value.op is None
+    assert "'1.1' (Child): ValueError: expected 5 features, got 4" in str(info.value)
+    assert_unchanged(model, before)
