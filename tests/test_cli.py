@@ -53,3 +53,8 @@ def test_debug_shows_the_traceback():
     from flopmeter import InputError
     with pytest.raises(InputError):
         main(["torchvision:resnet5", "--debug"])
+
+
+def test_causal_counting_is_stated_in_the_report(capsys):
+    assert main(["torchvision:resnet18", "--format", "json", "--causal", "exact"]) == 0
+    assert json.loads(capsys.readouterr().out)["causal"] == "exact"

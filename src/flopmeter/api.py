@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from .cost import get_convention
-from .formulas import Registry
+from .formulas import REGISTRY, Registry
+from .formulas.attention import CAUSAL, with_causal
 from .report import Report, build_report
-from .trace import record
+from .trace import Trace, record
 from .trace.run import MODES
 from .errors import OptionsError
 
@@ -30,6 +31,8 @@ class Options:
     - ``device``: the device the (fake) run pretends to be on; default: the model's device,
       or ``cpu`` for a model on the meta device.
     - ``registry``: a copy of ``flopmeter.formulas.REGISTRY`` with your own formulas.
+    - ``causal``: how attention under a causal mask is counted: ``full`` (default; the whole
+      score matrix, as dense kernels compute it) or ``exact`` (only the unmasked pairs).
     """
 
     convention: str = "dot"
@@ -38,11 +41,14 @@ class Options:
     inference: bool = True
     device: str | None = None
     registry: Registry | None = None
+    causal: str = "full"
 
     def __post_init__(self):
         get_convention(self.convention)   # raises OptionsError with a suggestion
         if self.mode not in MODES:
             raise OptionsError(f"unknown mode '{self.mode}'", hint=f"choose one of: {', '.join(MODES)}")
+        if self.causal not in CAUSAL:
+            raise OptionsError(f"unknown causal counting '{self.causal}'", hint=f"choose one of: {', '.join(CAUSAL)}")
 
 
 def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=None,
@@ -54,11 +60,16 @@ def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=
     of shapes) for float inputs in the model's dtype. In fake mode (the default) the
     inputs' values are never read. The model is left exactly as it was.
     """
-    options = options or Options()
+    return run(model, args, kwargs, input_shape, options or Options())[1]
+
+
+def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options: Options) -> tuple[Trace, Report]:
+    """Record one forward and cost it: the Trace and its Report."""
     trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode,
                    device=options.device, inference=options.inference)
-    return build_report(model, trace, registry=options.registry, convention=options.convention,
-                        strict=options.strict)
+    registry = with_causal(options.registry or REGISTRY, options.causal)
+    return trace, build_report(model, trace, registry=registry, convention=options.convention,
+                               strict=options.strict, causal=options.causal)
 
 
 __all__ = ["Options", "count"]

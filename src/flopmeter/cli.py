@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", action="append", metavar="SHAPE", help="input shape such as 1x3x224x224 (repeat for several inputs)")
     p.add_argument("--batch", type=int, help="batch size (replaces the first dimension of every input)")
     p.add_argument("--convention", default="dot", help=f"FLOP convention: {', '.join(CONVENTIONS)} (default: dot)")
+    p.add_argument("--causal", choices=("full", "exact"), default="full",
+                   help="count attention under a causal mask in full (default) or only its unmasked pairs")
     p.add_argument("--depth", type=int, default=2, help="module tree depth to show (default: 2)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--raw", action="store_true", help="exact integers instead of K/M/G/T")
@@ -44,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from .frontends import resolve
 
-    options = Options(convention=args.convention, mode=args.mode, strict=args.strict)   # validate early
+    # validate the options before resolving the model
+    options = Options(convention=args.convention, mode=args.mode, strict=args.strict, causal=args.causal)
     resolved = resolve(args.spec)
     shapes = [parse_shape(s) for s in args.input] if args.input else [resolved.input_shape]
     if args.batch is not None:

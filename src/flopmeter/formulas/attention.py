@@ -2,24 +2,33 @@
 fused nn.MultiheadAttention / TransformerEncoderLayer fast paths.
 
 The attention core (:func:`attention_core_cost`) for B = batch·query-heads, L queries,
-S keys, head widths E (q·k) and Ev (v):
+S keys, head widths E (q·k) and Ev (v), and P computed query–key pairs per head (L·S):
 
-- scores ``q @ kᵀ``: B·L·S dot products of length E;
-- weighted sum ``p @ v``: B·L·Ev dot products of length S;
-- elementwise: scaling B·L·S, mask add B·L·S (when a mask is given), softmax 4 per score
+- scores ``q @ kᵀ``: B·P dot products of length E;
+- weighted sum ``p @ v``: B·L·Ev dot products, of length S each (B·P·Ev MACs);
+- elementwise: scaling B·P, mask add B·P (when a mask is given), softmax 4 per score
   (max, subtract, sum, divide) + one exp (transcendental), dropout 2 per score in training.
 
-Causal masks are counted in full, as dense kernels compute them. Grouped-query attention
-counts per *query* head (keys and values are shared, the products are not).
+Causal masks are counted in full by default, as dense kernels compute them. With
+``Options(causal="exact")`` (:func:`with_causal`) only the unmasked pairs are counted:
+PyTorch's ``is_causal`` aligns the mask top-left (query i sees keys j ≤ i), so
+P = Σ_{i<L} min(i + 1, S) = m(m + 1)/2 + (L − m)·S with m = min(L, S); the flash kernels'
+``is_causal`` (and ``causal_lower_right``) align it bottom-right, P = m(m + 1)/2 + m·(S − m),
+and only m rows see any key. Grouped-query attention counts per *query* head (keys and
+values are shared, the products are not).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import prod
 
 from ..cost import Cost
+from ..errors import OptionsError
 from .matmul import matmul_cost
-from .registry import register
+from .registry import Registry, register
+
+CAUSAL = ("full", "exact")
 
 
 def softmax_cost(n: int) -> Cost:
@@ -27,80 +36,115 @@ def softmax_cost(n: int) -> Cost:
     return Cost(elementwise=4 * n, transcendental=n)
 
 
+def causal_pairs(l: int, s: int, *, lower_right: bool = False) -> tuple[int, int]:
+    """(unmasked query–key pairs, query rows that see at least one key) of a causal L×S mask."""
+    m = min(l, s)
+    if lower_right:
+        return m * (m + 1) // 2 + m * (s - m), m
+    return m * (m + 1) // 2 + (l - m) * s, l
+
+
 def attention_core_cost(b: int, l: int, s: int, e: int, ev_: int, *, mask: bool = False,
-                        dropout: bool = False) -> Cost:
-    scores = b * l * s
-    cost = matmul_cost(b, l, e, s) + matmul_cost(b, l, s, ev_) + softmax_cost(scores)
-    extra = scores + (scores if mask else 0) + (2 * scores if dropout else 0)
-    return cost + Cost(elementwise=extra)
+                        dropout: bool = False, scale_scores: bool = True,
+                        pairs: tuple[int, int] | None = None) -> Cost:
+    """``pairs``: (P, rows) from :func:`causal_pairs` when a causal mask is counted exactly."""
+    p, rows = pairs or (l * s, l)
+    scores = b * p
+    products = Cost(macs=scores * e, dots=scores) + Cost(macs=scores * ev_, dots=b * rows * ev_)
+    extra = (scores if scale_scores else 0) + (scores if mask else 0) + (2 * scores if dropout else 0)
+    return products + softmax_cost(scores) + Cost(elementwise=extra)
 
 
-def _bhld(ev, mask_index: int | None, mask_name: str | None, dropout_index: int):
-    """Layout (..., L, E) as used by the aten._scaled_dot_product_* kernels."""
-    q, k, v = ev.args[:3]
-    mask = ev.arg(mask_index, mask_name) if mask_name else None
-    p = ev.arg(dropout_index, "dropout_p", 0.0) or 0.0
-    return attention_core_cost(prod(q.shape[:-2]), q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1],
-                               mask=mask is not None, dropout=p > 0)
+def _arg(ev, where: tuple):
+    index, name = where
+    return ev.kwargs.get(name) if index is None else ev.arg(index, name)
 
 
-@register("aten.scaled_dot_product_attention")
-def sdpa(ev):  # (query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale, enable_gqa)
-    return _bhld(ev, 3, "attn_mask", 4)
+@dataclass(frozen=True)
+class Kernel:
+    """Where one SDPA kernel keeps its arguments: ``(index, name)`` pairs (index None: keyword only)."""
+
+    layout: str                       # "bhld": (..., L, E); "blhd": (batch, L, heads, E)
+    dropout: tuple
+    mask: tuple | None = None
+    causal: tuple | None = None       # is_causal flag, or the efficient kernel's custom_mask_type
+    lower_right: bool = False         # is_causal means a bottom-right aligned mask
+
+    def cost(self, ev, exact_causal: bool) -> Cost:
+        q, k, v = ev.args[:3]
+        if self.layout == "bhld":
+            b, l, s, e = prod(q.shape[:-2]), q.shape[-2], k.shape[-2], q.shape[-1]
+        else:
+            n, l, h, e = q.shape[-4:] if q.ndim == 4 else (1, *q.shape)
+            b, s = n * h, k.shape[-3]
+        mask = self.mask is not None and _arg(ev, self.mask) is not None
+        dropout = (_arg(ev, self.dropout) or 0.0) > 0
+        pairs = None
+        if exact_causal and self.causal is not None:
+            flag = _arg(ev, self.causal)
+            if flag:   # is_causal, or custom_mask_type 1 (top-left) / 2 (bottom-right)
+                pairs = causal_pairs(l, s, lower_right=self.lower_right or flag == 2)
+        return attention_core_cost(b, l, s, e, v.shape[-1], mask=mask, dropout=dropout, pairs=pairs)
 
 
-@register("aten._scaled_dot_product_attention_math")
-def sdpa_math(ev):  # (query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, dropout_mask=None, ...)
-    return _bhld(ev, 3, "attn_mask", 4)
+KERNELS = {
+    # (query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale, enable_gqa)
+    "aten.scaled_dot_product_attention": Kernel("bhld", (4, "dropout_p"), (3, "attn_mask"), (5, "is_causal")),
+    "aten._scaled_dot_product_attention_math": Kernel("bhld", (4, "dropout_p"), (3, "attn_mask"), (5, "is_causal")),
+    # (query, key, value, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None)
+    "aten._scaled_dot_product_flash_attention_for_cpu": Kernel("bhld", (3, "dropout_p"), (None, "attn_mask"),
+                                                               (4, "is_causal")),
+    # (query, key, value, dropout_p=0.0, is_causal=False, return_debug_mask=False, *, scale)
+    "aten._scaled_dot_product_flash_attention": Kernel("bhld", (3, "dropout_p"), None, (4, "is_causal"), True),
+    # (query, key, value, attn_bias, compute_log_sumexp, dropout_p=0.0, is_causal=False, …)
+    "aten._scaled_dot_product_efficient_attention": Kernel("bhld", (5, "dropout_p"), (3, "attn_bias"),
+                                                           (6, "is_causal")),
+    "aten._scaled_dot_product_cudnn_attention": Kernel("bhld", (5, "dropout_p"), (3, "attn_bias"), (6, "is_causal")),
+    # (query, key, value, attn_bias=None, dropout_p=0.0, is_causal=False, …)
+    "aten._scaled_dot_product_fused_attention_overrideable": Kernel("bhld", (4, "dropout_p"), (3, "attn_bias"),
+                                                                    (5, "is_causal")),
+    # (query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, …)
+    "aten._flash_attention_forward": Kernel("blhd", (7, "dropout_p"), None, (8, "is_causal"), True),
+    # (query, key, value, bias, cu_seqlens_q, cu_seqlens_k, max_q, max_k, dropout_p, custom_mask_type, …)
+    "aten._efficient_attention_forward": Kernel("blhd", (8, "dropout_p"), (3, "bias"), (9, "custom_mask_type")),
+}
 
 
-@register("aten._scaled_dot_product_flash_attention_for_cpu")
-def sdpa_flash_cpu(ev):  # (query, key, value, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None)
-    return _bhld(ev, 99, "attn_mask", 3)
+def _formula(kernel: Kernel, exact_causal: bool):
+    def formula(ev):
+        return kernel.cost(ev, exact_causal)
+    return formula
 
 
-@register("aten._scaled_dot_product_flash_attention")
-def sdpa_flash(ev):  # (query, key, value, dropout_p=0.0, is_causal=False, return_debug_mask=False, *, scale)
-    return _bhld(ev, None, None, 3)
+FULL = {name: register(name)(_formula(kernel, False)) for name, kernel in KERNELS.items()}
+EXACT = {name: _formula(kernel, True) for name, kernel in KERNELS.items()}
 
 
-@register("aten._scaled_dot_product_efficient_attention", "aten._scaled_dot_product_cudnn_attention",
-          "aten._scaled_dot_product_fused_attention_overrideable")
-def sdpa_with_bias(ev):  # (query, key, value, attn_bias, compute_log_sumexp | dropout_p, …)
-    p_index = 4 if ev.op.endswith("overrideable") else 5
-    return _bhld(ev, 3, "attn_bias", p_index)
-
-
-def _blhd(ev, dropout_index: int):
-    """Layout (batch, L, heads, E) of the lower-level flash/efficient kernels."""
-    q, k, v = ev.args[:3]
-    p = ev.arg(dropout_index, "dropout_p", 0.0) or 0.0
-    n, l, h, e = q.shape[-4:] if q.ndim == 4 else (1, *q.shape)
-    return attention_core_cost(n * h, l, k.shape[-3], e, v.shape[-1], dropout=p > 0)
-
-
-@register("aten._flash_attention_forward")
-def flash_forward(ev):  # (query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, …)
-    return _blhd(ev, 7)
-
-
-@register("aten._efficient_attention_forward")
-def efficient_forward(ev):  # (query, key, value, bias, cu_seqlens_q, cu_seqlens_k, max_q, max_k, dropout_p, …)
-    cost = _blhd(ev, 8)
-    if ev.arg(3, "bias") is not None:
-        q, k = ev.args[:2]
-        cost += Cost(elementwise=q.shape[0] * q.shape[2] * q.shape[1] * k.shape[1])
-    return cost
+def with_causal(registry: Registry, causal: str) -> Registry:
+    """``registry`` itself for ``"full"``; for ``"exact"`` a copy whose built-in attention
+    formulas count only the unmasked pairs of a causal mask (user overrides are kept)."""
+    if causal not in CAUSAL:
+        raise OptionsError(f"unknown causal counting '{causal}'", hint=f"choose one of: {', '.join(CAUSAL)}")
+    if causal == "full":
+        return registry
+    exact = registry.copy()
+    for name, fn in EXACT.items():
+        if registry.formula(name) is FULL[name]:
+            exact.override(name, fn)
+    return exact
 
 
 def mha_cost(n: int, lq: int, lk: int, d: int, heads: int, *, in_bias: bool, out_bias: bool,
-             mask: bool = False, average_weights: bool = False) -> Cost:
-    """Multi-head attention with input and output projections of width d."""
+             mask: bool = False, need_weights: bool = False, average_weights: bool = False) -> Cost:
+    """Multi-head attention with input and output projections of width d. Returning the
+    weights takes the explicit path, which scales q (n·lq·d) rather than the scores."""
     hd = d // heads
     cost = (matmul_cost(1, n * lq, d, d, bias=in_bias)            # q projection
             + matmul_cost(1, n * lk, d, 2 * d, bias=in_bias)      # k and v projections
-            + attention_core_cost(n * heads, lq, lk, hd, hd, mask=mask)
+            + attention_core_cost(n * heads, lq, lk, hd, hd, mask=mask, scale_scores=not need_weights)
             + matmul_cost(1, n * lq, d, d, bias=out_bias))         # output projection
+    if need_weights:
+        cost += Cost(elementwise=n * lq * d)
     if average_weights:
         cost += Cost(elementwise=n * heads * lq * lk)
     return cost
@@ -120,7 +164,8 @@ def native_mha(ev):
     _, lk, _ = _nld(k)
     need = bool(ev.arg(10, "need_weights", True))
     return mha_cost(n, lq, lk, d, heads, in_bias=ev.args[6] is not None, out_bias=ev.args[8] is not None,
-                    mask=ev.arg(9, "mask") is not None, average_weights=need and bool(ev.arg(11, "average_attn_weights", True)))
+                    mask=ev.arg(9, "mask") is not None, need_weights=need,
+                    average_weights=need and bool(ev.arg(11, "average_attn_weights", True)))
 
 
 @register("aten._transformer_encoder_layer_fwd")
@@ -144,3 +189,4 @@ def encoder_layer(ev):
             + layer_norm_cost(rows * d, rows, weight=ev.args[12] is not None, bias=ev.args[13] is not None)
             + matmul_cost(1, rows, d, ff, bias=ev.args[15] is not None) + act
             + matmul_cost(1, rows, ff, d, bias=ev.args[17] is not None))
+

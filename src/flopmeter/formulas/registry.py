@@ -85,6 +85,10 @@ class Registry:
             self._formulas[name] = (fn, own_bytes)
 
     # -- querying -----------------------------------------------------------
+    def formula(self, name: str) -> Formula | None:
+        entry = self._formulas.get(name)
+        return entry[0] if entry else None
+
     def names(self) -> list[str]:
         return sorted(self._formulas)
 

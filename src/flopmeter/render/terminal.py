@@ -31,7 +31,8 @@ def header(report: Report, raw: bool = False):
     t.add_row("MACs", human_unit(report.macs, "MACs", raw))
     t.add_row("FLOPs", escape(f"{human_unit(report.flops, 'FLOPs', raw)}  [{conv.name}: {conv.description}]"))
     t.add_row("mode", f"{report.mode} tensors on {report.device}, "
-                      f"{'no_grad (inference)' if report.inference else 'autograd on'}, torch {report.torch_version}")
+                      f"{'no_grad (inference)' if report.inference else 'autograd on'}, torch {report.torch_version}"
+                      + (", causal masks counted exactly" if report.causal == "exact" else ""))
     unsupported = sum(report.unsupported.values())
     t.add_row("unsupported", "none" if not unsupported else
               "[red]" + escape(f"{unsupported} call(s): " + ", ".join(

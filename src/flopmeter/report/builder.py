@@ -28,7 +28,7 @@ def tensor_stats(named) -> TensorStats:
 
 
 def build_report(model: nn.Module, trace: Trace, *, registry: Registry | None = None,
-                 convention: str = "dot", strict: bool = False) -> Report:
+                 convention: str = "dot", strict: bool = False, causal: str = "full") -> Report:
     registry = registry or REGISTRY
     conv = get_convention(convention)
 
@@ -63,7 +63,7 @@ def build_report(model: nn.Module, trace: Trace, *, registry: Registry | None = 
         model=type(model).__name__, convention=conv.name, mode=trace.mode, device=trace.device,
         inference=trace.inference, torch_version=torch.__version__, inputs=list(trace.inputs), root=root,
         ops=rows, unsupported=dict(unsupported),
-        params=tensor_stats(model.named_parameters()), buffers=tensor_stats(model.named_buffers()),
+        params=tensor_stats(model.named_parameters()), buffers=tensor_stats(model.named_buffers()), causal=causal,
     )
 
 

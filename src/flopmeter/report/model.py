@@ -106,6 +106,7 @@ class Report:
     unsupported: dict[str, int]
     params: TensorStats
     buffers: TensorStats
+    causal: str = "full"          # causal masks counted in full, or only their unmasked pairs
 
     # -- totals -------------------------------------------------------------
     @property
@@ -160,6 +161,7 @@ class Report:
             "schema": SCHEMA,
             "model": self.model,
             "convention": {"name": conv.name, "description": conv.description},
+            "causal": self.causal,
             "mode": self.mode, "device": self.device, "inference": self.inference,
             "torch_version": self.torch_version,
             "inputs": [repr(t) for t in self.inputs],
