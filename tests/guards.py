@@ -12,7 +12,8 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_back
                "_forward_pre_hooks_with_kwargs")
 _GLOBALS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
             "_global_backward_pre_hooks", "_global_module_registration_hooks",
-            "_global_parameter_registration_hooks", "_global_buffer_registration_hooks")
+            "_global_parameter_registration_hooks", "_global_buffer_registration_hooks",
+            "_global_forward_hooks_with_kwargs", "_global_forward_hooks_always_called")
 
 
 def snapshot(model: nn.Module) -> dict:

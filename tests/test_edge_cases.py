@@ -125,3 +125,14 @@ def test_transformer_encoder_layer_fast_path():
 def test_fake_cuda_device_needs_no_gpu():
     r = flopmeter.count(nn.Linear(3, 4), input_shape=(2, 3), options=Options(device="cuda"))
     assert r.device.startswith("cuda") and r.macs == 2 * 3 * 4   # fake CUDA needs no GPU
+
+
+def test_trace_keeps_each_module_calls_inputs_positional_and_keyword():
+    from flopmeter.trace import record
+
+    x, scale = torch.randn(4, 6), torch.randn(4, 3)
+    trace = record(models.KeywordInputs(), (x,), {"scale": scale})
+    (args, kwargs), = trace.module_inputs[""]
+    assert [t.shape for t in args] == [(4, 6)] and kwargs["scale"].shape == (4, 3)
+    twice = record(models.CalledTwice(), (torch.randn(2, 8),), None)
+    assert len(twice.module_inputs["fc"]) == 2                # one entry per call

@@ -4,6 +4,7 @@ It uses PyTorch's *global* module hooks (``register_module_forward_pre_hook`` an
 ``register_module_forward_hook``), which live in torch's registry, not on the user's
 modules; both handles are removed in ``finally``. Modules outside the counted model
 (say one built inside ``forward``) are not pushed: their ops go to the enclosing module.
+Each call's inputs (positional and keyword) and outputs are kept as metadata.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+from torch.nn.modules import module as module_mod
 
 from .events import to_meta
 
@@ -27,6 +29,7 @@ class ModuleStack:
         self._pushed: list[int] = []     # ids of modules pushed, to pop symmetrically
         self.calls: dict[str, int] = defaultdict(int)
         self.outputs: dict[str, list] = defaultdict(list)   # path → output metas per call
+        self.inputs: dict[str, list] = defaultdict(list)    # path → (args, kwargs) metas per call
         self.error_stack: tuple | None = None   # the stack when a forward first raised
 
     def _pre(self, module, args):
@@ -39,7 +42,9 @@ class ModuleStack:
         self.stack = self.stack + ((name, idx),)
         self.current = name
 
-    def _post(self, module, args, output):
+    def _post(self, module, args, *rest):
+        # (kwargs, output) normally; torch calls always_call hooks without kwargs when forward raised
+        kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
         if not self._pushed or self._pushed[-1] != id(module):
             return
         self._pushed.pop()
@@ -49,6 +54,7 @@ class ModuleStack:
             if self.error_stack is None:
                 self.error_stack = self.stack
         else:
+            self.inputs[name].append((to_meta(args), to_meta(kwargs)))
             self.outputs[name].append(to_meta(output))
         self.stack = self.stack[:-1]
         self.current = self.stack[-1][0] if self.stack else ""
@@ -57,7 +63,7 @@ class ModuleStack:
     def installed(self):
         pre = nn.modules.module.register_module_forward_pre_hook(self._pre)
         try:
-            post = nn.modules.module.register_module_forward_hook(self._post, always_call=True)
+            post = nn.modules.module.register_module_forward_hook(self._post, with_kwargs=True, always_call=True)
         except BaseException:
             pre.remove()
             raise
@@ -66,3 +72,5 @@ class ModuleStack:
         finally:
             pre.remove()
             post.remove()
+            # the handle does not remove the with_kwargs flag torch keeps for it in a separate dict
+            module_mod._global_forward_hooks_with_kwargs.pop(post.id, None)

@@ -32,6 +32,7 @@ class Trace:
     mode: str
     device: str
     inference: bool
+    module_inputs: dict[str, list] = field(default_factory=dict)   # module path → (args, kwargs) metas per call
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -166,7 +167,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         except Exception as exc:
             raise _forward_error(exc, model, recorder, stack) from exc
 
-    return Trace(recorder.events, dict(stack.calls), dict(stack.outputs), inputs, mode, str(target), inference)
+    return Trace(recorder.events, dict(stack.calls), dict(stack.outputs), inputs, mode, str(target), inference,
+                 module_inputs=dict(stack.inputs))
 
 
 def _forward_error(exc: Exception, model: nn.Module, recorder: Recorder, stack: ModuleStack) -> ModelForwardError:
