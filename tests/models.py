@@ -185,3 +185,56 @@ class TrainModeBN(nn.Module):
 
     def forward(self, x):
         return self.drop(torch.relu(self.bn(self.conv(x))))
+
+
+# -- attention and transformers for the closed-form tests ------------------------
+
+class GroupedQueryAttention(nn.Module):
+    """q, k, v, o projections around F.scaled_dot_product_attention, h_kv ≤ h key/value heads."""
+
+    def __init__(self, d: int, heads: int, kv_heads: int, *, q_bias=False, kv_bias=False, out_bias=False,
+                 causal=False, dropout=0.0):
+        super().__init__()
+        self.heads, self.kv_heads, self.causal, self.dropout = heads, kv_heads, causal, dropout
+        e = d // heads
+        self.q = nn.Linear(d, d, bias=q_bias)
+        self.k = nn.Linear(d, kv_heads * e, bias=kv_bias)
+        self.v = nn.Linear(d, kv_heads * e, bias=kv_bias)
+        self.o = nn.Linear(d, d, bias=out_bias)
+
+    def forward(self, x, memory, mask=None):
+        n, lq, d = x.shape
+        q = self.q(x).view(n, lq, self.heads, -1).transpose(1, 2)
+        k = self.k(memory).view(n, memory.shape[1], self.kv_heads, -1).transpose(1, 2)
+        v = self.v(memory).view(n, memory.shape[1], self.kv_heads, -1).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal,
+                                           dropout_p=self.dropout if self.training else 0.0,
+                                           enable_gqa=self.kv_heads != self.heads)
+        return self.o(y.transpose(1, 2).reshape(n, lq, d))
+
+
+class TinyDecoder(nn.Module):
+    """A decoder-only language model: bias-free projections, a 4·d MLP, pre-norm blocks, causal
+    attention, no position embedding, the output head tied to the token embedding."""
+
+    def __init__(self, vocab: int, d: int, layers: int, heads: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.blocks = nn.ModuleList(nn.ModuleDict({
+            "norm1": nn.LayerNorm(d), "qkv": nn.Linear(d, 3 * d, bias=False), "proj": nn.Linear(d, d, bias=False),
+            "norm2": nn.LayerNorm(d), "fc": nn.Linear(d, 4 * d, bias=False), "out": nn.Linear(4 * d, d, bias=False),
+        }) for _ in range(layers))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+        self.head.weight = self.embed.weight
+        self.heads = heads
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        n, t, d = x.shape
+        for b in self.blocks:
+            q, k, v = b["qkv"](b["norm1"](x)).view(n, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + b["proj"](a.transpose(1, 2).reshape(n, t, d))
+            x = x + b["out"](F.gelu(b["fc"](b["norm2"](x))))
+        return self.head(self.norm(x))

@@ -8,6 +8,7 @@ them into one-line ``error: …`` / ``hint: …`` messages in a single place::
     ├── InputError                 example inputs that cannot be built or used
     ├── ModelForwardError          the model's forward raised; names module, op, shapes
     ├── UnsupportedOpsError        strict mode and some ops have no formula
+    ├── NoClosedFormError          a module (or configuration) has no closed-form layer formula
     └── MissingDependencyError     an optional extra is not installed
 """
 
@@ -56,6 +57,10 @@ class UnsupportedOpsError(FlopmeterError):
             hint="register a formula with flopmeter.formulas.register, or run without strict",
         )
         self.ops = dict(ops)
+
+
+class NoClosedFormError(FlopmeterError):
+    """No closed-form layer formula covers this module type or this configuration of it."""
 
 
 class MissingDependencyError(FlopmeterError, ImportError):
