@@ -8,15 +8,16 @@
 
 from .api import Options, count
 from .cost import CONVENTIONS, Convention, Cost
-from .errors import (FlopmeterError, InputError, MissingDependencyError, ModelForwardError, OptionsError,
-                     UnsupportedOpsError)
+from .errors import (FlopmeterError, InputError, MissingDependencyError, ModelForwardError, NoClosedFormError,
+                     OptionsError, UnsupportedOpsError)
+from .explain import Explanation, explain
 from .formulas import REGISTRY
 from .report import ModuleNode, OpRow, Report
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CONVENTIONS", "Convention", "Cost", "FlopmeterError", "InputError", "MissingDependencyError",
-    "ModelForwardError", "ModuleNode", "OpRow", "Options", "OptionsError", "REGISTRY", "Report",
-    "UnsupportedOpsError", "count", "__version__",
+    "CONVENTIONS", "Convention", "Cost", "Explanation", "FlopmeterError", "InputError", "MissingDependencyError",
+    "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options", "OptionsError", "REGISTRY", "Report",
+    "UnsupportedOpsError", "count", "explain", "__version__",
 ]
