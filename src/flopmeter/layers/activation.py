@@ -31,8 +31,8 @@ RULES = {
 
 @closed_form(*RULES)
 def activation(m, call):
-    """One op per element (see the table of rules in ``layers/activation.py``); PReLU has
-    one learned slope per channel (or one in all)."""
+    """A fixed count per element, by type (listed below); PReLU has one learned slope per
+    channel, or one in all."""
     w = Work(describe(m), call.describe(), n=call.input.numel)
     if isinstance(m, nn.PReLU):
         w.set(a=m.num_parameters)

@@ -73,6 +73,10 @@ class Layers:
     def types(self) -> list[type]:
         return list(self._forms)
 
+    def form(self, t: type) -> ClosedForm:
+        """The closed form registered for exactly this type."""
+        return self._forms[t]
+
     def lookup(self, module: nn.Module) -> ClosedForm:
         """The closed form of the module's type, or of a base class whose forward it keeps."""
         for base in type(module).__mro__:
