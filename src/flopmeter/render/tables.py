@@ -26,6 +26,7 @@ class Table:
     rows: list[list] = field(default_factory=list)
     footer: list[tuple[str, str]] = field(default_factory=list)
     keys: list[str] | None = None        # full module paths of the rows (CSV uses them)
+    exact: bool = False                  # always exact integers (Keras-style summaries)
 
 
 def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
@@ -73,7 +74,7 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
 
 
 def keras_table(report: Report) -> Table:
-    t = Table(["Layer (type)", "Output Shape", "Param #"], [False, False, True])
+    t = Table(["Layer (type)", "Output Shape", "Param #"], [False, False, True], exact=True)
     for node in report.modules():
         if node.children or not node.path:
             continue

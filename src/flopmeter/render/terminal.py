@@ -20,6 +20,7 @@ def to_rich(table: Table, raw: bool = False):
     from rich.markup import escape
     from rich.table import Table as RichTable
 
+    raw = raw or table.exact
     t = RichTable(show_edge=False, header_style="bold")
     for name, numeric in zip(table.columns, table.numeric):
         if numeric:

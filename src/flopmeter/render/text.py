@@ -16,6 +16,7 @@ def _md_cell(value, raw: bool) -> str:
 
 
 def markdown_table(table: Table, raw: bool = False) -> str:
+    raw = raw or table.exact
     lines = ["| " + " | ".join(table.columns) + " |",
              "|" + "|".join("---:" if n else "---" for n in table.numeric) + "|"]
     for row in table.rows:
