@@ -111,3 +111,19 @@ def test_in_place_views_are_free():
     assert r.unsupported == {}
     assert {row.op: row.status for row in r.ops} == {"aten.clone": "costed", "aten.as_strided_": "free",
                                                       "aten.unsqueeze_": "free", "aten.transpose_": "free"}
+
+
+def test_dataframe_and_rich_views():
+    pd = pytest.importorskip("pandas")
+    r = _unet_report()
+    modules = r.to_dataframe()
+    assert isinstance(modules, pd.DataFrame)
+    assert modules.loc[modules.path == "", "macs"].item() == r.macs
+    ops = r.to_dataframe("ops")
+    assert ops["macs"].sum() == r.macs and len(ops) == len(r.ops)
+    with pytest.raises(flopmeter.OptionsError):
+        r.to_dataframe("layers")
+    from rich.console import Console
+    console = Console(record=True, width=120)
+    console.print(r)
+    assert "UNet" in console.export_text()
