@@ -213,3 +213,14 @@ def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "flopmeter", TINY, "--format", "json"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and json.loads(done.stdout)["totals"]["macs"] == TINY_MACS
+
+
+@pytest.mark.parametrize("name", ["vit_h_14", "fcn_resnet50", "r3d_18"])
+def test_torchvision_models_are_built_like_their_published_weights(capsys, name):
+    tv = pytest.importorskip("torchvision")
+    meta = tv.models.get_model_weights(name).DEFAULT.meta
+    code, out, _ = run(capsys, f"torchvision:{name}", "--format", "json")
+    d = json.loads(out)
+    assert code == 0 and d["unsupported"] == {}
+    assert d["params"]["count"] == meta["num_params"]
+    assert round(d["totals"]["macs"] / 1e9, 3) == meta["_ops"]          # _ops: GMACs to 3 decimals

@@ -61,6 +61,9 @@ def torchvision_model(name: str, req: InputRequest) -> Resolved:
     if kind == "segmentation" and _accepts(tv.models.get_model_builder(name), "aux_loss") \
             and _weights_meta(tv, name) is not None:
         extra["aux_loss"] = True      # as built for its published weights (and their _ops)
+    weights = _weights_meta(tv, name)
+    if name.startswith("vit_") and weights is not None and "min_size" in weights.meta:
+        extra["image_size"] = weights.meta["min_size"][0]    # vit_h_14's weights run at 518 px
 
     def factory():
         model = tv.models.get_model(name, weights=None, **extra).eval()
