@@ -1,9 +1,6 @@
 """SPEC.md §2's worked examples reproduced through ``flopmeter.explain`` and the closed forms.
-Their derivations are kept in tests/golden/explain_worked_examples.txt; regenerate it with
-``FLOPMETER_REGEN_GOLDEN=1 python -m pytest tests/test_explain_worked_examples.py``."""
-
-import os
-from pathlib import Path
+Their derivations are kept in tests/golden/explain_worked_examples.txt (``pytest --update-golden``
+rewrites it)."""
 
 import torch
 from torch import nn
@@ -13,9 +10,6 @@ from flopmeter import Options
 from flopmeter.layers import attention
 
 import models
-
-GOLDEN = Path(__file__).parent / "golden" / "explain_worked_examples.txt"
-
 
 def _explain(model, path, *inputs, **kw):
     e = flopmeter.explain(model, path, *inputs, **kw)
@@ -93,8 +87,6 @@ def exact_conv():
     return _section("Bias-free 3×3 conv, 3 → 4 channels, 6×6 output: 7,632 FLOPs (exact)", [e.render()])
 
 
-def test_worked_examples_through_explain():
-    text = "\n".join(f() for f in (mlp, small_cnn, self_attention, keras_cnn, unet, exact_conv))
-    if os.environ.get("FLOPMETER_REGEN_GOLDEN"):
-        GOLDEN.write_text(text, encoding="utf-8")
-    assert text == GOLDEN.read_text(encoding="utf-8"), "regenerate with FLOPMETER_REGEN_GOLDEN=1 after checking the diff"
+def test_worked_examples_through_explain(golden):
+    golden("explain_worked_examples.txt", "\n".join(f() for f in (mlp, small_cnn, self_attention, keras_cnn, unet,
+                                                                    exact_conv)))

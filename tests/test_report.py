@@ -97,3 +97,33 @@ def test_params_split_trainable_frozen_and_bytes_by_dtype():
     assert r.params.frozen == 16 + 4 and r.params.trainable == 8 + 2
     assert r.params.bytes_by_dtype == {"float16": 2 * 30}
     assert r.inputs[0].dtype == torch.float16              # input_shape follows the model's dtype
+
+
+def test_in_place_views_are_free():
+    class Restride(nn.Module):
+        def forward(self, x):
+            y = x.clone()
+            y.as_strided_((4, 2), (1, 4))
+            y.unsqueeze_(0).transpose_(1, 2)
+            return y
+
+    r = flopmeter.count(Restride(), torch.randn(2, 4))
+    assert r.unsupported == {}
+    assert {row.op: row.status for row in r.ops} == {"aten.clone": "costed", "aten.as_strided_": "free",
+                                                      "aten.unsqueeze_": "free", "aten.transpose_": "free"}
+
+
+def test_dataframe_and_rich_views():
+    pd = pytest.importorskip("pandas")
+    r = _unet_report()
+    modules = r.to_dataframe()
+    assert isinstance(modules, pd.DataFrame)
+    assert modules.loc[modules.path == "", "macs"].item() == r.macs
+    ops = r.to_dataframe("ops")
+    assert ops["macs"].sum() == r.macs and len(ops) == len(r.ops)
+    with pytest.raises(flopmeter.OptionsError):
+        r.to_dataframe("layers")
+    from rich.console import Console
+    console = Console(record=True, width=120)
+    console.print(r)
+    assert "UNet" in console.export_text()

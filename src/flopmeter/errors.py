@@ -36,15 +36,18 @@ class ModelForwardError(FlopmeterError):
 
     ``module`` is the innermost module path running when it failed ("" is the root),
     ``op`` the aten op that failed (if it failed inside one) and ``shapes`` that op's
-    input shapes. The original exception is chained as ``__cause__``.
+    input shapes. The original exception is chained as ``__cause__``. ``data_dependent`` is
+    true when the forward needed tensor *values* (an output size or a Python branch) that
+    fake tensors do not have; real mode can count such a model.
     """
 
     def __init__(self, message: str, *, module: str | None, op: str | None,
-                 shapes: list | None, hint: str | None = None):
+                 shapes: list | None, hint: str | None = None, data_dependent: bool = False):
         super().__init__(message, hint)
         self.module = module
         self.op = op
         self.shapes = shapes
+        self.data_dependent = data_dependent   # fake tensors cannot give what the code asked
 
 
 class UnsupportedOpsError(FlopmeterError):

@@ -7,8 +7,8 @@ Every op event ends in exactly one of three classes:
 - ``unsupported``: no formula; listed in reports with call counts, never silently zero.
 
 Lookup order for an op: its explicit formula, the explicit free set, then two generic
-rules read off PyTorch's op schema: an op whose results alias an input (a view) is
-free, and an op tagged ``torch.Tag.pointwise`` costs one op per output element
+rules read off PyTorch's op schema: an op whose results alias an input (a view), or that
+is tagged ``inplace_view`` (restrides in place), is free, and an op tagged ``torch.Tag.pointwise`` costs one op per output element
 (``transcendental`` when its name is in ``TRANSCENDENTAL``).
 """
 
@@ -124,6 +124,8 @@ class Registry:
             func = getattr(getattr(getattr(torch.ops, ns), name), overload)
             returns = func._schema.returns
             if returns and all(r.alias_info is not None and not r.alias_info.is_write for r in returns):
+                rule = "view"
+            elif torch.Tag.inplace_view in func.tags:      # as_strided_, transpose_, …: metadata only
                 rule = "view"
             elif torch.Tag.pointwise in func.tags:
                 rule = "pointwise"

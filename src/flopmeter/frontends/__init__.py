@@ -1,5 +1,39 @@
-"""Front ends: turn a SPEC string into a model plus example input shapes."""
+"""Front ends: turn a SPEC string into a model and a way to build its example inputs.
 
-from .zoo import Resolved, resolve
+SPEC forms: ``torchvision:NAME``, ``timm:NAME``, ``hf:CONFIG``, ``path/file.py:FUNCTION``
+and saved models (``.pt2``, TorchScript, pickled modules with ``trust_pickle``).
+"""
 
-__all__ = ["Resolved", "resolve"]
+from __future__ import annotations
+
+import difflib
+
+from ..errors import InputError
+from .base import InputRequest, Resolved
+from .files import python_factory, saved_model
+from .hf import hf_model
+from .zoo import timm_model, torchvision_model
+
+FORMS = "torchvision:NAME, timm:NAME, hf:CONFIG, path/to/file.py:FUNCTION, or a saved model file"
+_PREFIXES = {"torchvision": torchvision_model, "timm": timm_model, "hf": hf_model}
+_SAVED = (".pt2", ".pt", ".pth", ".ts", ".jit")
+
+
+def resolve(spec: str, req: InputRequest | None = None, *, trust_pickle: bool = False) -> Resolved:
+    req = req or InputRequest()
+    head, sep, tail = spec.rpartition(":")
+    if sep and head.endswith(".py"):
+        return python_factory(head, tail, req)
+    if spec.endswith(".py"):
+        raise InputError(f"which function in {spec} builds the model?", hint=f"write {spec}:FUNCTION")
+    if spec.endswith(_SAVED):
+        return saved_model(spec, req, trust_pickle=trust_pickle)
+    prefix, sep, name = spec.partition(":")
+    if sep and prefix in _PREFIXES:
+        return _PREFIXES[prefix](name, req)
+    close = difflib.get_close_matches(prefix, _PREFIXES, n=1)
+    hint = f"did you mean '{close[0]}:{name}'?" if close and sep else f"write the model as {FORMS}"
+    raise InputError(f"cannot read model spec '{spec}'", hint=hint)
+
+
+__all__ = ["FORMS", "InputRequest", "Resolved", "resolve"]

@@ -1,11 +1,11 @@
-"""Terminal rendering with rich: a header and a module tree table (the CLI prints it)."""
+"""Terminal rendering with rich (the ``cli`` extra)."""
 
 from __future__ import annotations
 
-from ..cost import get_convention
 from ..errors import MissingDependencyError
 from ..report import Report
-from .units import human, human_unit
+from .tables import Table, header_items, view_table
+from .units import human
 
 
 def _rich():
@@ -15,50 +15,41 @@ def _rich():
         raise MissingDependencyError("rich", "cli") from None
 
 
-def header(report: Report, raw: bool = False):
+def to_rich(table: Table, raw: bool = False):
     _rich()
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Table as RichTable
 
-    conv = get_convention(report.convention)
-    t = Table.grid(padding=(0, 2))
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("model", escape(report.model))
-    t.add_row("inputs", escape(", ".join(map(repr, report.inputs))))
-    t.add_row("params", f"{human(report.params.count, raw)} ({human_unit(report.params.bytes, 'B', raw)}"
-                        + (f", {human(report.params.frozen, raw)} frozen" if report.params.frozen else "") + ")")
-    t.add_row("MACs", human_unit(report.macs, "MACs", raw))
-    t.add_row("FLOPs", escape(f"{human_unit(report.flops, 'FLOPs', raw)}  [{conv.name}: {conv.description}]"))
-    t.add_row("mode", f"{report.mode} tensors on {report.device}, "
-                      f"{'no_grad (inference)' if report.inference else 'autograd on'}, torch {report.torch_version}"
-                      + (", causal masks counted exactly" if report.causal == "exact" else ""))
-    unsupported = sum(report.unsupported.values())
-    t.add_row("unsupported", "none" if not unsupported else
-              "[red]" + escape(f"{unsupported} call(s): " + ", ".join(
-                  f"{k} ×{v}" for k, v in sorted(report.unsupported.items()))) + "[/red]")
+    raw = raw or table.exact
+    t = RichTable(show_edge=False, header_style="bold")
+    for name, numeric in zip(table.columns, table.numeric):
+        if numeric:
+            t.add_column(escape(name), justify="right", no_wrap=True, min_width=6)
+        else:
+            t.add_column(escape(name), overflow="fold")
+    for row in table.rows:
+        t.add_row(*(human(c, raw) if isinstance(c, int) else escape(str(c)) for c in row))
     return t
 
 
-def module_table(report: Report, depth: int | None = 2, raw: bool = False):
+def render(report: Report, *, view: str = "tree", depth: int | None = 2, raw: bool = False):
+    """A rich renderable: the header, a blank line, the chosen view, its footer."""
     _rich()
-    from rich.table import Table
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table as RichTable
 
-    total_flops = report.flops or 1
-    t = Table(show_edge=False, header_style="bold")
-    t.add_column("module", overflow="fold")
-    t.add_column("type", overflow="fold")
-    t.add_column("output", overflow="fold")
-    for name in ("params", "MACs", f"FLOPs ({report.convention})", "share"):
-        t.add_column(name, justify="right", no_wrap=True, min_width=len(name) if raw else 6)
-    for node in report.modules():
-        if depth is not None and node.depth > depth:
-            continue
-        label = "  " * node.depth + (node.name or report.model.rsplit(":", 1)[-1])
-        if node.calls > 1:
-            label += f" ×{node.calls}"
-        out = "×".join(map(str, node.outputs[0].shape)) if node.outputs else ""
-        flops = node.total.flops(report.convention)
-        t.add_row(label, node.type, out, human(node.params_total, raw),
-                  human(node.total.macs, raw), human(flops, raw), f"{100 * flops / total_flops:.1f}%")
-    return t
+    head = RichTable.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    for key, value in header_items(report, raw):
+        style = "red" if key == "unsupported" and value != "none" else ""
+        head.add_row(key, f"[{style}]{escape(value)}[/{style}]" if style else escape(value))
+    table = view_table(report, view, depth)
+    parts = [head, "", to_rich(table, raw)]
+    if table.footer:
+        foot = RichTable.grid(padding=(0, 2))
+        for key, value in table.footer:
+            foot.add_row(key + ":", value)
+        parts += ["", foot]
+    return Group(*parts)

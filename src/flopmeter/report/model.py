@@ -178,3 +178,27 @@ class Report:
 
     def to_json(self, *, indent: int | None = 2, ops: bool = True) -> str:
         return json.dumps(self.to_dict(ops=ops), indent=indent)
+
+    def to_dataframe(self, view: str = "modules"):
+        """A pandas DataFrame (the ``dataframe`` extra): one row per module, or per op."""
+        try:
+            import pandas as pd
+        except ImportError:
+            from ..errors import MissingDependencyError
+            raise MissingDependencyError("pandas", "dataframe") from None
+        if view == "ops":
+            records = [{"module": r.module, "op": f"{r.event.op}.{r.event.overload}", "status": r.status,
+                        "inputs": ", ".join(map(repr, r.event.inputs)), **r.cost.to_dict(),
+                        "flops": r.cost.flops(self.convention)} for r in self.ops]
+        elif view == "modules":
+            records = [{"path": n.path, "type": n.type, "depth": n.depth, "calls": n.calls,
+                        "params_own": n.params_own, "params_total": n.params_total,
+                        **n.total.to_dict(), "flops": n.total.flops(self.convention)} for n in self.modules()]
+        else:
+            from ..errors import OptionsError
+            raise OptionsError(f"unknown view '{view}'", hint="use 'modules' or 'ops'")
+        return pd.DataFrame.from_records(records)
+
+    def __rich__(self):
+        from ..render.terminal import render
+        return render(self)

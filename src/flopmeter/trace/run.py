@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor,
+                                          FakeTensorMode)
 
 from ..errors import InputError, ModelForwardError, OptionsError
 from .events import OpEvent, TensorMeta, tensors_in, to_meta
@@ -122,6 +123,9 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     recorder = Recorder(stack)
     fake_mode = None
     with torch.random.fork_rng(devices=[]):
+        if mode == "fake" and isinstance(model, torch.jit.ScriptModule):
+            raise InputError("a TorchScript module runs only in real mode",
+                             hint="use mode='real' (CLI: --mode real), or count the eager model")
         if mode == "fake":
             fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
 
@@ -161,6 +165,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                 if fake_mode is not None:
                     with fake_mode, recorder:
                         torch.func.functional_call(model, tensors, args, kwargs, strict=False)
+                elif isinstance(model, torch.jit.ScriptModule):
+                    _run_script_module(model, recorder, args, kwargs)
                 else:
                     with recorder:
                         torch.func.functional_call(model, tensors, args, kwargs, strict=False)
@@ -169,6 +175,19 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
 
     return Trace(recorder.events, dict(stack.calls), dict(stack.outputs), inputs, mode, str(target), inference,
                  module_inputs=dict(stack.inputs))
+
+
+def _run_script_module(model, recorder: Recorder, args, kwargs) -> None:
+    """TorchScript cannot swap tensors (no stateless API) and calls no Python hooks: run it
+    as is, every op at the root, and put its buffers back afterwards."""
+    saved = [(b, b.clone()) for b in model.buffers()]
+    try:
+        with recorder:
+            model(*args, **kwargs)
+    finally:
+        with torch.no_grad():
+            for b, value in saved:
+                b.copy_(value)
 
 
 def _forward_error(exc: Exception, model: nn.Module, recorder: Recorder, stack: ModuleStack) -> ModelForwardError:
@@ -185,6 +204,11 @@ def _forward_error(exc: Exception, model: nn.Module, recorder: Recorder, stack: 
     kind = type(mods[module]).__name__ if module in mods else "?"
     label = f"'{module}' ({kind})" if module else f"the root module ({kind})"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, (DataDependentOutputException, DynamicOutputShapeException)):
+        return ModelForwardError(
+            f"the forward of {label}{where} depends on tensor values, which fake tensors do not have",
+            module=module, op=op, shapes=shapes, data_dependent=True,
+            hint="count it in real mode on real (or random) weights: Options(mode='real'), CLI --mode real")
     return ModelForwardError(
         f"the model's forward failed in {label}{where}: {type(exc).__name__}: {first}",
         module=module, op=op, shapes=shapes,

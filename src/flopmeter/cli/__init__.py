@@ -1,0 +1,42 @@
+"""The ``flopmeter`` command line.
+
+    flopmeter SPEC [options]              count one model (tree, keras or ops view)
+    flopmeter compare SPEC SPEC [...]     several models side by side
+    flopmeter diff OLD.json NEW.json      regression check between two JSON reports
+
+``main(argv) -> int`` is thin: parse, run, and turn every FlopmeterError into one
+``error: …`` line and one ``hint: …`` line with exit status 2 (``--debug`` re-raises).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import FlopmeterError
+from . import compare, count
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "compare":
+        parser, runner, argv = compare.compare_parser(), compare.run_compare, argv[1:]
+    elif argv and argv[0] == "diff":
+        parser, runner, argv = compare.diff_parser(), compare.run_diff, argv[1:]
+    else:
+        parser, runner = count.parser(), count.run
+    args = parser.parse_args(argv)
+    try:
+        return runner(args)
+    except FlopmeterError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["main"]

@@ -1,0 +1,171 @@
+"""Pieces every subcommand shares: input options, counting with a real-mode fallback,
+progress on a terminal, and writing output files safely."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..api import Options, count
+from ..cost import CONVENTIONS
+from ..errors import InputError, ModelForwardError
+from ..frontends import FORMS, InputRequest, Resolved, resolve
+from ..report import Report
+
+DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,
+          "bfloat16": torch.bfloat16, "float64": torch.float64, "int64": torch.int64, "long": torch.int64,
+          "int32": torch.int32, "bool": torch.bool}
+FORMATS = {".json": "json", ".md": "md", ".csv": "csv", ".txt": "table"}
+
+
+def parse_dtype(text: str) -> torch.dtype:
+    try:
+        return DTYPES[text.lower()]
+    except KeyError:
+        import difflib
+        close = difflib.get_close_matches(text.lower(), DTYPES, n=1)
+        raise InputError(f"unknown dtype '{text}'",
+                         hint=f"did you mean '{close[0]}'?" if close else f"one of: {', '.join(DTYPES)}") from None
+
+
+def parse_input(text: str) -> tuple[tuple[int, ...], torch.dtype | None]:
+    """'1x3x224x224' or '1x128:int64' → (shape, dtype or None)."""
+    shape_text, _, dtype_text = text.partition(":")
+    try:
+        shape = tuple(int(p) for p in shape_text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"cannot read input shape '{text}'", hint="write it as 1x3x224x224 (or 1x128:int64)") from None
+    if any(d <= 0 for d in shape):
+        raise InputError(f"input shape '{text}' must have positive sizes", hint="write it as 1x3x224x224")
+    return shape, parse_dtype(dtype_text) if dtype_text else None
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("inputs")
+    g.add_argument("--input", action="append", metavar="SHAPE[:DTYPE]",
+                   help="an input's shape such as 1x3x224x224 or 1x128:int64 (repeat for several inputs)")
+    g.add_argument("--batch", type=int, help="batch size (replaces the first dimension of every input)")
+    g.add_argument("--seq-len", type=int, help="sequence length for hf: text models (default 128)")
+    g.add_argument("--dtype", help="model and input dtype: float32, float16, bfloat16, …")
+    g.add_argument("--device", default=None, choices=("meta", "cpu", "cuda"),
+                   help="device the count pretends to run on (fake tensors need no GPU); default cpu")
+    g.add_argument("--mode", choices=("auto", "fake", "real"), default="auto",
+                   help="fake tensors; real kernels on random weights; auto (default): fake, or real when the "
+                        "forward depends on tensor values (detection) or the file is TorchScript")
+    g.add_argument("--trust-pickle", action="store_true", help="allow loading a pickled whole model (runs its code)")
+    p.add_argument("--convention", default="dot", help=f"FLOP convention: {', '.join(CONVENTIONS)} (default: dot)")
+    p.add_argument("--causal", choices=("full", "exact"), default="full",
+                   help="count attention under a causal mask in full (default) or only its unmasked pairs")
+    p.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
+
+
+def input_request(args) -> InputRequest:
+    for flag, value in (("--batch", args.batch), ("--seq-len", args.seq_len)):
+        if value is not None and value <= 0:
+            raise InputError(f"{flag} must be positive, got {value}")
+    return InputRequest(shapes=tuple(parse_input(s) for s in args.input or ()), batch=args.batch,
+                        seq_len=args.seq_len, dtype=parse_dtype(args.dtype) if args.dtype else None)
+
+
+@contextlib.contextmanager
+def progress(message: str):
+    """A spinner on stderr while something runs, only when a person is watching a terminal."""
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        yield
+        return
+    from rich.console import Console
+    with Console(stderr=True).status(message):
+        yield
+
+
+def note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def count_spec(spec: str, args) -> Report:
+    """Resolve SPEC and count it under the CLI's options, falling back to real mode (random
+    weights, seed 0) where fake tensors cannot run the model."""
+    with progress(f"building {spec} …"):
+        resolved = resolve(spec, input_request(args), trust_pickle=args.trust_pickle)
+    for line in resolved.notes:
+        note(line)
+    device = None if args.device in (None, "meta") else args.device
+    base = Options(convention=args.convention, strict=args.strict, device=device, causal=args.causal)
+    mode = args.mode
+    if mode == "auto" and isinstance(resolved.model, torch.jit.ScriptModule):
+        mode = "real"
+    with progress(f"counting {resolved.name} …"):
+        if mode in ("auto", "fake"):
+            try:
+                return _count(resolved, base, "fake")
+            except ModelForwardError as exc:
+                if mode == "fake" or not exc.data_dependent:
+                    raise
+                note(f"{exc}; counting in real mode on random weights (seed 0)")
+        return _count(resolved, base, "real")
+
+
+def _count(resolved: Resolved, base: Options, mode: str) -> Report:
+    from dataclasses import replace
+
+    model = resolved.model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if mode == "real" and any(t.device.type == "meta" for t in model.parameters()):
+            if resolved.rebuild is None:
+                raise InputError("this model has no weights to run in real mode")
+            model = resolved.rebuild()
+        device = torch.device(base.device or "cpu") if mode == "real" else torch.device("meta")
+        args, kwargs = resolved.make_inputs(device)
+        report = count(model, *args, kwargs=kwargs, options=replace(base, mode=mode))
+    report.model = resolved.name
+    return report
+
+
+def write_output(text: str, path: str | None) -> None:
+    """Print, or write to PATH atomically (a failed write leaves no half-written file)."""
+    if path is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    target = Path(path)
+    if not target.parent.exists():
+        raise InputError(f"cannot write {path}: folder {target.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def output_format(fmt: str | None, path: str | None) -> str:
+    if fmt:
+        return fmt
+    if path:
+        suffix = Path(path).suffix.lower()
+        if suffix not in FORMATS:
+            raise InputError(f"cannot tell the format of '{path}' from its suffix",
+                             hint=f"use one of {', '.join(FORMATS)} or pass --format")
+        return FORMATS[suffix]
+    return "table"
+
+
+def rich_text(renderable, width: int = 120) -> str:
+    """Render a rich object to plain text (for files and pipes)."""
+    from rich.console import Console
+    with open(os.devnull, "w") as sink:
+        console = Console(width=width, record=True, file=sink, color_system=None)
+        console.print(renderable)
+    return console.export_text()
+
+
+__all__ = ["FORMS", "add_input_options", "count_spec", "output_format", "progress", "write_output"]

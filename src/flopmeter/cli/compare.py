@@ -1,0 +1,134 @@
+"""``flopmeter compare A B …`` (side by side) and ``flopmeter diff OLD.json NEW.json``
+(a regression check: exit status 1 when a figure grows past ``--threshold`` percent)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..cost import get_convention
+from ..errors import InputError
+from ..render.tables import Table
+from ..report import SCHEMA
+from .common import add_input_options, count_spec, output_format, rich_text, write_output
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("table", "md", "csv", "json"), help="default: table, or from -o's suffix")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (.json, .md, .csv, .txt)")
+    p.add_argument("--raw", action="store_true", help="exact integers instead of K/M/G/T")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks")
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="flopmeter compare", description="Several models side by side.")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    add_input_options(p)
+    _output_options(p)
+    return p
+
+
+def diff_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="flopmeter diff",
+                                description="Compare two JSON reports; exit 1 when a figure grew past the threshold.")
+    p.add_argument("old", help="the reference report (flopmeter SPEC -o old.json)")
+    p.add_argument("new", help="the report to check")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="allowed growth in percent before the exit status is 1 (default 0)")
+    _output_options(p)
+    return p
+
+
+def _emit(table: Table, fmt: str, raw: bool, output: str | None, as_json) -> None:
+    if fmt == "json":
+        text = json.dumps(as_json, indent=2)
+    elif fmt == "md":
+        from ..render.text import markdown_table
+        text = markdown_table(table, raw)
+    elif fmt == "csv":
+        from ..render.text import table_csv
+        text = table_csv(table)
+    else:
+        from ..render.terminal import to_rich
+        text = rich_text(to_rich(table, raw))
+    write_output(text, output)
+
+
+def run_compare(args) -> int:
+    fmt = output_format(args.format, args.output)
+    conv = get_convention(args.convention).name
+    table = Table(["model", "inputs", "params", "MACs", f"FLOPs ({conv})", "unsupported"],
+                  [False, False, True, True, True, True])
+    summaries = []
+    for spec in args.specs:
+        r = count_spec(spec, args)
+        unsupported = sum(r.unsupported.values())
+        table.rows.append([r.model, ", ".join(map(repr, r.inputs)), r.params.count, r.macs, r.flops, unsupported])
+        summaries.append({"model": r.model, "inputs": [repr(t) for t in r.inputs], "params": r.params.count,
+                          "macs": r.macs, "flops": r.flops, "convention": conv, "unsupported": dict(r.unsupported)})
+    _emit(table, fmt, args.raw, args.output, summaries)
+    return 0
+
+
+def _load(path: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise InputError(f"{path} is not a flopmeter report ({SCHEMA})",
+                         hint="write one with: flopmeter SPEC -o report.json")
+    return data
+
+
+def _figures(d: dict) -> dict[str, int]:
+    t = d["totals"]
+    figures = {"params": d["params"]["count"], "MACs": t["macs"]}
+    figures.update({f"FLOPs ({k})": v for k, v in t["flops_by_convention"].items()})
+    figures.update({"bytes read": t["bytes_read"], "bytes written": t["bytes_written"],
+                    "unsupported calls": sum(d["unsupported"].values())})
+    return figures
+
+
+def _modules(node: dict, out: dict) -> dict:
+    out[node["path"]] = node["total"]["macs"]
+    for child in node["children"]:
+        _modules(child, out)
+    return out
+
+
+def _change(old: int, new: int) -> float:
+    if old == new:
+        return 0.0
+    return float("inf") if old == 0 else 100.0 * (new - old) / old
+
+
+def run_diff(args) -> int:
+    fmt = output_format(args.format, args.output)
+    old, new = _load(args.old), _load(args.new)
+    table = Table(["figure", "old", "new", "change"], [False, True, True, False])
+    grown = []
+    rows = []
+    for name, before in _figures(old).items():
+        after = _figures(new)[name]
+        pct = _change(before, after)
+        if pct > args.threshold:
+            grown.append(name)
+        table.rows.append([name, before, after, f"{pct:+.2f}%"])
+        rows.append({"figure": name, "old": before, "new": after, "change_percent": pct})
+    old_mods, new_mods = _modules(old["modules"], {}), _modules(new["modules"], {})
+    for path in sorted(set(old_mods) | set(new_mods)):
+        before, after = old_mods.get(path, 0), new_mods.get(path, 0)
+        if before != after and path:
+            pct = _change(before, after)
+            table.rows.append([f"  MACs of {path}", before, after, f"{pct:+.2f}%"])
+            rows.append({"figure": f"MACs of {path}", "old": before, "new": after, "change_percent": pct})
+    _emit(table, fmt, args.raw, args.output, {"threshold_percent": args.threshold, "grown": grown, "rows": rows})
+    if grown:
+        import sys
+        print(f"error: grew past {args.threshold:g}%: {', '.join(grown)}", file=sys.stderr)
+        return 1
+    return 0

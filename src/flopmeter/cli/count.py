@@ -1,0 +1,53 @@
+"""``flopmeter SPEC``: count one model and show it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..render.tables import VIEWS
+from .common import FORMS, add_input_options, count_spec, output_format, rich_text, write_output
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="flopmeter", description="Exact parameters, MACs and FLOPs of a PyTorch model.",
+        epilog="other commands: 'flopmeter compare SPEC SPEC …', 'flopmeter diff OLD.json NEW.json'")
+    p.add_argument("spec", help=f"the model: {FORMS}")
+    add_input_options(p)
+    out = p.add_argument_group("output")
+    out.add_argument("--view", choices=VIEWS, default="tree",
+                     help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op")
+    out.add_argument("--ops", action="store_const", const="ops", dest="view", help="same as --view ops")
+    out.add_argument("--depth", type=int, default=2, help="module tree depth (default 2; -1 for all)")
+    out.add_argument("--format", choices=("table", "md", "csv", "json"), help="default: table, or from -o's suffix")
+    out.add_argument("-o", "--output", metavar="FILE", help="write to FILE (.json, .md, .csv, .txt)")
+    out.add_argument("--raw", action="store_true", help="exact integers instead of K/M/G/T")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    p.add_argument("--version", action="version", version=f"flopmeter {__version__}")
+    return p
+
+
+def run(args) -> int:
+    fmt = output_format(args.format, args.output)
+    report = count_spec(args.spec, args)
+    depth = None if args.depth < 0 else args.depth
+    if fmt == "json":
+        text = report.to_json(ops=args.view == "ops")
+    elif fmt == "md":
+        from ..render.text import to_markdown
+        text = to_markdown(report, view=args.view, depth=depth, raw=args.raw)
+    elif fmt == "csv":
+        from ..render.text import to_csv
+        text = to_csv(report, view=args.view, depth=depth)
+    else:
+        from ..render.terminal import render
+        renderable = render(report, view=args.view, depth=depth, raw=args.raw)
+        if args.output is None and sys.stdout.isatty():
+            from rich.console import Console
+            Console().print(renderable)
+            return 0
+        text = rich_text(renderable)
+    write_output(text, args.output)
+    return 0

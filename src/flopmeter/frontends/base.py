@@ -1,0 +1,72 @@
+"""What a front end returns: a model, a way to build example inputs, and notes."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import InputError, MissingDependencyError
+
+
+@dataclass(frozen=True)
+class InputRequest:
+    """What the user asked for: explicit shapes (with dtypes), batch size, sequence length, dtype."""
+
+    shapes: tuple = ()                 # ((shape, dtype | None), …) from --input
+    batch: int | None = None
+    seq_len: int | None = None
+    dtype: torch.dtype | None = None   # model dtype (--dtype)
+
+
+Inputs = tuple[tuple, dict]
+
+
+@dataclass
+class Resolved:
+    name: str
+    model: nn.Module
+    make_inputs: Callable[[torch.device], Inputs]      # example (args, kwargs) on a device
+    rebuild: Callable[[], nn.Module] | None = None      # the same model with real (random) weights
+    notes: list[str] = field(default_factory=list)
+
+
+def import_optional(package: str, extra: str):
+    try:
+        return __import__(package)
+    except ImportError:
+        raise MissingDependencyError(package, extra) from None
+
+
+def unknown_name(kind: str, name: str, known: list[str]) -> InputError:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = (f"did you mean {', '.join(f'{kind}:{c}' for c in close)}?" if close
+            else f"{kind} knows {len(known)} names; check the spelling")
+    return InputError(f"unknown {kind} model '{name}'", hint=hint)
+
+
+def build_on_meta(factory: Callable[[], nn.Module]) -> nn.Module:
+    """Build without allocating weights; a constructor that needs real values builds on CPU."""
+    try:
+        with torch.device("meta"):
+            return factory()
+    except (NotImplementedError, RuntimeError, ValueError):
+        return factory()
+
+
+def tensor(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    if dtype.is_floating_point or dtype.is_complex:
+        return torch.randn(shape, dtype=dtype, device=device) if device.type != "meta" else \
+            torch.empty(shape, dtype=dtype, device=device)
+    return torch.zeros(shape, dtype=dtype, device=device)
+
+
+def shaped_inputs(req: InputRequest, default: list[tuple], float_dtype: torch.dtype):
+    """The shapes to use: --input if given, else the front end's default; --batch replaces dim 0."""
+    shapes = [(s, d or float_dtype) for s, d in req.shapes] if req.shapes else [(s, float_dtype) for s in default]
+    if req.batch is not None:
+        shapes = [((req.batch, *s[1:]), d) for s, d in shapes]
+    return shapes

@@ -1,0 +1,111 @@
+"""Models from files:
+
+- ``path/to/file.py:factory`` — a function returning a model, or ``(model, inputs)`` where
+  inputs is a tensor, a tuple of positional inputs, or a dict of keyword inputs;
+- ``model.pt2`` — a ``torch.export`` ExportedProgram, with its own example inputs;
+- ``model.pt`` / ``.pth`` / ``.ts`` — a TorchScript archive (counted in real mode), or a whole
+  pickled model, which is loaded only with ``--trust-pickle`` (unpickling runs code).
+  A checkpoint holding only weights is not a model: use a ``file.py:factory``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .base import InputRequest, Resolved, shaped_inputs, tensor
+
+
+def _inputs_from_shapes(req: InputRequest):
+    if not req.shapes:
+        return None
+    shapes = shaped_inputs(req, [], req.dtype or torch.float32)
+    return lambda device: (tuple(tensor(s, d, device) for s, d in shapes), {})
+
+
+def _as_inputs(value):
+    if isinstance(value, dict):
+        return (), dict(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(value), {}
+    return (value,), {}
+
+
+def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"no such file: {path}")
+    spec = importlib.util.spec_from_file_location(f"_flopmeter_user_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(file.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    factory = getattr(module, func, None)
+    if not callable(factory):
+        names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
+        import difflib
+        close = difflib.get_close_matches(func, names, n=1)
+        raise InputError(f"{path} has no function '{func}'",
+                         hint=f"did you mean {path}:{close[0]}?" if close else "write path/to/file.py:FUNCTION")
+    made = factory()
+    model, example = (made if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module)
+                      else (made, None))
+    if not isinstance(model, nn.Module):
+        raise InputError(f"{path}:{func} returned {type(model).__name__}, not a torch.nn.Module")
+    make = _inputs_from_shapes(req)
+    if make is None:
+        if example is None:
+            raise InputError(f"{path}:{func} returned no example inputs",
+                             hint="pass --input 1x3x224x224, or return (model, inputs) from the factory")
+        args, kwargs = _as_inputs(example)
+        make = lambda device: (args, kwargs)   # noqa: E731  (the user's own tensors)
+    return Resolved(f"{file.name}:{func}", model.eval() if model.training else model, make)
+
+
+def saved_model(path: str, req: InputRequest, trust_pickle: bool = False) -> Resolved:
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"no such file: {path}")
+    make = _inputs_from_shapes(req)
+    if file.suffix == ".pt2":
+        program = torch.export.load(str(file))
+        model = program.module()
+        if make is None:
+            args, kwargs = program.example_inputs or ((), {})
+            make = lambda device: (args, kwargs)   # noqa: E731
+        return Resolved(file.name, model, make)
+    if _is_torchscript(file):
+        model = torch.jit.load(str(file), map_location="cpu")
+        if make is None:
+            raise InputError("a TorchScript file carries no example inputs", hint="pass --input SHAPE")
+        return Resolved(file.name, model, make, notes=["TorchScript: counted in real mode, all ops at the root"])
+    try:
+        obj = torch.load(str(file), map_location="meta", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (any unpickling refusal)
+        if not trust_pickle:
+            raise InputError(f"{file.name} is not a plain weights file; loading it would run pickled code",
+                             hint="if you trust this file, add --trust-pickle") from None
+        obj = torch.load(str(file), map_location="meta", weights_only=False)
+        del exc
+    if not isinstance(obj, nn.Module):
+        raise InputError(f"{file.name} holds {type(obj).__name__} (weights?), not a model",
+                         hint="write a factory that builds the model: path/to/file.py:FUNCTION")
+    if make is None:
+        raise InputError("a saved model carries no example inputs", hint="pass --input SHAPE")
+    return Resolved(file.name, obj.eval(), make)
+
+
+def _is_torchscript(file: Path) -> bool:
+    try:
+        with zipfile.ZipFile(file) as z:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False

@@ -1,0 +1,108 @@
+"""Format-neutral views of a Report: a header (key/value pairs) and tables of rows.
+
+Cells hold raw numbers; each renderer formats them (human units in the terminal and
+Markdown, exact integers in CSV and with ``raw``). Views:
+
+- ``tree``: the module tree to a depth (module, type, output shape, params, MACs, FLOPs, share);
+- ``keras``: one row per leaf layer (layer and type, output shape, params), Keras-style;
+- ``ops``: one row per executed op that is not free (module, op, shapes, status, MACs, FLOPs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..cost import get_convention
+from ..report import Report
+from .units import human, human_unit
+
+VIEWS = ("tree", "keras", "ops")
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    numeric: list[bool]
+    rows: list[list] = field(default_factory=list)
+    footer: list[tuple[str, str]] = field(default_factory=list)
+    keys: list[str] | None = None        # full module paths of the rows (CSV uses them)
+    exact: bool = False                  # always exact integers (Keras-style summaries)
+
+
+def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
+    conv = get_convention(report.convention)
+    p = report.params
+    params = f"{human(p.count, raw)} ({human_unit(p.bytes, 'B', raw)}"
+    params += f"; {human(p.frozen, raw)} frozen)" if p.frozen else ")"
+    unsupported = sum(report.unsupported.values())
+    return [
+        ("model", report.model),
+        ("inputs", ", ".join(map(repr, report.inputs))),
+        ("params", params),
+        ("MACs", human_unit(report.macs, "MACs", raw)),
+        ("FLOPs", f"{human_unit(report.flops, 'FLOPs', raw)}  [{conv.name}: {conv.description}]"),
+        ("mode", f"{report.mode} tensors on {report.device}, "
+                 f"{'no_grad (inference)' if report.inference else 'autograd on'}, torch {report.torch_version}"
+                 + (", causal masks counted exactly" if report.causal == "exact" else "")),
+        ("unsupported", "none" if not unsupported else f"{unsupported} call(s): "
+         + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items()))),
+    ]
+
+
+def _shape(metas) -> str:
+    return "×".join(map(str, metas[0].shape)) if metas else ""
+
+
+def tree_table(report: Report, depth: int | None = 2) -> Table:
+    flops_col = f"FLOPs ({report.convention})"
+    t = Table(["module", "type", "output", "params", "MACs", flops_col, "share"],
+              [False, False, False, True, True, True, True])
+    total = report.flops or 1
+    # "torchvision:resnet50" → "resnet50"; a file's "net.py:build" → the model's class
+    root_label = report.root.type if ".py:" in report.model else report.model.rsplit(":", 1)[-1]
+    t.keys = []
+    for node in report.modules():
+        if depth is not None and node.depth > depth:
+            continue
+        label = "  " * node.depth + (node.name or root_label)
+        if node.calls > 1:
+            label += f" ×{node.calls}"
+        flops = node.total.flops(report.convention)
+        t.keys.append(node.path)
+        t.rows.append([label, node.type, _shape(node.outputs), node.params_total, node.total.macs, flops,
+                       f"{100 * flops / total:.1f}%"])
+    return t
+
+
+def keras_table(report: Report) -> Table:
+    t = Table(["Layer (type)", "Output Shape", "Param #"], [False, False, True], exact=True)
+    for node in report.modules():
+        if node.children or not node.path:
+            continue
+        shape = "(" + ", ".join(["None", *map(str, node.outputs[0].shape[1:])]) + ")" if node.outputs else "—"
+        t.rows.append([f"{node.path} ({node.type})", shape, node.params_own])
+    p = report.params
+    t.footer = [("Total params", f"{p.count:,}"), ("Trainable params", f"{p.trainable:,}"),
+                ("Non-trainable params", f"{p.frozen:,}")]
+    return t
+
+
+def ops_table(report: Report) -> Table:
+    t = Table(["module", "op", "inputs", "outputs", "status", "MACs", f"FLOPs ({report.convention})"],
+              [False, False, False, False, False, True, True])
+    for row in report.ops:
+        if row.status == "free":
+            continue
+        ev = row.event
+        t.rows.append([ev.module or "(root)", f"{ev.op}.{ev.overload}", ", ".join(map(repr, ev.inputs)),
+                       ", ".join(map(repr, ev.outputs)), row.status, row.cost.macs,
+                       row.cost.flops(report.convention)])
+    return t
+
+
+def view_table(report: Report, view: str, depth: int | None) -> Table:
+    if view == "keras":
+        return keras_table(report)
+    if view == "ops":
+        return ops_table(report)
+    return tree_table(report, depth)
