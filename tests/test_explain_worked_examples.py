@@ -33,7 +33,9 @@ def mlp():
 def small_cnn():
     model, x = models.small_cnn(), torch.randn(1, 1, 28, 28)
     es = [_explain(model, p, x) for p in ("0", "2", "5")]
-    assert [e.closed.macs for e in es] == [1 * 16 * 28 * 28 * 1 * 3 * 3, 1 * 32 * 28 * 28 * 16 * 3 * 3, 32 * 28 * 28 * 10]
+    assert [e.closed.macs for e in es] == [1 * 16 * 28 * 28 * 1 * 3 * 3,     # N·C_out·H·W·C_in·K·K
+                                           1 * 32 * 28 * 28 * 16 * 3 * 3,
+                                           32 * 28 * 28 * 10]                 # I·O
     assert sum(e.closed.macs for e in es) == 3_976_448
     return _section("CNN: 112,896 + 3,612,672 + 250,880 = 3,976,448 MACs, 7,952,896 FLOPs (dot)",
                     [e.render() for e in es])

@@ -78,7 +78,8 @@ def _ops_table(rows: list[OpRow]) -> str:
     for r in shown[:_SHOWN_OPS]:
         ev, c = r.event, r.cost
         shapes = ", ".join(map(repr, ev.inputs)) + " → " + ", ".join(map(repr, ev.outputs))
-        counts = f"MACs {c.macs:,} · dots {c.dots:,} · elementwise {c.elementwise:,} · transcendental {c.transcendental:,}"
+        counts = (f"MACs {c.macs:,} · dots {c.dots:,} · elementwise {c.elementwise:,}"
+                  f" · transcendental {c.transcendental:,}")
         where = f" in '{ev.module}'" if ev.module else ""
         out.append(f"  {ev.op}{where}: {shapes}" + (f"\n      {counts}" if r.status == "costed" else "  UNSUPPORTED"))
     if len(shown) > _SHOWN_OPS:

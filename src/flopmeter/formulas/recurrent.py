@@ -23,7 +23,8 @@ from .registry import register
 # mode numbers shared by oneDNN and cuDNN: RNN_RELU, RNN_TANH, LSTM, GRU
 MODES = {0: "rnn_relu", 1: "rnn_tanh", 2: "lstm", 3: "gru"}
 GATES = {"rnn_relu": 1, "rnn_tanh": 1, "lstm": 4, "gru": 3}
-GATE_OPS = {"rnn_relu": (2, 0), "rnn_tanh": (1, 1), "lstm": (8, 5), "gru": (7, 3)}   # (elementwise, transcendental) per n·H
+# (elementwise, transcendental) ops per n·H of one step, bias adds not included
+GATE_OPS = {"rnn_relu": (2, 0), "rnn_tanh": (1, 1), "lstm": (8, 5), "gru": (7, 3)}
 
 
 def cell_arithmetic(kind: str, n: int, hidden: int, *, bias: bool) -> Cost:

@@ -12,8 +12,8 @@ from ..formulas.recurrent import GATE_OPS, GATES
 from .derivation import Work
 from .registry import closed_form, describe
 
-WHAT = {"rnn_tanh": ("add", "tanh"), "rnn_relu": ("add, relu", ""), "gru": ("2 gate adds, r⊙h_n, add, h − n, z⊙(h − n), add",
-                                                                           "2 sigmoid, tanh"),
+WHAT = {"rnn_tanh": ("add", "tanh"), "rnn_relu": ("add, relu", ""),
+        "gru": ("2 gate adds, r⊙h_n, add, h − n, z⊙(h − n), add", "2 sigmoid, tanh"),
         "lstm": ("4 adds of the gate products, f⊙c, i⊙g, add, o⊙tanh(c)", "3 sigmoid, 2 tanh")}
 
 
@@ -51,7 +51,8 @@ def recurrent(m, call):
         w.set(P=proj)
     r = "P" if proj else "H"
     w.let("X", f"I + (L − 1)·D·{r}", note="input widths summed over layers")
-    w.count("params", f"D·G·H·(X + L·{r})" + (" + 2·L·D·G·H" if m.bias else "") + (" + L·D·P·H" if proj else ""))
+    w.count("params", f"D·G·H·(X + L·{r})" + (" + 2·L·D·G·H" if m.bias else "")
+            + (" + L·D·P·H" if proj else ""))
     w.count("macs", f"T·N·D·G·H·(X + L·{r})", note="gate products")
     w.count("dots", "2·T·N·L·D·G·H", note="gate products")
     if proj:
