@@ -93,3 +93,17 @@ def test_rich_renders_the_same_text():
     pytest.importorskip("rich")
     e = flopmeter.explain(nn.Linear(3, 2), "", torch.randn(4, 3))
     assert e.__rich__().plain == e.render() == str(e)
+
+
+def test_a_module_that_did_not_run_says_so():
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.spare = nn.Linear(3, 3), nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.used(x)
+
+    e = flopmeter.explain(Unused(), "spare", torch.randn(2, 3))
+    assert e.calls == [] and e.derivation is None and e.reason == "the module did not run in this forward"
+    assert e.total == Cost() and e.ops == []
