@@ -104,6 +104,19 @@ def test_pooling():
     assert amax.total.elementwise == 2 * 10 * 10 - 2 * 3 * 3
 
 
+def test_in_place_metadata_ops_are_free():
+    class Restride(nn.Module):
+        def forward(self, x):    # global pooling of a channels-last view ends in aten.as_strided_ (ConvNeXt, Swin)
+            y = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), 1)
+            return y.squeeze_(-1).squeeze_(-1).t_()
+
+    r = count(Restride(), torch.randn(1, 8, 8, 2))
+    statuses = {row.op: row.status for row in r.ops}
+    assert statuses == {"aten.permute": "free", "aten.mean": "costed", "aten.as_strided_": "free",
+                        "aten.squeeze_": "free", "aten.t_": "free"}
+    assert r.total.elementwise == 2 * 8 * 8                  # (64 − 1) adds + 1 divide per channel
+
+
 @pytest.mark.parametrize("mode, per_output", [("nearest", 0), ("bilinear", 4 + 3), ("bicubic", 16 + 15)])
 def test_interpolation(mode, per_output):
     class Up(nn.Module):
