@@ -156,3 +156,30 @@ def test_training_backward_free_options_inference_false_still_counts_forward():
     model = nn.Sequential(nn.Linear(4, 4), nn.GELU())
     r = flopmeter.count(model, torch.randn(2, 4), options=Options(inference=False))
     assert r.macs == 2 * 4 * 4 and r.total.transcendental == 2 * 4
+
+
+def _compute(cost: Cost) -> tuple:
+    return cost.macs, cost.dots, cost.elementwise, cost.transcendental
+
+
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")       # printed by mkldnn.flags on CPU-only builds
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_fused_kernel_matches_its_decomposition(bias):
+    lstm = nn.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True, bias=bias).eval()
+    x = torch.randn(2, 5, 8)
+    fused = count(lstm, x)
+    assert "aten.mkldnn_rnn_layer" in fused.by_op()
+    with torch.backends.mkldnn.flags(enabled=False):          # the same LSTM as mm/addmm + pointwise ops
+        decomposed = count(lstm, x)
+    assert "aten.mkldnn_rnn_layer" not in decomposed.by_op()
+    assert _compute(fused.total) == _compute(decomposed.total)
+    n, t, h = 2, 5, 16
+    steps = 2 * n * t                                           # two directions per layer
+    assert fused.macs == steps * 4 * h * (8 + h) + steps * 4 * h * (2 * h + h)   # layer 2 reads 2H
+    assert fused.total.transcendental == 2 * steps * 5 * h     # 3 sigmoid + 2 tanh per unit and step
+
+
+def test_gru_counts_three_gates():
+    gru = nn.GRU(8, 16, batch_first=True).eval()
+    r = count(gru, torch.randn(2, 5, 8))
+    assert r.macs == 2 * 5 * 3 * 16 * (8 + 16)                 # N·T·3H·(I + H)

@@ -1,7 +1,8 @@
 """Ops that move or create data but do no arithmetic (bytes only), ops that are free, the
 embedding gather, and interpolation.
 
-- free: views and reshapes (also found generically from the op schema), metadata queries,
+- free: views and reshapes (also found generically from the op schema), the ``unsafe_``
+  splits (views without alias annotations, in GRU and LSTM cells), metadata queries,
   detach, allocation without writing;
 - data movement (0 FLOPs, bytes read and written): copies, casts, concatenation, padding,
   indexing and gathers — a gather reads only the indices and the rows it picks;
@@ -23,6 +24,7 @@ REGISTRY.free(
     "aten.sym_constrain_range", "aten.sym_constrain_range_for_size", "aten._assert_scalar",
     "aten.requires_grad_", "aten.retain_grad", "aten.is_same_size", "aten.size", "aten.stride",
     "aten.numel", "aten.dim", "aten.result_type", "aten._nested_tensor_size", "aten.record_stream",
+    "aten.unsafe_split", "aten.unsafe_split_with_sizes", "aten.unsafe_chunk",
 )
 
 
