@@ -9,3 +9,16 @@ def assert_same(fake, real):
     assert fake.unsupported == real.unsupported == {}
     assert fake.params == real.params
     assert [(n.path, n.calls, n.total) for n in fake.modules()] == [(n.path, n.calls, n.total) for n in real.modules()]
+
+
+def compute(cost) -> tuple:
+    """The arithmetic counts of a Cost, without bytes."""
+    return cost.macs, cost.dots, cost.elementwise, cost.transcendental
+
+
+def assert_same_compute(fake, real):
+    """Module by module, the same arithmetic; bytes and free ops may differ."""
+    assert fake.unsupported == real.unsupported == {}
+    assert fake.params == real.params
+    assert [(n.path, n.calls, compute(n.total)) for n in fake.modules()] == \
+           [(n.path, n.calls, compute(n.total)) for n in real.modules()]

@@ -9,6 +9,8 @@ from torch import nn
 import flopmeter
 from flopmeter import Cost, Options
 
+from compare import compute
+
 
 def count(model, *args, **kw):
     r = flopmeter.count(model, *args, **kw)
@@ -158,10 +160,6 @@ def test_training_backward_free_options_inference_false_still_counts_forward():
     assert r.macs == 2 * 4 * 4 and r.total.transcendental == 2 * 4
 
 
-def _compute(cost: Cost) -> tuple:
-    return cost.macs, cost.dots, cost.elementwise, cost.transcendental
-
-
 @pytest.mark.filterwarnings("ignore:TF32 acceleration")       # printed by mkldnn.flags on CPU-only builds
 @pytest.mark.parametrize("bias", [True, False])
 def test_lstm_fused_kernel_matches_its_decomposition(bias):
@@ -172,7 +170,7 @@ def test_lstm_fused_kernel_matches_its_decomposition(bias):
     with torch.backends.mkldnn.flags(enabled=False):          # the same LSTM as mm/addmm + pointwise ops
         decomposed = count(lstm, x)
     assert "aten.mkldnn_rnn_layer" not in decomposed.by_op()
-    assert _compute(fused.total) == _compute(decomposed.total)
+    assert compute(fused.total) == compute(decomposed.total)
     n, t, h = 2, 5, 16
     steps = 2 * n * t                                           # two directions per layer
     assert fused.macs == steps * 4 * h * (8 + h) + steps * 4 * h * (2 * h + h)   # layer 2 reads 2H

@@ -92,3 +92,15 @@ def test_python_error_in_a_child_names_that_child():
     assert info.value.module == "1.1" and info.value.op is None
     assert "'1.1' (Child): ValueError: expected 5 features, got 4" in str(info.value)
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("mode", ["fake", "real"])
+def test_tensors_cached_by_the_forward_do_not_stay_on_the_model(mode):
+    model = models.CachesInForward()
+    x = torch.randn(2, 4)
+    before = snapshot(model)
+    flopmeter.count(model, x, options=Options(mode=mode))
+    assert_unchanged(model, before)
+    assert model.cache == {}
+    out = model(x)                                   # a later real forward computes real values
+    assert type(out) is torch.Tensor and torch.equal(out, x + model.bias * 2)

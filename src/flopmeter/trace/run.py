@@ -2,8 +2,9 @@
 
 The model is never modified: parameters and buffers are substituted *for the call only*
 through ``torch.func.functional_call`` (fakes in fake mode; cloned buffers in real mode,
-so BatchNorm running statistics are not updated), the module stack uses global hooks
-that are removed in ``finally``, and the RNG state is forked and restored.
+so BatchNorm running statistics are not updated), attributes the forward writes onto its
+modules are put back (:mod:`.guard`), the module stack uses global hooks that are removed
+in ``finally``, and the RNG state is forked and restored.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch._subclasses.fake_tensor import (DataDependentOutputException, Dynamic
 
 from ..errors import InputError, ModelForwardError, OptionsError
 from .events import OpEvent, TensorMeta, tensors_in, to_meta
+from .guard import AttributeGuard
 from .modules import ModuleStack
 from .recorder import Recorder
 
@@ -159,6 +161,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
 
         inputs = tensors_in(to_meta(args)) + tensors_in(to_meta(kwargs))
         grad = torch.no_grad() if inference else torch.enable_grad()
+        guard = AttributeGuard(model)
         try:
             with grad, stack.installed():
                 if fake_mode is not None:
@@ -171,6 +174,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                         torch.func.functional_call(model, tensors, args, kwargs, strict=False)
         except Exception as exc:
             raise _forward_error(exc, model, recorder, stack) from exc
+        finally:
+            guard.restore()
 
     return Trace(recorder.events, dict(stack.calls), dict(stack.outputs), inputs, mode, str(target), inference)
 
