@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from .recorder import RecordingFakeMode
+
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
 
@@ -34,15 +36,16 @@ def fake_like(mode: FakeTensorMode, t: torch.Tensor, device: torch.device) -> to
     return f
 
 
-def fake_substitutes(model: nn.Module, device: torch.device) -> tuple[FakeTensorMode, dict[str, torch.Tensor]]:
-    """The fake mode and name → fake for every parameter and buffer; tied tensors share one."""
+def fake_substitutes(model: nn.Module, device: torch.device) -> tuple[RecordingFakeMode, dict[str, torch.Tensor]]:
+    """The (recording) fake mode and name → fake for every parameter and buffer; tied
+    tensors share one."""
     named = list(named_tensors(model))
     signature = (str(device), tuple((name, id(t), t.shape, t.stride(), t.dtype, t.requires_grad)
                                     for name, t in named))
     cached = _CACHE.get(model)
     if cached is not None and cached[0] == signature:
         return cached[1], cached[2]
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    mode = RecordingFakeMode(allow_non_fake_inputs=True)
     fakes = substitutes(named, lambda t: fake_like(mode, t, device))
     _CACHE[model] = (signature, mode, fakes)
     return mode, fakes

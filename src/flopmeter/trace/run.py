@@ -21,7 +21,7 @@ from .fakes import fake_like, fake_substitutes, named_tensors, substitutes
 from .events import OpEvent, TensorMeta, tensors_in, to_meta
 from .guard import AttributeGuard
 from .modules import ModuleStack
-from .recorder import Recorder
+from .recorder import Recorder, Recording
 
 MODES = ("fake", "real")
 
@@ -104,7 +104,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     in_dtype = _first_float_dtype(model)
 
     stack = ModuleStack(model)
-    recorder = Recorder(stack)
+    recording = Recording(stack)
     fake_mode = None
     with torch.random.fork_rng(devices=[]):
         if mode == "fake" and isinstance(model, torch.jit.ScriptModule):
@@ -137,22 +137,20 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         inputs = tensors_in(to_meta(args)) + tensors_in(to_meta(kwargs))
         grad = torch.no_grad() if inference else torch.enable_grad()
         guard = AttributeGuard(model)
+        recorder = fake_mode if fake_mode is not None else Recorder(recording)
         try:
-            with grad, stack.installed():
-                if fake_mode is not None:
-                    with fake_mode, recorder:
-                        torch.func.functional_call(model, tensors, args, kwargs, strict=False, tie_weights=False)
-                elif isinstance(model, torch.jit.ScriptModule):
+            with grad, stack.installed(), recorder.recording_to(recording):
+                if isinstance(model, torch.jit.ScriptModule):
                     _run_script_module(model, recorder, args, kwargs)
                 else:
                     with recorder:
                         torch.func.functional_call(model, tensors, args, kwargs, strict=False, tie_weights=False)
         except Exception as exc:
-            raise _forward_error(exc, model, recorder, stack) from exc
+            raise _forward_error(exc, model, recording, stack) from exc
         finally:
             guard.restore()
 
-    return Trace(recorder.events, dict(stack.calls), dict(stack.outputs), inputs, mode, str(target), inference)
+    return Trace(recording.events, dict(stack.calls), dict(stack.outputs), inputs, mode, str(target), inference)
 
 
 def _run_script_module(model, recorder: Recorder, args, kwargs) -> None:
@@ -168,8 +166,8 @@ def _run_script_module(model, recorder: Recorder, args, kwargs) -> None:
                 b.copy_(value)
 
 
-def _forward_error(exc: Exception, model: nn.Module, recorder: Recorder, stack: ModuleStack) -> ModelForwardError:
-    failure = recorder.failure
+def _forward_error(exc: Exception, model: nn.Module, recording: Recording, stack: ModuleStack) -> ModelForwardError:
+    failure = recording.failure
     if failure is not None:
         module = failure.module
         shapes = [m for m in tensors_in(failure.args)]
