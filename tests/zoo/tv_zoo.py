@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 import flopmeter
-from flopmeter.frontends.zoo import build_on_meta
+from flopmeter.frontends.base import build_on_meta
 
 tv = pytest.importorskip("torchvision")
 
@@ -18,7 +18,7 @@ def build(name: str, **kwargs):
     """A torchvision model without weights (meta device where its constructor allows)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)   # googlenet/inception init notices
-        return build_on_meta(tv.models.get_model, name=name, weights=None, **kwargs).eval()
+        return build_on_meta(lambda: tv.models.get_model(name, weights=None, **kwargs)).eval()
 
 
 def names(module) -> list[str]:
