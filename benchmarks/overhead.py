@@ -7,7 +7,8 @@ times, side by side and in the same run:
   * a plain ``torch.no_grad()`` forward (eval mode, 2 warm-ups, median of N),
   * ``flopmeter.count(model, *inputs)`` in fake mode (the default) and in real mode,
   * PyTorch's ``torch.utils.flop_counter.FlopCounterMode`` around a no_grad forward,
-  * ptflops / fvcore / thop, if importable (each skipped with a note otherwise).
+  * ptflops / fvcore / thop / torchprofile / calflops, if importable (each skipped with a
+    note otherwise).
 
 Each counter gets one warm-up, then N repeats interleaved with the forward (forward,
 fake, real, FlopCounterMode, ... in every repeat) so load drift hits all alike; the
@@ -21,7 +22,6 @@ table shows medians and the ratio to the forward. It also checks that flopmeter'
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import time
@@ -30,6 +30,7 @@ import warnings
 import torch
 
 import flopmeter
+from counters import flop_counter_mode, optional_tools, plain_forward, timed
 
 MODELS = ("resnet50", "vit_b_16", "gpt2")
 
@@ -45,52 +46,6 @@ def build(name: str):
     return model.eval(), (torch.randn(1, 3, 224, 224),)
 
 
-def plain_forward(model, inputs):
-    with torch.no_grad():
-        model(*inputs)
-
-
-def flop_counter_mode(model, inputs):
-    from torch.utils.flop_counter import FlopCounterMode
-    with torch.no_grad(), FlopCounterMode(display=False) as fcm:
-        model(*inputs)
-    return {str(op): n for op, n in fcm.get_flop_counts()["Global"].items()}   # op -> FLOPs
-
-
-def optional_tools() -> tuple[dict, list[str]]:
-    """Third-party counters that are importable: name -> fn(model, inputs) -> MACs."""
-    tools, notes = {}, []
-    try:
-        from ptflops import get_model_complexity_info
-
-        def ptflops_fn(model, inputs):
-            macs, _ = get_model_complexity_info(
-                model, tuple(inputs[0].shape[1:]), input_constructor=lambda _: inputs[0],
-                as_strings=False, print_per_layer_stat=False, verbose=False)
-            return macs
-        tools["ptflops"] = ptflops_fn
-    except ImportError:
-        notes.append("ptflops not installed: skipped")
-    try:
-        from fvcore.nn import FlopCountAnalysis   # fvcore's "flops" are MACs
-        tools["fvcore"] = lambda model, inputs: FlopCountAnalysis(model, inputs).unsupported_ops_warnings(
-            False).uncalled_modules_warnings(False).total()
-    except ImportError:
-        notes.append("fvcore not installed: skipped")
-    try:
-        from thop import profile   # thop adds buffers to the model: profile a copy
-        tools["thop"] = lambda model, inputs: profile(copy.deepcopy(model), inputs=inputs, verbose=False)[0]
-    except ImportError:
-        notes.append("thop not installed: skipped")
-    return tools, notes
-
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    result = fn(*args)
-    return (time.perf_counter() - start) * 1e3, result
-
-
 def measure(name: str, repeat: int, extra: dict) -> dict:
     model, inputs = build(name)
     fake_opts, real_opts = flopmeter.Options(mode="fake"), flopmeter.Options(mode="real")
@@ -102,7 +57,15 @@ def measure(name: str, repeat: int, extra: dict) -> dict:
         **extra,
     }
     plain_forward(model, inputs)                       # second forward warm-up
-    results = {key: fn(model, inputs) for key, fn in counters.items()}   # warm-up of each
+    results = {}
+    for key, fn in list(counters.items()):            # warm-up of each; a counter that fails is dropped
+        try:
+            results[key] = fn(model, inputs)
+        except Exception as exc:                       # noqa: BLE001 — other tools' failures are data
+            if key not in extra:
+                raise
+            print(f"{key} failed on {name}: {type(exc).__name__}")
+            del counters[key]
     times: dict[str, list[float]] = {key: [] for key in counters}
     for _ in range(repeat):                            # interleaved
         for key, fn in counters.items():
@@ -115,7 +78,7 @@ def measure(name: str, repeat: int, extra: dict) -> dict:
         "real_report": results["real"],
         "fcm_by_op": results["fcm"],
         "fcm_flops": sum(results["fcm"].values()),
-        "extra": {key: results[key] for key in extra},
+        "extra": {key: results[key] for key in extra if key in results},
         "ms": {key: statistics.median(v) for key, v in times.items()},
     }
 
@@ -133,7 +96,8 @@ def render(rows: list[dict], extra: dict) -> None:
                 f"{ms['real'] / ms['forward']:.2f}x", f"{ms['fcm']:.1f}", f"{ms['fcm'] / ms['forward']:.2f}x",
                 f"{rep.flops:,}", f"{r['fcm_flops']:,}", agree]
         for key in extra:
-            line += [f"{ms[key]:.1f}", f"{ms[key] / ms['forward']:.2f}x", f"{r['extra'][key] / 1e9:.3f}"]
+            line += ([f"{ms[key]:.1f}", f"{ms[key] / ms['forward']:.2f}x", f"{r['extra'][key] / 1e9:.3f}"]
+                     if key in r["extra"] else ["err"] * 3)
         table.append(line)
     try:
         from rich.console import Console

@@ -229,3 +229,26 @@ def test_torchvision_models_are_built_like_their_published_weights(capsys, name)
 def test_causal_counting_is_stated_in_the_report(capsys):
     assert main([TINY, "--format", "json", "--causal", "exact"]) == 0
     assert json.loads(capsys.readouterr().out)["causal"] == "exact"
+
+
+def test_explain_shows_the_derivation_and_agreement(capsys, tmp_path):
+    conv_macs = 1 * 8 * 16 * 16 * 3 * 3 * 3                 # N·C_out·H_out·W_out·(C_in/g)·K_h·K_w
+    conv_bias = 1 * 8 * 16 * 16                              # one add per output element
+    code, out, _ = run(capsys, "explain", TINY, "features.0", "--check")
+    assert code == 0
+    assert f"= {conv_macs:,}" in out                         # the substituted closed form's value
+    assert re.search(rf"MACs\s+{conv_macs:,}\s+{conv_macs:,}  ✓", out)
+    assert re.search(rf"FLOPs \(all\)\s+{2 * conv_macs + conv_bias:,}\s+{2 * conv_macs + conv_bias:,}  ✓", out)
+    assert "agrees: yes" in out
+    target = tmp_path / "conv.txt"
+    assert run(capsys, "explain", TINY, "head", "-o", str(target))[0] == 0
+    assert f"= {512 * 10:,}" in target.read_text()          # Linear MACs = N·in·out
+
+
+def test_explain_without_a_closed_form_and_unknown_paths(capsys):
+    code, out, _ = run(capsys, "explain", TINY, "features")
+    assert code == 0 and "none:" in out and "aten.convolution" in out
+    assert run(capsys, "explain", TINY, "features", "--check")[0] == 1     # nothing to agree with
+    code, out, err = run(capsys, "explain", TINY, "features.9")
+    assert code == 2 and out == ""
+    assert err.startswith("error: no module 'features.9'") and "hint: did you mean" in err

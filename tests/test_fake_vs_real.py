@@ -8,21 +8,13 @@ import flopmeter
 from flopmeter import Options
 
 import models
+from compare import assert_same
 
 
 def _both(model, *args, **kwargs):
     fake = flopmeter.count(model, *args, **kwargs)
     real = flopmeter.count(model, *args, **kwargs, options=Options(mode="real"))
     return fake, real
-
-
-def assert_same(fake, real):
-    assert [(r.op, r.module, r.status, r.cost) for r in fake.ops] == \
-           [(r.op, r.module, r.status, r.cost) for r in real.ops]
-    assert fake.total == real.total
-    assert fake.unsupported == real.unsupported == {}
-    assert fake.params == real.params
-    assert [(n.path, n.calls, n.total) for n in fake.modules()] == [(n.path, n.calls, n.total) for n in real.modules()]
 
 
 x8 = torch.randn(3, 8)

@@ -9,6 +9,8 @@ from torch import nn
 import flopmeter
 from flopmeter import Cost, Options
 
+from compare import compute
+
 
 def count(model, *args, **kw):
     r = flopmeter.count(model, *args, **kw)
@@ -104,6 +106,19 @@ def test_pooling():
     assert amax.total.elementwise == 2 * 10 * 10 - 2 * 3 * 3
 
 
+def test_in_place_metadata_ops_are_free():
+    class Restride(nn.Module):
+        def forward(self, x):    # global pooling of a channels-last view ends in aten.as_strided_ (ConvNeXt, Swin)
+            y = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), 1)
+            return y.squeeze_(-1).squeeze_(-1).t_()
+
+    r = count(Restride(), torch.randn(1, 8, 8, 2))
+    statuses = {row.op: row.status for row in r.ops}
+    assert statuses == {"aten.permute": "free", "aten.mean": "costed", "aten.as_strided_": "free",
+                        "aten.squeeze_": "free", "aten.t_": "free"}
+    assert r.total.elementwise == 2 * 8 * 8                  # (64 − 1) adds + 1 divide per channel
+
+
 @pytest.mark.parametrize("mode, per_output", [("nearest", 0), ("bilinear", 4 + 3), ("bicubic", 16 + 15)])
 def test_interpolation(mode, per_output):
     class Up(nn.Module):
@@ -143,3 +158,26 @@ def test_training_backward_free_options_inference_false_still_counts_forward():
     model = nn.Sequential(nn.Linear(4, 4), nn.GELU())
     r = flopmeter.count(model, torch.randn(2, 4), options=Options(inference=False))
     assert r.macs == 2 * 4 * 4 and r.total.transcendental == 2 * 4
+
+
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")       # printed by mkldnn.flags on CPU-only builds
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_fused_kernel_matches_its_decomposition(bias):
+    lstm = nn.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True, bias=bias).eval()
+    x = torch.randn(2, 5, 8)
+    fused = count(lstm, x)
+    assert "aten.mkldnn_rnn_layer" in fused.by_op()
+    with torch.backends.mkldnn.flags(enabled=False):          # the same LSTM as mm/addmm + pointwise ops
+        decomposed = count(lstm, x)
+    assert "aten.mkldnn_rnn_layer" not in decomposed.by_op()
+    assert compute(fused.total) == compute(decomposed.total)
+    n, t, h = 2, 5, 16
+    steps = 2 * n * t                                           # two directions per layer
+    assert fused.macs == steps * 4 * h * (8 + h) + steps * 4 * h * (2 * h + h)   # layer 2 reads 2H
+    assert fused.total.transcendental == 2 * steps * 5 * h     # 3 sigmoid + 2 tanh per unit and step
+
+
+def test_gru_counts_three_gates():
+    gru = nn.GRU(8, 16, batch_first=True).eval()
+    r = count(gru, torch.randn(2, 5, 8))
+    assert r.macs == 2 * 5 * 3 * 16 * (8 + 16)                 # N·T·3H·(I + H)

@@ -92,3 +92,39 @@ def test_python_error_in_a_child_names_that_child():
     assert info.value.module == "1.1" and info.value.op is None
     assert "'1.1' (Child): ValueError: expected 5 features, got 4" in str(info.value)
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("mode", ["fake", "real"])
+def test_tensors_cached_by_the_forward_do_not_stay_on_the_model(mode):
+    model = models.CachesInForward()
+    x = torch.randn(2, 4)
+    before = snapshot(model)
+    flopmeter.count(model, x, options=Options(mode=mode))
+    assert_unchanged(model, before)
+    assert model.cache == {}
+    out = model(x)                                   # a later real forward computes real values
+    assert type(out) is torch.Tensor and torch.equal(out, x + model.bias * 2)
+
+
+def test_fakes_are_made_once_per_model_and_remade_when_it_changes():
+    import gc
+
+    from flopmeter.trace import fakes
+
+    model = torch.nn.Linear(4, 3)
+    before = snapshot(model)
+    assert flopmeter.count(model, input_shape=(2, 4)).macs == 2 * 4 * 3
+    made = fakes._CACHE[model]
+    flopmeter.count(model, input_shape=(2, 4))
+    assert fakes._CACHE[model] is made                         # reused, nothing attached to the model
+    assert_unchanged(model, before)
+    model.weight = torch.nn.Parameter(torch.randn(5, 4))       # a new tensor of another shape
+    model.bias = torch.nn.Parameter(torch.randn(5))
+    assert flopmeter.count(model, input_shape=(2, 4)).macs == 2 * 4 * 5
+    model.half()                                                # same shapes, another dtype
+    assert flopmeter.count(model, input_shape=(2, 4)).params.bytes_by_dtype == {"float16": (5 * 4 + 5) * 2}
+    assert fakes._CACHE[model][1] is not made[1]
+    entries = len(fakes._CACHE)
+    del model
+    gc.collect()
+    assert len(fakes._CACHE) == entries - 1                    # the entry goes with the model

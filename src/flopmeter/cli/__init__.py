@@ -3,6 +3,7 @@
     flopmeter SPEC [options]              count one model (tree, keras or ops view)
     flopmeter compare SPEC SPEC [...]     several models side by side
     flopmeter diff OLD.json NEW.json      regression check between two JSON reports
+    flopmeter explain SPEC PATH           one module's closed form next to its traced ops
 
 ``main(argv) -> int`` is thin: parse, run, and turn every FlopmeterError into one
 ``error: …`` line and one ``hint: …`` line with exit status 2 (``--debug`` re-raises).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import FlopmeterError
-from . import compare, count
+from . import compare, count, explain
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         parser, runner, argv = compare.compare_parser(), compare.run_compare, argv[1:]
     elif argv and argv[0] == "diff":
         parser, runner, argv = compare.diff_parser(), compare.run_diff, argv[1:]
+    elif argv and argv[0] == "explain":
+        parser, runner, argv = explain.parser(), explain.run, argv[1:]
     else:
         parser, runner = count.parser(), count.run
     args = parser.parse_args(argv)

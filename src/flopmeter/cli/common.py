@@ -88,9 +88,13 @@ def note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
 
 
-def count_spec(spec: str, args) -> Report:
+def count_spec(spec: str, args, analyse=None):
     """Resolve SPEC and count it under the CLI's options, falling back to real mode (random
-    weights, seed 0) where fake tensors cannot run the model."""
+    weights, seed 0) where fake tensors cannot run the model.
+
+    ``analyse(model, *inputs, kwargs=, options=)`` replaces :func:`flopmeter.count` (the
+    ``explain`` subcommand passes :func:`flopmeter.explain` bound to a module path)."""
+    analyse = analyse or count
     with progress(f"building {spec} …"):
         resolved = resolve(spec, input_request(args), trust_pickle=args.trust_pickle)
     for line in resolved.notes:
@@ -103,15 +107,15 @@ def count_spec(spec: str, args) -> Report:
     with progress(f"counting {resolved.name} …"):
         if mode in ("auto", "fake"):
             try:
-                return _count(resolved, base, "fake")
+                return _analyse(resolved, base, "fake", analyse)
             except ModelForwardError as exc:
                 if mode == "fake" or not exc.data_dependent:
                     raise
                 note(f"{exc}; counting in real mode on random weights (seed 0)")
-        return _count(resolved, base, "real")
+        return _analyse(resolved, base, "real", analyse)
 
 
-def _count(resolved: Resolved, base: Options, mode: str) -> Report:
+def _analyse(resolved: Resolved, base: Options, mode: str, analyse):
     from dataclasses import replace
 
     model = resolved.model
@@ -123,9 +127,10 @@ def _count(resolved: Resolved, base: Options, mode: str) -> Report:
             model = resolved.rebuild()
         device = torch.device(base.device or "cpu") if mode == "real" else torch.device("meta")
         args, kwargs = resolved.make_inputs(device)
-        report = count(model, *args, kwargs=kwargs, options=replace(base, mode=mode))
-    report.model = resolved.name
-    return report
+        result = analyse(model, *args, kwargs=kwargs, options=replace(base, mode=mode))
+    if isinstance(result, Report):
+        result.model = resolved.name
+    return result
 
 
 def write_output(text: str, path: str | None) -> None:

@@ -13,7 +13,8 @@ from .common import FORMS, add_input_options, count_spec, output_format, rich_te
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="flopmeter", description="Exact parameters, MACs and FLOPs of a PyTorch model.",
-        epilog="other commands: 'flopmeter compare SPEC SPEC …', 'flopmeter diff OLD.json NEW.json'")
+        epilog="other commands: 'flopmeter compare SPEC SPEC …', 'flopmeter diff OLD.json NEW.json', "
+               "'flopmeter explain SPEC PATH'")
     p.add_argument("spec", help=f"the model: {FORMS}")
     add_input_options(p)
     out = p.add_argument_group("output")

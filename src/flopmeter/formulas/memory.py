@@ -1,7 +1,8 @@
 """Ops that move or create data but do no arithmetic (bytes only), ops that are free, the
 embedding gather, and interpolation.
 
-- free: views and reshapes (also found generically from the op schema), metadata queries,
+- free: views and reshapes (also found generically from the op schema), the ``unsafe_``
+  splits (views without alias annotations, in GRU and LSTM cells), metadata queries,
   detach, allocation without writing;
 - data movement (0 FLOPs, bytes read and written): copies, casts, concatenation, padding,
   indexing and gathers — a gather reads only the indices and the rows it picks;

@@ -1,16 +1,27 @@
-"""The recording dispatch mode: every aten op that reaches dispatch becomes an OpEvent."""
+"""The recorders: every aten op that reaches dispatch becomes an OpEvent.
+
+In real mode a :class:`Recorder` (a TorchDispatchMode) sits on top of the real kernels. In
+fake mode the recording is done by the FakeTensorMode itself (:class:`RecordingFakeMode`),
+which saves a second Python dispatch layer per op; it records only the ops that reach it from
+the model (depth 0), not those of its own decompositions — what a mode on top would see.
+"""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
-import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .events import OpEvent, to_meta
 from .modules import ModuleStack
 
 _KEYS: dict[Any, tuple[str, str]] = {}
+
+# prim ops that only ask for metadata
+_IGNORED = frozenset({"prim.device", "prim.layout", "aten.sym_size", "aten.sym_stride",
+                      "aten.sym_numel", "aten.sym_storage_offset", "aten.is_contiguous"})
 
 
 def op_key(func) -> tuple[str, str]:
@@ -29,29 +40,74 @@ class Failure:
         self.op, self.args, self.kwargs, self.module, self.stack = op, args, kwargs, module, stack
 
 
-class Recorder(TorchDispatchMode):
-    # prim ops that only ask for metadata
-    _IGNORED = frozenset({"prim.device", "prim.layout", "aten.sym_size", "aten.sym_stride",
-                          "aten.sym_numel", "aten.sym_storage_offset", "aten.is_contiguous"})
+class Recording:
+    """The events of one run, and where it failed."""
 
     def __init__(self, modules: ModuleStack, phase: str = "forward"):
-        super().__init__()
         self.modules = modules
         self.phase = phase
         self.events: list[OpEvent] = []
         self.failure: Failure | None = None
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+    def run(self, func, args, kwargs, call):
+        """``call(func, args, kwargs)`` and record it as an event (or as the failure)."""
         name, overload = op_key(func)
         try:
-            out = func(*args, **kwargs)
+            out = call(func, args, kwargs)
         except Exception:
             if self.failure is None:
                 self.failure = Failure(name, to_meta(args), to_meta(kwargs),
                                        self.modules.current, self.modules.stack)
             raise
-        if name not in self._IGNORED:
+        if name not in _IGNORED:
             self.events.append(OpEvent(name, overload, to_meta(args), to_meta(kwargs), to_meta(out),
                                        self.modules.current, self.modules.stack, self.phase))
         return out
+
+
+def _call(func, args, kwargs):
+    return func(*args, **kwargs)
+
+
+class Recorder(TorchDispatchMode):
+    """Records the ops of a real-tensor run."""
+
+    def __init__(self, recording: Recording):
+        super().__init__()
+        self.recording = recording
+
+    @contextmanager
+    def recording_to(self, recording: Recording):
+        yield self
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return self.recording.run(func, args, kwargs or {}, _call)
+
+
+class RecordingFakeMode(FakeTensorMode):
+    """A FakeTensorMode that records the ops it is given while ``recording`` is set."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.recording: Recording | None = None
+        self._depth = 0
+
+    @contextmanager
+    def recording_to(self, recording: Recording):
+        """Record into ``recording`` for the duration (the mode is reused across runs)."""
+        self.recording = recording
+        try:
+            yield self
+        finally:
+            self.recording = None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        recording = self.recording
+        if recording is None or self._depth:
+            return super().__torch_dispatch__(func, types, args, kwargs)
+        self._depth += 1
+        try:
+            return recording.run(func, args, kwargs or {},
+                                 lambda f, a, k: super(RecordingFakeMode, self).__torch_dispatch__(f, types, a, k))
+        finally:
+            self._depth -= 1

@@ -2,8 +2,9 @@
 
 The model is never modified: parameters and buffers are substituted *for the call only*
 through ``torch.func.functional_call`` (fakes in fake mode; cloned buffers in real mode,
-so BatchNorm running statistics are not updated), the module stack uses global hooks
-that are removed in ``finally``, and the RNG state is forked and restored.
+so BatchNorm running statistics are not updated), attributes the forward writes onto its
+modules are put back (:mod:`.guard`), the module stack uses global hooks that are removed
+in ``finally``, and the RNG state is forked and restored.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor,
-                                          FakeTensorMode)
+from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException, FakeTensor
 
 from ..errors import InputError, ModelForwardError, OptionsError
+from .fakes import fake_like, fake_substitutes, named_tensors, substitutes
 from .events import OpEvent, TensorMeta, tensors_in, to_meta
+from .guard import AttributeGuard
 from .modules import ModuleStack
-from .recorder import Recorder
+from .recorder import Recorder, Recording
 
 MODES = ("fake", "real")
 
@@ -38,33 +40,16 @@ class Trace:
 
 
 def model_device(model: nn.Module) -> torch.device | None:
-    for t in _named_tensors(model):
+    for t in named_tensors(model):
         return t[1].device
     return None
 
 
-def _named_tensors(model: nn.Module):
-    yield from model.named_parameters(remove_duplicate=False)
-    yield from model.named_buffers(remove_duplicate=False)
-
-
 def _first_float_dtype(model: nn.Module) -> torch.dtype:
-    for _, p in _named_tensors(model):
+    for _, p in named_tensors(model):
         if p.is_floating_point():
             return p.dtype
     return torch.float32
-
-
-def _substitutes(model: nn.Module, make) -> dict[str, torch.Tensor]:
-    """name → substitute for every parameter and buffer name; tied tensors share one."""
-    made: dict[int, torch.Tensor] = {}
-    out = {}
-    for name, t in _named_tensors(model):
-        sub = made.get(id(t))
-        if sub is None:
-            sub = made[id(t)] = make(t)
-        out[name] = sub
-    return out
 
 
 def _map_tensors(value: Any, fn) -> Any:
@@ -120,60 +105,53 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     in_dtype = _first_float_dtype(model)
 
     stack = ModuleStack(model)
-    recorder = Recorder(stack)
+    recording = Recording(stack)
     fake_mode = None
     with torch.random.fork_rng(devices=[]):
         if mode == "fake" and isinstance(model, torch.jit.ScriptModule):
             raise InputError("a TorchScript module runs only in real mode",
                              hint="use mode='real' (CLI: --mode real), or count the eager model")
         if mode == "fake":
-            fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-
-            def fake_like(t: torch.Tensor) -> torch.Tensor:
-                with fake_mode:
-                    f = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=target)
-                if t.requires_grad:
-                    f.requires_grad_(True)
-                return f
+            fake_mode, tensors = fake_substitutes(model, target)
 
             def fake_input(t: torch.Tensor) -> torch.Tensor:
                 if isinstance(t, FakeTensor):
                     return t
                 if t.device.type == "meta":
-                    return fake_like(t)
+                    return fake_like(fake_mode, t, target)
                 return fake_mode.from_tensor(t)
 
-            tensors = _substitutes(model, fake_like)
             args = _map_tensors(args, fake_input)
             kwargs = _map_tensors(kwargs, fake_input)
             if shapes:
                 with fake_mode:
                     args = tuple(torch.empty(s, dtype=in_dtype, device=target) for s in shapes)
         else:
-            for name, t in _named_tensors(model):
+            for name, t in named_tensors(model):
                 if t.device.type == "meta":
                     raise InputError(f"real mode needs real weights, but '{name}' is on the meta device",
                                      hint="use mode='fake' (the default) for models without weights")
-            tensors = {name: b.clone() for name, b in model.named_buffers(remove_duplicate=False)}
+            tensors = substitutes(model.named_buffers(remove_duplicate=False), torch.Tensor.clone)
             if shapes:
                 args = tuple(torch.randn(s, dtype=in_dtype, device=target) for s in shapes)
 
         inputs = tensors_in(to_meta(args)) + tensors_in(to_meta(kwargs))
         grad = torch.no_grad() if inference else torch.enable_grad()
+        guard = AttributeGuard(model)
+        recorder = fake_mode if fake_mode is not None else Recorder(recording)
         try:
-            with grad, stack.installed():
-                if fake_mode is not None:
-                    with fake_mode, recorder:
-                        torch.func.functional_call(model, tensors, args, kwargs, strict=False)
-                elif isinstance(model, torch.jit.ScriptModule):
+            with grad, stack.installed(), recorder.recording_to(recording):
+                if isinstance(model, torch.jit.ScriptModule):
                     _run_script_module(model, recorder, args, kwargs)
                 else:
                     with recorder:
-                        torch.func.functional_call(model, tensors, args, kwargs, strict=False)
+                        torch.func.functional_call(model, tensors, args, kwargs, strict=False, tie_weights=False)
         except Exception as exc:
-            raise _forward_error(exc, model, recorder, stack) from exc
+            raise _forward_error(exc, model, recording, stack) from exc
+        finally:
+            guard.restore()
 
-    return Trace(recorder.events, dict(stack.calls), dict(stack.outputs), inputs, mode, str(target), inference,
+    return Trace(recording.events, dict(stack.calls), dict(stack.outputs), inputs, mode, str(target), inference,
                  module_inputs=dict(stack.inputs))
 
 
@@ -190,8 +168,8 @@ def _run_script_module(model, recorder: Recorder, args, kwargs) -> None:
                 b.copy_(value)
 
 
-def _forward_error(exc: Exception, model: nn.Module, recorder: Recorder, stack: ModuleStack) -> ModelForwardError:
-    failure = recorder.failure
+def _forward_error(exc: Exception, model: nn.Module, recording: Recording, stack: ModuleStack) -> ModelForwardError:
+    failure = recording.failure
     if failure is not None:
         module = failure.module
         shapes = [m for m in tensors_in(failure.args)]
