@@ -108,6 +108,7 @@ def test_tensors_cached_by_the_forward_do_not_stay_on_the_model(mode):
 
 def test_fakes_are_made_once_per_model_and_remade_when_it_changes():
     import gc
+    import weakref
 
     from flopmeter.trace import fakes
 
@@ -124,7 +125,22 @@ def test_fakes_are_made_once_per_model_and_remade_when_it_changes():
     model.half()                                                # same shapes, another dtype
     assert flopmeter.count(model, input_shape=(2, 4)).params.bytes_by_dtype == {"float16": (5 * 4 + 5) * 2}
     assert fakes._CACHE[model][1] is not made[1]
-    entries = len(fakes._CACHE)
+    entries, alive = len(fakes._CACHE), weakref.ref(model)
     del model
     gc.collect()
-    assert len(fakes._CACHE) == entries - 1                    # the entry goes with the model
+    assert alive() is None                                     # the cache does not keep the model alive
+    assert len(fakes._CACHE) < entries                         # and its entry goes with it
+
+
+def test_threads_counting_one_model_at_once_each_get_the_whole_count():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = models.small_cnn()
+    # conv 1→16 and 16→32 (3×3, padding 1) on 28×28, then Linear 32·28·28 → 10
+    macs = 16 * 28 * 28 * 1 * 9 + 32 * 28 * 28 * 16 * 9 + 32 * 28 * 28 * 10
+    before = snapshot(model)
+    with ThreadPoolExecutor(4) as pool:
+        reports = list(pool.map(lambda _: flopmeter.count(model, input_shape=(1, 1, 28, 28)), range(16)))
+    assert [r.macs for r in reports] == [macs] * 16
+    assert len({len(r.ops) for r in reports}) == 1
+    assert_unchanged(model, before)

@@ -5,10 +5,15 @@ through ``torch.func.functional_call`` (fakes in fake mode; cloned buffers in re
 so BatchNorm running statistics are not updated), attributes the forward writes onto its
 modules are put back (:mod:`.guard`), the module stack uses global hooks that are removed
 in ``finally``, and the RNG state is forked and restored.
+
+Runs are serialised by a process-wide lock: ``functional_call`` swaps tensors on the module
+for the duration of the call and the module-stack hooks are global, so two threads counting
+at once (the same model or not) would see each other's modules and tensors.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +29,7 @@ from .modules import ModuleStack
 from .recorder import Recorder, Recording
 
 MODES = ("fake", "real")
+_RUN_LOCK = threading.RLock()
 
 
 @dataclass
@@ -107,7 +113,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     stack = ModuleStack(model)
     recording = Recording(stack)
     fake_mode = None
-    with torch.random.fork_rng(devices=[]):
+    with _RUN_LOCK, torch.random.fork_rng(devices=[]):
         if mode == "fake" and isinstance(model, torch.jit.ScriptModule):
             raise InputError("a TorchScript module runs only in real mode",
                              hint="use mode='real' (CLI: --mode real), or count the eager model")
