@@ -169,7 +169,7 @@ def test_compare_and_diff(capsys, tmp_path):
     (["torchvision:resnet18", "--convention", "exat"], "unknown FLOP convention 'exat'", "'exact'"),
     (["torchvision:resnet18", "--input", "1x3xfoo"], "cannot read input shape", "1x3x224x224"),
     (["torchvision:resnet18", "--dtype", "float61"], "unknown dtype 'float61'", "did you mean 'float64'?"),
-    (["torchvision:resnet18", "--input", "1x4x224x224"], "failed in 'conv1' (Conv2d)", "shapes"),
+    (["torchvision:resnet18", "--input", "1x4x224x224"], "failed in 'conv1' (Conv2d)", "inputs (float32[1, 4, 224, 224])"),
     (["torchvision:resnet18", "-o", "out.xlsx"], "cannot tell the format", "--format"),
     (["torchvision:resnet18", "-o", "/no/such/dir/r.json"], "does not exist", None),
     ([f"{DATA / 'tiny_model.py'}:buidl"], "has no function 'buidl'", ":build"),

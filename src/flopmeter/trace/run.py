@@ -153,7 +153,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                     with recorder:
                         torch.func.functional_call(model, tensors, args, kwargs, strict=False, tie_weights=False)
         except Exception as exc:
-            raise _forward_error(exc, model, recording, stack) from exc
+            raise _forward_error(exc, model, recording, stack, inputs) from exc
         finally:
             guard.restore()
 
@@ -174,7 +174,8 @@ def _run_script_module(model, recorder: Recorder, args, kwargs) -> None:
                 b.copy_(value)
 
 
-def _forward_error(exc: Exception, model: nn.Module, recording: Recording, stack: ModuleStack) -> ModelForwardError:
+def _forward_error(exc: Exception, model: nn.Module, recording: Recording, stack: ModuleStack,
+                   inputs: list[TensorMeta]) -> ModelForwardError:
     failure = recording.failure
     if failure is not None:
         module = failure.module
@@ -196,5 +197,5 @@ def _forward_error(exc: Exception, model: nn.Module, recording: Recording, stack
     return ModelForwardError(
         f"the model's forward failed in {label}{where}: {type(exc).__name__}: {first}",
         module=module, op=op, shapes=shapes,
-        hint="check the example inputs' shapes and dtypes against what this module expects",
+        hint=f"check the model's inputs ({', '.join(map(repr, inputs)) or 'no tensors'}) against what this module expects",
     )
