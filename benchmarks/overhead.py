@@ -84,28 +84,36 @@ def measure(name: str, repeat: int, extra: dict) -> dict:
 
 
 def render(rows: list[dict], extra: dict) -> None:
+    """Two tables: flopmeter against the forward and FlopCounterMode, then the other counters."""
     cols = ["model", "params (M)", "MACs (G)", "forward ms", "fake ms", "fake/fwd", "real ms",
             "real/fwd", "FCM ms", "FCM/fwd", "flopmeter FLOPs", "FCM FLOPs", "agree"]
-    cols += [f"{key} {suffix}" for key in extra for suffix in ("ms", "/fwd", "MACs (G)")]
-    table = []
+    main, others = [], []
     for r in rows:
         ms, rep = r["ms"], r["report"]
         agree = "yes" if rep.flops == r["fcm_flops"] else f"NO ({rep.flops / r['fcm_flops'] - 1:+.2%})"
-        line = [r["model"], f"{r['params'] / 1e6:.1f}", f"{rep.macs / 1e9:.3f}", f"{ms['forward']:.1f}",
-                f"{ms['fake']:.1f}", f"{ms['fake'] / ms['forward']:.2f}x", f"{ms['real']:.1f}",
-                f"{ms['real'] / ms['forward']:.2f}x", f"{ms['fcm']:.1f}", f"{ms['fcm'] / ms['forward']:.2f}x",
-                f"{rep.flops:,}", f"{r['fcm_flops']:,}", agree]
+        main.append([r["model"], f"{r['params'] / 1e6:.1f}", f"{rep.macs / 1e9:.3f}", f"{ms['forward']:.1f}",
+                     f"{ms['fake']:.1f}", f"{ms['fake'] / ms['forward']:.2f}x", f"{ms['real']:.1f}",
+                     f"{ms['real'] / ms['forward']:.2f}x", f"{ms['fcm']:.1f}", f"{ms['fcm'] / ms['forward']:.2f}x",
+                     f"{rep.flops:,}", f"{r['fcm_flops']:,}", agree])
+        line = [r["model"], f"{rep.macs / 1e9:.3f}"]
         for key in extra:
-            line += ([f"{ms[key]:.1f}", f"{ms[key] / ms['forward']:.2f}x", f"{r['extra'][key] / 1e9:.3f}"]
-                     if key in r["extra"] else ["err"] * 3)
-        table.append(line)
+            line += ([f"{ms[key] / ms['forward']:.2f}x", f"{r['extra'][key] / 1e9:.3f}"]
+                     if key in r["extra"] else ["err"] * 2)
+        others.append(line)
+    print_table(cols, main)
+    if extra:
+        print_table(["model", "flopmeter MACs (G)", *(f"{key} {suffix}" for key in extra
+                                                       for suffix in ("/fwd", "MACs (G)"))], others)
+
+
+def print_table(cols: list[str], table: list[list[str]]) -> None:
     try:
         from rich.console import Console
         from rich.table import Table
         t = Table(*cols)
         for line in table:
             t.add_row(*line)
-        Console(width=max(200, Console().width)).print(t)
+        Console(width=max(160, Console().width)).print(t)
     except ImportError:
         widths = [max(len(c), *(len(line[i]) for line in table)) for i, c in enumerate(cols)]
         for line in [cols, ["-" * w for w in widths], *table]:
