@@ -131,8 +131,9 @@ def test_trace_keeps_each_module_calls_inputs_positional_and_keyword():
     from flopmeter.trace import record
 
     x, scale = torch.randn(4, 6), torch.randn(4, 3)
-    trace = record(models.KeywordInputs(), (x,), {"scale": scale})
+    assert record(models.KeywordInputs(), (x,), {"scale": scale}).module_inputs == {}   # only when asked
+    trace = record(models.KeywordInputs(), (x,), {"scale": scale}, module_inputs=True)
     (args, kwargs), = trace.module_inputs[""]
     assert [t.shape for t in args] == [(4, 6)] and kwargs["scale"].shape == (4, 3)
-    twice = record(models.CalledTwice(), (torch.randn(2, 8),), None)
+    twice = record(models.CalledTwice(), (torch.randn(2, 8),), None, module_inputs=True)
     assert len(twice.module_inputs["fc"]) == 2                # one entry per call

@@ -62,10 +62,11 @@ def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=
     return run(model, args, kwargs, input_shape, options or Options())[1]
 
 
-def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options: Options) -> tuple[Trace, Report]:
+def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options: Options, *,
+        module_inputs: bool = False) -> tuple[Trace, Report]:
     """Record one forward and cost it: the Trace and its Report."""
     trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode,
-                   device=options.device, inference=options.inference)
+                   device=options.device, inference=options.inference, module_inputs=module_inputs)
     registry = with_causal(options.registry or REGISTRY, options.causal)
     return trace, build_report(model, trace, registry=registry, convention=options.convention,
                                strict=options.strict, causal=options.causal)

@@ -111,7 +111,7 @@ def explain(model: nn.Module, path: str, *args: Any, kwargs: dict | None = None,
     explain the module at ``path`` ("" is the root): its closed form, if it has one, its
     traced ops, and whether the two agree under every FLOP convention."""
     options = options or Options()
-    trace, report = run(model, args, kwargs, input_shape, options)
+    trace, report = run(model, args, kwargs, input_shape, options, module_inputs=True)
     node = report.module(path)                       # an InputError with suggestions if unknown
     module = dict(model.named_modules())[path]
     calls = [LayerCall(a, k, grad=not options.inference, causal=options.causal)

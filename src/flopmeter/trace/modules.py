@@ -4,7 +4,8 @@ It uses PyTorch's *global* module hooks (``register_module_forward_pre_hook`` an
 ``register_module_forward_hook``), which live in torch's registry, not on the user's
 modules; both handles are removed in ``finally``. Modules outside the counted model
 (say one built inside ``forward``) are not pushed: their ops go to the enclosing module.
-Each call's inputs (positional and keyword) and outputs are kept as metadata.
+Each call's outputs are kept as metadata, and its inputs (positional and keyword) when
+``keep_inputs`` is set (``explain`` needs them; a plain count does not).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .events import to_meta
 
 
 class ModuleStack:
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, *, keep_inputs: bool = False):
+        self.keep_inputs = keep_inputs
         # named_modules() removes duplicates: a shared module keeps its first (canonical) name
         self.names: dict[int, str] = {id(m): name for name, m in model.named_modules()}
         self.stack: tuple = ()           # ((path, call_index), …), outermost first
@@ -54,7 +56,8 @@ class ModuleStack:
             if self.error_stack is None:
                 self.error_stack = self.stack
         else:
-            self.inputs[name].append((to_meta(args), to_meta(kwargs)))
+            if self.keep_inputs:
+                self.inputs[name].append((to_meta(args), to_meta(kwargs)))
             self.outputs[name].append(to_meta(output))
         self.stack = self.stack[:-1]
         self.current = self.stack[-1][0] if self.stack else ""

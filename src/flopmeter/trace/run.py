@@ -88,8 +88,10 @@ def normalise_input_shape(input_shape) -> list[tuple[int, ...]]:
 
 
 def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=None,
-           mode: str = "fake", device: str | torch.device | None = None, inference: bool = True) -> Trace:
-    """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace."""
+           mode: str = "fake", device: str | torch.device | None = None, inference: bool = True,
+           module_inputs: bool = False) -> Trace:
+    """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace
+    (with every module call's input metadata when ``module_inputs`` is set)."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if mode not in MODES:
@@ -110,7 +112,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         target = torch.device("cpu")
     in_dtype = _first_float_dtype(model)
 
-    stack = ModuleStack(model)
+    stack = ModuleStack(model, keep_inputs=module_inputs)
     recording = Recording(stack)
     fake_mode = None
     with _RUN_LOCK, torch.random.fork_rng(devices=[]):
