@@ -9,7 +9,7 @@ from torch import nn
 
 from .cost import get_convention
 from .formulas import REGISTRY, Registry
-from .formulas.attention import CAUSAL, with_causal
+from .formulas.attention import check_causal, with_causal
 from .report import Report, build_report
 from .trace import Trace, record
 from .trace.run import MODES
@@ -46,8 +46,7 @@ class Options:
         get_convention(self.convention)   # raises OptionsError with a suggestion
         if self.mode not in MODES:
             raise OptionsError(f"unknown mode '{self.mode}'", hint=f"choose one of: {', '.join(MODES)}")
-        if self.causal not in CAUSAL:
-            raise OptionsError(f"unknown causal counting '{self.causal}'", hint=f"choose one of: {', '.join(CAUSAL)}")
+        check_causal(self.causal)
 
 
 def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=None,

@@ -120,11 +120,15 @@ FULL = {name: register(name)(_formula(kernel, False)) for name, kernel in KERNEL
 EXACT = {name: _formula(kernel, True) for name, kernel in KERNELS.items()}
 
 
+def check_causal(causal: str) -> None:
+    if causal not in CAUSAL:
+        raise OptionsError(f"unknown causal counting '{causal}'", hint=f"choose one of: {', '.join(CAUSAL)}")
+
+
 def with_causal(registry: Registry, causal: str) -> Registry:
     """``registry`` itself for ``"full"``; for ``"exact"`` a copy whose built-in attention
     formulas count only the unmasked pairs of a causal mask (user overrides are kept)."""
-    if causal not in CAUSAL:
-        raise OptionsError(f"unknown causal counting '{causal}'", hint=f"choose one of: {', '.join(CAUSAL)}")
+    check_causal(causal)
     if causal == "full":
         return registry
     exact = registry.copy()
@@ -189,4 +193,3 @@ def encoder_layer(ev):
             + layer_norm_cost(rows * d, rows, weight=ev.args[12] is not None, bias=ev.args[13] is not None)
             + matmul_cost(1, rows, d, ff, bias=ev.args[15] is not None) + act
             + matmul_cost(1, rows, ff, d, bias=ev.args[17] is not None))
-
