@@ -65,6 +65,14 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
 
 
+def add_output_options(p) -> None:
+    """--format, -o, --raw and --debug (a parser or an argument group)."""
+    p.add_argument("--format", choices=("table", "md", "csv", "json"), help="default: table, or from -o's suffix")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (.json, .md, .csv, .txt)")
+    p.add_argument("--raw", action="store_true", help="exact integers instead of K/M/G/T")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks")
+
+
 def input_request(args) -> InputRequest:
     for flag, value in (("--batch", args.batch), ("--seq-len", args.seq_len)):
         if value is not None and value <= 0:
@@ -173,4 +181,4 @@ def rich_text(renderable, width: int = 120) -> str:
     return console.export_text()
 
 
-__all__ = ["FORMS", "add_input_options", "count_spec", "output_format", "progress", "write_output"]
+__all__ = ["FORMS", "add_input_options", "add_output_options", "count_spec", "output_format", "progress", "write_output"]

@@ -11,21 +11,14 @@ from ..cost import get_convention
 from ..errors import InputError
 from ..render.tables import Table
 from ..report import SCHEMA
-from .common import add_input_options, count_spec, output_format, rich_text, write_output
-
-
-def _output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=("table", "md", "csv", "json"), help="default: table, or from -o's suffix")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (.json, .md, .csv, .txt)")
-    p.add_argument("--raw", action="store_true", help="exact integers instead of K/M/G/T")
-    p.add_argument("--debug", action="store_true", help="show Python tracebacks")
+from .common import add_input_options, add_output_options, count_spec, output_format, rich_text, write_output
 
 
 def compare_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flopmeter compare", description="Several models side by side.")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     add_input_options(p)
-    _output_options(p)
+    add_output_options(p)
     return p
 
 
@@ -36,7 +29,7 @@ def diff_parser() -> argparse.ArgumentParser:
     p.add_argument("new", help="the report to check")
     p.add_argument("--threshold", type=float, default=0.0,
                    help="allowed growth in percent before the exit status is 1 (default 0)")
-    _output_options(p)
+    add_output_options(p)
     return p
 
 

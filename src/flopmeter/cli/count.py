@@ -7,7 +7,7 @@ import sys
 
 from .. import __version__
 from ..render.tables import VIEWS
-from .common import FORMS, add_input_options, count_spec, output_format, rich_text, write_output
+from .common import FORMS, add_input_options, add_output_options, count_spec, output_format, rich_text, write_output
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,10 +22,7 @@ def parser() -> argparse.ArgumentParser:
                      help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op")
     out.add_argument("--ops", action="store_const", const="ops", dest="view", help="same as --view ops")
     out.add_argument("--depth", type=int, default=2, help="module tree depth (default 2; -1 for all)")
-    out.add_argument("--format", choices=("table", "md", "csv", "json"), help="default: table, or from -o's suffix")
-    out.add_argument("-o", "--output", metavar="FILE", help="write to FILE (.json, .md, .csv, .txt)")
-    out.add_argument("--raw", action="store_true", help="exact integers instead of K/M/G/T")
-    p.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    add_output_options(out)
     p.add_argument("--version", action="version", version=f"flopmeter {__version__}")
     return p
 
