@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from .errors import OptionsError
+from .errors import OptionsError, did_you_mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +102,5 @@ def get_convention(convention: "str | Convention") -> Convention:
     try:
         return CONVENTIONS[convention]
     except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(str(convention), CONVENTIONS, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"choose one of: {', '.join(CONVENTIONS)}"
+        hint = did_you_mean(convention, CONVENTIONS, otherwise=f"choose one of: {', '.join(CONVENTIONS)}")
         raise OptionsError(f"unknown FLOP convention '{convention}'", hint=hint) from None

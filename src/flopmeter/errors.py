@@ -14,6 +14,23 @@ them into one-line ``error: …`` / ``hint: …`` messages in a single place::
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
+
+def close_matches(word: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The choices closest to a misspelled ``word`` (the one close-match helper of every hint)."""
+    return difflib.get_close_matches(str(word), list(choices), n=n, cutoff=cutoff)
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, n: int = 1, fmt: str = "'{}'",
+                 otherwise: str | None = None) -> str | None:
+    """'did you mean 'x'?' for the closest choices, else ``otherwise``."""
+    close = close_matches(word, choices, n=n)
+    if not close:
+        return otherwise
+    return f"did you mean {', '.join(fmt.format(c) for c in close)}?"
+
 
 class FlopmeterError(Exception):
     """Base of every error flopmeter raises on purpose."""

@@ -17,14 +17,19 @@ from ..errors import FlopmeterError
 from . import compare, count, explain
 
 
+# subcommand → (parser factory, runner); anything else is a SPEC for the count command
+SUBCOMMANDS = {
+    "compare": (compare.compare_parser, compare.run_compare),
+    "diff": (compare.diff_parser, compare.run_diff),
+    "explain": (explain.parser, explain.run),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "compare":
-        parser, runner, argv = compare.compare_parser(), compare.run_compare, argv[1:]
-    elif argv and argv[0] == "diff":
-        parser, runner, argv = compare.diff_parser(), compare.run_diff, argv[1:]
-    elif argv and argv[0] == "explain":
-        parser, runner, argv = explain.parser(), explain.run, argv[1:]
+    if argv and argv[0] in SUBCOMMANDS:
+        make_parser, runner = SUBCOMMANDS[argv[0]]
+        parser, argv = make_parser(), argv[1:]
     else:
         parser, runner = count.parser(), count.run
     args = parser.parse_args(argv)

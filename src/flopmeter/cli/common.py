@@ -14,24 +14,21 @@ import torch
 
 from ..api import Options, count
 from ..cost import CONVENTIONS
-from ..errors import InputError, ModelForwardError
+from ..errors import InputError, ModelForwardError, did_you_mean
 from ..frontends import FORMS, InputRequest, Resolved, resolve
 from ..report import Report
 
 DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,
           "bfloat16": torch.bfloat16, "float64": torch.float64, "int64": torch.int64, "long": torch.int64,
           "int32": torch.int32, "bool": torch.bool}
-FORMATS = {".json": "json", ".md": "md", ".csv": "csv", ".txt": "table"}
 
 
 def parse_dtype(text: str) -> torch.dtype:
     try:
         return DTYPES[text.lower()]
     except KeyError:
-        import difflib
-        close = difflib.get_close_matches(text.lower(), DTYPES, n=1)
         raise InputError(f"unknown dtype '{text}'",
-                         hint=f"did you mean '{close[0]}'?" if close else f"one of: {', '.join(DTYPES)}") from None
+                         hint=did_you_mean(text.lower(), DTYPES, otherwise=f"one of: {', '.join(DTYPES)}")) from None
 
 
 def parse_input(text: str) -> tuple[tuple[int, ...], torch.dtype | None]:
@@ -67,8 +64,9 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
 
 def add_output_options(p) -> None:
     """--format, -o, --raw and --debug (a parser or an argument group)."""
-    p.add_argument("--format", choices=("table", "md", "csv", "json"), help="default: table, or from -o's suffix")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (.json, .md, .csv, .txt)")
+    from ..render import RENDERERS
+    p.add_argument("--format", choices=tuple(RENDERERS), help="default: table, or from -o's suffix")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (format from its suffix)")
     p.add_argument("--raw", action="store_true", help="exact integers instead of K/M/G/T")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks")
 
@@ -164,21 +162,14 @@ def output_format(fmt: str | None, path: str | None) -> str:
     if fmt:
         return fmt
     if path:
-        suffix = Path(path).suffix.lower()
-        if suffix not in FORMATS:
+        from ..render import RENDERERS, format_of_suffix
+        fmt = format_of_suffix(Path(path).suffix)
+        if fmt is None:
+            suffixes = [s for r in RENDERERS.values() for s in r.suffixes]
             raise InputError(f"cannot tell the format of '{path}' from its suffix",
-                             hint=f"use one of {', '.join(FORMATS)} or pass --format")
-        return FORMATS[suffix]
+                             hint=f"use one of {', '.join(suffixes)} or pass --format")
+        return fmt
     return "table"
-
-
-def rich_text(renderable, width: int = 120) -> str:
-    """Render a rich object to plain text (for files and pipes)."""
-    from rich.console import Console
-    with open(os.devnull, "w") as sink:
-        console = Console(width=width, record=True, file=sink, color_system=None)
-        console.print(renderable)
-    return console.export_text()
 
 
 __all__ = ["FORMS", "add_input_options", "add_output_options", "count_spec", "output_format", "progress", "write_output"]

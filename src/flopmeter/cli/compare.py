@@ -11,7 +11,7 @@ from ..cost import get_convention
 from ..errors import InputError
 from ..render.tables import Table
 from ..report import SCHEMA
-from .common import add_input_options, add_output_options, count_spec, output_format, rich_text, write_output
+from .common import add_input_options, add_output_options, count_spec, output_format, write_output
 
 
 def compare_parser() -> argparse.ArgumentParser:
@@ -34,17 +34,8 @@ def diff_parser() -> argparse.ArgumentParser:
 
 
 def _emit(table: Table, fmt: str, raw: bool, output: str | None, as_json) -> None:
-    if fmt == "json":
-        text = json.dumps(as_json, indent=2)
-    elif fmt == "md":
-        from ..render.text import markdown_table
-        text = markdown_table(table, raw)
-    elif fmt == "csv":
-        from ..render.text import table_csv
-        text = table_csv(table)
-    else:
-        from ..render.terminal import to_rich
-        text = rich_text(to_rich(table, raw))
+    from ..render import get_renderer
+    text = json.dumps(as_json, indent=2) if fmt == "json" else get_renderer(fmt).table(table, raw)
     write_output(text, output)
 
 

@@ -7,7 +7,7 @@ import sys
 
 from .. import __version__
 from ..render.tables import VIEWS
-from .common import FORMS, add_input_options, add_output_options, count_spec, output_format, rich_text, write_output
+from .common import FORMS, add_input_options, add_output_options, count_spec, output_format, write_output
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,21 +31,12 @@ def run(args) -> int:
     fmt = output_format(args.format, args.output)
     report = count_spec(args.spec, args)
     depth = None if args.depth < 0 else args.depth
-    if fmt == "json":
-        text = report.to_json(ops=args.view == "ops")
-    elif fmt == "md":
-        from ..render.text import to_markdown
-        text = to_markdown(report, view=args.view, depth=depth, raw=args.raw)
-    elif fmt == "csv":
-        from ..render.text import to_csv
-        text = to_csv(report, view=args.view, depth=depth)
-    else:
+    if fmt == "table" and args.output is None and sys.stdout.isatty():
+        from rich.console import Console
+
         from ..render.terminal import render
-        renderable = render(report, view=args.view, depth=depth, raw=args.raw)
-        if args.output is None and sys.stdout.isatty():
-            from rich.console import Console
-            Console().print(renderable)
-            return 0
-        text = rich_text(renderable)
-    write_output(text, args.output)
+        Console().print(render(report, view=args.view, depth=depth, raw=args.raw))
+        return 0
+    from ..render import get_renderer
+    write_output(get_renderer(fmt).report(report, view=args.view, depth=depth, raw=args.raw), args.output)
     return 0

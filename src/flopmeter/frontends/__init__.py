@@ -6,9 +6,7 @@ and saved models (``.pt2``, TorchScript, pickled modules with ``trust_pickle``).
 
 from __future__ import annotations
 
-import difflib
-
-from ..errors import InputError
+from ..errors import InputError, close_matches
 from .base import InputRequest, Resolved
 from .files import python_factory, saved_model
 from .hf import hf_model
@@ -31,7 +29,7 @@ def resolve(spec: str, req: InputRequest | None = None, *, trust_pickle: bool = 
     prefix, sep, name = spec.partition(":")
     if sep and prefix in _PREFIXES:
         return _PREFIXES[prefix](name, req)
-    close = difflib.get_close_matches(prefix, _PREFIXES, n=1)
+    close = close_matches(prefix, _PREFIXES, n=1)
     hint = f"did you mean '{close[0]}:{name}'?" if close and sep else f"write the model as {FORMS}"
     raise InputError(f"cannot read model spec '{spec}'", hint=hint)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
 
-from ..errors import InputError, MissingDependencyError
+from ..errors import InputError, MissingDependencyError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,8 @@ def import_optional(package: str, extra: str):
 
 
 def unknown_name(kind: str, name: str, known: list[str]) -> InputError:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    hint = (f"did you mean {', '.join(f'{kind}:{c}' for c in close)}?" if close
-            else f"{kind} knows {len(known)} names; check the spelling")
+    hint = did_you_mean(name, known, n=3, fmt=f"{kind}:{{}}",
+                        otherwise=f"{kind} knows {len(known)} names; check the spelling")
     return InputError(f"unknown {kind} model '{name}'", hint=hint)
 
 

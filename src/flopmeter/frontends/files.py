@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, did_you_mean
 from .base import InputRequest, Resolved, shaped_inputs, tensor
 
 
@@ -51,10 +51,8 @@ def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
     factory = getattr(module, func, None)
     if not callable(factory):
         names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
-        import difflib
-        close = difflib.get_close_matches(func, names, n=1)
         raise InputError(f"{path} has no function '{func}'",
-                         hint=f"did you mean {path}:{close[0]}?" if close else "write path/to/file.py:FUNCTION")
+                         hint=did_you_mean(func, names, fmt=f"{path}:{{}}", otherwise="write path/to/file.py:FUNCTION"))
     made = factory()
     model, example = (made if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module)
                       else (made, None))

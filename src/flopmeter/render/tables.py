@@ -28,6 +28,10 @@ class Table:
     keys: list[str] | None = None        # full module paths of the rows (CSV uses them)
     exact: bool = False                  # always exact integers (Keras-style summaries)
 
+    def to_records(self) -> list[dict]:
+        """One dict per row, keyed by column name (JSON output of a table)."""
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
 
 def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
     conv = get_convention(report.convention)

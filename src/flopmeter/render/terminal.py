@@ -53,3 +53,15 @@ def render(report: Report, *, view: str = "tree", depth: int | None = 2, raw: bo
             foot.add_row(key + ":", value)
         parts += ["", foot]
     return Group(*parts)
+
+
+def rich_text(renderable, width: int = 120) -> str:
+    """Render a rich object to plain text (for files and pipes)."""
+    import os
+
+    _rich()
+    from rich.console import Console
+    with open(os.devnull, "w") as sink:
+        console = Console(width=width, record=True, file=sink, color_system=None)
+        console.print(renderable)
+    return console.export_text()

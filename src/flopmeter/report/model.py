@@ -137,14 +137,10 @@ class Report:
         for node in self.modules():
             if node.path == path:
                 return node
-        import difflib
+        from ..errors import InputError, did_you_mean
 
-        from ..errors import InputError
-
-        paths = [n.path for n in self.modules()]
-        close = difflib.get_close_matches(path, paths, n=3)
         raise InputError(f"no module '{path}' in {self.model}",
-                         hint=f"did you mean {', '.join(repr(c) for c in close)}?" if close else None)
+                         hint=did_you_mean(path, [n.path for n in self.modules()], n=3, fmt="{!r}"))
 
     def by_op(self) -> dict[str, tuple[int, Cost]]:
         """op name → (calls, summed Cost), costed and free ops alike."""
