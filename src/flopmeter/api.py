@@ -10,6 +10,7 @@ from torch import nn
 from .cost import get_convention
 from .formulas import REGISTRY, Registry
 from .formulas.attention import check_causal, with_causal
+from .frontends.keras import KerasView, as_torch_module
 from .report import Report, build_report
 from .trace import Trace, record
 from .trace.run import MODES
@@ -64,11 +65,15 @@ def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=
 def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options: Options, *,
         module_inputs: bool = False) -> tuple[Trace, Report]:
     """Record one forward and cost it: the Trace and its Report."""
+    model = as_torch_module(model)     # a Keras 3 model: a view with its layers' names
     trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode,
                    device=options.device, inference=options.inference, module_inputs=module_inputs)
     registry = with_causal(options.registry or REGISTRY, options.causal)
-    return trace, build_report(model, trace, registry=registry, convention=options.convention,
-                               strict=options.strict, causal=options.causal)
+    report = build_report(model, trace, registry=registry, convention=options.convention,
+                          strict=options.strict, causal=options.causal)
+    if isinstance(model, KerasView):
+        model.finish_report(report)
+    return trace, report
 
 
 __all__ = ["Options", "count"]

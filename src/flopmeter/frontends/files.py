@@ -1,7 +1,8 @@
 """Models from files:
 
 - ``path/to/file.py:factory`` — a function returning a model, or ``(model, inputs)`` where
-  inputs is a tensor, a tuple of positional inputs, or a dict of keyword inputs;
+  inputs is a tensor, a tuple of positional inputs, or a dict of keyword inputs; a Keras 3
+  model counts too (``KERAS_BACKEND`` defaults to ``torch`` for the file);
 - ``model.pt2`` — a ``torch.export`` ExportedProgram, with its own example inputs;
 - ``model.pt`` / ``.pth`` / ``.ts`` — a TorchScript archive (counted in real mode), or a whole
   pickled model, which is loaded only with ``--trust-pickle`` (unpickling runs code).
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -20,6 +22,7 @@ from torch import nn
 
 from ..errors import InputError, did_you_mean
 from .base import InputRequest, Resolved, shaped_inputs, tensor
+from .keras import is_keras
 
 
 def _inputs_from_shapes(req: InputRequest):
@@ -41,6 +44,7 @@ def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
     file = Path(path)
     if not file.is_file():
         raise InputError(f"no such file: {path}")
+    os.environ.setdefault("KERAS_BACKEND", "torch")    # a Keras 3 model in the file: the backend flopmeter counts
     spec = importlib.util.spec_from_file_location(f"_flopmeter_user_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(file.parent.resolve()))
@@ -65,7 +69,9 @@ def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
                              hint="pass --input 1x3x224x224, or return (model, inputs) from the factory")
         args, kwargs = _as_inputs(example)
         make = lambda device: (args, kwargs)   # noqa: E731  (the user's own tensors)
-    return Resolved(f"{file.name}:{func}", model.eval() if model.training else model, make)
+    if model.training and not is_keras(model):    # Keras layers take `training` per call, inference by default
+        model = model.eval()
+    return Resolved(f"{file.name}:{func}", model, make)
 
 
 def saved_model(path: str, req: InputRequest, trust_pickle: bool = False) -> Resolved:

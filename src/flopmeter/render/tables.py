@@ -4,7 +4,7 @@ Cells hold raw numbers; each renderer formats them (human units in the terminal 
 Markdown, exact integers in CSV and with ``raw``). Views:
 
 - ``tree``: the module tree to a depth (module, type, output shape, params, MACs, FLOPs, share);
-- ``keras``: one row per leaf layer (layer and type, output shape, params), Keras-style;
+- ``keras``: one row per leaf layer (layer and type, output shape, params, MACs, FLOPs), Keras-style;
 - ``ops``: one row per executed op that is not free (module, op, shapes, status, MACs, FLOPs).
 """
 
@@ -79,12 +79,16 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
 
 
 def keras_table(report: Report) -> Table:
-    t = Table(["Layer (type)", "Output Shape", "Param #"], [False, False, True], exact=True)
+    """Keras' ``model.summary()`` columns (layer, output shape, params) plus MACs and FLOPs,
+    which Keras never printed; for a Keras model the layers are its Keras layers."""
+    t = Table(["Layer (type)", "Output Shape", "Param #", "MACs", f"FLOPs ({report.convention})"],
+              [False, False, True, True, True], exact=True)
     for node in report.modules():
         if node.children or not node.path:
             continue
         shape = "(" + ", ".join(["None", *map(str, node.outputs[0].shape[1:])]) + ")" if node.outputs else "—"
-        t.rows.append([f"{node.path} ({node.type})", shape, node.params_own])
+        t.rows.append([f"{node.path} ({node.type})", shape, node.params_own, node.total.macs,
+                       node.total.flops(report.convention)])
     p = report.params
     t.footer = [("Total params", f"{p.count:,}"), ("Trainable params", f"{p.trainable:,}"),
                 ("Non-trainable params", f"{p.frozen:,}")]

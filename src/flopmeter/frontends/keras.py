@@ -1,0 +1,138 @@
+"""Keras 3 models on the PyTorch backend (``KERAS_BACKEND=torch``).
+
+A Keras 3 layer on that backend *is* a ``torch.nn.Module``, and calling it goes through
+``nn.Module.__call__``, so the recorder sees its ops and its calls. Two things differ from a
+PyTorch model, and :class:`KerasView` bridges them without touching the user's model:
+
+- Keras keeps its layers in its own tracker, not as torch submodules, so
+  ``named_modules()`` of a Keras model does not list them. The view lists them under their
+  Keras names (``conv2d``, ``mha.query`` for a sublayer), so ops are attributed to them.
+- Keras variables read their own tensor (``Variable._value``), so a substitution by
+  ``functional_call`` has no effect on them; the view exposes each one once, under the
+  ``_torch_params`` dict Keras itself keeps on every built layer, which is all
+  ``functional_call`` ever swaps (and swaps back). In fake mode the fake-tensor mode converts
+  the real weights it meets on the fly; their values are never read.
+
+Non-trainable variables (BatchNormalization's moving mean and variance) are frozen
+parameters, as ``model.summary()`` counts them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from math import prod
+from typing import Iterator
+
+from torch import nn
+
+from ..errors import InputError
+from ..trace.guard import AttributeGuard
+
+
+def is_keras(model) -> bool:
+    """True for a Keras 3 layer or model (without importing Keras when it is not loaded)."""
+    keras = sys.modules.get("keras")
+    if keras is None:
+        return False
+    layer = getattr(getattr(keras, "layers", None), "Layer", None)
+    return layer is not None and isinstance(model, layer)
+
+
+def _check(model) -> None:
+    if not isinstance(model, nn.Module):
+        backend = os.environ.get("KERAS_BACKEND") or "tensorflow (Keras' default)"
+        raise InputError(f"this Keras model runs on the {backend} backend; flopmeter counts the PyTorch backend",
+                         hint="set KERAS_BACKEND=torch before Keras is imported")
+    if not model.built:
+        raise InputError(f"the Keras model '{model.name}' is not built, so it has no weights to count",
+                         hint="give it an input shape (keras.Input(shape=…) first, or model.build(shape))")
+
+
+def _own_variables(layer) -> list:
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+def _layer_tree(layer, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """(path, layer) for every sublayer, depth first, Keras names joined by '.'."""
+    input_layer = sys.modules["keras"].layers.InputLayer
+    seen: set[str] = set()
+    for child in layer._layers:
+        if isinstance(child, input_layer):
+            continue
+        name = child.name.replace(".", "_")
+        while name in seen:
+            name += "_"
+        seen.add(name)
+        path = f"{prefix}{name}"
+        yield path, child
+        yield from _layer_tree(child, path + ".")
+
+
+class KerasView(nn.Module):
+    """A read-only view of a built Keras model for the recorder: its layers under their Keras
+    names, its variables as parameters. Holds the model without registering it."""
+
+    def __init__(self, model):
+        super().__init__()
+        _check(model)
+        object.__setattr__(self, "keras_model", model)
+        object.__setattr__(self, "layer_paths", [("", model), *_layer_tree(model)])
+
+    def __getattr__(self, name: str):
+        # `functional_call` reaches a parameter as `_layer<i>._torch_params.<variable path>`
+        if name.startswith("_layer") and name[6:].isdigit():
+            return self.layer_paths[int(name[6:])][1]
+        return super().__getattr__(name)
+
+    def forward(self, *args, **kwargs):
+        # the recorder guards the attributes of the modules listed above; the model itself
+        # (Keras marks it `_called`) and its internal torch modules are guarded here
+        guard = AttributeGuard(self.keras_model)
+        try:
+            return self.keras_model(*args, **kwargs)
+        finally:
+            guard.restore()
+
+    def named_modules(self, memo=None, prefix: str = "", remove_duplicate: bool = True):
+        yield prefix, self
+        for path, layer in self.layer_paths[1:]:
+            yield (f"{prefix}.{path}" if prefix else path), layer
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
+        # the tensors are the ones in each layer's own `_torch_params` dict (what Keras'
+        # named_parameters() yields), each variable under the layer that owns it
+        for i, (_, layer) in enumerate(self.layer_paths):
+            params = layer.torch_params if _own_variables(layer) else {}
+            for var in _own_variables(layer):
+                if var.path in params:
+                    yield f"_layer{i}._torch_params.{var.path}", params[var.path]
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
+        return iter(())
+
+    def owner_of(self) -> dict[str, int]:
+        """Layer path → its own variables' element count."""
+        return {path: sum(prod(v.shape) for v in _own_variables(layer)) for path, layer in self.layer_paths}
+
+    def finish_report(self, report) -> None:
+        """Name the model and its layers the Keras way and put each variable's elements on
+        the layer that owns it (the generic builder files them under `_torch_params`)."""
+        own = self.owner_of()
+        report.model = self.keras_model.name
+        types = {path: type(layer).__name__ for path, layer in self.layer_paths}
+
+        def fix(node):
+            node.type = types.get(node.path, node.type)
+            node.params_own = own.get(node.path, 0)
+            node.params_total = node.params_own + sum(fix(c) for c in node.children)
+            return node.params_total
+        fix(report.root)
+
+
+def as_torch_module(model):
+    """A Keras 3 model → its :class:`KerasView`; anything else unchanged."""
+    return KerasView(model) if is_keras(model) else model
+
+
+__all__ = ["KerasView", "as_torch_module", "is_keras"]
