@@ -7,11 +7,12 @@ PyTorch model, and :class:`KerasView` bridges them without touching the user's m
 - Keras keeps its layers in its own tracker, not as torch submodules, so
   ``named_modules()`` of a Keras model does not list them. The view lists them under their
   Keras names (``conv2d``, ``mha.query`` for a sublayer), so ops are attributed to them.
-- Keras variables read their own tensor (``Variable._value``), so a substitution by
-  ``functional_call`` has no effect on them; the view exposes each one once, under the
-  ``_torch_params`` dict Keras itself keeps on every built layer, which is all
-  ``functional_call`` ever swaps (and swaps back). In fake mode the fake-tensor mode converts
-  the real weights it meets on the fly; their values are never read.
+- Keras variables read their own tensor (``Variable._value``), not a module attribute, so
+  the recorder's stand-in tensors cannot replace them: the Keras model itself runs (the
+  view's own module tree is what the recorder shadows), and the attributes Keras writes
+  during the call are put back. In fake mode the fake-tensor mode converts the real weights
+  it meets on the fly; their values are never read. The view lists each variable once,
+  under the layer that owns it.
 
 Non-trainable variables (BatchNormalization's moving mean and variance) are frozen
 parameters, as ``model.summary()`` counts them.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import os
 import sys
-from math import prod
 from typing import Iterator
 
 from torch import nn
@@ -79,20 +79,15 @@ class KerasView(nn.Module):
         object.__setattr__(self, "keras_model", model)
         object.__setattr__(self, "layer_paths", [("", model), *_layer_tree(model)])
 
-    def __getattr__(self, name: str):
-        # `functional_call` reaches a parameter as `_layer<i>._torch_params.<variable path>`
-        if name.startswith("_layer") and name[6:].isdigit():
-            return self.layer_paths[int(name[6:])][1]
-        return super().__getattr__(name)
-
     def forward(self, *args, **kwargs):
-        # the recorder guards the attributes of the modules listed above; the model itself
-        # (Keras marks it `_called`) and its internal torch modules are guarded here
-        guard = AttributeGuard(self.keras_model)
+        # Keras runs its own layers (their variables read their own tensors); whatever
+        # attributes the call writes on them (Keras marks a model `_called`) are put back
+        guards = [AttributeGuard(layer) for _, layer in self.layer_paths]
         try:
             return self.keras_model(*args, **kwargs)
         finally:
-            guard.restore()
+            for guard in guards:
+                guard.restore()
 
     def named_modules(self, memo=None, prefix: str = "", remove_duplicate: bool = True):
         yield prefix, self
@@ -100,34 +95,21 @@ class KerasView(nn.Module):
             yield (f"{prefix}.{path}" if prefix else path), layer
 
     def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
-        # the tensors are the ones in each layer's own `_torch_params` dict (what Keras'
-        # named_parameters() yields), each variable under the layer that owns it
-        for i, (_, layer) in enumerate(self.layer_paths):
-            params = layer.torch_params if _own_variables(layer) else {}
+        # each variable once, under the layer that owns it (`conv.kernel`, `mha.query.bias`);
+        # the tensor is the one the variable computes with
+        for path, layer in self.layer_paths:
             for var in _own_variables(layer):
-                if var.path in params:
-                    yield f"_layer{i}._torch_params.{var.path}", params[var.path]
+                yield (f"{path}.{var.name}" if path else var.name), var.value
 
     def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
         return iter(())
 
-    def owner_of(self) -> dict[str, int]:
-        """Layer path → its own variables' element count."""
-        return {path: sum(prod(v.shape) for v in _own_variables(layer)) for path, layer in self.layer_paths}
-
-    def finish_report(self, report) -> None:
-        """Name the model and its layers the Keras way and put each variable's elements on
-        the layer that owns it (the generic builder files them under `_torch_params`)."""
-        own = self.owner_of()
-        report.model = self.keras_model.name
+    def finish_trace(self, trace) -> None:
+        """Name the model and its layer types the Keras way in the trace."""
+        trace.model = self.keras_model.name
         types = {path: type(layer).__name__ for path, layer in self.layer_paths}
-
-        def fix(node):
-            node.type = types.get(node.path, node.type)
-            node.params_own = own.get(node.path, 0)
-            node.params_total = node.params_own + sum(fix(c) for c in node.children)
-            return node.params_total
-        fix(report.root)
+        for m in trace.modules:
+            m.type = types.get(m.path, m.type)
 
 
 def as_torch_module(model):
