@@ -12,6 +12,7 @@ from .errors import (FlopmeterError, InputError, MissingDependencyError, ModelFo
                      OptionsError, UnsupportedOpsError)
 from .explain import Explanation, explain
 from .formulas import REGISTRY
+from .frontends.onnx_file import count_onnx
 from .report import ModuleNode, OpRow, Report
 
 __version__ = "0.1.0"
@@ -19,5 +20,5 @@ __version__ = "0.1.0"
 __all__ = [
     "CONVENTIONS", "Convention", "Cost", "Explanation", "FlopmeterError", "InputError", "MissingDependencyError",
     "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options", "OptionsError", "REGISTRY", "Report",
-    "UnsupportedOpsError", "count", "explain", "__version__",
+    "UnsupportedOpsError", "count", "count_onnx", "explain", "__version__",
 ]
