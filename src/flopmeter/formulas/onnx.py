@@ -293,6 +293,7 @@ def data_movement(ev):
 
 
 REGISTRY.free(*_onnx("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Shape", "Size", "Constant",
-                     "Dropout"))
+                     "Dropout", "SplitToSequence", "SequenceAt", "SequenceConstruct", "SequenceEmpty",
+                     "SequenceInsert", "SequenceErase", "SequenceLength", "ConcatFromSequence"))
 
 __all__ = ["einsum"]

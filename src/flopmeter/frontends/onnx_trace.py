@@ -34,6 +34,11 @@ BITS = {21: 4, 22: 4, 23: 4, 25: 2, 26: 2}                # packed sub-byte type
 QUANTIZED_WEIGHT_INPUTS = {"QLinearConv": (3,), "QLinearMatMul": (3,), "MatMulInteger": (1,), "ConvInteger": (1,),
                            "DequantizeLinear": (0,), "MatMulNBits": (1,)}
 BN_STATS = {"BatchNormalization": (3, 4)}
+# ops whose cost needs no shape (free, or sequence bookkeeping): never "[shape unknown]"
+SEQUENCE_OPS = ("SplitToSequence", "SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceInsert",
+                "SequenceErase", "SequenceLength", "ConcatFromSequence")
+SHAPELESS = frozenset(("Shape", "Size", "Constant", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten",
+                       "Dropout") + SEQUENCE_OPS)
 
 
 class OnnxParam(ParamInfo):
@@ -150,7 +155,7 @@ def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...
         outs = tuple(value_ref(v) for v in node.output)
         op = f"onnx.{node.op_type}" if node.domain in ("", "ai.onnx") else f"onnx.{node.domain}.{node.op_type}"
         known = all(r is not None for r, v in zip(ins, node.input) if v) and all(r is not None for r in outs)
-        if not known:
+        if not known and node.op_type not in SHAPELESS:
             op += "[shape unknown]"
         for r in ins:
             if r is not None and r.role == "act" and r.id in storages:
@@ -165,6 +170,11 @@ def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...
         for path, _ in chain:                          # a module's output: its last node's output
             modules[path].outputs = [events[-1].out]
 
+    # a leaf scope without a class (node names only): named after the op types it holds
+    parents = {m.rpartition(".")[0] for m in modules if m}
+    for path, info in modules.items():
+        if path and info.type == "Module" and path not in parents:
+            info.type = "/".join(sorted({e.op.removeprefix("onnx.") for e in events if e.module == path})) or "Module"
     for o in g.output:                                 # graph outputs stay alive
         if o.name in ids:
             storages[ids[o.name]].freed = None

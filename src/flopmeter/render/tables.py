@@ -39,18 +39,23 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
     params = f"{human(p.count, raw)} ({human_unit(p.bytes, 'B', raw)}"
     params += f"; {human(p.frozen, raw)} frozen)" if p.frozen else ")"
     unsupported = sum(report.unsupported.values())
+    if report.mode == "onnx":
+        mode = "ONNX graph, shapes from ONNX shape inference (no tensors run)"
+    else:
+        mode = (f"{report.mode} tensors on {report.device}, "
+                f"{'no_grad (inference)' if report.inference else 'autograd on'}, torch {report.torch_version}"
+                + (", causal masks counted exactly" if report.causal == "exact" else ""))
+    notes = list((getattr(report, "trace", None) and report.trace.extra.get("notes")) or [])
     return [
         ("model", report.model),
         ("inputs", ", ".join(map(repr, report.inputs))),
         ("params", params),
         ("MACs", human_unit(report.macs, "MACs", raw)),
         ("FLOPs", f"{human_unit(report.flops, 'FLOPs', raw)}  [{conv.name}: {conv.description}]"),
-        ("mode", f"{report.mode} tensors on {report.device}, "
-                 f"{'no_grad (inference)' if report.inference else 'autograd on'}, torch {report.torch_version}"
-                 + (", causal masks counted exactly" if report.causal == "exact" else "")),
+        ("mode", mode),
         ("unsupported", "none" if not unsupported else f"{unsupported} call(s): "
          + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items()))),
-    ]
+    ] + [("note", n) for n in notes]
 
 
 def _shape(metas) -> str:
