@@ -206,14 +206,16 @@ def _fold(m, values: dict) -> int:
             if node.op_type.startswith("Random") or node.output[0] in values and values[node.output[0]][0] and \
                     np.prod(values[node.output[0]][0], dtype=np.int64) > SMALL:
                 continue
-            try:
-                sub = helper.make_model(helper.make_graph(
-                    [node], "fold", [], [helper.make_tensor_value_info(node.output[0], 0, None)],
-                    [numpy_helper.from_array(np.asarray(consts[n]), n) for n in node.input if n]),
-                    opset_imports=opset)
-                out = ReferenceEvaluator(sub).run(None, {})[0]
-            except Exception:  # noqa: BLE001  (any op the reference runtime cannot run)
-                continue
+            out = _numpy_op(node, [consts[n] if n else None for n in node.input])
+            if out is None:
+                try:
+                    sub = helper.make_model(helper.make_graph(
+                        [node], "fold", [], [helper.make_tensor_value_info(node.output[0], 0, None)],
+                        [numpy_helper.from_array(np.asarray(consts[n]), n) for n in node.input if n]),
+                        opset_imports=opset)
+                    out = ReferenceEvaluator(sub).run(None, {})[0]
+                except Exception:  # noqa: BLE001  (any op the reference runtime cannot run)
+                    continue
         if out is None or np.size(out) > SMALL:
             continue
         out = np.asarray(out)
@@ -226,13 +228,68 @@ def _fold(m, values: dict) -> int:
     return replaced
 
 
+def _numpy_op(node, xs):
+    """The few ops of exporters' shape computations, in numpy (the reference runtime is slow
+    to set up per node); None for anything else."""
+    import numpy as np
+    from onnx import helper
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    op = node.op_type
+    try:
+        if op == "Expand":
+            return np.broadcast_to(xs[0], np.broadcast_shapes(np.shape(xs[0]), tuple(int(v) for v in xs[1]))).copy()
+        if op == "Concat":
+            return np.concatenate([np.atleast_1d(x) for x in xs if x is not None], axis=attrs.get("axis", 0))
+        if op == "Gather":
+            return np.take(xs[0], xs[1], axis=attrs.get("axis", 0))
+        if op == "Unsqueeze":
+            axes = attrs.get("axes", xs[1] if len(xs) > 1 else None)
+            out = xs[0]
+            for a in sorted(int(v) % (np.ndim(xs[0]) + len(axes)) for v in axes):
+                out = np.expand_dims(out, a)
+            return out
+        if op == "Squeeze":
+            axes = attrs.get("axes", xs[1] if len(xs) > 1 and xs[1] is not None else None)
+            return np.squeeze(xs[0], axis=None if axes is None else tuple(int(a) for a in axes))
+        if op == "Cast":
+            return xs[0].astype(helper.tensor_dtype_to_np_dtype(attrs["to"]))
+        if op == "Identity":
+            return xs[0]
+        if op in ("Add", "Sub", "Mul") and np.issubdtype(np.asarray(xs[0]).dtype, np.integer):
+            return {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[op](xs[0], xs[1])
+    except (ValueError, IndexError, TypeError, KeyError):
+        return None
+    return None
+
+
+def _shapes_only(model):
+    """A copy of ``model`` for shape inference: nodes, inputs and outputs, and the
+    initializers' types and dims, with the data of the large ones left out (never copied)."""
+    onnx = onnx_module()
+    import numpy as np
+    src = model.graph
+    m = onnx.ModelProto(ir_version=model.ir_version)
+    m.opset_import.extend(model.opset_import)
+    g = m.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.input.extend(src.input)
+    g.output.extend(src.output)
+    for init in src.initializer:
+        if np.prod(init.dims, dtype=np.int64) <= SMALL:
+            g.initializer.append(init)
+        else:
+            t = g.initializer.add(name=init.name, data_type=init.data_type, dims=init.dims)
+            t.data_location = onnx.TensorProto.EXTERNAL
+            t.external_data.add(key="location", value="(not read)")
+    return m
+
+
 def infer(model, shapes: dict[str, tuple[int, ...]]):
     """(inferred ModelProto, {value name: (shape tuple or None, elem type)}): ONNX shape
     inference, then rounds of folding shape computations into constants while some value
     is still unknown."""
-    onnx = onnx_module()
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    m = _shapes_only(model)
     g = m.graph
     for vi in g.input:
         if vi.name in shapes:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from math import ceil
 
 import torch
@@ -80,14 +81,19 @@ def _signature(node, opsets: dict) -> Signature:
         return Signature(())
 
 
+@lru_cache(maxsize=None)
+def _literal(text: str):
+    return ast.literal_eval(text)
+
+
 def _scope_path(node) -> tuple[list[tuple[str, str]], bool]:
     """[(module path, class name), …] outermost first, for one node; and whether found."""
     meta = {p.key: p.value for p in node.metadata_props}
     scopes = meta.get("pkg.torch.onnx.name_scopes")
     if scopes:
         try:
-            names = ast.literal_eval(scopes)
-            classes = ast.literal_eval(meta.get("pkg.torch.onnx.class_hierarchy", "[]"))
+            names = _literal(scopes)
+            classes = _literal(meta.get("pkg.torch.onnx.class_hierarchy", "[]"))
         except (ValueError, SyntaxError):
             names, classes = [], []
         chain = []
@@ -138,6 +144,7 @@ def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...
     modules: dict[str, ModuleInfo] = {"": ModuleInfo("", "Graph", calls=1)}
 
     events: list[OpEvent] = []
+    node_modules: list[str] = []
     for index, (node, (chain, _)) in enumerate(zip(g.node, chains)):
         if per_node:
             chain = [(node.name.replace(".", "_"), node.op_type)]
@@ -151,6 +158,7 @@ def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...
             elif modules[path].type == "Module" and cls != "Module":
                 modules[path].type = cls
         module = chain[-1][0] if chain else ""
+        node_modules.append(module)
         ins = tuple(value_ref(v, roles.get(v, "act")) for v in node.input)
         outs = tuple(value_ref(v) for v in node.output)
         op = f"onnx.{node.op_type}" if node.domain in ("", "ai.onnx") else f"onnx.{node.domain}.{node.op_type}"
@@ -178,7 +186,7 @@ def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...
     for o in g.output:                                 # graph outputs stay alive
         if o.name in ids:
             storages[ids[o.name]].freed = None
-    params = _params(inits, roles, ids, modules, g)
+    params = _params(inits, roles, ids, modules, g, node_modules)
     return Trace(events=events, modules=list(modules.values()), params=params,
                  inputs=[r for r in graph_inputs if r is not None],
                  options={"mode": "onnx", "device": "onnx", "inference": True},
@@ -206,9 +214,9 @@ def _initializer_roles(g, inits) -> dict[str, str]:
     return roles
 
 
-def _params(inits, roles, ids, modules, g) -> list[ParamInfo]:
+def _params(inits, roles, ids, modules, g, node_modules) -> list[ParamInfo]:
     first_user: dict[str, str] = {}
-    for node, ev_module in zip(g.node, _node_modules(g, modules)):
+    for node, ev_module in zip(g.node, node_modules):
         for v in node.input:
             first_user.setdefault(v, ev_module)
     out = []
@@ -223,18 +231,6 @@ def _params(inits, roles, ids, modules, g) -> list[ParamInfo]:
                       roles[name] == "param", tensor=ids.get(name, -1), storage=ids.get(name, -1))
         p.bits = BITS.get(t.data_type, 0)
         out.append(p)
-    return out
-
-
-def _node_modules(g, modules) -> list[str]:
-    out = []
-    for node in g.node:
-        chain, _ = _scope_path(node)
-        if chain:
-            out.append(chain[-1][0])
-        else:
-            leaf = node.name.replace(".", "_")
-            out.append(leaf if leaf in modules else "")
     return out
 
 

@@ -1,0 +1,46 @@
+"""Every torchvision classification model exported to ONNX (PyTorch's default dynamo exporter,
+``optimize=False``, in a temporary directory) counted from the file: parameters and MACs
+exactly the PyTorch count's. Models that do not export are listed in ``NO_EXPORT`` with why."""
+
+import gc
+import warnings
+
+import pytest
+import torch
+
+import flopmeter
+import tv_zoo
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+from onnx_models import export  # noqa: E402
+
+pytestmark = pytest.mark.zoo
+
+# name → why torch.onnx.export(dynamo=True) fails on it (measured with torch 2.14, onnxscript 0.7)
+NO_EXPORT: dict[str, str] = {}
+
+
+def _input(name: str) -> int:
+    return tv_zoo.crop(tv_zoo.weights(name)[0]) if name.startswith("vit_") else 224
+
+
+@pytest.mark.parametrize("name", tv_zoo.names(tv_zoo.tv.models))
+def test_onnx_export_counts_like_pytorch(name, tmp_path):
+    if name in NO_EXPORT:
+        pytest.xfail(NO_EXPORT[name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        size = _input(name)
+        kwargs = {"image_size": size} if name.startswith("vit_") else {}
+        if name == "googlenet":
+            kwargs = dict(aux_logits=False, init_weights=False)
+        model = tv_zoo.tv.models.get_model(name, weights=None, **kwargs).eval()
+    x = torch.randn(1, 3, size, size)
+    expected = flopmeter.count(model, x)
+    path = export(model, (x,), tmp_path / f"{name}.onnx")
+    del model
+    gc.collect()
+    report = flopmeter.count_onnx(path)
+    assert report.unsupported == {}
+    assert (report.params.count, report.macs) == (expected.params.count, expected.macs)
