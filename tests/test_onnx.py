@@ -163,6 +163,28 @@ def test_attention_and_einsum_closed_forms():
     assert flopmeter.count_onnx(ein).macs == 2 * 3 * 5 * 4                  # b·i·k·j
 
 
+def test_onnxruntime_contrib_attention_closed_form():
+    b, s, d, h = 2, 6, 16, 4
+    model = graph([helper.make_node("Attention", ["x", "w", "bias"], ["y"], domain="com.microsoft", num_heads=h)],
+                  [("x", F, [b, s, d])], [("y", F, [b, s, d])], [init("w", F, (d, 3 * d)), init("bias", F, (3 * d,))])
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    r = flopmeter.count_onnx(model)
+    assert r.macs == b * s * d * 3 * d + 2 * b * h * s * s * (d // h)    # packed q,k,v projection + core
+    assert r.params.count == d * 3 * d + 3 * d
+
+
+def test_report_from_onnx_recosts_and_serialises():
+    model = graph([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1),
+                   helper.make_node("Relu", ["y"], ["z"])],
+                  [("x", F, [2, 8])], [("z", F, None)], [init("w", F, (4, 8)), init("b", F, (4,))])
+    r = flopmeter.count_onnx(model)
+    import json
+    d = json.loads(r.to_json())
+    assert d["totals"]["macs"] == 2 * 8 * 4 and d["params"]["count"] == 4 * 8 + 4
+    assert r.flops_in("all") == 2 * (2 * 8 * 4) + 2 * 4 + 2 * 4       # 2·MACs + bias adds + ReLU
+    assert r.recost(convention="exact").flops == 2 * 4 * (2 * 8) + 2 * 4   # N·O·2I with bias, + ReLU
+
+
 def test_lstm_matches_pytorch():
     seq, batch, inp, hid = 5, 3, 10, 20
     lstm = torch.nn.LSTM(inp, hid)
@@ -237,3 +259,5 @@ def test_cli_onnx_file(tmp_path, capsys):
     assert main([str(path)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("error: unbound input dimension(s): x[0] ('batch')") and err[1].startswith("hint:")
+    assert main(["explain", str(path), "features.0"]) == 2
+    assert capsys.readouterr().err.startswith("error: explain needs a PyTorch module")

@@ -129,6 +129,32 @@ def attention(ev):
     return attention_core_cost(b * h, l, s, e, ev_, mask=_in(ev, 3) is not None or bool(ev.kwargs.get("is_causal")))
 
 
+@register("onnx.com.microsoft.MultiHeadAttention")
+def ort_multi_head_attention(ev):
+    """onnxruntime's MultiHeadAttention: query (B, S, D), key/value (B, L, D) or
+    (B, H, L, D/H); the attention core only (projections are separate nodes)."""
+    q, k, v = _in(ev, 0), _in(ev, 1), _in(ev, 2)
+    h = ev.kwargs["num_heads"]
+    b, s_len, d = q.shape
+    kv_len = k.shape[2] if k.ndim == 4 else k.shape[1]
+    dv = v.shape[1] * v.shape[3] if v is not None and v.ndim == 4 else (v.shape[2] if v is not None else d)
+    return attention_core_cost(b * h, s_len, kv_len, d // h, dv // h, mask=_in(ev, 4) is not None)
+
+
+@register("onnx.com.microsoft.Attention")
+def ort_attention(ev):
+    """onnxruntime's Attention: the packed q/k/v projection of input (B, S, D_in) by
+    weights (D_in, D_q + D_k + D_v), then self-attention over S (plus any past keys)."""
+    x, w = _in(ev, 0), _in(ev, 1)
+    h = ev.kwargs["num_heads"]
+    b, s_len, d_in = x.shape
+    sizes = ev.kwargs.get("qkv_hidden_sizes") or [w.shape[1] // 3] * 3
+    past = _in(ev, 4)
+    total = s_len + (past.shape[3] if past is not None and past.ndim == 5 else 0)
+    return (matmul_cost(1, b * s_len, d_in, w.shape[1], bias=_in(ev, 2) is not None)
+            + attention_core_cost(b * h, s_len, total, sizes[0] // h, sizes[2] // h, mask=_in(ev, 3) is not None))
+
+
 # -- normalisation and softmax -----------------------------------------------------
 
 @register(*_onnx("BatchNormalization"))

@@ -291,6 +291,15 @@ def infer(model, shapes: dict[str, tuple[int, ...]]):
     is still unknown."""
     m = _shapes_only(model)
     g = m.graph
+    # shapes the file states, used where inference cannot tell (custom-domain ops) — only when
+    # the inputs are bound exactly as the file declares them
+    as_declared = all(_dims(vi) == list(shapes[vi.name]) for vi in graph_inputs(model) if vi.name in shapes)
+    stated = {}
+    if as_declared:
+        for vi in list(model.graph.value_info) + list(model.graph.output):
+            dims = _dims(vi)
+            if dims is not None and all(isinstance(d, int) for d in dims):
+                stated[vi.name] = (tuple(dims), vi.type.tensor_type.elem_type)
     for vi in g.input:
         if vi.name in shapes:
             shape = vi.type.tensor_type.shape
@@ -309,6 +318,9 @@ def infer(model, shapes: dict[str, tuple[int, ...]]):
         del m.graph.value_info[:]
         m = _run_inference(m)
         values = _values(m)
+    for name, stated_value in stated.items():
+        if values.get(name, (None, 0))[0] is None:
+            values[name] = stated_value
     return m, values
 
 
