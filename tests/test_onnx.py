@@ -79,6 +79,31 @@ def test_module_tree_from_exporter_scopes(exported):
     assert sum(row.cost.macs for row in r.ops) == r.macs
 
 
+def test_torchscript_exporter_node_names(tmp_path):
+    """The TorchScript exporter (dynamo=False) names nodes /layer1/layer1.0/conv1/Conv and
+    stores identical tensors once; BatchNorm tensors are randomised so none are identical."""
+    import warnings
+    tv = pytest.importorskip("torchvision")
+    model = tv.models.resnet18().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                for t in (m.weight, m.bias, m.running_mean, m.running_var):
+                    t.uniform_(0.5, 1.5)
+    x = torch.randn(1, 3, 224, 224)
+    path = tmp_path / "r18.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False, do_constant_folding=False,
+                          training=torch.onnx.TrainingMode.PRESERVE)
+    r, expected = flopmeter.count_onnx(path), flopmeter.count(model, x)
+    assert (r.macs, r.params.count) == (expected.macs, expected.params.count)
+    assert r.buffers.count == expected.buffers.count - 20       # num_batches_tracked (20 BatchNorms) is not exported
+    assert r.module("layer1.0.conv1").total.macs == 1 * 64 * 56 * 56 * 64 * 3 * 3
+    assert r.module("layer1.0.conv1").type == "Conv"           # no class names in this format: the op types
+    assert r.module("layer4").params_total == expected.module("layer4").params_total
+
+
 def test_external_data_is_never_read(exported):
     _, path = exported("resnet18")
     data = Path(path + ".data")

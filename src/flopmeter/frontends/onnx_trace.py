@@ -195,14 +195,25 @@ def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...
 
 
 def _initializer_roles(g, inits) -> dict[str, str]:
-    stats, quantized = set(), set()
+    # the TorchScript exporter shares identical initializers through Identity nodes: follow them
+    source = {n.output[0]: n.input[0] for n in g.node if n.op_type == "Identity" and n.input and n.output}
+
+    def origin(name: str) -> str:
+        while name in source and name not in inits:
+            name = source[name]
+        return name
+
+    stats, quantized, other = set(), set(), set()
     for node in g.node:
-        for pos in BN_STATS.get(node.op_type, ()):
-            if pos < len(node.input):
-                stats.add(node.input[pos])
+        if node.op_type == "Identity":
+            continue
+        stat_pos = BN_STATS.get(node.op_type, ())
+        for pos, name in enumerate(node.input):
+            (stats if pos in stat_pos else other).add(origin(name))
         for pos in QUANTIZED_WEIGHT_INPUTS.get(node.op_type, ()):
             if pos < len(node.input):
-                quantized.add(node.input[pos])
+                quantized.add(origin(node.input[pos]))
+    stats -= other                    # a tensor also read as a weight is a parameter
     roles = {}
     for name, t in inits.items():
         floating = DTYPES.get(t.data_type, torch.float32).is_floating_point
