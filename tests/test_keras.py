@@ -81,6 +81,9 @@ def test_multi_head_attention_closed_form():
     assert report.module("mha").total.macs == projections + core
     assert report.module("mha.query").total.macs == L * d * h * k
     assert report.module("mha").params_total == 4 * d * h * k + 3 * h * k + d == model.count_params()
+    rows = keras_table(report).rows                     # model.summary() has one row for the layer
+    assert [r[0] for r in rows] == ["mha (MultiHeadAttention)"]
+    assert rows[0][2:4] == [model.count_params(), projections + core]
 
 
 def test_model_is_left_as_found():

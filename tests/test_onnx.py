@@ -233,6 +233,8 @@ def test_quantized_graph_integer_macs_and_real_sizes():
     assert r.macs == 3 * m * k * n
     assert r.trace.extra["integer_macs"] == m * k * n                # MatMulInteger's only
     assert "integer" in r.trace.extra["notes"][0]
+    from flopmeter.render.text import to_markdown
+    assert f"**note**: {m * k * n:,} of the {3 * m * k * n:,} MACs are integer" in to_markdown(r)
     assert r.params.count == 3 * k * n                              # the scalar scale is a buffer
     assert r.params.bytes_by_dtype["int8"] == k * n + k * n // 2     # int8 (1 byte) + packed int4 (½ byte)
     assert r.params.bytes_by_dtype["float32"] == 4 * k * n

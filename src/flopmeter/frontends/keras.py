@@ -107,6 +107,7 @@ class KerasView(nn.Module):
     def finish_trace(self, trace) -> None:
         """Name the model and its layer types the Keras way in the trace."""
         trace.model = self.keras_model.name
+        trace.extra["frontend"] = "keras"
         types = {path: type(layer).__name__ for path, layer in self.layer_paths}
         for m in trace.modules:
             m.type = types.get(m.path, m.type)

@@ -85,14 +85,17 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
 
 def keras_table(report: Report) -> Table:
     """Keras' ``model.summary()`` columns (layer, output shape, params) plus MACs and FLOPs,
-    which Keras never printed; for a Keras model the layers are its Keras layers."""
+    which Keras never printed: one row per leaf module, or for a Keras model one row per
+    top-level layer, as ``model.summary()`` has them."""
     t = Table(["Layer (type)", "Output Shape", "Param #", "MACs", f"FLOPs ({report.convention})"],
               [False, False, True, True, True], exact=True)
-    for node in report.modules():
-        if node.children or not node.path:
+    trace = getattr(report, "trace", None)
+    keras = trace is not None and trace.extra.get("frontend") == "keras"
+    for node in (report.root.children if keras else report.modules()):
+        if not keras and (node.children or not node.path):
             continue
         shape = "(" + ", ".join(["None", *map(str, node.outputs[0].shape[1:])]) + ")" if node.outputs else "—"
-        t.rows.append([f"{node.path} ({node.type})", shape, node.params_own, node.total.macs,
+        t.rows.append([f"{node.path} ({node.type})", shape, node.params_total, node.total.macs,
                        node.total.flops(report.convention)])
     p = report.params
     t.footer = [("Total params", f"{p.count:,}"), ("Trainable params", f"{p.trainable:,}"),
