@@ -210,6 +210,17 @@ def test_report_from_onnx_recosts_and_serialises():
     assert r.recost(convention="exact").flops == 2 * 4 * (2 * 8) + 2 * 4   # N·O·2I with bias, + ReLU
 
 
+def test_onnx_trace_saves_and_reloads(tmp_path):
+    from flopmeter.trace.io import load_trace, save_trace
+    model = graph([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="/enc/conv/Conv"),
+                   helper.make_node("Softmax", ["y"], ["z"], name="/enc/Softmax")],
+                  [("x", F, [1, 3, 8, 8])], [("z", F, None)], [init("w", F, (4, 3, 3, 3)), init("b", F, (4,))])
+    r = flopmeter.count_onnx(model)
+    again = flopmeter.report_from_trace(load_trace(save_trace(r.trace, tmp_path / "m.fmtrace")))
+    assert (again.macs, again.params.count, again.flops_in("all")) == (r.macs, r.params.count, r.flops_in("all"))
+    assert again.module("enc.conv").total.macs == 1 * 4 * 6 * 6 * 3 * 3 * 3
+
+
 def test_lstm_matches_pytorch():
     seq, batch, inp, hid = 5, 3, 10, 20
     lstm = torch.nn.LSTM(inp, hid)

@@ -27,7 +27,6 @@ from typing import Iterator
 from torch import nn
 
 from ..errors import InputError
-from ..trace.guard import AttributeGuard
 
 
 def is_keras(model) -> bool:
@@ -69,6 +68,37 @@ def _layer_tree(layer, prefix: str = "") -> Iterator[tuple[str, object]]:
         yield from _layer_tree(child, path + ".")
 
 
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(b.get(k, _MISSING) is v for k, v in a.items())
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+_MISSING = object()
+
+
+class _AttributeSnapshot:
+    """The attributes of some objects, and the contents of their plain dicts and lists, put
+    back as they were by ``restore()`` (Keras writes a few during a call)."""
+
+    def __init__(self, objects):
+        self._saved = []
+        for obj in objects:
+            attrs = vars(obj)
+            contents = [(v, v.copy()) for v in attrs.values() if type(v) in (dict, list)]
+            self._saved.append((attrs, attrs.copy(), contents))
+
+    def restore(self) -> None:
+        for attrs, before, contents in self._saved:
+            if attrs.keys() != before.keys() or any(attrs[k] is not v for k, v in before.items()):
+                attrs.clear()
+                attrs.update(before)
+            for container, copy in contents:
+                if not _same(copy, container):
+                    container.clear()
+                    container.update(copy) if isinstance(container, dict) else container.extend(copy)
+
+
 class KerasView(nn.Module):
     """A read-only view of a built Keras model for the recorder: its layers under their Keras
     names, its variables as parameters. Holds the model without registering it."""
@@ -82,12 +112,11 @@ class KerasView(nn.Module):
     def forward(self, *args, **kwargs):
         # Keras runs its own layers (their variables read their own tensors); whatever
         # attributes the call writes on them (Keras marks a model `_called`) are put back
-        guards = [AttributeGuard(layer) for _, layer in self.layer_paths]
+        snapshot = _AttributeSnapshot({id(m): m for _, layer in self.layer_paths for m in layer.modules()}.values())
         try:
             return self.keras_model(*args, **kwargs)
         finally:
-            for guard in guards:
-                guard.restore()
+            snapshot.restore()
 
     def named_modules(self, memo=None, prefix: str = "", remove_duplicate: bool = True):
         yield prefix, self
