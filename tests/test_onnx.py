@@ -79,6 +79,24 @@ def test_module_tree_from_exporter_scopes(exported):
     assert sum(row.cost.macs for row in r.ops) == r.macs
 
 
+def test_default_optimized_export(tmp_path):
+    """torch.onnx.export's default optimizer folds each BatchNorm into the conv before it
+    (and drops a bias that folds to zero): same MACs, BatchNorm parameters gone, and the
+    fused conv filed under the module that owns its weight."""
+    import warnings
+    tv = pytest.importorskip("torchvision")
+    model, x = tv.models.resnet18().eval(), torch.randn(1, 3, 224, 224)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(tmp_path / "r18.onnx"), dynamo=True)
+    r, expected = flopmeter.count_onnx(tmp_path / "r18.onnx"), flopmeter.count(model, x)
+    bn_params = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+    assert r.macs == expected.macs
+    assert r.params.count == expected.params.count - bn_params
+    assert r.module("layer1.0.conv1").total.macs == 1 * 64 * 56 * 56 * 64 * 3 * 3
+    assert r.module("layer1.0.conv1").params_total == 64 * 64 * 3 * 3
+
+
 def test_torchscript_exporter_node_names(tmp_path):
     """The TorchScript exporter (dynamo=False) names nodes /layer1/layer1.0/conv1/Conv and
     stores identical tensors once; BatchNorm tensors are randomised so none are identical."""

@@ -112,6 +112,25 @@ def _scope_path(node) -> tuple[list[tuple[str, str]], bool]:
     return [], False
 
 
+WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+def _fused_owner(node, chain, inits):
+    """The exporter's optimizer fuses a BatchNorm into the convolution before it and files
+    the fused node under the BatchNorm's scope; file it under the module that owns its
+    weight instead (``conv1`` for ``conv1.weight``), as the unoptimised graph does."""
+    if node.op_type not in WEIGHTED or len(node.input) < 2 or node.input[1] not in inits:
+        return chain
+    if not any(p.key == "pkg.onnxscript.rewriter.rule_name" for p in node.metadata_props):
+        return chain
+    owner = node.input[1].rpartition(".")[0]
+    parent = owner.rpartition(".")[0]
+    if not owner or owner == chain[-1][0]:
+        return chain
+    kept = [(p, c) for p, c in chain if p == parent or parent.startswith(p + ".")]
+    return kept + [(owner, "Module")]
+
+
 def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...]]) -> Trace:
     g = model.graph
     opsets = {o.domain or "": o.version for o in model.opset_import}
@@ -148,6 +167,8 @@ def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...
     for index, (node, (chain, _)) in enumerate(zip(g.node, chains)):
         if per_node:
             chain = [(node.name.replace(".", "_"), node.op_type)]
+        elif chain:
+            chain = _fused_owner(node, chain, inits)
         for path, cls in chain:
             if path not in modules:
                 parent = path.rpartition(".")[0]
