@@ -19,6 +19,7 @@ from .conv import conv_cost
 from .matmul import matmul_cost
 from .memory import gather_bytes, interp_cost
 from .norm import batch_norm_cost, layer_norm_cost, rms_norm_cost
+from .pointwise import pow_cost
 from .recurrent import layer_cost
 from .reduce import pool_cost, reduce_cost
 from .registry import REGISTRY, register
@@ -290,8 +291,8 @@ def elementwise(ev):
 
 
 @register(*_onnx("Pow"))
-def pow_(ev):   # as aten.pow: small integer exponents are multiplications — the exponent's value is
-    return Cost(transcendental=_out(ev))    # not in the graph's shapes, so ONNX counts exp(log(x)·y)
+def pow_(ev):   # as aten.pow; the exponent's value is known when it is a scalar Constant node
+    return pow_cost(_out(ev), ev.kwargs.get("exponent"))
 
 
 @register(*_onnx("DequantizeLinear", "QuantizeLinear"))

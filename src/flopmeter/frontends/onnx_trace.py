@@ -113,6 +113,26 @@ def _scope_path(node) -> tuple[list[tuple[str, str]], bool]:
 
 
 WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+BIASED = frozenset({"Conv", "ConvTranspose", "Gemm"})     # input 2 is an optional bias
+
+
+def _constants(g) -> tuple[set[str], dict[str, float]]:
+    """Outputs of Constant nodes that are all zeros (a bias of zeros is no bias: PyTorch's
+    exporter gives a bias-free convolution an explicit zero bias), and the values of scalar
+    ones (a Pow's exponent)."""
+    from onnx import numpy_helper
+    zeros, scalars = set(), {}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            t = n.attribute[0].t
+            if t.data_location == t.EXTERNAL:
+                continue
+            a = numpy_helper.to_array(t)
+            if not a.any():
+                zeros.add(n.output[0])
+            if a.size == 1 and a.dtype.kind in "fiu":
+                scalars[n.output[0]] = a.item()
+    return zeros, scalars
 
 
 def _fused_owner(node, chain, inits):
@@ -150,6 +170,7 @@ def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...
         storages.setdefault(r.id, StorageInfo(r.nbytes))
         return r
 
+    zeros, scalars = _constants(g)
     graph_inputs = [value_ref(n, "input") for n in inputs]
     roles = _initializer_roles(g, inits)
     for iname, role in roles.items():
@@ -180,10 +201,11 @@ def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...
                 modules[path].type = cls
         module = chain[-1][0] if chain else ""
         node_modules.append(module)
-        ins = tuple(value_ref(v, roles.get(v, "act")) for v in node.input)
+        used = [v if not (pos == 2 and v in zeros and node.op_type in BIASED) else "" for pos, v in enumerate(node.input)]
+        ins = tuple(value_ref(v, roles.get(v, "act")) for v in used)
         outs = tuple(value_ref(v) for v in node.output)
         op = f"onnx.{node.op_type}" if node.domain in ("", "ai.onnx") else f"onnx.{node.domain}.{node.op_type}"
-        known = all(r is not None for r, v in zip(ins, node.input) if v) and all(r is not None for r in outs)
+        known = all(r is not None for r, v in zip(ins, used) if v) and all(r is not None for r in outs)
         if not known and node.op_type not in SHAPELESS:
             op += "[shape unknown]"
         for r in ins:
@@ -193,7 +215,10 @@ def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...
             if r is not None:
                 storages[r.id].created = index
         stack = tuple((p, 0) for p, _ in chain)
-        events.append(OpEvent(op, f"opset{opsets.get(node.domain or '', 0)}", ins, _attrs(node),
+        attrs = _attrs(node)
+        if node.op_type == "Pow" and len(node.input) > 1 and node.input[1] in scalars:
+            attrs["exponent"] = scalars[node.input[1]]
+        events.append(OpEvent(op, f"opset{opsets.get(node.domain or '', 0)}", ins, attrs,
                               tuple(r for r in outs if r is not None), module, stack, "forward",
                               _signature(node, opsets)))
         for path, _ in chain:                          # a module's output: its last node's output
