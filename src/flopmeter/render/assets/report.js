@@ -19,6 +19,7 @@
     return String(Math.round(x * 1000) / 1000);
   }
   function val(idx) { return rows[idx][FIX + metric]; }
+  function rel(idx, base) { return base === 0 ? rows[idx][0] : rows[idx][0].slice(rows[base][0].length + 1); }
   function label(idx) { return idx === 0 ? data.root : rows[idx][0].split(".").pop(); }
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
@@ -58,11 +59,19 @@
       if (w >= h) { x += thick; w -= thick; } else { y += thick; h -= thick; }
     }
   }
+  function shown(parent) {
+    // the children with a positive size; a chain of single children (transformer › h) is skipped
+    for (;;) {
+      var pos = kids[parent].filter(function (c) { return val(c) > 0; });
+      if (pos.length !== 1 || !kids[pos[0]].length) return pos;
+      parent = pos[0];
+    }
+  }
   function layout(parent, x, y, w, h) {
-    var total = 0, items = [], out = [];
-    kids[parent].forEach(function (c) { if (val(c) > 0) total += val(c); });
+    var total = 0, items = [], out = [], ch = shown(parent);
+    ch.forEach(function (c) { total += val(c); });
     if (total <= 0 || w < 2 || h < 2) return out;
-    kids[parent].forEach(function (c) { if (val(c) > 0) items.push({i: c, a: val(c) / total * w * h}); });
+    ch.forEach(function (c) { items.push({i: c, a: val(c) / total * w * h}); });
     items.sort(function (p, q) { return q.a - p.a; });
     squarify(items, x, y, w, h, out);
     return out;
@@ -100,14 +109,14 @@
         inner.appendChild(it);
         g.appendChild(inner);
         if (s.w > 60 && s.h > 14) {
-          var lt = sel("text", {x: s.x + 3, y: s.y + 11, "class": "inner-label"}), ls = label(s.i);
+          var lt = sel("text", {x: s.x + 3, y: s.y + 11, "class": "inner-label"}), ls = rel(s.i, r.i);
           lt.textContent = ls.length * 6.5 > s.w - 4 ? ls.slice(0, Math.max(1, Math.floor((s.w - 4) / 6.5) - 1)) + "…" : ls;
           g.appendChild(lt);
         }
       });
       if (r.w > 40 && r.h > 14) {
         var txt = sel("text", {x: r.x + 4, y: r.y + 12, "class": "tile-label"});
-        var s = label(r.i) + " " + human(val(r.i));
+        var s = rel(r.i, zoom) + " " + human(val(r.i));
         txt.textContent = s.length * 6.5 > r.w ? s.slice(0, Math.max(1, Math.floor(r.w / 6.5) - 1)) + "…" : s;
         g.appendChild(txt);
       }
