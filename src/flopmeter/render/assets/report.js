@@ -34,26 +34,25 @@
   }
 
   // ---- treemap (squarified layout) ------------------------------------------------------
-  function worst(row, side, sum) {
-    var mx = 0, mn = Infinity;
-    for (var k = 0; k < row.length; k++) { mx = Math.max(mx, row[k].a); mn = Math.min(mn, row[k].a); }
+  function worst(mx, mn, side, sum) {
     return Math.max(side * side * mx / (sum * sum), (sum * sum) / (side * side * mn));
   }
   function squarify(items, x, y, w, h, out) {
     // items: [{i, a}] with a = area, sorted descending; fills out with {i, x, y, w, h}
-    var rest = items.slice();
-    while (rest.length) {
-      var side = Math.min(w, h), row = [], sum = 0;
-      while (rest.length) {
-        var next = rest[0], s2 = sum + next.a;
-        if (row.length && worst(row.concat([next]), side, s2) > worst(row, side, sum)) break;
-        row.push(rest.shift()); sum = s2;
+    var pos = 0;
+    while (pos < items.length) {
+      var side = Math.min(w, h), start = pos, sum = 0, mx = 0, mn = Infinity, cur = Infinity;
+      while (pos < items.length) {
+        var a = items[pos].a, s2 = sum + a, mx2 = Math.max(mx, a), mn2 = Math.min(mn, a);
+        var next = worst(mx2, mn2, side, s2);
+        if (pos > start && next > cur) break;
+        sum = s2; mx = mx2; mn = mn2; cur = next; pos++;
       }
       var thick = sum / side, off = 0;
-      for (var k = 0; k < row.length; k++) {
-        var len = row[k].a / thick;
-        if (w >= h) out.push({i: row[k].i, x: x, y: y + off, w: thick, h: len});
-        else out.push({i: row[k].i, x: x + off, y: y, w: len, h: thick});
+      for (var k = start; k < pos; k++) {
+        var len = items[k].a / thick;
+        if (w >= h) out.push({i: items[k].i, x: x, y: y + off, w: thick, h: len});
+        else out.push({i: items[k].i, x: x + off, y: y, w: len, h: thick});
         off += len;
       }
       if (w >= h) { x += thick; w -= thick; } else { y += thick; h -= thick; }
@@ -142,10 +141,17 @@
 
   // ---- module table -------------------------------------------------------------------
   var open = [], depthOf = [], tbody, trs = [], sortCol = -1, sortDir = -1;
-  for (i = 0; i < n; i++) {
-    depthOf.push(i === 0 ? 0 : depthOf[rows[i][2]] + 1);
-    open.push(depthOf[i] < data.depth);
+  for (i = 0; i < n; i++) depthOf.push(i === 0 ? 0 : depthOf[rows[i][2]] + 1);
+  // open the tree to the asked depth, but not past ~300 visible rows (a 2,000-module model
+  // opens one level; its rows are one click or one search away)
+  var openDepth = 1, upTo = [];
+  for (i = 0; i < n; i++) upTo[depthOf[i]] = (upTo[depthOf[i]] || 0) + 1;
+  var visible = upTo[0] + (upTo[1] || 0);
+  while (openDepth < data.depth && upTo[openDepth + 1] && visible + upTo[openDepth + 1] <= 300) {
+    visible += upTo[openDepth + 1];
+    openDepth++;
   }
+  for (i = 0; i < n; i++) open.push(depthOf[i] < openDepth);
   var cols = ["module", "type", "calls"].concat(M);
   function buildTable() {
     var table = document.getElementById("modules");
@@ -240,9 +246,12 @@
   document.getElementById("collapse").addEventListener("click", function () {
     for (var r = 0; r < n; r++) open[r] = depthOf[r] < 1; refresh();
   });
+  performance.mark("flopmeter:start");
+  drawTreemap();
+  performance.mark("flopmeter:treemap");
   buildTable();
   refresh();
-  drawTreemap();
+  performance.mark("flopmeter:table");
   window.addEventListener("resize", drawTreemap);
   document.body.setAttribute("data-rendered", "1");
 })();
