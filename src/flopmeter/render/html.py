@@ -211,12 +211,12 @@ def table_html(table: Table, raw: bool = False) -> str:
     chart per numeric column across the rows (or log-log curves when the table has them)."""
     raw = raw or table.exact
     labels = [str(r[0]) for r in table.rows]
-    parts = ["<header><h1>flopmeter</h1></header>", "<section>", html_table(table.columns, table.rows,
-                                                                           table.numeric, raw), "</section>"]
-    curves = getattr(table, "curves", None)
-    if curves:
+    facts = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in table.footer)
+    parts = [f'<header><h1>flopmeter</h1><table class="facts">{facts}</table></header>', "<section>",
+             html_table(table.columns, table.rows, table.numeric, raw), "</section>"]
+    if table.curves:
         from .plot import loglog_svg
-        parts.append('<section id="curves"><h2>Growth with size (log-log)</h2>' + loglog_svg(curves) + "</section>")
+        parts.append('<section id="curves"><h2>Growth with size (log-log)</h2>' + loglog_svg(table.curves) + "</section>")
     else:
         for col, (name, numeric) in enumerate(zip(table.columns, table.numeric)):
             values = [r[col] for r in table.rows]
