@@ -98,21 +98,18 @@ class Fit:
         return " + ".join(terms).replace("+ -", "− ") or "0"
 
     def big_o(self, two_d: bool = False) -> str:
-        """The leading term without its constant: 'n²', 'n', '1'; for a square input of side
-        S in two dimensions (two_d), powers of H·W: S² → 'H·W'."""
+        """The leading term without its constant: 'n²', 'n', '1' ('0' when always zero); for a
+        square input of side S in two dimensions (two_d), in powers of H·W: S² → 'H·W'. From the
+        exact polynomial when there is one, else from the fitted exponent."""
         if all(v == 0 for v in self.values):
             return "0"
-        if self.coefficients is not None and not two_d:
-            return _power(self.variable, self.degree or 0)
-        e = self.exponent if self.exponent is not None else float(self.degree or 0)
+        e = float(self.degree or 0) if self.coefficients is not None else self.exponent
+        if e is None:
+            return "?"
         if two_d:
             half = round(e / 2 * 4) / 4            # exponent of H·W, to a quarter
             if abs(e - 2 * half) < 0.15:
-                if half == 0:
-                    return "1"
-                if half == 1:
-                    return "H·W"
-                return f"(H·W)^{half:g}"
+                return "1" if half == 0 else "H·W" if half == 1 else f"(H·W)^{half:g}"
         rounded = round(e)
         if abs(e - rounded) < 0.05:
             return _power(self.variable, rounded)

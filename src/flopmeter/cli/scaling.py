@@ -73,13 +73,14 @@ def scaling_table(result: Scaling, depth: int | None) -> Table:
         name = path.rsplit(".", 1)[-1] if path else result.model
         exact = all(fits[f].exact for f in FIGURES)
         t.keys.append(path)
-        t.rows.append(["  " * level + name, result.types.get(path, ""), f"O({result.big_o(path)})",
+        order = result.big_o(path)
+        t.rows.append(["  " * level + name, result.types.get(path, ""), "0" if order == "0" else f"O({order})",
                        *(fits[f].polynomial() for f in FIGURES), "yes" if exact else "no"])
     t.curves = {f: list(zip(result.sizes, result.total[f].values)) for f in FIGURES}
     t.curves.update({k: list(zip(result.sizes, v.values)) for k, v in result.total.items() if k.startswith("memory.")})
     how = ("exact polynomials, checked at a size the fit did not use" if not result.two_d else
-           "in resolution the cost is piecewise polynomial (striding rounds sizes): O(·) is the leading exponent "
-           "fitted on the two largest sizes; a polynomial is shown where it held at the check size")
+           "in resolution the cost is piecewise polynomial (striding rounds sizes): a polynomial where it held at "
+           "the check size (on these sizes), else the leading exponent fitted on the two largest sizes (≈ c·S^e)")
     t.footer = [("model", result.model), ("size", f"{var} = {', '.join(map(str, result.sizes))}"
                                           f" (checked at {result.holdout})"), ("fits", how)]
     total = result.total
