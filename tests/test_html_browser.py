@@ -144,3 +144,26 @@ def test_hostile_names_render_as_text(browser, tmp_path):
     assert page.locator("img").count() == 0
     page.fill("#search", "alert(1)")
     assert page.text_content("#search-count") == "1 match"
+
+
+def test_table_pages_in_chromium(browser, tmp_path):
+    """compare-style bars and scaling-style log-log curves: drawn, escaped, nothing fetched."""
+    from flopmeter.render.html import table_html
+    from flopmeter.render.tables import Table
+
+    t = Table(["model", "MACs"], [False, True], rows=[[PAYLOAD, 10], ["b", 20]])
+    bars = tmp_path / "bars.html"
+    bars.write_text(table_html(t))
+    t.curves = {PAYLOAD: [(16, 100), (32, 400), (64, 1600)]}
+    curves = tmp_path / "curves.html"
+    curves.write_text(table_html(t))
+    for path, drawn in ((bars, "svg.bars rect"), (curves, "svg.plot path")):
+        page = browser.new_page()
+        console, requests = [], []
+        page.on("console", lambda m: console.append(m.text))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(path.as_uri())
+        assert page.locator(drawn).count() >= 1
+        assert page.locator("td").first.text_content() == PAYLOAD
+        assert console == [] and requests == [path.as_uri()]
+        page.close()
