@@ -68,21 +68,30 @@ def test_flat_rows_keep_the_tree_and_the_figures():
 
 
 def test_sections_follow_the_report_dict():
-    """Figures other analyses add (memory, measured time) appear as treemap metrics and sections."""
+    """Figures other analyses add appear as treemap metrics and sections only when present: a
+    ``memory`` section in the shape of issue 11's MemoryReport.to_dict() (timeline with per-op
+    live bytes, peak and per-module peaks), and numeric figures on the module nodes."""
     report = flopmeter.count(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), torch.randn(1, 4))
     d = report.to_dict(ops=False)
     d["op_types"] = []
     plain = report_dict_html(d, header=header_items(report))
-    assert "memory" not in data_of(plain)["metrics"] and 'id="section-memory"' not in plain
+    assert data_of(plain)["metrics"] == ["MACs", "FLOPs", "params", "bytes"]
+    assert 'id="section-memory"' not in plain and "memory-timeline" not in plain
 
-    d["memory"] = {"peak_bytes": 4096, "timeline": [{"event": 0, "bytes": 16}, {"event": 1, "bytes": 28}]}
-    d["modules"]["memory"] = {"peak": 4096}
-    d["modules"]["children"][0]["memory"] = {"peak": 1024}
+    d["memory"] = {"total": 4096, "device": "cpu",
+                   "timeline": {"peak": {"bytes": 60, "event": 1, "op": "aten.addmm", "module": PAYLOAD},
+                                "modules": [{"path": "", "peak": 60, "peak_activations": 28},
+                                            {"path": "0", "peak": 60, "peak_activations": 12}],
+                                "live": [16, 60, 28], "activations": [0, 12, 12]}}
     d["modules"]["time_ms"] = 1.5
     page = report_dict_html(d, header=header_items(report))
-    metrics = data_of(page)["metrics"]
-    assert "memory.peak" in metrics and "time_ms" in metrics
-    assert 'id="section-memory"' in page and "peak_bytes" in page
+    data = data_of(page)
+    assert data["metrics"][4:] == ["time_ms", "memory peak", "activation peak"]
+    by_path = {r[0]: r for r in data["rows"]}
+    assert by_path["0"][4 + 6] == 12 and by_path[""][4 + 4] == 1.5
+    assert 'id="section-memory"' in page and 'id="memory-timeline"' in page
+    assert page.count("<path d=") == 2                     # live bytes and activations
+    assert PAYLOAD not in page                             # the peak's module name, escaped
 
 
 def test_cli_writes_html(tmp_path):

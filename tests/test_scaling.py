@@ -14,7 +14,7 @@ from flopmeter.cli import main
 from flopmeter.cli.scaling import _counter, parser, scaling_table
 from flopmeter.errors import InputError
 from flopmeter.render.html import table_html
-from flopmeter.scaling import evaluate, fit, interpolate, scan, size_range
+from flopmeter.scaling import evaluate, fit, interpolate, memory_figures, scan, size_range
 
 
 def test_interpolation_is_exact_with_rational_coefficients():
@@ -111,3 +111,28 @@ def test_scaling_user_errors(capsys):
     assert main(["scaling", "hf:gpt2", "--seq-len", "64"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot read the size range '64'") and "hint:" in err
+
+
+def test_memory_totals_are_fitted_when_the_report_has_them():
+    """A report dict's memory section (issue 11's shape) gives total figures to fit."""
+    memory = {"total": 4096, "device": "cpu", "timeline": {"peak": {"bytes": 60}, "live": [16, 60, 28],
+                                                           "activations": [0, 12, 8]}}
+    assert memory_figures(memory) == {"memory.total": 4096, "memory.peak": 60, "memory.activations": 12}
+    assert memory_figures(None) == {}
+
+    class WithMemory:                     # a report whose dict carries memory linear in the size
+        def __init__(self, report, size):
+            self._r, self._size = report, size
+
+        def __getattr__(self, name):
+            return getattr(self._r, name)
+
+        def to_dict(self, ops=True):
+            return {**self._r.to_dict(ops=ops), "memory": {"total": 100 * self._size + 7}}
+
+    def count_at(n):
+        return WithMemory(flopmeter.count(torch.nn.Linear(4, 4), input_shape=(n, 4)), n)
+
+    result = scan(count_at, [1, 2, 4], holdout=3)
+    assert result.total["memory.total"].coefficients == (7, 100)
+    assert result.total["macs"].coefficients == (0, 4 * 4)       # n·I·O

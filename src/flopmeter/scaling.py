@@ -137,11 +137,24 @@ def figures(report: Report) -> dict[str, dict[str, int]]:
         t = node.total
         out[node.path] = {"macs": t.macs, "flops": t.flops(report.convention),
                           "bytes": t.bytes_read + t.bytes_written}
-    memory = report.to_dict(ops=False).get("memory")
-    if isinstance(memory, dict):                    # from the memory analysis, when the report has one
-        for key, value in memory.items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                out[""][f"memory.{key}"] = value
+    out[""].update(memory_figures(report.to_dict(ops=False).get("memory")))
+    return out
+
+
+def memory_figures(memory) -> dict[str, int]:
+    """Totals of a report dict's ``memory`` section (the memory analysis, when the report has
+    one): its integer figures, the timeline's peak and the activations' largest live total."""
+    if not isinstance(memory, dict):
+        return {}
+    out = {f"memory.{k}": v for k, v in memory.items() if isinstance(v, int) and not isinstance(v, bool)}
+    timeline = memory.get("timeline")
+    if isinstance(timeline, dict):
+        peak = timeline.get("peak")
+        if isinstance(peak, dict) and isinstance(peak.get("bytes"), int):
+            out["memory.peak"] = peak["bytes"]
+        acts = timeline.get("activations")
+        if isinstance(acts, list) and acts:
+            out["memory.activations"] = max(acts)
     return out
 
 
@@ -217,4 +230,4 @@ def size_range(text: str) -> tuple[tuple[int, ...], int]:
     return tuple(sizes), holdout
 
 
-__all__ = ["Fit", "Scaling", "evaluate", "fit", "interpolate", "scan", "size_range"]
+__all__ = ["Fit", "Scaling", "evaluate", "fit", "interpolate", "memory_figures", "scan", "size_range"]

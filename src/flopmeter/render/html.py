@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from importlib import resources
 
 from .tables import Table, header_items
@@ -57,11 +58,13 @@ def _numeric_leaves(value, prefix: str, out: dict) -> None:
             _numeric_leaves(v, f"{prefix}.{k}", out)
 
 
-def flatten_modules(root: dict) -> tuple[list[str], list[list]]:
+def flatten_modules(root: dict, per_path: dict[str, dict] | None = None) -> tuple[list[str], list[list]]:
     """The module tree of a report dict as rows [path, type, parent, calls, metrics…].
 
     Fixed metrics: MACs, FLOPs, params, bytes (read + written); then every other numeric
-    figure found on the nodes (``memory.peak``, ``time_ms``, …), in order of appearance."""
+    figure found on the nodes (``memory.peak``, ``time_ms``, …) or given in ``per_path``
+    (path → name → value, e.g. the memory section's per-module peaks), in order of appearance."""
+    per_path = per_path or {}
     nodes: list[tuple[dict, int]] = []
     stack = [(root, -1)]
     while stack:
@@ -76,6 +79,7 @@ def flatten_modules(root: dict) -> tuple[list[str], list[list]]:
         for key, value in node.items():
             if key not in _NODE_KEYS:
                 _numeric_leaves(value, key, leaves)
+        leaves.update(per_path.get(node["path"], {}))
         found.append(leaves)
         extras.update(dict.fromkeys(leaves))
     metrics = ["MACs", "FLOPs", "params", "bytes", *extras]
@@ -141,7 +145,8 @@ def page(title: str, body: str, data: dict | None = None) -> str:
 
 def _generic_section(key: str, value) -> str:
     """A section of the report dict this renderer has no special view for, as tables."""
-    out = [f'<section class="extra" id="section-{_e(key)}"><h2>{_e(key)}</h2>']
+    anchor = re.sub(r"[^A-Za-z0-9_.-]", "-", key)
+    out = [f'<section class="extra" id="section-{anchor}"><h2>{_e(key)}</h2>']
     if isinstance(value, dict):
         scalars = [[k, v] for k, v in value.items() if not isinstance(v, (dict, list))]
         if scalars:
@@ -170,8 +175,39 @@ def report_html(report, *, view: str = "tree", depth: int | None = 2, raw: bool 
     return report_dict_html(d, header=header_items(report, raw), depth=depth, raw=raw)
 
 
+def _memory_modules(memory) -> dict[str, dict]:
+    """path → {memory peak, activation peak} from a memory section's timeline, when there is one."""
+    timeline = memory.get("timeline") if isinstance(memory, dict) else None
+    mods = timeline.get("modules") if isinstance(timeline, dict) else None
+    out = {}
+    for m in mods if isinstance(mods, list) else []:
+        if isinstance(m, dict) and isinstance(m.get("path"), str):
+            out[m["path"]] = {"memory peak": m.get("peak", 0), "activation peak": m.get("peak_activations", 0)}
+    return out
+
+
+def _memory_section(memory: dict) -> str:
+    """The memory timeline (live bytes after each op) and the rest of the section as tables."""
+    from .plot import timeline_svg
+    timeline = memory.get("timeline") if isinstance(memory.get("timeline"), dict) else {}
+    out = ['<section class="extra" id="section-memory"><h2>Memory</h2>']
+    peak = timeline.get("peak")
+    if isinstance(peak, dict):
+        where = " in ".join(_e(x) for x in (peak.get("op"), peak.get("module") or "(root)") if x is not None)
+        out.append(f"<p>peak {_e(human(peak.get('bytes', 0)))}B live after op {_e(peak.get('event'))} ({where})</p>")
+    series = {name: timeline[key] for name, key in (("live bytes", "live"), ("activations", "activations"))
+              if isinstance(timeline.get(key), list) and timeline[key]}
+    if series:
+        out.append('<div id="memory-timeline">' + timeline_svg(series) + "</div>")
+    rest = {k: v for k, v in memory.items() if k != "timeline"}
+    rest["timeline"] = {k: v for k, v in timeline.items() if k not in ("live", "activations", "modules")}
+    out.append(_generic_section("memory figures", rest))
+    out.append("</section>")
+    return "".join(out)
+
+
 def report_dict_html(d: dict, *, header: list[tuple[str, str]], depth: int | None = 2, raw: bool = False) -> str:
-    metrics, rows = flatten_modules(d["modules"])
+    metrics, rows = flatten_modules(d["modules"], _memory_modules(d.get("memory")))
     conv = d["convention"]["name"]
     head = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in header)
     parts = [f'<header><h1 id="title">{_e(d["model"])}</h1><table class="facts">{head}</table></header>',
@@ -199,7 +235,9 @@ def report_dict_html(d: dict, *, header: list[tuple[str, str]], depth: int | Non
                     if unsupported else "<p>none: every executed op was costed or known to be free.</p>")
                  + "</section>")
     for key, value in d.items():
-        if key not in _TOP_KEYS:
+        if key == "memory" and isinstance(value, dict):
+            parts.append(_memory_section(value))
+        elif key not in _TOP_KEYS:
             parts.append(_generic_section(key, value))
     data = {"metrics": metrics, "rows": rows, "convention": conv, "depth": 2 if depth is None else depth,
             "root": d["model"].rsplit(":", 1)[-1]}
