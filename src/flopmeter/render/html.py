@@ -124,7 +124,9 @@ def html_table(columns: list[str], rows: list[list], numeric: list[bool] | None 
         for value, n in zip(row, numeric):
             text = (f"{value:,}" if raw else human(value)) if isinstance(value, int) and not isinstance(value, bool) \
                 else str(value)
-            cells.append(f'<td class="{"num" if n else ""}">{_e(text)}</td>')
+            indent = len(text) - len(text.lstrip(" "))       # tree tables indent names with spaces
+            style = f' style="padding-left:{0.5 + indent * 0.5:g}em"' if indent and not n else ""
+            cells.append(f'<td class="{"num" if n else ""}"{style}>{_e(text.lstrip(" ") if style else text)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
