@@ -1,7 +1,6 @@
 """Scaling fits: exact polynomials where the cost is one (GPT-2 in sequence length, ViT in
 patches), the leading exponent where it is not (a CNN in resolution), and O(·) per module."""
 
-import argparse
 import json
 import math
 from fractions import Fraction
@@ -111,6 +110,10 @@ def test_scaling_user_errors(capsys):
     assert main(["scaling", "hf:gpt2", "--seq-len", "64"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot read the size range '64'") and "hint:" in err
+    # --seq-len on an image model changes nothing: said, not fitted as O(1)
+    assert main(["scaling", "torchvision:alexnet", "--seq-len", "8:64"]) == 2
+    err = capsys.readouterr().err
+    assert "did not change with --seq-len" in err and "hint: " in err
 
 
 def test_memory_totals_are_fitted_when_the_report_has_them():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import torch
 
@@ -108,6 +107,11 @@ def run(args) -> int:
     count_at = _counter(args)
     with progress("counting at each size …"):
         result = scan(count_at, sizes, holdout, variable="S" if two_d else "n", two_d=two_d)
+    if all(len(set(result.total[f].values)) == 1 for f in FIGURES):
+        flag = "--seq-len" if args.seq_range else "--input-size"
+        raise InputError(f"the cost of {result.model} did not change with {flag}",
+                         hint="--seq-len sizes the token ids of hf: text models; use --input-size for images, "
+                              "or --input for a model with its own inputs")
     depth = None if args.depth < 0 else args.depth
     table = scaling_table(result, depth)
     if fmt == "json":
