@@ -209,6 +209,12 @@ def test_attention_and_einsum_closed_forms():
                 [("q", F, [b, h, lq, e]), ("k", F, [b, h, lk, e]), ("v", F, [b, h, lk, e])],
                 [("o", F, None)], opset=23)
     assert flopmeter.count_onnx(att).macs == 2 * b * h * lq * lk * e         # scores and weighted sum
+    causal = graph([helper.make_node("Attention", ["q", "k", "v"], ["o"], is_causal=1)],
+                   [("q", F, [b, h, lq, e]), ("k", F, [b, h, lq, e]), ("v", F, [b, h, lq, e])],
+                   [("o", F, None)], opset=23)
+    assert flopmeter.count_onnx(causal).macs == 2 * b * h * lq * lq * e
+    exact = flopmeter.count_onnx(causal, options=flopmeter.Options(causal="exact"))
+    assert exact.macs == 2 * b * h * (lq * (lq + 1) // 2) * e              # only the L(L+1)/2 unmasked pairs
     ein = graph([helper.make_node("Einsum", ["a", "c"], ["o"], equation="bij,bjk->bik")],
                 [("a", F, [2, 3, 4]), ("c", F, [2, 4, 5])], [("o", F, None)])
     assert flopmeter.count_onnx(ein).macs == 2 * 3 * 5 * 4                  # b·i·k·j

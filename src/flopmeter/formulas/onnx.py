@@ -14,7 +14,7 @@ from __future__ import annotations
 from math import prod
 
 from ..cost import ZERO, Cost
-from .attention import attention_core_cost, softmax_cost
+from .attention import EXACT, FULL, attention_core_cost, causal_pairs, softmax_cost
 from .conv import conv_cost
 from .matmul import matmul_cost
 from .memory import gather_bytes, interp_cost
@@ -115,19 +115,27 @@ def einsum(ev):
     return Cost(elementwise=space * (len(terms) - 1))
 
 
-@register(*_onnx("Attention"))
-def attention(ev):
-    """opset 23 Attention: Q, K, V as (B, H, L, E) or (B, L, H·E) with q/kv_num_heads."""
-    q, k, v = _in(ev, 0), _in(ev, 1), _in(ev, 2)
-    if q.ndim == 4:
-        b, h, l, e = q.shape
-        s, ev_ = k.shape[2], v.shape[3]
-    else:
-        h = ev.kwargs["q_num_heads"]
-        kvh = ev.kwargs.get("kv_num_heads", h)
-        b, l, e = q.shape[0], q.shape[1], q.shape[2] // h
-        s, ev_ = k.shape[1], v.shape[2] // kvh
-    return attention_core_cost(b * h, l, s, e, ev_, mask=_in(ev, 3) is not None or bool(ev.kwargs.get("is_causal")))
+def _attention(exact_causal: bool):
+    def attention(ev):
+        """opset 23 Attention: Q, K, V as (B, H, L, E) or (B, L, H·E) with q/kv_num_heads;
+        under ``causal="exact"`` an ``is_causal`` mask counts only its unmasked pairs."""
+        q, k, v = _in(ev, 0), _in(ev, 1), _in(ev, 2)
+        if q.ndim == 4:
+            b, h, l, e = q.shape
+            s, ev_ = k.shape[2], v.shape[3]
+        else:
+            h = ev.kwargs["q_num_heads"]
+            kvh = ev.kwargs.get("kv_num_heads", h)
+            b, l, e = q.shape[0], q.shape[1], q.shape[2] // h
+            s, ev_ = k.shape[1], v.shape[2] // kvh
+        causal = bool(ev.kwargs.get("is_causal"))
+        pairs = causal_pairs(l, s) if exact_causal and causal else None
+        return attention_core_cost(b * h, l, s, e, ev_, mask=_in(ev, 3) is not None or causal, pairs=pairs)
+    return attention
+
+
+FULL["onnx.Attention"] = register("onnx.Attention")(_attention(False))    # with_causal swaps these two
+EXACT["onnx.Attention"] = _attention(True)
 
 
 @register("onnx.com.microsoft.MultiHeadAttention")
