@@ -203,6 +203,16 @@ def test_shared_initializer_counts_once_and_names_make_a_tree():
     assert [c.path for c in r.root.children] == ["enc", "dec"]
 
 
+def test_skipped_scopes_are_added_outermost_first():
+    model = graph([helper.make_node("Relu", ["x"], ["y"], name="/a/a.b/a.b.c/Relu")],
+                  [("x", F, [2, 3])], [("y", F, None)])
+    (node,) = model.graph.node
+    node.metadata_props.add(key="pkg.torch.onnx.name_scopes", value="['', 'a.b.c', 'relu']")
+    r = flopmeter.count_onnx(model)
+    assert [m.path for m in r.modules()] == ["", "a", "a.b", "a.b.c"]
+    assert r.module("a").total.elementwise == 2 * 3
+
+
 def test_attention_and_einsum_closed_forms():
     b, h, lq, lk, e = 1, 2, 5, 7, 4
     att = graph([helper.make_node("Attention", ["q", "k", "v"], ["o"])],

@@ -192,10 +192,12 @@ def build_trace(model, values: dict, name: str, inputs: dict[str, tuple[int, ...
             chain = _fused_owner(node, chain, inits)
         for path, cls in chain:
             if path not in modules:
-                parent = path.rpartition(".")[0]
-                while parent not in modules:          # a scope the exporter skipped: add it
-                    modules[parent] = ModuleInfo(parent, "Module", calls=1)
+                missing, parent = [], path.rpartition(".")[0]
+                while parent not in modules:          # scopes the exporter skipped: add them, outermost first
+                    missing.append(parent)
                     parent = parent.rpartition(".")[0]
+                for skipped in reversed(missing):
+                    modules[skipped] = ModuleInfo(skipped, "Module", calls=1)
                 modules[path] = ModuleInfo(path, cls, calls=1)
             elif modules[path].type == "Module" and cls != "Module":
                 modules[path].type = cls
