@@ -176,6 +176,18 @@ def test_shipped_models_closed_forms(case, macs):
     assert flopmeter.count_onnx(DATA / case / "model.onnx").macs == macs
 
 
+@pytest.mark.parametrize("light, name", [("light_resnet50", "resnet50"), ("light_vgg19", "vgg19")])
+def test_shipped_zoo_models_match_torchvision(light, name):
+    """The ONNX model zoo's ResNet-50 v1 and VGG-19 (shipped without weights) cost what
+    torchvision's PyTorch models of the same architecture cost."""
+    tv = pytest.importorskip("torchvision")
+    from flopmeter.frontends.base import build_on_meta
+    model = build_on_meta(lambda: tv.models.get_model(name, weights=None))
+    report = flopmeter.count_onnx(DATA / "light" / f"{light}.onnx")
+    assert report.unsupported == {}
+    assert report.macs == flopmeter.count(model, input_shape=(1, 3, 224, 224)).macs
+
+
 # -- small graphs with closed forms -----------------------------------------------------------------
 
 def test_symbolic_batch_must_be_bound():

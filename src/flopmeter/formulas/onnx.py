@@ -199,6 +199,12 @@ def rms_norm(ev):
     return rms_norm_cost(x.numel, prod(x.shape[:axis]), weight=True)
 
 
+@register(*_onnx("LRN"))
+def lrn(ev):   # square (n), sum over a window of `size` channels (n·(size − 1)), scale and bias (2n),
+    n = _in(ev, 0).numel        # a power (n transcendental) and a divide (n)
+    return Cost(elementwise=n * (ev.kwargs["size"] + 3), transcendental=n)
+
+
 @register(*_onnx("Softmax"))
 def softmax(ev):
     return softmax_cost(_in(ev, 0).numel)
