@@ -220,11 +220,10 @@ def _fold(m, values: dict) -> int:
             continue
         out = np.asarray(out)
         consts[node.output[0]] = out
-        if values.get(node.output[0], (None, 0))[0] is None or node.op_type not in ("Shape", "Size"):
-            m.graph.node[i].CopyFrom(helper.make_node("Constant", [], [node.output[0]], name=node.name,
-                                                      value=numpy_helper.from_array(out)))
-            m.graph.node[i].metadata_props.extend(node.metadata_props)
-            replaced += 1
+        m.graph.node[i].CopyFrom(helper.make_node("Constant", [], [node.output[0]], name=node.name,
+                                                  value=numpy_helper.from_array(out)))
+        m.graph.node[i].metadata_props.extend(node.metadata_props)
+        replaced += 1
     return replaced
 
 
