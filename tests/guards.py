@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.modules import module as module_mod
+from torch.nn.parameter import is_lazy
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
                "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
@@ -16,12 +17,18 @@ _GLOBALS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backw
             "_global_forward_hooks_with_kwargs", "_global_forward_hooks_always_called")
 
 
+def _state(v: torch.Tensor):
+    if is_lazy(v):                      # an uninitialised parameter or buffer: it must stay one
+        return ("uninitialised", type(v).__name__)
+    return v.clone() if v.device.type != "meta" else (v.shape, v.dtype)
+
+
 def snapshot(model: nn.Module) -> dict:
     return {
-        "state": {k: (v.clone() if v.device.type != "meta" else (v.shape, v.dtype))
-                  for k, v in model.state_dict(keep_vars=False).items()},
+        "state": {k: _state(v) for k, v in model.state_dict(keep_vars=False).items()},
         "identity": {k: id(v) for k, v in model.state_dict(keep_vars=True).items()},
         "training": {n: m.training for n, m in model.named_modules()},
+        "classes": {n: type(m) for n, m in model.named_modules()},      # a lazy module keeps its lazy class
         "hooks": {n: tuple(len(getattr(m, h, {}) or {}) for h in _HOOK_DICTS) for n, m in model.named_modules()},
         "attrs": {n: sorted(vars(m)) for n, m in model.named_modules()},
         "params": {n: (id(p), p.requires_grad, p.grad is None) for n, p in model.named_parameters()},

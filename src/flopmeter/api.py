@@ -12,7 +12,8 @@ from .formulas import REGISTRY, Registry
 from .formulas.attention import check_causal, with_causal
 from .report import Report, build_report
 from .trace import Trace, record
-from .trace.run import MODES
+from .trace.lazy import materialised
+from .trace.run import MODES, normalise_input_shape
 from .errors import OptionsError
 
 
@@ -64,6 +65,7 @@ def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=
 def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options: Options, *,
         module_inputs: bool = False) -> tuple[Trace, Report]:
     """Record one forward and cost it: the Trace and its Report."""
+    model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode)   # lazy modules
     trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode,
                    device=options.device, inference=options.inference, module_inputs=module_inputs)
     registry = with_causal(options.registry or REGISTRY, options.causal)

@@ -150,6 +150,11 @@ class Report:
             out[row.op] = (calls + 1, cost + row.cost)
         return out
 
+    def macs_by_precision(self) -> dict[str, int]:
+        """MACs by the precision they run in: ``{"float32": …, "int8": …, "float8_e4m3fn": …}``."""
+        from .precision import macs_by_precision
+        return macs_by_precision(self)
+
     # -- serialisation ------------------------------------------------------
     def to_dict(self, *, ops: bool = True) -> dict:
         conv = get_convention(self.convention)
