@@ -174,10 +174,12 @@ def qsoftmax(ev):
     return softmax_cost(ev.args[0].numel)
 
 
-@register("quantized.max_pool1d", "quantized.max_pool2d")
-def qmax_pool(ev):   # (qx, kernel_size, stride, padding, dilation, ceil_mode)
+@register("quantized.max_pool1d", "quantized.max_pool2d", "aten.quantized_max_pool1d", "aten.quantized_max_pool2d",
+          "aten.quantized_max_pool3d")
+def qmax_pool(ev):   # (qx, kernel_size, stride, padding, dilation, ceil_mode): window − 1 compares per output
     k = list(ev.args[1])
-    return Cost(elementwise=ev.outputs[0].numel * (prod(k) - 1))
+    nd = int(ev.op.rsplit("pool", 1)[1][0])
+    return Cost(elementwise=ev.outputs[0].numel * (prod(k * nd if len(k) == 1 else k) - 1))
 
 
 @register("quantized.batch_norm", "quantized.batch_norm1d", "quantized.batch_norm2d", "quantized.batch_norm3d",

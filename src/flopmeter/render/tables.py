@@ -55,10 +55,13 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
 
 
 def _low_precision(report: Report, raw: bool) -> str:
-    """'  (of which 430 KMACs float8_e4m3fn, 32.8 KMACs int8)' when some MACs are not in float."""
+    """'  (of which 430 KMACs float8_e4m3fn, 32.8 KMACs int8)' when some MACs are not in float;
+    '  (uint8×int8)' when all are in one such precision."""
     low = low_precision(report.macs_by_precision())
     if not low:
         return ""
+    if list(low.values()) == [report.macs]:
+        return f"  ({next(iter(low))})"
     return "  (of which " + ", ".join(f"{human_unit(v, 'MACs', raw)} {k}" for k, v in low.items()) + ")"
 
 
