@@ -102,6 +102,16 @@ def test_a_lazy_model_that_cannot_be_copied_is_one_clear_error():
     assert "run the model once" in info.value.hint
 
 
+def test_explain_a_lazy_module():
+    model = nn.Sequential(nn.LazyLinear(5), nn.ReLU())
+    x = torch.randn(2, 3)
+    before = snapshot(model)
+    e = flopmeter.explain(model, "0", x)
+    assert e.type == "Linear" and e.closed.macs == e.total.macs == 2 * 3 * 5
+    assert all(e.agrees.values()) and e.params_agree
+    assert_unchanged(model, before)
+
+
 def test_the_cli_counts_a_lazy_model(tmp_path, capsys):
     from flopmeter.cli import main
 

@@ -15,6 +15,8 @@ from typing import Any
 from torch import nn
 
 from .api import Options, run
+from .trace.lazy import materialised
+from .trace.run import normalise_input_shape
 from .cost import CONVENTIONS, Cost
 from .errors import NoClosedFormError
 from .layers import LAYERS, Derivation, LayerCall
@@ -111,6 +113,8 @@ def explain(model: nn.Module, path: str, *args: Any, kwargs: dict | None = None,
     explain the module at ``path`` ("" is the root): its closed form, if it has one, its
     traced ops, and whether the two agree under every FLOP convention."""
     options = options or Options()
+    # lazy modules: explain the materialised copy that run() counts (its modules have shapes)
+    model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode)
     trace, report = run(model, args, kwargs, input_shape, options, module_inputs=True)
     node = report.module(path)                       # an InputError with suggestions if unknown
     module = dict(model.named_modules())[path]
