@@ -248,10 +248,11 @@ class Static(nn.Module):
         return self.dequant(self.fc(x.flatten(1)))
 
 
-def _quantize_static(model, example):
+def _quantize_static(model, example, fuse=(["conv", "relu"],)):
     model.eval()
     model.qconfig = tq.get_default_qconfig("fbgemm")
-    tq.fuse_modules(model, [["conv", "relu"]], inplace=True)
+    if fuse:
+        tq.fuse_modules(model, list(fuse), inplace=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = tq.prepare(model)
@@ -286,3 +287,43 @@ def test_statically_quantized_model_in_fake_mode_says_to_use_real_mode():
     with pytest.raises(flopmeter.ModelForwardError, match="depends on tensor values") as info:
         flopmeter.count(_quantize_static(Static(), x), x)
     assert "mode='real'" in info.value.hint
+
+
+class StaticOps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant, self.dequant = tq.QuantStub(), tq.DeQuantStub()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.add, self.cat = torch.ao.nn.quantized.FloatFunctional(), torch.ao.nn.quantized.FloatFunctional()
+        self.act = nn.Hardswish()
+
+    def forward(self, x):
+        y = self.conv(self.quant(x))
+        y = self.add.add_relu(y, y)
+        return self.dequant(self.act(self.cat.cat([y, y], 1)))
+
+
+def test_quantized_add_cat_and_activation_count_as_float_ops():
+    x = torch.randn(1, 3, 4, 4)
+    model = _quantize_static(StaticOps(), x, fuse=())
+    r = count(model, x, mode="real")
+    assert {"quantized.add_relu", "quantized.cat", "quantized.hardswish"} <= set(r.by_op())
+    n_in, n4, n8 = 3 * 4 * 4, 4 * 4 * 4, 8 * 4 * 4
+    assert r.macs == n4 * 3                                 # 1×1 conv: C_in MACs per output
+    assert r.total.elementwise == (2 * n_in + n4            # quantize; conv bias
+                                   + 2 * n4 + 0             # add + ReLU; cat moves data
+                                   + n8 + 2 * n8)           # hardswish; dequantize
+
+
+def _quantized_input(*shape):
+    return torch.quantize_per_tensor(torch.rand(*shape), 0.1, 0, torch.quint8)
+
+
+def test_quantized_transposed_and_1d_convolutions():
+    qnn = torch.ao.nn.quantized
+    x = _quantized_input(2, 4, 5, 5)
+    r = count(qnn.ConvTranspose2d(4, 6, 3, stride=2, groups=2), x, mode="real")
+    assert r.macs == 2 * 5 * 5 * 4 * (6 // 2) * 3 * 3       # N·∏In·C_in·(C_out/g)·∏K, per input position
+    r1 = count(qnn.Conv1d(4, 6, 3, stride=2), _quantized_input(2, 4, 9), mode="real")
+    assert r1.macs == 2 * 6 * 4 * 4 * 3                     # N·C_out·L_out·C_in·K, L_out = (9 − 3)/2 + 1
+    assert r1.macs_by_precision() == {"uint8×int8": r1.macs}

@@ -80,7 +80,8 @@ def _cell(kind: str):
         h = hx[0] if isinstance(hx, (list, tuple)) else hx
         rows = x.shape[0] if x.ndim == 2 else 1
         inputs, hidden = x.shape[-1], h.shape[-1]
-        cost = layer_cost(kind, rows, inputs, hidden, bias=ev.arg(4, "b_ih") is not None)
+        bias = ev.arg(4, "bias_ih" if kind == "lstm" else "b_ih")     # the schemas name it differently
+        cost = layer_cost(kind, rows, inputs, hidden, bias=bias is not None)
         fp16 = _cell_precision(ev) == FP16
         if not fp16:
             cost += Cost(elementwise=4 * rows * (inputs + hidden))
