@@ -185,6 +185,10 @@ def test_dynamically_quantized_linear(mode):
     assert r.macs_by_precision() == {"uint8×int8": 4 * 64 * 32 + 4 * 32 * 8}   # activations quantised to uint8
     #   bias add (first only) + ReLU + quantising each layer's input (min, max, scale, shift)
     assert r.total.elementwise == 4 * 32 + 4 * 32 + 4 * (4 * 64) + 4 * (4 * 32)
+    # the packed int8 weights are the model's parameters (1 byte each, frozen); biases stay float32
+    assert r.params.count == r.params.frozen == 64 * 32 + 32 + 32 * 8
+    assert r.params.bytes_by_dtype == {"qint8": 64 * 32 + 32 * 8, "float32": 32 * 4}
+    assert r.module("0").params_total == 64 * 32 + 32
     first = r.ops[0]
     assert first.op == "quantized.linear_dynamic"
     assert first.cost.bytes_read == 4 * 64 * 4 + 32 * 64 * 1 + 32 * 4          # input, int8 weight, fp32 bias
@@ -197,6 +201,7 @@ def test_dynamically_quantized_linear_fp16():
     assert r.macs == 4 * 64 * 32 and r.total.elementwise == 4 * 32                # bias only: nothing quantised
     assert r.macs_by_precision() == {"float32×float16": 4 * 64 * 32}
     assert r.ops[0].cost.bytes_read == 4 * 64 * 4 + 32 * 64 * 2 + 32 * 4         # float16 weight: 2 bytes
+    assert r.params.bytes_by_dtype == {"float16": 64 * 32 * 2, "float32": 32 * 4}
 
 
 class Recurrent(nn.Module):
@@ -227,6 +232,10 @@ def test_dynamically_quantized_recurrent_layers_count_as_float_ones(mode, dtype)
     assert r.total.elementwise - plain.total.elementwise == (quantise if dtype == torch.qint8 else 0)
     precision = "uint8×int8" if dtype == torch.qint8 else "float32×float16"
     assert r.macs_by_precision() == {precision: plain.macs}
+    assert r.params.count == plain.params.count           # packed weights and biases, all found
+    biases = 2 * 2 * (2 * 4 * 5) + 2 * 3 * 4 + 2 * 4 * 3  # LSTM (2 layers × 2 directions), GRU, cell: b_ih + b_hh
+    weights = plain.params.count - biases
+    assert r.params.bytes == weights * (1 if dtype == torch.qint8 else 2) + biases * 4
 
 
 # -- statically quantized models ----------------------------------------------------------
@@ -271,6 +280,7 @@ def test_statically_quantized_model_counts_as_its_float_layers():
     fc = 2 * 8 * 10
     assert r.macs == conv + conv2 + fc
     assert r.macs_by_precision() == {"uint8×int8": conv + conv2 + fc}
+    assert r.params.count == (8 * 3 * 3 * 3 + 8) + (8 * 2 * 3 * 3 + 8) + (8 * 10 + 10)   # packed weights + biases
     n_in, conv_out, conv2_out = 2 * 3 * 8 * 8, 2 * 8 * 8 * 8, 2 * 8 * 3 * 3
     assert r.total.elementwise == (2 * n_in                             # quantize_per_tensor
                                    + 2 * conv_out                        # conv bias + fused ReLU

@@ -13,6 +13,7 @@ from ..formulas import REGISTRY, UNSUPPORTED, Registry
 from ..trace.events import tensors_in
 from ..trace.run import Trace
 from .model import ModuleNode, OpRow, Report, TensorStats
+from .packed import packed_weights
 
 
 def tensor_stats(named) -> TensorStats:
@@ -46,7 +47,8 @@ def build_report(model: nn.Module, trace: Trace, *, registry: Registry | None = 
         raise UnsupportedOpsError(dict(unsupported))
 
     params_own: dict[str, int] = defaultdict(int)
-    for name, p in model.named_parameters():          # unique tensors, canonical names
+    named_params = [*model.named_parameters(), *packed_weights(model)]   # + quantized modules' packed weights
+    for name, p in named_params:                      # unique tensors, canonical names
         params_own[name.rpartition(".")[0]] += p.numel()
 
     nodes: dict[str, ModuleNode] = {}
@@ -63,7 +65,7 @@ def build_report(model: nn.Module, trace: Trace, *, registry: Registry | None = 
         model=type(model).__name__, convention=conv.name, mode=trace.mode, device=trace.device,
         inference=trace.inference, torch_version=torch.__version__, inputs=list(trace.inputs), root=root,
         ops=rows, unsupported=dict(unsupported),
-        params=tensor_stats(model.named_parameters()), buffers=tensor_stats(model.named_buffers()), causal=causal,
+        params=tensor_stats(named_params), buffers=tensor_stats(model.named_buffers()), causal=causal,
     )
 
 
