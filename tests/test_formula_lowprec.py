@@ -337,3 +337,15 @@ def test_quantized_transposed_and_1d_convolutions():
     r1 = count(qnn.Conv1d(4, 6, 3, stride=2), _quantized_input(2, 4, 9), mode="real")
     assert r1.macs == 2 * 6 * 4 * 4 * 3                     # N·C_out·L_out·C_in·K, L_out = (9 − 3)/2 + 1
     assert r1.macs_by_precision() == {"uint8×int8": r1.macs}
+
+
+def test_a_registry_copy_keeps_or_replaces_the_precision():
+    from flopmeter import REGISTRY, Cost
+
+    reg = REGISTRY.copy()
+    reg.override("aten._int_mm", lambda ev: Cost(macs=1))                     # a new formula, same precision
+    a, b = torch.ones(32, 64, dtype=torch.int8), torch.ones(64, 16, dtype=torch.int8)
+    r = flopmeter.count(Call(torch._int_mm), a, b, options=Options(registry=reg))
+    assert r.macs == 1 and r.macs_by_precision() == {"int8": 1}
+    reg.override("aten._int_mm", lambda ev: Cost(macs=2), precision=lambda ev: "int4")
+    assert r.macs_by_precision(reg) == {"int4": 1} and r.macs_by_precision() == {"int8": 1}

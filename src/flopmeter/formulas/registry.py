@@ -104,10 +104,10 @@ class Registry:
 
     def override(self, name: str, fn: Formula | None, *, own_bytes: bool = False,
                  precision: Precision | None = None) -> None:
-        """Replace (or add) the formula for ``name`` in this registry; ``None`` marks it free."""
+        """Replace (or add) the formula for ``name`` in this registry; ``None`` marks it free.
+        The op keeps its registered precision unless ``precision`` gives another."""
         self._formulas.pop(name, None)
         self._free.discard(name)
-        self._precision.pop(name, None)
         if precision is not None:
             self._precision[name] = precision
         if fn is None:
