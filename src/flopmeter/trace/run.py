@@ -31,6 +31,7 @@ from .events import TensorRef, tensors_in
 from .fakes import fake_like, fake_substitutes, named_tensors, real_substitutes, shadow
 from .model import ModuleInfo, ParamInfo, Trace
 from .modules import ModuleStack
+from .packed import packed_weights
 from .recorder import Recorder, Recording
 from .refs import Refs
 
@@ -178,7 +179,8 @@ def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs)
             if sub is not None:
                 refs.expect(sub, kind)
             table[id(t)] = [kind, t, sub, [name]]
-    return list(table.values())
+    # quantized modules keep weights in packed objects, not parameters: frozen, at their real size
+    return list(table.values()) + [["param", t, None, [name]] for name, t in packed_weights(model)]
 
 
 def _resolve_params(table: list[tuple], refs: Refs) -> list[ParamInfo]:
@@ -187,7 +189,7 @@ def _resolve_params(table: list[tuple], refs: Refs) -> list[ParamInfo]:
     out = []
     for kind, t, sub, names in table:
         ref = None if sub is None else (refs.id_of(sub) or refs.ref(sub, kind, -1))
-        out.append(ParamInfo(names[0], kind, tuple(t.shape), t.dtype, t.requires_grad, tensor=ref.id if ref else -1,
+        out.append(ParamInfo(names[0], kind, tuple(t.shape), t.dtype, bool(t.requires_grad), tensor=ref.id if ref else -1,
                              storage=ref.storage if ref else -1, aliases=tuple(names[1:])))
     return out
 
