@@ -140,22 +140,40 @@ def _analyse(resolved: Resolved, base: Options, mode: str, analyse):
 
 
 def write_output(text: str, path: str | None) -> None:
-    """Print, or write to PATH atomically (a failed write leaves no half-written file)."""
+    """Print, or write to PATH atomically (a failed write leaves no half-written file).
+
+    A new file gets the mode the user's umask gives (0644 under umask 022), as ``open``
+    would; an existing file keeps its mode. Unwritable targets are one InputError."""
     if path is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
     target = Path(path)
-    if not target.parent.exists():
+    if target.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory", hint=f"name a file, e.g. {target / 'report.json'}")
+    if not target.parent.is_dir():
         raise InputError(f"cannot write {path}: folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        mode = target.stat().st_mode & 0o7777 if target.is_file() else 0o666 & ~_umask()
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text if text.endswith("\n") else text + "\n")
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)     # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def output_format(fmt: str | None, path: str | None) -> str:
