@@ -8,6 +8,7 @@ import contextlib
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -56,6 +57,8 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
                    help="fake tensors; real kernels on random weights; auto (default): fake, or real when the "
                         "forward depends on tensor values (detection) or the file is TorchScript")
     g.add_argument("--trust-pickle", action="store_true", help="allow loading a pickled whole model (runs its code)")
+    g.add_argument("--force", action="store_true",
+                   help="real mode even when the model's weights look larger than the free memory")
     p.add_argument("--convention", default="dot", help=f"FLOP convention: {', '.join(CONVENTIONS)} (default: dot)")
     p.add_argument("--causal", choices=("full", "exact"), default="full",
                    help="count attention under a causal mask in full (default) or only its unmasked pairs")
@@ -101,12 +104,12 @@ def count_spec(spec: str, args, analyse=None):
     ``analyse(model, *inputs, kwargs=, options=)`` replaces :func:`flopmeter.count` (the
     ``explain`` subcommand passes :func:`flopmeter.explain` bound to a module path)."""
     analyse = analyse or count
+    _check_run_options(args)
     with progress(f"building {spec} …"):
         resolved = resolve(spec, input_request(args), trust_pickle=args.trust_pickle)
     for line in resolved.notes:
         note(line)
-    device = None if args.device in (None, "meta") else args.device
-    base = Options(convention=args.convention, strict=args.strict, device=device, causal=args.causal)
+    base = Options(convention=args.convention, strict=args.strict, device=args.device, causal=args.causal)
     mode = args.mode
     if mode == "auto" and isinstance(resolved.model, torch.jit.ScriptModule):
         mode = "real"
@@ -118,18 +121,62 @@ def count_spec(spec: str, args, analyse=None):
                 if mode == "fake" or not exc.data_dependent:
                     raise
                 note(f"{exc}; counting in real mode on random weights (seed 0)")
-        return _analyse(resolved, base, "real", analyse)
+        return _analyse(resolved, base, "real", analyse, force=getattr(args, "force", False))
 
 
-def _analyse(resolved: Resolved, base: Options, mode: str, analyse):
-    from dataclasses import replace
+def _check_run_options(args) -> None:
+    """Options that would be ignored in this combination are refused instead."""
+    if args.device == "meta":
+        raise InputError("--device meta: the count cannot pretend to run on the meta device",
+                         hint="fake mode (the default) allocates nothing already; use --device cpu or cuda")
+    if getattr(args, "force", False) and args.mode == "fake":
+        raise InputError("--force only matters in real mode (it lets a model larger than free memory run)",
+                         hint="add --mode real, or leave --force out")
 
+
+def free_memory() -> int | None:
+    """Bytes of memory available to a new allocation on this machine (Linux MemAvailable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the model's unique parameters and buffers (readable on the meta device)."""
+    seen = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return sum(t.numel() * t.element_size() for t in seen.values())
+
+
+def check_fits(resolved: Resolved, force: bool) -> None:
+    """Refuse, before allocating, a real run whose weights alone exceed the free memory."""
+    from ..render.units import human_unit
+    need, free = weight_bytes(resolved.model), free_memory()
+    if force or free is None or need <= free:
+        return
+    raise InputError(f"{resolved.name} needs at least {human_unit(need, 'B')} for its weights in real mode, and "
+                     f"only {human_unit(free, 'B')} of memory is free", hint="count in fake mode (the default; it "
+                     "allocates no weights), or add --force to run it anyway")
+
+
+def _analyse(resolved: Resolved, base: Options, mode: str, analyse, force: bool = False):
     model = resolved.model
+    if mode == "real" and base.device == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{resolved.name} would run in real mode on cuda, and torch sees no GPU",
+                         hint="count in fake mode (--mode fake), which needs no GPU for --device cuda")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         if mode == "real" and any(t.device.type == "meta" for t in model.parameters()):
             if resolved.rebuild is None:
                 raise InputError("this model has no weights to run in real mode")
+            check_fits(resolved, force)
             model = resolved.rebuild()
         device = torch.device(base.device or "cpu") if mode == "real" else torch.device("meta")
         args, kwargs = resolved.make_inputs(device)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
+from ..errors import InputError
 from ..render.tables import VIEWS
 from .common import FORMS, add_input_options, add_output_options, count_spec, output_format, write_output
 
@@ -21,16 +22,28 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--view", choices=VIEWS, default="tree",
                      help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op")
     out.add_argument("--ops", action="store_const", const="ops", dest="view", help="same as --view ops")
-    out.add_argument("--depth", type=int, default=2, help="module tree depth (default 2; -1 for all)")
+    out.add_argument("--depth", type=int, help="depth of the tree view in table, md and csv (default 2; -1 for all)")
     add_output_options(out)
     p.add_argument("--version", action="version", version=f"flopmeter {__version__}")
     return p
 
 
+def check_output_options(args, fmt: str) -> None:
+    """--depth and --view where they would be ignored are refused (before any counting)."""
+    if args.depth is not None and (args.view != "tree" or fmt == "json"):
+        where = "JSON always holds the whole tree" if fmt == "json" else f"the {args.view} view has no depth"
+        raise InputError(f"--depth applies to the tree view in table, md and csv; {where}",
+                         hint="leave --depth out")
+    if fmt == "json" and args.view == "keras":
+        raise InputError("--view keras has no JSON form; JSON holds the whole module tree",
+                         hint="use --view keras with --format table, md or csv, or --ops to add every op to JSON")
+
+
 def run(args) -> int:
     fmt = output_format(args.format, args.output)
+    check_output_options(args, fmt)
     report = count_spec(args.spec, args)
-    depth = None if args.depth < 0 else args.depth
+    depth = 2 if args.depth is None else None if args.depth < 0 else args.depth
     if fmt == "table" and args.output is None and sys.stdout.isatty():
         from rich.console import Console
 

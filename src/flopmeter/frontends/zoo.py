@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import InputRequest, Resolved, build_on_meta, import_optional, shaped_inputs, tensor, unknown_name
+from .base import (InputRequest, Resolved, build_on_meta, import_optional, refuse_seq_len, shaped_inputs, tensor,
+                   unknown_name)
 
 
 def _weights_meta(tv, name: str):
@@ -56,6 +57,7 @@ def torchvision_model(name: str, req: InputRequest) -> Resolved:
     known = tv.models.list_models()
     if name not in known:
         raise unknown_name("torchvision", name, known)
+    refuse_seq_len(req, f"torchvision:{name}")
     kind, default = _default_shape(tv, name)
     extra = {"weights_backbone": None} if kind in ("detection", "segmentation") else {}
     if kind == "segmentation" and _accepts(tv.models.get_model_builder(name), "aux_loss") \
@@ -88,6 +90,7 @@ def timm_model(name: str, req: InputRequest) -> Resolved:
     known = timm.list_models()
     if name not in known:
         raise unknown_name("timm", name, known)
+    refuse_seq_len(req, f"timm:{name}")
 
     def factory():
         model = timm.create_model(name, pretrained=False).eval()

@@ -38,6 +38,7 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
     conv = get_convention(report.convention)
     p = report.params
     params = f"{human(p.count, raw)} ({human_unit(p.bytes, 'B', raw)}"
+    params += f" in {' + '.join(sorted(p.bytes_by_dtype))}" if p.bytes_by_dtype else ""     # the weights' dtype
     params += f"; {human(p.frozen, raw)} frozen)" if p.frozen else ")"
     unsupported = sum(report.unsupported.values())
     return [
