@@ -34,7 +34,7 @@ class Pair(nn.Module):
 
 
 def two_batches():
-    return Pair(), (torch.randn(2, 3), torch.randn(5, 3))
+    return Pair().eval(), (torch.randn(2, 3), torch.randn(5, 3))
 
 
 def not_a_model():

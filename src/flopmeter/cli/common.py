@@ -129,7 +129,7 @@ def _check_run_options(args) -> None:
     if args.device == "meta":
         raise InputError("--device meta: the count cannot pretend to run on the meta device",
                          hint="fake mode (the default) allocates nothing already; use --device cpu or cuda")
-    if getattr(args, "force", False) and args.mode == "fake":
+    if getattr(args, "force", False) and args.mode != "real":
         raise InputError("--force only matters in real mode (it lets a model larger than free memory run)",
                          hint="add --mode real, or leave --force out")
 
@@ -163,7 +163,7 @@ def check_fits(resolved: Resolved, force: bool) -> None:
         return
     raise InputError(f"{resolved.name} needs at least {human_unit(need, 'B')} for its weights in real mode, and "
                      f"only {human_unit(free, 'B')} of memory is free", hint="count in fake mode (the default; it "
-                     "allocates no weights), or add --force to run it anyway")
+                     "allocates no weights), or run it anyway with --mode real --force")
 
 
 def _analyse(resolved: Resolved, base: Options, mode: str, analyse, force: bool = False):

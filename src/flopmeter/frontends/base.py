@@ -123,3 +123,8 @@ def recast(args: tuple, kwargs: dict, dtype: torch.dtype) -> tuple[tuple, dict]:
     def cast(t):
         return t.to(dtype) if t.is_floating_point() else t
     return _map(args, cast), _map(kwargs, cast)
+
+
+def on_device(value, device: torch.device):
+    """The same (nested) inputs with every tensor moved to ``device``."""
+    return _map(value, lambda t: t.to(device))

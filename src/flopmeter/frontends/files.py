@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from ..errors import InputError, did_you_mean
-from .base import InputRequest, Resolved, rebatch, recast, refuse, refuse_seq_len, shaped_inputs, tensor
+from .base import (InputRequest, Resolved, on_device, rebatch, recast, refuse, refuse_seq_len, shaped_inputs,
+                   tensor)
 
-TRAIN_HINT = "counting a training step (--train) is not available yet"
+TRAIN_HINT = "--train, to count a training step, is not available yet"
 
 
 def _inputs_from_shapes(req: InputRequest):
@@ -43,7 +44,7 @@ def _own_inputs(args: tuple, kwargs: dict, req: InputRequest, name: str):
         args, kwargs = rebatch(args, kwargs, req.batch, name)
     if req.dtype is not None:
         args, kwargs = recast(args, kwargs, req.dtype)
-    return lambda device: (args, kwargs)
+    return lambda device: on_device((args, kwargs), device)       # meta in fake mode: fakes on --device
 
 
 def _in_dtype(model: nn.Module, req: InputRequest) -> nn.Module:
@@ -110,6 +111,9 @@ def saved_model(path: str, req: InputRequest, trust_pickle: bool = False) -> Res
         if req.dtype is not None:
             raise refuse("--dtype", f"cannot change {file.name}: an exported program keeps the dtypes it was "
                          "exported with", hint="export it again in the dtype you want to count")
+        if trust_pickle:
+            raise refuse("--trust-pickle", f"is not needed for {file.name}: flopmeter loads exported programs "
+                         "without it", hint="leave --trust-pickle out")
         program = torch.export.load(str(file))
         model = program.module()
         if make is None:
@@ -139,7 +143,9 @@ def saved_model(path: str, req: InputRequest, trust_pickle: bool = False) -> Res
         raise InputError("a saved model carries no example inputs", hint="pass --input SHAPE")
     _check_eval(obj, f"{file.name} holds a model saved",
                 "save it after model.eval(), or load it in a file.py:FUNCTION that returns model.eval()")
-    return Resolved(file.name, _in_dtype(obj, req), make)
+    def rebuild():          # real mode: the file's own weights (the model above is on the meta device)
+        return _in_dtype(torch.load(str(file), map_location="cpu", weights_only=not trust_pickle), req)
+    return Resolved(file.name, _in_dtype(obj, req), make, rebuild)
 
 
 def _is_torchscript(file: Path) -> bool:
