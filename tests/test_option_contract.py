@@ -261,9 +261,12 @@ def test_hf_text_model_takes_input_as_batch_by_sequence(capsys):
     ("flopmeter diff a.json b.json --thr", ["--threshold"]),
 ])
 def test_shell_completion(monkeypatch, line, expected):
-    pytest.importorskip("argcomplete")
+    finders = pytest.importorskip("argcomplete.finders")
     from flopmeter.cli.completion import complete
 
+    # argcomplete writes its debug output to file descriptor 9 (which pytest uses) unless told otherwise
+    monkeypatch.setattr(finders.CompletionFinder, "_init_debug_stream",
+                        lambda self: setattr(finders._io, "debug_stream", io.StringIO()))
     class Done(Exception):
         pass
 
