@@ -279,3 +279,26 @@ def test_shell_completion(monkeypatch, line, expected):
     with pytest.raises(Done):
         complete(output_stream=out, exit_method=stop)
     assert [w.strip() for w in out.getvalue().split("\n")] == expected
+
+
+@pytest.mark.parametrize("argv, check", [
+    (["--seq-len", "16"], "--seq-len applies to hf: text models only, not to hf:vit-base-patch16-224 (a vision model)"),
+    (["--input", "2x3x224x224"], lambda d: d["inputs"][0]["shape"] == [2, 3, 224, 224]),
+    (["--batch", "3"], lambda d: d["inputs"][0]["shape"] == [3, 3, 224, 224]),
+])
+def test_hf_vision_model_options(capsys, argv, check):
+    code = main(["hf:vit-base-patch16-224", *argv, "--format", "json"])
+    out, err = capsys.readouterr()
+    if isinstance(check, str):
+        assert code == 2 and err.splitlines()[0] == f"error: {check}"
+    else:
+        assert code == 0 and check(json.loads(out))
+
+
+def test_no_trailing_spaces_in_explain_keras_and_ops_views(capsys):
+    spec = f"{DATA / 'tiny_model.py'}:build"
+    for argv in (["explain", spec, "features.0"], [spec, "--view", "keras"], [spec, "--ops"],
+                 [spec, "--ops", "--format", "md"]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert out.strip() and [line for line in out.splitlines() if line != line.rstrip()] == [], argv
