@@ -302,3 +302,11 @@ def test_no_trailing_spaces_in_explain_keras_and_ops_views(capsys):
         assert main(argv) == 0
         out = capsys.readouterr().out
         assert out.strip() and [line for line in out.splitlines() if line != line.rstrip()] == [], argv
+
+
+def test_strict_takes_effect_through_the_cli(capsys):
+    spec = f"{DATA / 'tiny_model.py'}:unsupported"
+    assert main([spec, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unsupported"] == {"aten.sort": 1}
+    assert main([spec, "--strict"]) == 2
+    assert capsys.readouterr().err.startswith("error: 1 unsupported op(s) ran: aten.sort (×1)")

@@ -39,3 +39,13 @@ def two_batches():
 
 def not_a_model():
     return 42
+
+
+class Sorts(nn.Module):
+    def forward(self, x):
+        return torch.sort(x).values
+
+
+def unsupported():
+    """aten.sort has no cost formula: listed as unsupported, an error under --strict."""
+    return Sorts().eval(), torch.randn(4, 4)
