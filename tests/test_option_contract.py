@@ -86,7 +86,8 @@ def check_dtype(kind, d):
 OPTIONS = {
     "input": (lambda kind: ["--input", input_for(kind)], {}, check_input),
     "batch": (lambda kind: ["--batch", "2"], {}, check_batch),
-    "seq-len": (lambda kind: ["--seq-len", "16"], {k: "--seq-len applies to hf: text models only" for k in KINDS if k != "hf"},
+    "seq-len": (lambda kind: ["--seq-len", "16"],
+                {k: "--seq-len applies to hf: text models only" for k in KINDS if k != "hf"},
                 lambda kind, d: first_input(d)["shape"] == [1, 16]),
     "dtype": (lambda kind: ["--dtype", "float16"], {"pt2": "--dtype cannot change m.pt2"}, check_dtype),
     "device-cuda": (lambda kind: ["--device", "cuda"],

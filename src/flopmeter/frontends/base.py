@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -128,3 +129,17 @@ def recast(args: tuple, kwargs: dict, dtype: torch.dtype) -> tuple[tuple, dict]:
 def on_device(value, device: torch.device):
     """The same (nested) inputs with every tensor moved to ``device``."""
     return _map(value, lambda t: t.to(device))
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype | None):
+    """Build the weights directly in ``dtype`` (no float32 copy first; real mode needs half the memory)."""
+    if dtype is None or not dtype.is_floating_point:
+        yield
+        return
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)

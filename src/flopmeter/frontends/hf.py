@@ -10,15 +10,14 @@ ids of the same length.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
-from .base import (InputRequest, Resolved, build_on_meta, import_optional, refuse, refuse_seq_len, shaped_inputs, tensor,
-                   unknown_name)
+from .base import (InputRequest, Resolved, build_on_meta, default_dtype, import_optional, refuse, refuse_seq_len,
+                   shaped_inputs, tensor, unknown_name)
 
 CONFIGS = Path(__file__).with_name("configs")
 DEFAULT_SEQ_LEN = 128
@@ -57,20 +56,6 @@ def _config_dtype(raw: dict) -> torch.dtype | None:
     return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None
 
 
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype):
-    """Build the weights directly in ``dtype`` (no float32 copy first; real mode needs half the memory)."""
-    if not dtype.is_floating_point:
-        yield
-        return
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
-
-
 def _text_shape(req: InputRequest, name: str) -> tuple[int, int]:
     """(batch, sequence length) of the token ids: --batch × --seq-len, or one --input BATCHxSEQ."""
     if not req.shapes:
@@ -78,7 +63,8 @@ def _text_shape(req: InputRequest, name: str) -> tuple[int, int]:
     (shape, dtype), *more = req.shapes
     if more or len(shape) != 2 or (dtype is not None and dtype.is_floating_point):
         raise refuse("--input", f"for {name} (a text model) is one BATCHxSEQ shape of token ids, "
-                     f"not {', '.join(_show(s, d) for s, d in req.shapes)}", hint="use --input 1x128, or --batch and --seq-len")
+                     f"not {', '.join(_show(s, d) for s, d in req.shapes)}",
+                     hint="use --input 1x128, or --batch and --seq-len")
     if req.seq_len is not None:
         raise refuse("--seq-len", "and --input both set the sequence length", hint="give one of them")
     return req.batch or shape[0], shape[1]
@@ -108,7 +94,7 @@ def hf_model(spec: str, req: InputRequest) -> Resolved:
     cls = getattr(transformers, archs[0], None) if archs else None
 
     def factory():
-        with _default_dtype(dtype):
+        with default_dtype(dtype):
             model = cls(config) if cls is not None else transformers.AutoModel.from_config(config)
         model = model.eval()
         return model.to(dtype) if dtype != torch.float32 else model
