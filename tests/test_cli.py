@@ -217,6 +217,10 @@ def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "flopmeter", TINY, "--format", "json"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and json.loads(done.stdout)["totals"]["macs"] == TINY_MACS
+    import jsonschema
+
+    from flopmeter.report.schema import json_schema
+    jsonschema.validate(json.loads(done.stdout), json_schema())      # outside the in-process validation too
 
 
 @pytest.mark.parametrize("name", ["vit_h_14", "fcn_resnet50", "r3d_18"])

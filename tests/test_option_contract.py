@@ -8,7 +8,6 @@ shell completion)."""
 
 import io
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,7 @@ def specs(tmp_path_factory):
     """SPEC kind → (spec, arguments it always needs)."""
     from tiny_model import Tiny
     tmp = tmp_path_factory.mktemp("specs")
-    model, x = Tiny().eval(), torch.randn(1, 3, 16, 16)
+    model = Tiny().eval()
     batch = torch.export.Dim("batch", min=1, max=64)      # exported at batch 3 (1 would be specialised)
     program = torch.export.export(model, (torch.randn(3, 3, 16, 16),), dynamic_shapes=({0: batch},))
     torch.export.save(program, tmp / "m.pt2")

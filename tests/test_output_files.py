@@ -2,7 +2,6 @@
 pandas reads as numbers, a JSON report that validates against the shipped schema (and the
 previous schema version still read by diff), and a golden file per output format."""
 
-import csv
 import io
 import json
 import os

@@ -51,8 +51,9 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=int, help="batch size (replaces the first dimension of every input)")
     g.add_argument("--seq-len", type=int, help="sequence length for hf: text models (default 128)")
     g.add_argument("--dtype", help="model and input dtype: float32, float16, bfloat16, …")
-    g.add_argument("--device", default=None, choices=("meta", "cpu", "cuda"),
-                   help="device the count pretends to run on (fake tensors need no GPU); default cpu")
+    g.add_argument("--device", default=None, choices=("cpu", "cuda", "meta"), metavar="{cpu,cuda}",
+                   help="device the count pretends to run on (fake tensors need no GPU), or runs on in real mode; "
+                        "default cpu")
     g.add_argument("--mode", choices=("auto", "fake", "real"), default="auto",
                    help="fake tensors; real kernels on random weights; auto (default): fake, or real when the "
                         "forward depends on tensor values (detection) or the file is TorchScript")

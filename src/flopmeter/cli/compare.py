@@ -11,7 +11,7 @@ from ..cost import get_convention
 from ..errors import InputError
 from ..render.tables import Table
 from ..report.model import tensor_dict
-from ..report.schema import READABLE, SCHEMA
+from ..report.schema import READABLE
 from .common import add_input_options, add_output_options, count_spec, output_format, write_output
 
 
