@@ -36,6 +36,7 @@ def specs(tmp_path_factory):
     torch.export.save(program, tmp / "m.pt2")
     torch.jit.script(model).save(str(tmp / "m.ts"))
     torch.save(model, tmp / "whole.pt")
+    assert main([f"{DATA / 'tiny_model.py'}:build", "--save-trace", str(tmp / "run.fmtrace"), "--format", "json"]) == 0
     (tmp / "hf").mkdir()
     (tmp / "hf" / "config.json").write_text(json.dumps(HF_TINY))
     return {
@@ -47,10 +48,13 @@ def specs(tmp_path_factory):
         "pt2": (str(tmp / "m.pt2"), []),
         "torchscript": (str(tmp / "m.ts"), ["--input", "1x3x16x16"]),
         "pickled": (str(tmp / "whole.pt"), ["--input", "1x3x16x16", "--trust-pickle"]),
+        "trace": (str(tmp / "run.fmtrace"), []),
     }
 
 
-KINDS = ["torchvision", "timm", "hf", "file_with_inputs", "file_without_inputs", "pt2", "torchscript", "pickled"]
+KINDS = ["torchvision", "timm", "hf", "file_with_inputs", "file_without_inputs", "pt2", "torchscript", "pickled",
+         "trace"]
+FIXED = "cannot change a saved trace"        # a saved trace records one run: input and run options are refused
 IMAGE_KINDS = {"torchvision", "timm"}
 TINY_KINDS = {"file_with_inputs", "file_without_inputs", "pt2", "torchscript", "pickled"}
 
@@ -83,25 +87,26 @@ def check_dtype(kind, d):
 
 # option → (arguments, {kind: "refused: <text in the error>"}; every other kind: the check takes effect)
 OPTIONS = {
-    "input": (lambda kind: ["--input", input_for(kind)], {}, check_input),
-    "batch": (lambda kind: ["--batch", "2"], {}, check_batch),
+    "input": (lambda kind: ["--input", input_for(kind)], {"trace": FIXED}, check_input),
+    "batch": (lambda kind: ["--batch", "2"], {"trace": FIXED}, check_batch),
     "seq-len": (lambda kind: ["--seq-len", "16"],
-                {k: "--seq-len applies to hf: text models only" for k in KINDS if k != "hf"},
+                {**{k: "--seq-len applies to hf: text models only" for k in KINDS if k != "hf"}, "trace": FIXED},
                 lambda kind, d: first_input(d)["shape"] == [1, 16]),
-    "dtype": (lambda kind: ["--dtype", "float16"], {"pt2": "--dtype cannot change m.pt2"}, check_dtype),
+    "dtype": (lambda kind: ["--dtype", "float16"], {"pt2": "--dtype cannot change m.pt2", "trace": FIXED}, check_dtype),
     "device-cuda": (lambda kind: ["--device", "cuda"],
-                    {} if torch.cuda.is_available() else {"torchscript": "torch sees no GPU"},
+                    {"trace": FIXED, **({} if torch.cuda.is_available() else {"torchscript": "torch sees no GPU"})},
                     lambda kind, d: d["device"].startswith("cuda")),
-    "device-meta": (lambda kind: ["--device", "meta"], {k: "--device meta" for k in KINDS}, None),
-    "mode-real": (lambda kind: ["--mode", "real"], {}, lambda kind, d: d["mode"] == "real"),
-    "mode-fake": (lambda kind: ["--mode", "fake"], {"torchscript": "runs only in real mode"},
+    "device-meta": (lambda kind: ["--device", "meta"], {**{k: "--device meta" for k in KINDS}, "trace": FIXED}, None),
+    "mode-real": (lambda kind: ["--mode", "real"], {"trace": FIXED}, lambda kind, d: d["mode"] == "real"),
+    "mode-fake": (lambda kind: ["--mode", "fake"], {"torchscript": "runs only in real mode", "trace": FIXED},
                   lambda kind, d: d["mode"] == "fake"),
-    "force-alone": (lambda kind: ["--force"], {k: "--force only matters in real mode" for k in KINDS}, None),
-    "force-real": (lambda kind: ["--mode", "real", "--force"], {}, lambda kind, d: d["mode"] == "real"),
+    "force-alone": (lambda kind: ["--force"],
+                    {**{k: "--force only matters in real mode" for k in KINDS}, "trace": FIXED}, None),
+    "force-real": (lambda kind: ["--mode", "real", "--force"], {"trace": FIXED}, lambda kind, d: d["mode"] == "real"),
     "trust-pickle": (lambda kind: ["--trust-pickle"],
                      {**{k: "--trust-pickle applies to saved model files only" for k in KINDS},
                       "pt2": "--trust-pickle is not needed", "torchscript": "--trust-pickle is not needed",
-                      "pickled": None},
+                      "pickled": None, "trace": FIXED},
                      lambda kind, d: d["totals"]["macs"] == TINY_MACS),
     "convention": (lambda kind: ["--convention", "all"], {},
                    lambda kind, d: d["convention"]["name"] == "all"
