@@ -15,7 +15,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="flopmeter", description="Exact parameters, MACs and FLOPs of a PyTorch model.",
         epilog="other commands: 'flopmeter compare SPEC SPEC …', 'flopmeter diff OLD.json NEW.json', "
-               "'flopmeter explain SPEC PATH'")
+               "'flopmeter explain SPEC PATH', 'flopmeter scaling SPEC --seq-len A:B'")
     p.add_argument("spec", help=f"the model: {FORMS}")
     add_input_options(p)
     out = p.add_argument_group("output")
@@ -39,6 +39,9 @@ def check_output_options(args, fmt: str) -> None:
     if fmt == "json" and args.view == "keras":
         raise InputError("--view keras has no JSON form; JSON holds the whole module tree",
                          hint="use --view keras with --format table, md or csv, or --ops to add every op to JSON")
+    if fmt == "html" and args.view != "tree":
+        raise InputError(f"--view {args.view} has no HTML form; the HTML report shows the tree and the op types",
+                         hint=f"use --view {args.view} with --format table, md or csv")
 
 
 def run(args) -> int:

@@ -137,7 +137,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
             if shapes:
                 args = tuple(torch.randn(s, dtype=in_dtype, device=target) for s in shapes)
 
-        params = _param_table(model, tensors, refs)
+        table = _param_table(model, tensors, refs)
         as_input = lambda t: refs.ref(t, role="input", created=-1)      # noqa: E731
         inputs = tensors_in(_map_tensors(args, as_input)) + tensors_in(_map_tensors(kwargs, as_input))
         runnable = model if script else shadow(model, tensors)
@@ -155,6 +155,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                     refs.meta(result)           # outputs never seen by an op still get their storages
         except Exception as exc:
             raise _forward_error(exc, model, recording, stack, inputs) from exc
+        params = _resolve_params(table, refs)
         storages = refs.close()
 
     return Trace(events=recording.events, modules=_module_table(model, stack, module_config), params=params,
@@ -162,22 +163,33 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                  storages=storages, model=type(model).__name__, torch_version=torch.__version__)
 
 
-def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs) -> list[ParamInfo]:
-    """Unique parameters then buffers (first name canonical, later names as aliases), their
-    stand-ins registered with role ``param``/``buffer``, storages alive from before the run."""
-    table: dict[int, ParamInfo] = {}
+def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs) -> list[tuple]:
+    """Unique parameters then buffers (first name canonical, later names as aliases) with their
+    stand-ins, each registered with ``refs`` under its role for when the run first sees it."""
+    table: dict[int, list] = {}
     for kind, named in (("param", model.named_parameters(remove_duplicate=False)),
                         ("buffer", model.named_buffers(remove_duplicate=False))):
         for name, t in named:
-            info = table.get(id(t))
-            if info is not None:
-                info.aliases += (name,)
+            entry = table.get(id(t))
+            if entry is not None:
+                entry[3].append(name)
                 continue
             sub = tensors.get(id(t))
-            ref = refs.ref(sub, role=kind, created=-1) if sub is not None else None
-            table[id(t)] = ParamInfo(name, kind, tuple(t.shape), t.dtype, t.requires_grad,
-                                     tensor=ref.id if ref else -1, storage=ref.storage if ref else -1)
+            if sub is not None:
+                refs.expect(sub, kind)
+            table[id(t)] = [kind, t, sub, [name]]
     return list(table.values())
+
+
+def _resolve_params(table: list[tuple], refs: Refs) -> list[ParamInfo]:
+    """The parameter table with the ids the run gave each stand-in (a tensor the forward never
+    touched gets its ids here)."""
+    out = []
+    for kind, t, sub, names in table:
+        ref = None if sub is None else (refs.id_of(sub) or refs.ref(sub, kind, -1))
+        out.append(ParamInfo(names[0], kind, tuple(t.shape), t.dtype, t.requires_grad, tensor=ref.id if ref else -1,
+                             storage=ref.storage if ref else -1, aliases=tuple(names[1:])))
+    return out
 
 
 def _module_table(model: nn.Module, stack: ModuleStack, module_config) -> list[ModuleInfo]:
