@@ -45,8 +45,9 @@ def table_csv(table: Table) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if table.keys:      # the tree: path (the model's name for the root), depth and calls, not indented names
-        writer.writerow([*table.keys[0], *table.columns[1:]])
-        for key, row in zip(table.keys, table.rows):
+        keys = [k if isinstance(k, dict) else {"path": k} for k in table.keys]     # a plain path is a key too
+        writer.writerow([*keys[0], *table.columns[1:]])
+        for key, row in zip(keys, table.rows):
             writer.writerow([*key.values(), *row[1:]])
     else:
         writer.writerow(table.columns)
