@@ -58,6 +58,7 @@ def test_existing_file_keeps_its_mode(capsys, tmp_path, umask):
     ("{tmp}", "is a directory"),
     ("/proc/flopmeter-report.json", "cannot write /proc/flopmeter-report.json"),
     ("{tmp}/no/such/folder/r.json", "does not exist"),
+    ("/dev/null/r.json", "folder /dev/null is not a folder"),
 ])
 def test_unwritable_targets_are_one_error_line(capsys, tmp_path, target, message):
     target = target.format(tmp=tmp_path)

@@ -224,7 +224,8 @@ def write_output(text: str, path: str | None) -> None:
     if target.is_dir():
         raise InputError(f"cannot write {path}: it is a directory", hint=f"name a file, e.g. {target / 'report.json'}")
     if not target.parent.is_dir():
-        raise InputError(f"cannot write {path}: folder {target.parent} does not exist")
+        what = "is not a folder" if target.parent.exists() else "does not exist"
+        raise InputError(f"cannot write {path}: folder {target.parent} {what}")
     try:
         mode = target.stat().st_mode & 0o7777 if target.is_file() else 0o666 & ~_umask()
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
