@@ -18,7 +18,7 @@ from onnx_models import export  # noqa: E402
 pytestmark = pytest.mark.zoo
 
 # name → why torch.onnx.export(dynamo=True) fails on it (measured with torch 2.14, onnxscript 0.7:
-# none of the 76 models tried failed; vit_h_14, vit_l_16, vit_l_32 and regnet_y_128gf were not tried)
+# none of the 80 fails)
 NO_EXPORT: dict[str, str] = {}
 
 # parameters an eval-mode forward never reads are not in the exported graph: the file has
