@@ -15,6 +15,7 @@ import sys
 
 from ..errors import FlopmeterError
 from . import compare, count, explain
+from .quiet import quiet_torch
 
 
 # subcommand → (parser factory, runner); anything else is a SPEC for the count command
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         parser, runner = count.parser(), count.run
     args = parser.parse_args(argv)
     try:
-        return runner(args)
+        with quiet_torch(args.debug):
+            return runner(args)
     except FlopmeterError as exc:
         if args.debug:
             raise

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import InputError
 from .base import InputRequest, Resolved, build_on_meta, import_optional, unknown_name
+from .hfcheck import build_error, check_config, config_error, model_class
 
 CONFIGS = Path(__file__).with_name("configs")
 DEFAULT_SEQ_LEN = 128
@@ -41,18 +42,16 @@ def hf_model(spec: str, req: InputRequest) -> Resolved:
     path = _config_path(spec)
     try:
         raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}", hint="give a Hugging Face config.json") from None
+    check_config(raw, path)
     raw.pop("torch_dtype", None)
-    model_type = raw.pop("model_type", None)
-    if model_type is None:
-        raise InputError(f"{path} has no 'model_type'", hint="is it a Hugging Face config.json?")
+    model_type = raw.pop("model_type")
     try:
         config = transformers.AutoConfig.for_model(model_type, **raw)
-    except (ValueError, KeyError) as exc:
-        raise InputError(f"transformers cannot build a '{model_type}' config: {exc}") from None
-    archs = getattr(config, "architectures", None) or []
-    cls = getattr(transformers, archs[0], None) if archs else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise config_error(exc, model_type, path, transformers) from None
+    cls = model_class(config, path, transformers)
 
     def factory():
         if cls is not None:
@@ -62,7 +61,10 @@ def hf_model(spec: str, req: InputRequest) -> Resolved:
         model = model.eval()
         return model.to(req.dtype) if req.dtype else model
 
-    model = build_on_meta(factory)
+    try:
+        model = build_on_meta(factory)
+    except Exception as exc:  # noqa: BLE001  (transformers rejecting the config's values)
+        raise build_error(exc, path) from None
     batch = req.batch or 1
     if getattr(model, "main_input_name", "input_ids") == "pixel_values":
         size = getattr(config, "image_size", 224)
