@@ -12,6 +12,7 @@ from .formulas import REGISTRY, Registry
 from .formulas.attention import check_causal, with_causal
 from .report import Report, build_report
 from .trace import Trace, record
+from .trace.checks import check_device
 from .trace.run import MODES
 from .errors import OptionsError
 
@@ -47,6 +48,7 @@ class Options:
         if self.mode not in MODES:
             raise OptionsError(f"unknown mode '{self.mode}'", hint=f"choose one of: {', '.join(MODES)}")
         check_causal(self.causal)
+        check_device(self.device, self.mode)
 
 
 def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=None,

@@ -12,6 +12,7 @@ from ..errors import InputError
 from ..render.tables import Table
 from ..report import SCHEMA
 from .common import add_input_options, add_output_options, count_spec, output_format, write_output
+from .reportcheck import check_report, check_threshold
 
 
 def compare_parser() -> argparse.ArgumentParser:
@@ -65,6 +66,7 @@ def _load(path: str) -> dict:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise InputError(f"{path} is not a flopmeter report ({SCHEMA})",
                          hint="write one with: flopmeter SPEC -o report.json")
+    check_report(data, path)
     return data
 
 
@@ -91,6 +93,7 @@ def _change(old: int, new: int) -> float:
 
 
 def run_diff(args) -> int:
+    check_threshold(args.threshold)
     fmt = output_format(args.format, args.output)
     old, new = _load(args.old), _load(args.new)
     table = Table(["figure", "old", "new", "change"], [False, True, True, False])

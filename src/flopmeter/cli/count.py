@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
+from ..errors import InputError
 from ..render.tables import VIEWS
 from .common import FORMS, add_input_options, add_output_options, count_spec, output_format, write_output
 
@@ -28,6 +29,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    if args.depth < -1:
+        raise InputError(f"--depth must be 0 or more (or -1 for the whole tree), got {args.depth}",
+                         hint="e.g. --depth 2, or --depth -1 for every module")
     fmt = output_format(args.format, args.output)
     report = count_spec(args.spec, args)
     depth = None if args.depth < 0 else args.depth

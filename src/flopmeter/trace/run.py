@@ -23,6 +23,7 @@ from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicO
 
 from ..errors import InputError, ModelForwardError, OptionsError
 from .fakes import fake_like, fake_substitutes, named_tensors, substitutes
+from .checks import check_call, real_device
 from .events import OpEvent, TensorMeta, tensors_in, to_meta
 from .guard import AttributeGuard
 from .modules import ModuleStack
@@ -96,6 +97,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if mode not in MODES:
         raise OptionsError(f"unknown mode '{mode}'", hint=f"choose one of: {', '.join(MODES)}")
+    check_call(args, kwargs, input_shape)
     kwargs = dict(kwargs or {})
     shapes = normalise_input_shape(input_shape)
     if shapes and args:
@@ -104,7 +106,9 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         raise InputError("no example inputs", hint="pass tensors after the model, or input_shape=(1, 3, 224, 224)")
 
     found = model_device(model)
-    if device is not None:
+    if mode == "real":
+        target = real_device(found, device)      # never report a device the run did not use
+    elif device is not None:
         target = torch.device(device)
     elif found is not None and found.type != "meta":
         target = found
