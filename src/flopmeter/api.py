@@ -13,6 +13,7 @@ from .formulas.attention import check_causal, with_causal
 from .report import Report, build_report
 from .trace import Trace, record
 from .trace.checks import check_device
+from .trace.compiled import compiled_counted_eagerly
 from .trace.run import MODES
 from .errors import OptionsError
 
@@ -66,8 +67,9 @@ def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=
 def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options: Options, *,
         module_inputs: bool = False) -> tuple[Trace, Report]:
     """Record one forward and cost it: the Trace and its Report."""
-    trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode,
-                   device=options.device, inference=options.inference, module_inputs=module_inputs)
+    with compiled_counted_eagerly(model) as model:
+        trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode,
+                       device=options.device, inference=options.inference, module_inputs=module_inputs)
     registry = with_causal(options.registry or REGISTRY, options.causal)
     return trace, build_report(model, trace, registry=registry, convention=options.convention,
                                strict=options.strict, causal=options.causal)

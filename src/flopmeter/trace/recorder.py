@@ -14,6 +14,7 @@ from typing import Any
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .dtypes import check_dtypes
 from .events import OpEvent, to_meta
 from .modules import ModuleStack
 
@@ -107,7 +108,13 @@ class RecordingFakeMode(FakeTensorMode):
             return super().__torch_dispatch__(func, types, args, kwargs)
         self._depth += 1
         try:
-            return recording.run(func, args, kwargs or {},
-                                 lambda f, a, k: super(RecordingFakeMode, self).__torch_dispatch__(f, types, a, k))
+            return recording.run(func, args, kwargs or {}, self._checked_call(types))
         finally:
             self._depth -= 1
+
+    def _checked_call(self, types):
+        """The fake kernel, after the dtype check real kernels make (fake kernels do not)."""
+        def call(f, a, k):
+            check_dtypes(op_key(f)[0], f, a)
+            return super(RecordingFakeMode, self).__torch_dispatch__(f, types, a, k)
+        return call

@@ -25,6 +25,7 @@ from ..errors import InputError, ModelForwardError, OptionsError
 from .fakes import fake_like, fake_substitutes, named_tensors, substitutes
 from .checks import check_call, real_device
 from .events import OpEvent, TensorMeta, tensors_in, to_meta
+from .globals import globals_kept
 from .guard import AttributeGuard
 from .modules import ModuleStack
 from .recorder import Recorder, Recording
@@ -152,7 +153,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         guard = AttributeGuard(model)
         recorder = fake_mode if fake_mode is not None else Recorder(recording)
         try:
-            with grad, stack.installed(), recorder.recording_to(recording):
+            with globals_kept(), grad, stack.installed(), recorder.recording_to(recording):
                 if isinstance(model, torch.jit.ScriptModule):
                     _run_script_module(model, recorder, args, kwargs)
                 else:
