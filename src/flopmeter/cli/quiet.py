@@ -1,4 +1,4 @@
-"""Keep PyTorch quiet while the command line counts: its loggers (fake tensors log every
+"""Keep PyTorch (and the model libraries) quiet while the command line counts: their loggers (fake tensors log every
 failing op at length) and its warnings are silenced unless ``--debug``, so that a mistake
 ends in our one ``error:`` line. flopmeter's own notes (:class:`FlopmeterNote` warnings
 from the library) are printed as ``note:`` lines."""
@@ -14,14 +14,18 @@ from pathlib import Path
 from ..errors import FlopmeterNote
 
 
+_QUIET = ("torch", "transformers", "timm")     # libraries whose loggers speak during a count
+
+
 @contextlib.contextmanager
 def quiet_torch(debug: bool = False):
-    loggers = [logging.getLogger("torch")] + [
+    loggers = [logging.getLogger(root) for root in _QUIET] + [
         lg for name, lg in logging.Logger.manager.loggerDict.items()
-        if isinstance(lg, logging.Logger) and name.startswith("torch.")]
+        if isinstance(lg, logging.Logger) and name.startswith(tuple(f"{root}." for root in _QUIET))]
     saved = [(lg, lg.level, lg.disabled) for lg in loggers]
     if not debug:
-        logging.getLogger("torch").setLevel(logging.CRITICAL + 1)
+        for root in _QUIET:
+            logging.getLogger(root).setLevel(logging.CRITICAL + 1)
         for lg in loggers:
             lg.disabled = True
     with warnings.catch_warnings(record=True) as caught:
