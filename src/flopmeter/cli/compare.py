@@ -10,6 +10,7 @@ from pathlib import Path
 from ..cost import get_convention
 from ..errors import InputError
 from ..render.tables import Table
+from ..render.units import ParamCount
 from ..report import SCHEMA
 from .common import add_input_options, add_output_options, count_spec, output_format, write_output
 from .reportcheck import check_report, check_threshold
@@ -49,7 +50,8 @@ def run_compare(args) -> int:
     for spec in args.specs:
         r = count_spec(spec, args)
         unsupported = sum(r.unsupported.values())
-        table.rows.append([r.model, ", ".join(map(repr, r.inputs)), r.params.count, r.macs, r.flops, unsupported])
+        table.rows.append([r.model, ", ".join(map(repr, r.inputs)), ParamCount(r.params.count), r.macs, r.flops,
+                           unsupported])
         summaries.append({"model": r.model, "inputs": [repr(t) for t in r.inputs], "params": r.params.count,
                           "macs": r.macs, "flops": r.flops, "convention": conv, "unsupported": dict(r.unsupported)})
     _emit(table, fmt, args.raw, args.output, summaries)

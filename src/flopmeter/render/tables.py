@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from ..cost import get_convention
 from ..report import Report
-from .units import human, human_unit
+from .notes import call_note
+from .units import ParamCount, human, human_unit
 
 VIEWS = ("tree", "keras", "ops")
 
@@ -36,8 +37,8 @@ class Table:
 def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
     conv = get_convention(report.convention)
     p = report.params
-    params = f"{human(p.count, raw)} ({human_unit(p.bytes, 'B', raw)}"
-    params += f"; {human(p.frozen, raw)} frozen)" if p.frozen else ")"
+    params = f"{human(ParamCount(p.count), raw)} ({human_unit(p.bytes, 'B', raw)}"
+    params += f"; {human(ParamCount(p.frozen), raw)} frozen)" if p.frozen else ")"
     unsupported = sum(report.unsupported.values())
     return [
         ("model", report.model),
@@ -73,7 +74,7 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
             label += f" ×{node.calls}"
         flops = node.total.flops(report.convention)
         t.keys.append(node.path)
-        t.rows.append([label, node.type, _shape(node.outputs), node.params_total, node.total.macs, flops,
+        t.rows.append([label, node.type, _shape(node.outputs) or call_note(report, node), ParamCount(node.params_total), node.total.macs, flops,
                        f"{100 * flops / total:.1f}%"])
     return t
 
