@@ -144,3 +144,38 @@ def test_fused_attention_checks_its_operand_dtypes():
         flopmeter.count(mha, x, x, x)
     with pytest.raises(ModelForwardError):
         flopmeter.count(mha, x, x, x, options=Options(mode="real"))
+
+
+# -- library mistakes: one FlopmeterError with a hint -----------------------------------
+
+LIBRARY_MISTAKES = {
+    "options_device_tpu": lambda m: flopmeter.Options(device="tpu"),
+    "kwargs_not_a_dict": lambda m: flopmeter.count(m, kwargs=[1]),
+    "input_shape_an_int": lambda m: flopmeter.count(m, input_shape=5),
+    "input_shape_overflowing_int64": lambda m: flopmeter.count(m, input_shape=(2**40, 2**40)),
+    "real_mode_on_another_device_than_the_model": lambda m: flopmeter.count(
+        m, torch.randn(1, 4), options=Options(mode="real", device="meta")),
+}
+
+
+@pytest.mark.parametrize("name", list(LIBRARY_MISTAKES))
+def test_library_mistakes_raise_one_flopmeter_error_with_a_hint(name):
+    with pytest.raises(flopmeter.errors.FlopmeterError) as info:
+        LIBRARY_MISTAKES[name](nn.Linear(4, 3))
+    assert info.value.hint and "\n" not in str(info.value)
+
+
+def test_real_mode_reports_the_device_it_ran_on(monkeypatch):
+    model = nn.Linear(4, 3)
+    assert flopmeter.count(model, torch.randn(1, 4), options=Options(mode="real")).device == "cpu"
+    # with a GPU present (mocked: there is none here), a CPU model is still not reported as on cuda
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(flopmeter.errors.OptionsError, match=r"where its weights are \(cpu\)"):
+        flopmeter.count(model, torch.randn(1, 4), options=Options(mode="real", device="cuda"))
+
+
+def test_real_mode_cuda_without_gpu_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(flopmeter.errors.OptionsError, match="PyTorch sees none"):
+        Options(mode="real", device="cuda")
+    assert Options(mode="fake", device="cuda").device == "cuda"         # fake mode needs no GPU

@@ -44,7 +44,8 @@ def check_call(args: tuple, kwargs, input_shape) -> None:
                          f"got {input_shape!r:.80}", hint="for example input_shape=(1, 3, 224, 224)")
     for s in shapes:
         if math.prod(s) >= 2**63:
-            raise InputError(f"input_shape {tuple(s)} has more elements than a tensor can index (2^63)")
+            raise InputError(f"input_shape {tuple(s)} has more elements than a tensor can index (2^63)",
+                             hint="check the sizes, e.g. input_shape=(1, 3, 224, 224)")
 
 
 def _int(d) -> bool:
