@@ -74,7 +74,8 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
             label += f" ×{node.calls}"
         flops = node.total.flops(report.convention)
         t.keys.append(node.path)
-        t.rows.append([label, node.type, _shape(node.outputs) or call_note(report, node), ParamCount(node.params_total), node.total.macs, flops,
+        output = _shape(node.outputs) or call_note(report, node)     # "fused into 'attn'", "not called"
+        t.rows.append([label, node.type, output, ParamCount(node.params_total), node.total.macs, flops,
                        f"{100 * flops / total:.1f}%"])
     return t
 
