@@ -207,3 +207,14 @@ def test_terminal_and_json_keep_names_verbatim():
     assert [c["path"] for c in d["modules"]["children"]] == HOSTILE
     text = RENDERERS["table"].report(r, depth=None)
     assert "<script>alert(1)</script>" in text                # rich markup escaped, text verbatim
+
+
+def test_hf_config_asking_for_custom_code_is_refused(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2, "vocab_size": 16,
+                               "auto_map": {"AutoModel": "modeling_evil.EvilModel"}}))
+    (tmp_path / "modeling_evil.py").write_text(f"open({str(tmp_path / 'pwned')!r}, 'w').close()\n")
+    code = main([f"hf:{tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "auto_map" in err and not (tmp_path / "pwned").exists()

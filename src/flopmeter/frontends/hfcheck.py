@@ -1,5 +1,5 @@
 """Checks on a Hugging Face config before (and while) a model is built from it: a JSON
-object, sizes and head counts that are positive, a sane number of layers, a known
+object that asks for no custom code (``auto_map``), sizes and head counts that are positive, a sane number of layers, a known
 ``model_type`` (with the three closest when not), and an ``architectures[0]`` that is a
 ``transformers`` model class (never any other object of the ``transformers`` module)."""
 
@@ -36,6 +36,9 @@ def check_config(raw, path: Path, limit: int | None = None) -> None:
     if not isinstance(raw, dict):
         raise InputError(f"{path} holds a JSON {type(raw).__name__}, not a config object",
                          hint="a Hugging Face config.json is one JSON object with a 'model_type'")
+    if "auto_map" in raw or raw.get("trust_remote_code"):
+        raise InputError(f"{path} asks for custom model code ('auto_map'); flopmeter never runs code a config "
+                         "points to", hint="write a file.py:FUNCTION that builds the model, and count that")
     if not isinstance(raw.get("model_type"), str):
         raise InputError(f"{path} has no 'model_type'", hint="is it a Hugging Face config.json?")
     limit = max_layers() if limit is None else limit
