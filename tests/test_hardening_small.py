@@ -110,3 +110,10 @@ def test_per_token_refused_for_image_inputs(tmp_path, capsys):
     assert main([_factory(tmp_path, 2), "--per-token"]) == 2
     err = capsys.readouterr().err
     assert "--per-token needs token-id inputs" in err and "hint: use --per-sample" in err
+
+
+def test_compare_per_sample(tmp_path, capsys):
+    spec = _factory(tmp_path, 4)
+    assert main(["compare", spec, "--per-sample", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["macs"] == 8 * 8 * 8 * 3 * 3 * 3 and "per sample" in rows[0]["model"]

@@ -13,6 +13,7 @@ from ..render.tables import Table
 from ..render.units import ParamCount
 from ..report import SCHEMA
 from .common import add_input_options, add_output_options, count_spec, output_format, write_output
+from .perunit import add_per_unit_options, per_unit
 from .reportcheck import check_report, check_threshold
 
 
@@ -21,6 +22,7 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="+", metavar="SPEC")
     add_input_options(p)
     add_output_options(p)
+    add_per_unit_options(p)
     return p
 
 
@@ -48,7 +50,7 @@ def run_compare(args) -> int:
                   [False, False, True, True, True, True])
     summaries = []
     for spec in args.specs:
-        r = count_spec(spec, args)
+        r = per_unit(count_spec(spec, args), args)
         unsupported = sum(r.unsupported.values())
         table.rows.append([r.model, ", ".join(map(repr, r.inputs)), ParamCount(r.params.count), r.macs, r.flops,
                            unsupported])

@@ -9,6 +9,7 @@ from .. import __version__
 from ..errors import InputError
 from ..render.tables import VIEWS
 from .common import FORMS, add_input_options, add_output_options, count_spec, output_format, write_output
+from .perunit import add_per_unit_options, per_unit
 
 
 def parser() -> argparse.ArgumentParser:
@@ -23,11 +24,7 @@ def parser() -> argparse.ArgumentParser:
                      help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op")
     out.add_argument("--ops", action="store_const", const="ops", dest="view", help="same as --view ops")
     out.add_argument("--depth", type=int, default=2, help="module tree depth (default 2; -1 for all)")
-    per = out.add_mutually_exclusive_group()
-    per.add_argument("--per-sample", action="store_true",
-                     help="divide every cost by the batch size (parameters stay per model)")
-    per.add_argument("--per-token", action="store_true",
-                     help="divide every cost by the number of input tokens (batch × sequence; hf: text models)")
+    add_per_unit_options(out)
     add_output_options(out)
     p.add_argument("--version", action="version", version=f"flopmeter {__version__}")
     return p
@@ -38,10 +35,7 @@ def run(args) -> int:
         raise InputError(f"--depth must be 0 or more (or -1 for the whole tree), got {args.depth}",
                          hint="e.g. --depth 2, or --depth -1 for every module")
     fmt = output_format(args.format, args.output)
-    report = count_spec(args.spec, args)
-    if args.per_sample or args.per_token:
-        from ..report.per_unit import per_sample, per_token
-        report = per_sample(report) if args.per_sample else per_token(report)
+    report = per_unit(count_spec(args.spec, args), args)
     depth = None if args.depth < 0 else args.depth
     if fmt == "table" and args.output is None and sys.stdout.isatty():
         from rich.console import Console
