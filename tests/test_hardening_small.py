@@ -58,6 +58,19 @@ def test_multihead_attention_out_proj_says_it_is_fused_into_the_parent():
     assert r.module("attn").total.macs == 4 * L * d * d + 2 * L * L * d
 
 
+def test_explain_out_proj_says_its_work_is_in_the_parent():
+    class Wrap(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+
+        def forward(self, x):
+            return self.attn(x, x, x)[0]
+
+    e = flopmeter.explain(Wrap().eval(), "attn.out_proj", torch.randn(1, 5, 16))
+    assert "counted in its parent's fused kernel (fused into 'attn')" in e.render()
+
+
 def test_an_unused_module_says_not_called():
     class Unused(nn.Module):
         def __init__(self):

@@ -18,7 +18,9 @@ from .api import Options, run
 from .cost import CONVENTIONS, Cost
 from .errors import NoClosedFormError
 from .layers import LAYERS, Derivation, LayerCall
+from .render.notes import call_note
 from .report import OpRow
+from .trace.compiled import original
 
 _SHOWN_OPS = 30
 
@@ -113,11 +115,14 @@ def explain(model: nn.Module, path: str, *args: Any, kwargs: dict | None = None,
     options = options or Options()
     trace, report = run(model, args, kwargs, input_shape, options, module_inputs=True)
     node = report.module(path)                       # an InputError with suggestions if unknown
-    module = dict(model.named_modules())[path]
+    module = dict(original(model).named_modules())[path]       # (the module behind a torch.compile'd model)
     calls = [LayerCall(a, k, grad=not options.inference, causal=options.causal)
              for a, k in trace.module_inputs.get(path, [])]
     derivations: list[Derivation] = []
-    reason = None if calls else "the module did not run in this forward"
+    fused = call_note(report, node) if not calls else ""
+    reason = None if calls else (f"the module did not run as a module: its work is counted in its parent's fused "
+                                 f"kernel ({fused})" if fused.startswith("fused") else
+                                 "the module did not run in this forward")
     if calls:
         try:
             derivations = [LAYERS.derive(module, call) for call in calls]

@@ -24,6 +24,12 @@ def _optimized_type():
     return getattr(module, "OptimizedModule", None) if module is not None else None
 
 
+def original(model):
+    """The module a compiled ``model`` wraps (``model`` itself when it is not compiled)."""
+    optimized = _optimized_type()
+    return model._orig_mod if optimized is not None and isinstance(model, optimized) else model
+
+
 @contextlib.contextmanager
 def compiled_counted_eagerly(model: nn.Module):
     """Yield the module to count: ``model``, or the original behind a compiled ``model``."""
