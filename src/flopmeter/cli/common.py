@@ -145,7 +145,13 @@ def _analyse(resolved: Resolved, base: Options, mode: str, analyse):
         device = torch.device(base.device or "cpu") if mode == "real" else torch.device("meta")
         if mode == "real" and device.type != "cpu":
             model = model.to(device)        # a model the CLI built itself, run where the user asked
-        args, kwargs = resolved.make_inputs(device)
+        try:
+            args, kwargs = resolved.make_inputs(device)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:      # a front end that allocates itself
+            if not isinstance(exc, torch.OutOfMemoryError) and "alloc" not in str(exc):
+                raise
+            raise InputError(f"not enough memory for the example inputs in {mode} mode ({type(exc).__name__})",
+                             hint="count in fake mode (the default; it allocates nothing), or use smaller inputs") from None
         result = analyse(model, *args, kwargs=kwargs, options=replace(base, mode=mode))
     if isinstance(result, Report):
         result.model = resolved.name
