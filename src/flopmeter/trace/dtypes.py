@@ -28,11 +28,23 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def check_dtypes(op: str, func, args) -> None:
-    """Raise RuntimeError when ``op``'s operands (for the ops above) differ in dtype."""
-    if op not in _SAME_DTYPE:
+_UNSEEN = object()
+_RULES: dict = {}          # OpOverload → positions, None (all tensors) or False (not checked); filled on use
+
+
+def _rule(func):
+    op = f"{func.namespace}.{func.overloadpacket.__name__}"
+    return _SAME_DTYPE[op] if op in _SAME_DTYPE else False
+
+
+def check_dtypes(func, args) -> None:
+    """Raise RuntimeError when ``func``'s operands (for the ops above) differ in dtype."""
+    positions = _RULES.get(func, _UNSEEN)
+    if positions is _UNSEEN:
+        positions = _RULES[func] = _rule(func)
+    if positions is False:
         return
-    positions = _SAME_DTYPE[op]
+    op = f"{func.namespace}.{func.overloadpacket.__name__}"
     picked = [(i, a) for i, a in enumerate(args)
               if isinstance(a, torch.Tensor) and (positions is None or i in positions)]
     if len({a.dtype for _, a in picked}) <= 1:

@@ -92,6 +92,7 @@ class RecordingFakeMode(FakeTensorMode):
         super().__init__(**kwargs)
         self.recording: Recording | None = None
         self._depth = 0
+        self._types = ()
 
     @contextmanager
     def recording_to(self, recording: Recording):
@@ -108,13 +109,12 @@ class RecordingFakeMode(FakeTensorMode):
             return super().__torch_dispatch__(func, types, args, kwargs)
         self._depth += 1
         try:
-            return recording.run(func, args, kwargs or {}, self._checked_call(types))
+            self._types = types
+            return recording.run(func, args, kwargs or {}, self._checked_call)
         finally:
             self._depth -= 1
 
-    def _checked_call(self, types):
+    def _checked_call(self, func, args, kwargs):
         """The fake kernel, after the dtype check real kernels make (fake kernels do not)."""
-        def call(f, a, k):
-            check_dtypes(op_key(f)[0], f, a)
-            return super(RecordingFakeMode, self).__torch_dispatch__(f, types, a, k)
-        return call
+        check_dtypes(func, args)
+        return super().__torch_dispatch__(func, self._types, args, kwargs)
