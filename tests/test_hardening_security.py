@@ -73,6 +73,7 @@ def _pickled_inputs_archive(tmp_path, marker: Path) -> Path:
     return dst
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")     # torch's, while the control loads the archive
 @pytest.mark.parametrize("craft", [_pickled_weight_archive, _pickled_inputs_archive],
                          ids=["pickled_weights_use_pickle", "pickled_sample_inputs_fallback"])
 def test_crafted_pt2_runs_no_code_without_trust_pickle(tmp_path, capsys, craft):
