@@ -56,6 +56,10 @@ def _case(tmp: Path, name: str) -> list[str]:
         bad = tmp / "raising.py"
         bad.write_text("import torch\nraise ValueError('boom at import')\n")
         return [f"{bad}:build"]
+    if name == "file_calling_sys_exit_at_import":
+        bad = tmp / "exits.py"
+        bad.write_text("import sys\nsys.exit('giving up')\n")
+        return [f"{bad}:build"]
     if name == "factory_needing_arguments":
         return [f"{f}:needs_args"]
     if name == "factory_raising":
@@ -117,6 +121,7 @@ def _case(tmp: Path, name: str) -> list[str]:
 CASES = {
     "file_with_syntax_error": "broken.py:3",
     "file_raising_at_import": "raising.py:2",
+    "file_calling_sys_exit_at_import": "exits.py:2",
     "factory_needing_arguments": "width, depth",
     "factory_raising": "user_models.py:8",
     "empty_pt2": "is empty",

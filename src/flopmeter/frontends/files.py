@@ -48,7 +48,7 @@ def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
     sys.path.insert(0, str(file.parent.resolve()))
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001  (the user's code: say where it failed, in their file)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001  (the user's code: say where it failed, in their file)
         raise user_code_error(exc, file, f"importing {file.name}") from exc
     finally:
         sys.path.pop(0)
@@ -60,7 +60,7 @@ def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
     check_no_arguments(factory, f"{path}:{func}")
     try:
         made = factory()
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
         raise user_code_error(exc, file, f"calling {func}()") from exc
     model, example = (made if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module)
                       else (made, None))
