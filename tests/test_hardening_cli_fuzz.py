@@ -112,6 +112,10 @@ def _case(tmp: Path, name: str) -> list[str]:
     if name == "diff_threshold_nan":
         good = _report(tmp, "same.json", lambda d: None)
         return ["diff", str(good), str(good), "--threshold", "nan"]
+    if name == "unknown_option_value":
+        return [lin, "--mode", "bogus"]
+    if name == "missing_spec":
+        return []
     if name == "depth_minus_5":
         return [lin, "--input", "1x4", "--depth", "-5"]
     raise AssertionError(name)
@@ -147,6 +151,8 @@ CASES = {
     "diff_report_non_numeric": "'lots', not a number",
     "diff_threshold_nan": "--threshold",
     "depth_minus_5": "--depth",
+    "unknown_option_value": "invalid choice: 'bogus'",
+    "missing_spec": "required: spec",
 }
 
 _TORCH_LOG = re.compile(r"^[DIWEC]\d{4} \d\d:\d\d:\d\d|torch/_subclasses|fake_tensor\.py|bos_token_id", re.M)

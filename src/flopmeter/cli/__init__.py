@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         parser, argv = make_parser(), argv[1:]
     else:
         parser, runner = count.parser(), count.run
-    args = parser.parse_args(argv)
+    parser.error = _usage_error(parser)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:           # --help, --version, or a usage error (printed as one line)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         with quiet_torch(args.debug):
             return runner(args)
@@ -47,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _usage_error(parser):
+    """argparse's usage errors as one ``error:`` line and one ``hint:`` line, exit status 2."""
+    def error(message: str):
+        print(f"error: {message}", file=sys.stderr)
+        print(f"hint: '{parser.prog} --help' lists the options", file=sys.stderr)
+        raise SystemExit(2)
+    return error
 
 
 __all__ = ["main"]
