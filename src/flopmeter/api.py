@@ -15,6 +15,8 @@ from .report import Report, build_report
 from .trace import Trace, record
 from .trace.lazy import materialised
 from .trace.run import MODES, normalise_input_shape
+from .trace.checks import check_device
+from .trace.compiled import compiled_counted_eagerly
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Options:
         if self.mode not in MODES:
             raise OptionsError(f"unknown mode '{self.mode}'", hint=f"choose one of: {', '.join(MODES)}")
         check_causal(self.causal)
+        check_device(self.device, self.mode)
 
 
 def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=None,
@@ -70,9 +73,10 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
     config = None
     if module_inputs:
         from .layers.standin import layer_config as config
-    model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode)   # lazy modules
-    trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
-                   inference=options.inference, module_inputs=module_inputs, module_config=config)
+    with compiled_counted_eagerly(model) as model:            # the module behind torch.compile
+        model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode)   # lazy modules
+        trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
+                       inference=options.inference, module_inputs=module_inputs, module_config=config)
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)
     return trace, build_report(trace, registry=options.registry, convention=options.convention,
                                strict=options.strict, causal=options.causal)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import FlopmeterError, InputError, close_matches
 from . import compare, count, explain, scaling
+from .quiet import quiet_torch
 
 
 # subcommand → (parser factory, runner); anything else is a SPEC for the count command
@@ -58,9 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         if argv and (typo := _misspelled_subcommand(argv[0])):
             return _fail(typo)
         parser, runner = count.parser(), count.run
-    args = parser.parse_args(argv)
+    parser.error = _usage_error(parser)
     try:
-        return runner(args)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:           # --help, --version, or a usage error (printed as one line)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        with quiet_torch(args.debug):
+            return runner(args)
     except FlopmeterError as exc:
         if args.debug:
             raise
@@ -68,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _usage_error(parser):
+    """argparse's usage errors as one ``error:`` line and one ``hint:`` line, exit status 2."""
+    def error(message: str):
+        print(f"error: {message}", file=sys.stderr)
+        print(f"hint: '{parser.prog} --help' lists the options", file=sys.stderr)
+        raise SystemExit(2)
+    return error
 
 
 __all__ = ["main"]
