@@ -4,6 +4,8 @@
     flopmeter compare SPEC SPEC [...]     several models side by side
     flopmeter diff OLD.json NEW.json      regression check between two JSON reports
     flopmeter explain SPEC PATH           one module's closed form next to its traced ops
+    flopmeter bench SPEC [...]            measured throughput and latency (and per layer)
+    flopmeter sweep PATTERN ... -o F      many models × sizes × batches, row by row, resumable
 
 ``main(argv) -> int`` is thin: parse, run, and turn every FlopmeterError into one
 ``error: …`` line and one ``hint: …`` line with exit status 2 (``--debug`` re-raises).
@@ -14,7 +16,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import FlopmeterError
-from . import compare, count, explain
+from . import bench, compare, count, explain, sweep
 
 
 # subcommand → (parser factory, runner); anything else is a SPEC for the count command
@@ -22,6 +24,8 @@ SUBCOMMANDS = {
     "compare": (compare.compare_parser, compare.run_compare),
     "diff": (compare.diff_parser, compare.run_diff),
     "explain": (explain.parser, explain.run),
+    "bench": (bench.parser, bench.run),
+    "sweep": (sweep.parser, sweep.run),
 }
 
 
