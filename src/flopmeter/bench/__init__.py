@@ -3,6 +3,6 @@ op type from one profiled run (``profile_layers``), and survey rows over models 
 sizes × batches (``survey``, ``sweep``)."""
 
 from .layers import LayerProfile, LayerTime, profile_layers
-from .measure import WARN_SPREAD, MeasureOptions, Measurement, measure
+from .timing import WARN_SPREAD, MeasureOptions, Measurement, measure
 
 __all__ = ["LayerProfile", "LayerTime", "MeasureOptions", "Measurement", "WARN_SPREAD", "measure", "profile_layers"]

@@ -147,7 +147,7 @@ def count_row(case: Case, opts: SurveyOptions, *, catch: bool = True) -> dict:
 
 def measure_row(case: Case, opts: SurveyOptions, row: dict, *, layers: bool = False, catch: bool = True):
     """Add the measured columns to a counted ``row`` (in place). Returns the Measurement, or None on failure."""
-    from .measure import MeasureOptions, measure
+    from .timing import MeasureOptions, measure
 
     if row.get("error"):
         return None
