@@ -158,3 +158,11 @@ def test_patterns_expand_over_zoo_names():
     assert len(classification) == len(torchvision.models.list_models(module=torchvision.models))
     assert "torchvision:fasterrcnn_resnet50_fpn" not in classification
     assert "torchvision:fasterrcnn_resnet50_fpn" in expand_specs(["torchvision:*"])
+
+
+def test_progress_bar_on_a_terminal(monkeypatch, capsys):
+    """On a terminal (stderr isatty) the sweep draws rich's bar: rows done of all, elapsed, ETA."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["sweep", *MODELS[:2], "--format", "csv"]) == 0
+    err = capsys.readouterr().err
+    assert "2/2" in err and "ETA" in err and "done:" in err

@@ -126,6 +126,8 @@ def _count(resolved, opts: SurveyOptions):
 
 def _error(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    hint = getattr(exc, "hint", None)
+    text = f"{text} ({hint})" if hint else text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

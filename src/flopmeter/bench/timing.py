@@ -278,6 +278,9 @@ def measure(model: nn.Module, *args, kwargs: dict | None = None, options: Measur
                 result.layers = profile_layers(run_model, args, kwargs, report, device=device,
                                                iterations=opts.layer_iterations, threads=threads)
                 result.layers.whole = result.p50
+    if len(result.times) < 4:
+        result.warnings.append(f"only {len(result.times)} timed block(s) before max_time ({opts.max_time:g} s) ran "
+                               f"out: the percentiles are rough; allow more time")
     if result.spread > WARN_SPREAD:
         result.warnings.append(f"the spread (IQR/median) is {100 * result.spread:.1f}% of the median, above "
                                f"{100 * WARN_SPREAD:.0f}%: the timing is too noisy to trust (is the machine busy?)")

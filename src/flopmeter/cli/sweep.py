@@ -65,7 +65,10 @@ class _Bar:
     def advance(self, row: dict) -> None:
         if self.progress is not None:
             mark = "failed" if row.get("error") else "done"
-            self.progress.update(self.task, advance=1, description=f"{mark}: {row['model']}")
+            name = row["model"].rsplit("/", 1)[-1]
+            name = name if len(name) <= 28 else name[:27] + "…"
+            from rich.markup import escape
+            self.progress.update(self.task, advance=1, description=escape(f"{mark}: {name:28}"))
 
     def __exit__(self, *exc):
         if self.progress is not None:
