@@ -7,7 +7,7 @@ Sections (all by default; name some to run only those):
               for the same call, alternating, three rounds each, same thread count.
   layers      resnet50 at 1x3x224x224: the per-layer profile: profiled forward vs unprofiled p50
               (profiler overhead), leaf modules' sum, time in container forwards outside leaves.
-  stability   ``flopmeter bench torchvision:resnet50 --batch 8`` run three times in a row (three
+  stability   ``flopmeter bench torchvision:resnet50 --batch 8 --max-time 30`` three times in a row (three
               processes): the three p50s, their spread around their mean, the tool's own spread.
   survey      ``flopmeter bench torchvision:resnet50 timm:convnext_tiny --input-size 200,224,256
               --batch 2 --format md`` (the README's survey table).
@@ -93,7 +93,7 @@ def stability_section(threads: int | None) -> None:
     extra = ["--threads", str(threads)] if threads else []
     p50s, spreads = [], []
     for i in range(3):
-        r = _cli("bench", "torchvision:resnet50", "--batch", "8", "--format", "json", *extra)
+        r = _cli("bench", "torchvision:resnet50", "--batch", "8", "--max-time", "30", "--format", "json", *extra)
         if r.returncode:
             print(r.stderr)
             raise SystemExit(1)
