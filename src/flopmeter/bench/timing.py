@@ -254,8 +254,13 @@ def measure(model: nn.Module, *args, kwargs: dict | None = None, options: Measur
             return run_model(*args, **kwargs)
 
     with eval_for_run(run_model):
-        for _ in range(opts.warmup):
-            forward()
+        prior = torch.get_num_threads()
+        torch.set_num_threads(threads)          # warm up with the thread count the Timer will use
+        try:
+            for _ in range(opts.warmup):
+                forward()
+        finally:
+            torch.set_num_threads(prior)
         timer = Timer(stmt="forward()", globals={"forward": forward}, num_threads=threads)
         m = timer.adaptive_autorange(threshold=opts.threshold, min_run_time=opts.min_time,
                                      max_run_time=opts.max_time)
