@@ -147,7 +147,8 @@ def count_row(case: Case, opts: SurveyOptions, *, catch: bool = True) -> dict:
     return row
 
 
-def measure_row(case: Case, opts: SurveyOptions, row: dict, *, layers: bool = False, catch: bool = True):
+def measure_row(case: Case, opts: SurveyOptions, row: dict, *, layers: bool = False, catch: bool = True,
+                layer_iterations: int = 3):
     """Add the measured columns to a counted ``row`` (in place). Returns the Measurement, or None on failure."""
     from .timing import MeasureOptions, measure
 
@@ -162,7 +163,8 @@ def measure_row(case: Case, opts: SurveyOptions, row: dict, *, layers: bool = Fa
             args, kwargs = resolved.make_inputs(device)
         m = measure(model, *args, kwargs=kwargs, options=MeasureOptions(
             channels_last=opts.channels_last, min_time=opts.min_time, max_time=opts.max_time,
-            threads=opts.threads, count=layers, layers=layers, convention=opts.convention))
+            threads=opts.threads, count=layers, layers=layers, layer_iterations=layer_iterations,
+            convention=opts.convention))
         m.flops, m.convention = row["flops"], row["convention"]
         row.update(device=m.device, device_name=m.device_name, threads=m.threads, dtype=m.dtype,
                    p50_ms=1e3 * m.p50, p90_ms=1e3 * m.p90, p99_ms=1e3 * m.p99, mean_ms=1e3 * m.mean,

@@ -163,6 +163,7 @@ def parser() -> argparse.ArgumentParser:
     add_survey_options(p)
     p.add_argument("--layers", action="store_true", help="also time every module and op type (torch.profiler)")
     p.add_argument("--depth", type=int, default=2, help="module depth of the --layers table (-1: all)")
+    p.add_argument("--layer-iterations", type=int, default=3, help="forwards in the --layers profile (default 3)")
     add_output_options(p)
     return p
 
@@ -177,7 +178,8 @@ def run(args) -> int:
         with progress(f"counting {case.spec} …"):
             row = count_row(case, opts, catch=False)
         with progress(f"timing {case.spec} …"), quiet_native_stderr(args.layers and not args.debug):
-            m = measure_row(case, opts, row, layers=args.layers, catch=False)
+            m = measure_row(case, opts, row, layers=args.layers, catch=False,
+                            layer_iterations=max(1, args.layer_iterations))
         rows.append(row)
         for w in m.warnings:
             print(f"warning: {case.spec}: {w}", file=sys.stderr)
