@@ -5,7 +5,7 @@
   skips the rows already there (a half-written last line is cut off first).
 - A failing model is reported in its row (``error``) and the sweep goes on.
 - Counting runs in ``jobs`` worker processes (``concurrent.futures.ProcessPoolExecutor``,
-  spawned, one torch thread each). Measurements run one at a time in this process, after
+  started from a fork server that imported torch once, one torch thread each). Measurements run one at a time in this process, after
   the counting pool is shut down: timing next to other work measures the other work.
 """
 
@@ -137,15 +137,28 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         proc.terminate()
 
 
+def _context(cases: list[Case]):
+    """Worker processes start from a fork server that has imported torch, flopmeter and the zoo
+    packages the cases need once (each spawned worker would import them again: seconds each);
+    ``spawn`` where there is no fork server (Windows)."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    zoo = {"torchvision": "torchvision", "timm": "timm", "hf": "transformers"}
+    needed = sorted({zoo[c.spec.split(":", 1)[0]] for c in cases if c.spec.split(":", 1)[0] in zoo})
+    ctx.set_forkserver_preload(["torch", "flopmeter.bench.survey", *needed])
+    return ctx
+
+
 def _counted(cases: list[Case], opts: SurveyOptions, jobs: int):
     """Yield (case, row) as counts finish: in this process, or in a pool of ``jobs`` processes."""
     if jobs <= 1 or len(cases) <= 1:
         for case in cases:
             yield case, count_row(case, opts)
         return
-    import multiprocessing
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_context(cases), initializer=_worker_init)
     try:
         futures = {pool.submit(count_row, case, opts): case for case in cases}
         for fut in as_completed(futures):
