@@ -161,8 +161,8 @@ def measure_row(case: Case, opts: SurveyOptions, row: dict, *, layers: bool = Fa
             device = torch.device(opts.device)
             model = (resolved.rebuild() if resolved.rebuild is not None else resolved.model).to(device)
             args, kwargs = resolved.make_inputs(device)
-        m = measure(model, *args, kwargs=kwargs, options=MeasureOptions(
-            channels_last=opts.channels_last, min_time=opts.min_time, max_time=opts.max_time,
+        m = measure(model, *args, kwargs=kwargs, options=MeasureOptions(    # device, dtype: for file models' inputs
+            device=opts.device, dtype=_dtype(opts.dtype), channels_last=opts.channels_last, min_time=opts.min_time, max_time=opts.max_time,
             threads=opts.threads, count=layers, layers=layers, layer_iterations=layer_iterations,
             convention=opts.convention))
         m.flops, m.convention = row["flops"], row["convention"]

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..errors import InputError, OptionsError
+from ..errors import InputError, ModelForwardError, OptionsError
 
 WARN_SPREAD = 0.10      # IQR / median above this: the estimate is too noisy to trust (torch's Timer uses 0.1)
 
@@ -238,6 +238,25 @@ def _timer_class():
     return Timer
 
 
+def _count(model, args, kwargs, opts: MeasureOptions, result: Measurement):
+    """The counted cost of the timed call: fake tensors, or the real weights where the forward
+    depends on values (detection); a model that cannot be counted is timed all the same, with a warning."""
+    from ..api import Options, count
+    from ..errors import FlopmeterError
+
+    try:
+        try:
+            return count(model, *args, kwargs=kwargs, options=Options(convention=opts.convention))
+        except ModelForwardError as exc:
+            if not exc.data_dependent:
+                raise
+            with torch.random.fork_rng(devices=[]):
+                return count(model, *args, kwargs=kwargs, options=Options(convention=opts.convention, mode="real"))
+    except FlopmeterError as exc:
+        result.warnings.append(f"not counted, so no achieved FLOP/s: {exc}")
+        return None
+
+
 def measure(model: nn.Module, *args, kwargs: dict | None = None, options: MeasureOptions | None = None) -> Measurement:
     """Time ``model(*args, **kwargs)`` (see the module docstring). The model is left as found."""
     Timer = _timer_class()
@@ -273,16 +292,15 @@ def measure(model: nn.Module, *args, kwargs: dict | None = None, options: Measur
             if abs(result.cuda_event_ms / 1e3 - result.p50) > 0.1 * result.p50:
                 result.warnings.append(f"CUDA events give {result.cuda_event_ms:.3f} ms against the Timer's "
                                        f"{1e3 * result.p50:.3f} ms (more than 10% apart)")
-        if opts.count or opts.layers:
-            from ..api import Options, count
-            report = count(run_model, *args, kwargs=kwargs, options=Options(convention=opts.convention))
+        report = _count(run_model, args, kwargs, opts, result) if opts.count or opts.layers else None
+        if report is not None:
             result.flops, result.convention = report.flops, report.convention
             result.bytes = report.total.bytes_read + report.total.bytes_written
-            if opts.layers:
-                from .layers import profile_layers
-                result.layers = profile_layers(run_model, args, kwargs, report, device=device,
-                                               iterations=opts.layer_iterations, threads=threads)
-                result.layers.whole = result.p50
+        if opts.layers:
+            from .layers import profile_layers
+            result.layers = profile_layers(run_model, args, kwargs, report, device=device,
+                                           iterations=opts.layer_iterations, threads=threads)
+            result.layers.whole = result.p50
     if len(result.times) < 4:
         result.warnings.append(f"only {len(result.times)} timed block(s) before max_time ({opts.max_time:g} s) ran "
                                f"out: the percentiles are rough; allow more time")
