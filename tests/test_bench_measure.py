@@ -204,3 +204,20 @@ def test_cuda_event_check_with_mocked_events(monkeypatch):
     calls = []
     assert measure_mod.cuda_event_ms(lambda: calls.append(1), iterations=5) == 2.0
     assert len(calls) == 5 and synced == [1]
+
+
+class ValueBranch(nn.Module):
+    """A forward that reads a tensor value (fake tensors have none): counted on the real weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x) if bool(x.abs().sum() >= 0) else x
+
+
+def test_value_dependent_forward_is_counted_on_the_real_weights():
+    m = measure(ValueBranch(), torch.randn(2, 4), options=MeasureOptions(min_time=0.05, max_time=0.2))
+    assert m.flops == 2 * (2 * 4 * 3)                  # 2·N·I·O
+    assert not any("not counted" in w for w in m.warnings)
