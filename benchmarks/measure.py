@@ -13,6 +13,8 @@ Sections (all by default; name some to run only those):
               --batch 2 --format md`` (the README's survey table).
   sweep       ``flopmeter sweep 'torchvision:*' --task classification`` count-only, ``--jobs 1`` and
               ``--jobs 2`` wall time (``--subset N``: only the first N models, sorted by name).
+  resume      the same sweep with ``--jobs 2``, interrupted with SIGINT (Ctrl-C) after 20 rows, then
+              ``--resume``: rows kept, rows run again, distinct models at the end.
 
     python benchmarks/measure.py                      # everything
     python benchmarks/measure.py timer layers --threads 2
@@ -139,9 +141,41 @@ def sweep_section(subset: int | None) -> None:
               f"--jobs 2 {walls[2]:.1f} s, speed-up {walls[1] / walls[2]:.2f}x on {os.cpu_count()} cores")
 
 
+def resume_section(subset: int | None, stop_after: int = 20) -> None:
+    """The classification zoo, count only, --jobs 2: Ctrl-C (SIGINT) after ``stop_after`` rows, then --resume."""
+    import signal
+
+    import torchvision
+    names = sorted(torchvision.models.list_models(module=torchvision.models))
+    names = names[:subset] if subset else names
+    with tempfile.TemporaryDirectory() as tmp:
+        models, out = Path(tmp) / "models.txt", Path(tmp) / "rows.jsonl"
+        models.write_text("\n".join(f"torchvision:{n}" for n in names) + "\n")
+        cmd = [sys.executable, "-m", "flopmeter", "sweep", "--models-file", str(models), "-o", str(out), "--jobs", "2",
+               "--no-progress", "--format", "csv"]
+        env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        while proc.poll() is None and (not out.exists() or len(out.read_text().splitlines()) < stop_after):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate()
+        first = out.read_text().splitlines()
+        print(f"  interrupted after {time.perf_counter() - start:.1f} s: exit status {proc.returncode}, "
+              f"{len(first)} rows kept; stderr: {err.strip().splitlines()[-2:]}")
+        start = time.perf_counter()
+        r = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True)
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        notes = [line for line in r.stderr.splitlines() if line.startswith("note:")]
+        print(f"  resumed in {time.perf_counter() - start:.1f} s: exit status {r.returncode}; {notes}")
+        unique = {row["model"] for row in rows}
+        print(f"resume: {len(names)} models; {len(first)} rows before Ctrl-C, {len(rows)} rows after --resume, "
+              f"{len(unique)} distinct models, first rows unchanged: {out.read_text().splitlines()[:len(first)] == first}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sections", nargs="*", default=["timer", "layers", "stability", "survey", "sweep"])
+    p.add_argument("sections", nargs="*", default=["timer", "layers", "stability", "survey", "sweep", "resume"])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch.get_num_threads())")
     p.add_argument("--subset", type=int, help="sweep: only the first N classification models")
     args = p.parse_args()
@@ -151,7 +185,7 @@ def main() -> None:
     for s in args.sections:
         {"timer": lambda: timer_section(threads), "layers": lambda: layers_section(threads),
          "stability": lambda: stability_section(args.threads), "survey": lambda: survey_section(args.threads),
-         "sweep": lambda: sweep_section(args.subset)}[s]()
+         "sweep": lambda: sweep_section(args.subset), "resume": lambda: resume_section(args.subset)}[s]()
         print(f"(load average {os.getloadavg()[0]:.1f})", flush=True)
 
 
