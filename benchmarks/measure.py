@@ -77,14 +77,20 @@ def timer_section(threads: int) -> None:
 
 def layers_section(threads: int) -> None:
     model, x = _resnet50()
-    m = flopmeter.measure(model, x, options=MeasureOptions(threads=threads, layers=True, layer_iterations=5,
-                                                           min_time=2.0, max_time=10.0))
-    p = m.layers
-    print(f"layers: resnet50 1x3x224x224, {threads} threads: unprofiled p50 {1e3 * m.p50:.2f} ms "
-          f"(spread {100 * m.spread:.1f}%); profiled forward {1e3 * p.profiled:.2f} ms "
-          f"(overhead {100 * p.overhead:+.1f}%); leaf modules sum {1e3 * p.leaf_sum:.2f} ms = "
-          f"{100 * p.leaf_sum / m.p50:.1f}% of the p50; outside leaves {1e3 * p.outside_leaves:.2f} ms; "
-          f"{len(p.leaves)} leaf modules")
+    rounds = []
+    for _ in range(3):      # three rounds: the profiled run comes right after each timing
+        m = flopmeter.measure(model, x, options=MeasureOptions(threads=threads, layers=True, layer_iterations=5,
+                                                               min_time=2.0, max_time=10.0))
+        p = m.layers
+        rounds.append((m.p50, p.profiled, p.leaf_sum, p.outside_leaves))
+        print(f"  round: unprofiled p50 {1e3 * m.p50:.2f} ms (spread {100 * m.spread:.1f}%); profiled forward "
+              f"{1e3 * p.profiled:.2f} ms (overhead {100 * p.overhead:+.1f}%); leaf modules {1e3 * p.leaf_sum:.2f} ms "
+              f"= {100 * p.leaf_sum / m.p50:.1f}% of the p50; outside leaves {1e3 * p.outside_leaves:.2f} ms")
+    med = [statistics.median(r[i] for r in rounds) for i in range(4)]
+    print(f"layers: resnet50 1x3x224x224, {threads} threads, {len(p.leaves)} leaf modules, medians of three rounds: "
+          f"p50 {1e3 * med[0]:.2f} ms, profiled {1e3 * med[1]:.2f} ms ({100 * (med[1] / med[0] - 1):+.1f}%), "
+          f"leaf sum {1e3 * med[2]:.2f} ms ({100 * med[2] / med[0]:.1f}% of the p50), outside leaves "
+          f"{1e3 * med[3]:.2f} ms")
     top = sorted(p.leaves, key=lambda l: -l.total)[:5]
     for leaf in top:
         print(f"  {leaf.path:24} {leaf.type:12} {1e3 * leaf.total:7.2f} ms  "
