@@ -5,6 +5,8 @@
     flopmeter diff OLD.json NEW.json      regression check between two JSON reports
     flopmeter explain SPEC PATH           one module's closed form next to its traced ops
     flopmeter scaling SPEC --seq-len A:B  how cost grows with the input (or --input-size A:B)
+    flopmeter bench SPEC [...]            measured throughput and latency (and per layer)
+    flopmeter sweep PATTERN ... -o F      many models × sizes × batches, row by row, resumable
 
 ``main(argv) -> int`` is thin: parse, run, and turn every FlopmeterError into one
 ``error: …`` line and one ``hint: …`` line with exit status 2 (``--debug`` re-raises).
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 
 from ..errors import FlopmeterError, InputError, close_matches
-from . import compare, count, explain, scaling
+from . import bench, compare, count, explain, scaling, sweep
 from .quiet import quiet_torch
 
 
@@ -27,6 +29,8 @@ SUBCOMMANDS = {
     "diff": (compare.diff_parser, compare.run_diff),
     "explain": (explain.parser, explain.run),
     "scaling": (scaling.parser, scaling.run),
+    "bench": (bench.parser, bench.run),
+    "sweep": (sweep.parser, sweep.run),
 }
 
 
