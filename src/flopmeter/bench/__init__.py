@@ -1,0 +1,1 @@
+"""Speed: device specs, calibration and the roofline estimate (and measured timings)."""

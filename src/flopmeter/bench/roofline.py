@@ -1,0 +1,273 @@
+"""The roofline estimate: predicted time per op, module and model on a device spec.
+
+For every op of a :class:`~flopmeter.Report` that is not free::
+
+    compute = 2·MACs / peak[dtype]  +  (elementwise + transcendental) / vector
+    memory  = (bytes read + bytes written) / bandwidth
+    time    = max(compute, memory)  (+ the spec's per-op overhead, when asked)
+
+``peak[dtype]`` is the device's matrix-product peak for the op's dtype (the dtype of its
+first floating input; float32 counts as TF32 with ``tf32=True``); ``vector`` the throughput of
+the non-matrix units. An op is *compute-bound* when ``compute ≥ memory``. Its arithmetic
+intensity is FLOPs / bytes, FLOPs counted as in the ``all`` convention (2·MACs + elementwise
++ transcendental). A module sums its ops (its own and its children's); it is compute-bound
+when its compute-bound ops take most of its predicted time. Free ops (views) take no time;
+unsupported ops have no cost, so only the overhead, and are listed in ``notes``.
+
+``measured`` (module path → seconds) puts measured time next to each module's prediction
+with the ratio predicted / measured and the achieved FLOP/s and bytes/s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..report import Report
+from .devices import DeviceSpec, dtype_key, get_device
+
+
+@dataclass(frozen=True)
+class OpEstimate:
+    module: str
+    op: str
+    dtype: str               # the device-table key whose peak was used
+    flops: int               # 2·MACs + elementwise + transcendental
+    bytes: int
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+
+    @property
+    def time_s(self) -> float:
+        return max(self.compute_s, self.memory_s) + self.overhead_s
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+    @property
+    def intensity(self) -> float:
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+
+@dataclass
+class ModuleEstimate:
+    path: str
+    type: str
+    depth: int
+    flops: int = 0
+    bytes: int = 0
+    compute_s: float = 0.0            # Σ compute time of its ops
+    memory_s: float = 0.0             # Σ memory time of its ops
+    time_s: float = 0.0               # Σ predicted time of its ops
+    compute_bound_s: float = 0.0      # predicted time (without overhead) of its compute-bound ops
+    memory_bound_s: float = 0.0       # … and of its memory-bound ops
+    ops: int = 0
+    measured_s: float | None = None
+
+    def add(self, e: OpEstimate) -> None:
+        self.flops += e.flops
+        self.bytes += e.bytes
+        self.compute_s += e.compute_s
+        self.memory_s += e.memory_s
+        self.time_s += e.time_s
+        self.ops += 1
+        if e.bound == "compute":
+            self.compute_bound_s += e.compute_s
+        else:
+            self.memory_bound_s += e.memory_s
+
+    @property
+    def bound(self) -> str:
+        """Where most of its (overhead-free) predicted time goes."""
+        return "compute" if self.compute_bound_s > self.memory_bound_s else "memory"
+
+    @property
+    def intensity(self) -> float:
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+    @property
+    def ratio(self) -> float | None:
+        """predicted / measured."""
+        return self.time_s / self.measured_s if self.measured_s else None
+
+    @property
+    def achieved_flops(self) -> float | None:
+        return self.flops / self.measured_s if self.measured_s else None
+
+    @property
+    def achieved_bandwidth(self) -> float | None:
+        return self.bytes / self.measured_s if self.measured_s else None
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "type": self.type, "flops": self.flops, "bytes": self.bytes,
+                "compute_s": self.compute_s, "memory_s": self.memory_s, "predicted_s": self.time_s,
+                "bound": self.bound, "intensity": _finite(self.intensity), "ops": self.ops,
+                "measured_s": self.measured_s, "ratio": self.ratio}
+
+
+def _finite(x: float) -> float | None:
+    return None if x == float("inf") else x
+
+
+@dataclass
+class Roofline:
+    report: Report
+    device: DeviceSpec
+    tf32: bool
+    overhead: bool
+    ops: list[OpEstimate]
+    modules: dict[str, ModuleEstimate]           # tree order; "" is the model
+    batch: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def latency(self) -> float:
+        return self.modules[""].time_s
+
+    @property
+    def throughput(self) -> float:
+        """Samples per second at this batch."""
+        return self.batch / self.latency if self.latency else float("inf")
+
+    @property
+    def model(self) -> ModuleEstimate:
+        return self.modules[""]
+
+    def leaves(self) -> list[ModuleEstimate]:
+        """Modules without children that ran ops (the layers)."""
+        parents = {p.rsplit(".", 1)[0] if "." in p else "" for p in self.modules if p}
+        return [m for p, m in self.modules.items() if p and p not in parents and m.ops]
+
+    def costliest(self, n: int = 10, by: str = "predicted") -> list[ModuleEstimate]:
+        key = (lambda m: m.time_s) if by == "predicted" else (lambda m: m.measured_s or 0.0)
+        return sorted(self.leaves(), key=key, reverse=True)[:n]
+
+    def to_dict(self) -> dict:
+        d = self.device
+        return {"schema": "flopmeter.roofline/1", "model": self.report.model,
+                "device": {"name": d.name, "kind": d.kind, "source": d.source, "matrix_flops": d.matrix,
+                           "vector_flops": d.vector, "bandwidth": d.bandwidth, "overhead_s": d.overhead,
+                           "threads": d.threads},
+                "tf32": self.tf32, "overhead": self.overhead, "batch": self.batch,
+                "predicted_s": self.latency, "throughput_per_s": self.throughput,
+                "bound": self.model.bound, "notes": list(self.notes),
+                "modules": [m.to_dict() for m in self.modules.values()]}
+
+
+def _op_dtype(row) -> torch.dtype | None:
+    tensors = row.event.inputs or row.event.outputs
+    for t in tensors:
+        if t.dtype.is_floating_point:
+            return t.dtype
+    return tensors[0].dtype if tensors else None
+
+
+def estimate_op(row, device: DeviceSpec, *, tf32: bool = False, overhead: bool = True) -> OpEstimate:
+    """The roofline of one op (an ``OpRow`` of a report)."""
+    c = row.cost
+    dtype = _op_dtype(row)
+    key = dtype_key(dtype, tf32) if dtype is not None else "fp32"
+    peak, used = device.peak(key)
+    matrix_flops, vector_flops = 2 * c.macs, c.elementwise + c.transcendental
+    nbytes = c.bytes_read + c.bytes_written
+    compute = matrix_flops / peak + vector_flops / device.vector
+    return OpEstimate(module=row.event.module, op=row.event.op, dtype=used if c.macs else key,
+                      flops=matrix_flops + vector_flops, bytes=nbytes, compute_s=compute,
+                      memory_s=nbytes / device.bandwidth, overhead_s=device.overhead if overhead else 0.0)
+
+
+def roofline(report: Report, device: DeviceSpec | str, *, measured: dict[str, float] | None = None,
+             tf32: bool = False, overhead: bool = True) -> Roofline:
+    """Predicted time per op, module and model of ``report`` on ``device`` (a spec or a name)."""
+    device = get_device(device)
+    modules = {n.path: ModuleEstimate(n.path, n.type, n.depth) for n in report.modules()}
+    ops: list[OpEstimate] = []
+    fallback: dict[str, str] = {}
+    unsupported = 0
+    for row in report.ops:
+        if row.status == "free":
+            continue
+        unsupported += row.status == "unsupported"
+        e = estimate_op(row, device, tf32=tf32, overhead=overhead)
+        if row.cost.macs and e.dtype != (k := dtype_key(_op_dtype(row), tf32)):
+            fallback[k] = e.dtype
+        ops.append(e)
+        path = e.module
+        while True:                       # the op's module and every enclosing one
+            if path in modules:
+                modules[path].add(e)
+            if not path:
+                break
+            path = path.rsplit(".", 1)[0] if "." in path else ""
+    for path, seconds in (measured or {}).items():
+        if path in modules:
+            modules[path].measured_s = seconds
+    notes = [f"{device.name} has no {k} matrix peak; those ops use its {v} peak" for k, v in fallback.items()]
+    if unsupported:
+        notes.append(f"{unsupported} unsupported op call(s) have no cost and count only their overhead: "
+                     + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items())))
+    batch = report.inputs[0].shape[0] if report.inputs and report.inputs[0].shape else 1
+    return Roofline(report, device, tf32, overhead, ops, modules, batch, notes)
+
+
+# -- decoders: prefill and decode ------------------------------------------------------------------
+
+def kv_bytes_per_token(config, itemsize: int) -> int | None:
+    """K and V of one token of one sequence, over all layers, from a Hugging Face config:
+    2 · layers · kv_heads · head_dim · itemsize (None when the config does not say)."""
+    get = lambda *names: next((getattr(config, n) for n in names if getattr(config, n, None)), None)  # noqa: E731
+    layers = get("num_hidden_layers", "n_layer", "num_layers")
+    heads = get("num_attention_heads", "n_head")
+    hidden = get("hidden_size", "n_embd", "d_model")
+    if not (layers and heads and hidden):
+        return None
+    kv_heads = get("num_key_value_heads") or heads
+    head_dim = get("head_dim") or hidden // heads
+    return 2 * layers * kv_heads * head_dim * itemsize
+
+
+@dataclass(frozen=True)
+class DecodeEstimate:
+    """One decode step (one new token per sequence) at a context length."""
+
+    batch: int
+    context: int
+    weight_bytes: int
+    kv_bytes: int                   # the whole cache read once: batch · context · kv_bytes_per_token
+    bandwidth: float
+    op_level_s: float | None        # roofline of a one-token forward + reading the cache
+
+    @property
+    def analytic_s(self) -> float:
+        """(bytes of weights + KV cache) / bandwidth."""
+        return (self.weight_bytes + self.kv_bytes) / self.bandwidth
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.batch / self.analytic_s
+
+    def to_dict(self) -> dict:
+        return {"batch": self.batch, "context": self.context, "weight_bytes": self.weight_bytes,
+                "kv_bytes": self.kv_bytes, "analytic_s": self.analytic_s, "op_level_s": self.op_level_s,
+                "tokens_per_s": self.tokens_per_s}
+
+
+def decode_estimate(report: Report, device: DeviceSpec | str, *, context: int, kv_per_token: int,
+                    one_token: Report | None = None, tf32: bool = False, overhead: bool = True) -> DecodeEstimate:
+    """Decode per token ≈ (weights + KV cache) / bandwidth; with ``one_token`` (a report of the
+    same model on one token per sequence) also the op-level sum: that forward's roofline plus
+    the time to read the cache (a one-token forward without a cache does not read it)."""
+    device = get_device(device)
+    batch = report.inputs[0].shape[0] if report.inputs and report.inputs[0].shape else 1
+    kv = batch * context * kv_per_token
+    op_level = None
+    if one_token is not None:
+        op_level = roofline(one_token, device, tf32=tf32, overhead=overhead).latency + kv / device.bandwidth
+    return DecodeEstimate(batch, context, report.params.bytes, kv, device.bandwidth, op_level)
+
+
+__all__ = ["DecodeEstimate", "ModuleEstimate", "OpEstimate", "Roofline", "decode_estimate", "estimate_op",
+           "kv_bytes_per_token", "roofline"]
