@@ -107,6 +107,29 @@ def test_overhead_is_added_per_op_that_is_not_free():
     assert addmm.memory_s == pytest.approx(((8 * 64 + 64 * 64 + 64) * 4 + 8 * 64 * 4) / 1e10)
 
 
+def test_convolutions_use_tf32_by_default_and_their_class_peak():
+    conv = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    report = flopmeter.count(conv, input_shape=(32, 64, 56, 56))
+    macs = 32 * 64 * 56 * 56 * 64 * 3 * 3                   # N·C_out·H·W·C_in·K·K
+    (e,) = costed(roofline(report, "h100"))
+    assert (e.op_class, e.dtype) == ("conv", "tf32")         # cuDNN runs fp32 convolutions as TF32 by default
+    assert e.compute_s == pytest.approx(2 * macs / H100_TF32)
+    (e,) = costed(roofline(report, "h100", conv_tf32=False))
+    assert e.compute_s == pytest.approx(2 * macs / H100_FP32)
+
+    spec = DeviceSpec("calibrated", {"fp32": 1e12}, vector=1e11, bandwidth=1e15, source="a test",
+                      classes={"conv": {"fp32": 5e11}, "depthwise": {"fp32": 1e10}})
+    (e,) = costed(roofline(report, spec))                    # no TF32 here: the conv class's fp32 figure
+    assert (e.op_class, e.dtype) == ("conv", "fp32") and e.compute_s == pytest.approx(2 * macs / 5e11)
+    dw = nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False)
+    (e,) = costed(roofline(flopmeter.count(dw, input_shape=(32, 64, 56, 56)), spec))
+    assert e.op_class == "depthwise"
+    assert e.compute_s == pytest.approx(2 * 32 * 64 * 56 * 56 * 1 * 3 * 3 / 1e10)   # C_in/g = 1
+    lin = roofline(flopmeter.count(nn.Linear(64, 64, bias=False), input_shape=(8, 64)), spec)
+    (e,) = costed(lin)
+    assert e.op_class == "matmul" and e.compute_s == pytest.approx(2 * 8 * 64 * 64 / 1e12)
+
+
 def test_a_dtype_without_a_peak_falls_back_to_fp32_and_says_so():
     a = torch.empty(512, 512, dtype=torch.bfloat16)
     rl = roofline(flopmeter.count(MatMul(), a, a), "t4")          # Turing: no bf16 tensor cores

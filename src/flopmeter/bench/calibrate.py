@@ -7,10 +7,17 @@ blocks; CUDA is synchronised by its timer), at the thread count given (default: 
   a short probe so one product takes about ``target_s`` (a slow dtype, such as fp16 on a CPU
   without fp16 units, gets a smaller ``n``), capped at ``max_n``. Dtypes a device cannot
   multiply are left out (listed in ``extra['skipped']``).
+- **convolutions** (op classes ``conv`` and ``depthwise``): a 3 × 3 convolution, 128 → 128
+  channels on 28 × 28, and a depthwise one, 256 channels on 56 × 56, in each float dtype
+  timed above, at the batch that takes about ``target_s`` (at most ``max_batch``). Their
+  kernels are not a matrix product's (oneDNN, cuDNN; PyTorch's CPU depthwise kernel is far
+  slower per FLOP).
 - **bandwidth**: ``dst.copy_(src)`` of ``copy_bytes`` each, ``2·copy_bytes`` moved (read + write).
-- **vector**: ``torch.add(a, b, out=c)`` on fp32 tensors of ``vector_numel`` elements (4 MiB
-  each by default, small enough for a CPU's last-level cache), ``vector_numel`` FLOPs: the
-  rate of elementwise arithmetic when memory is not what limits it.
+- **vector**: ``torch.add(a, b, out=c)`` on fp32 tensors of ``vector_numel`` elements (128 KiB
+  each by default, small enough to stay in a CPU core's L2 cache), ``vector_numel`` FLOPs,
+  less the time of the same add on one element (its dispatch): the rate of elementwise
+  arithmetic when memory is not what limits it (half the add's time when the difference is
+  lost in noise).
 - **overhead**: an eager forward of a chain of tiny ``Linear(8, 8)`` + ``ReLU`` layers on one
   sample, divided by the ops it runs that are not free (as counted by flopmeter): the fixed
   cost per op of module calls, dispatch and kernel launch, which dominates small layers.
@@ -63,17 +70,42 @@ def _operands(key: str, n: int, device: torch.device) -> dict:
     return {"a": a.to(dtype), "b": b.to(dtype)}
 
 
+def _rate(stmt: str, make, flops, pick, device: torch.device, measure: Measure, probe: int, largest: int,
+          target_s: float) -> tuple[float, int]:
+    """(FLOP/s, size) of ``stmt`` on ``make(size, device)``, which does ``flops(size)``: timed at
+    ``probe``, then at the size ``pick(FLOPs)`` that one run of about ``target_s`` does (at most
+    ``largest``)."""
+    t = measure(stmt, make(probe, device))
+    size = max(probe, min(largest, pick(flops(probe) / t * target_s)))
+    if size > probe:
+        t = measure(stmt, make(size, device))
+    return flops(size) / t, size
+
+
 def _matmul(key: str, device: torch.device, measure: Measure, max_n: int, target_s: float) -> tuple[float, int]:
     """(FLOP/s, n) of an n × n product in dtype ``key``."""
-    stmt = _MATMUL.get(key, "torch.mm(a, b)")
-    probe_n = min(256, max_n)
-    t = measure(stmt, _operands(key, probe_n, device))
-    rate = 2 * probe_n ** 3 / t
-    n = int((rate * target_s / 2) ** (1 / 3)) // 64 * 64      # one product ≈ target_s
-    n = max(probe_n, min(max_n, n))
-    if n > probe_n:
-        t = measure(stmt, _operands(key, n, device))
-    return 2 * n ** 3 / t, n
+    return _rate(_MATMUL.get(key, "torch.mm(a, b)"), lambda n, dev: _operands(key, n, dev), lambda n: 2 * n ** 3,
+                 lambda f: int((f / 2) ** (1 / 3)) // 64 * 64, device, measure, min(256, max_n), max_n, target_s)
+
+
+# convolutions by op class: (channels, H = W, groups = channels for depthwise); a batch of `size`
+CONVS = {"conv": (128, 28, 1), "depthwise": (256, 56, 256)}
+
+
+def _conv(op_class: str, key: str, device: torch.device, measure: Measure, max_batch: int,
+          target_s: float) -> tuple[float, int]:
+    """(FLOP/s, batch) of a 3 × 3 convolution (padding 1) of op class ``op_class`` in dtype ``key``."""
+    c, hw, groups = CONVS[op_class]
+    dtype = DTYPES[key]
+
+    def make(batch, dev):
+        return {"x": torch.randn(batch, c, hw, hw, device=dev).to(dtype),
+                "w": torch.randn(c, c // groups, 3, 3, device=dev).to(dtype), "g": groups}
+
+    def flops(batch):         # 2 · N · C_out · H · W · (C_in / g) · 3 · 3
+        return 2 * batch * c * hw * hw * (c // groups) * 9
+    return _rate("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", make, flops, lambda f: int(f // flops(1)),
+                 device, measure, 1, max_batch, target_s)
 
 
 def _tf32(enabled: bool):
@@ -109,10 +141,11 @@ def _cpu_name() -> str:
 
 
 def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, threads: int | None = None,
-              max_n: int | None = None, target_s: float = 0.1, copy_bytes: int | None = None,
-              vector_numel: int = 1 << 20, min_run_time: float = 0.5, measure: Measure | None = None) -> DeviceSpec:
-    """Measure this machine's matmul throughput per dtype, memory bandwidth, vector throughput
-    and per-op overhead; returns a spec named ``local-<device>``."""
+              max_n: int | None = None, max_batch: int | None = None, target_s: float = 0.25,
+              copy_bytes: int | None = None, vector_numel: int = 1 << 15, min_run_time: float = 0.5,
+              measure: Measure | None = None) -> DeviceSpec:
+    """Measure this machine's matmul and convolution throughput per dtype, memory bandwidth,
+    vector throughput and per-op overhead; returns a spec named ``local-<device>``."""
     if device not in ("cpu", "cuda"):
         raise InputError(f"cannot calibrate device '{device}'", hint="use --device cpu or --device cuda")
     if device == "cuda" and not torch.cuda.is_available():
@@ -121,6 +154,7 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
     threads = threads or torch.get_num_threads()
     measure = measure or timer_measure(threads, min_run_time)
     max_n = max_n or (2048 if device == "cpu" else 8192)
+    max_batch = max_batch or (64 if device == "cpu" else 512)
     copy_bytes = copy_bytes or (256 << 20 if device == "cpu" else 1 << 30)
     dtypes = dtypes or (CPU_DTYPES if device == "cpu" else CUDA_DTYPES)
 
@@ -140,6 +174,14 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
             restore()
     if "fp32" not in matrix:
         raise InputError(f"could not time an fp32 matrix product on {device}: {skipped.get('fp32')}")
+    classes: dict[str, dict[str, float]] = {}
+    for op_class in CONVS:        # convolutions in the float dtypes (fp32 convs use TF32 where cuDNN's default allows)
+        for key in (k for k in matrix if k in ("fp32", "bf16", "fp16")):
+            try:
+                classes.setdefault(op_class, {})[key], sizes[f"{op_class} {key}"] = _conv(
+                    op_class, key, dev, measure, max_batch, target_s)
+            except (RuntimeError, NotImplementedError) as exc:
+                skipped[f"{op_class} {key}"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
 
     n = copy_bytes // 4
     src, dst = torch.empty(n, device=dev).fill_(1.0), torch.empty(n, device=dev)
@@ -148,7 +190,10 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
 
     overhead, overhead_ops = _overhead(dev, measure)
     a, b, c = (torch.rand(vector_numel, device=dev) for _ in range(3))
-    vector = vector_numel / measure("torch.add(a, b, out=c)", {"a": a, "b": b, "c": c})
+    t_add = measure("torch.add(a, b, out=c)", {"a": a, "b": b, "c": c})
+    a1, b1, c1 = (torch.rand(1, device=dev) for _ in range(3))
+    t_one = measure("torch.add(a, b, out=c)", {"a": a1, "b": b1, "c": c1})
+    vector = vector_numel / (t_add - t_one) if t_add > 2 * t_one else vector_numel / (t_add / 2)
 
     if device == "cuda":
         name = torch.cuda.get_device_name(dev)
@@ -157,10 +202,10 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
         name = _cpu_name()
         memory = None
     return DeviceSpec(
-        name=f"local-{device}", matrix=matrix, vector=vector, bandwidth=bandwidth, kind="calibrated",
+        name=f"local-{device}", matrix=matrix, vector=vector, bandwidth=bandwidth, kind="calibrated", classes=classes,
         source=f"flopmeter calibrate on {name} ({threads} thread{'s' if threads != 1 else ''}), torch {torch.__version__}",
         memory=memory, overhead=overhead, threads=threads,
-        extra={"hardware": name, "matmul_n": sizes, "skipped": skipped, "copy_bytes": copy_bytes,
+        extra={"hardware": name, "sizes": sizes, "skipped": skipped, "copy_bytes": copy_bytes,
                "vector_numel": vector_numel, "overhead_ops": overhead_ops, "torch": torch.__version__})
 
 

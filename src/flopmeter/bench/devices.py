@@ -4,7 +4,9 @@ the user's cache directory), and loose name matching.
 
 A :class:`DeviceSpec` holds peak throughput of a matrix product by dtype (FLOP/s; OP/s for
 int8), the fp32 throughput of the vector units for everything that is not a matrix product,
-memory bandwidth (bytes/s) and, for calibrated specs, a per-op launch overhead (s).
+memory bandwidth (bytes/s) and, for calibrated specs, a per-op launch overhead (s) and the
+throughput of other op classes where they differ from a matrix product (``conv``: dense and
+grouped convolutions, ``depthwise``: one input channel per group), by dtype.
 
 Names match loosely: case, spaces, ``-`` and ``_`` are ignored, a leading vendor word
 (``nvidia``, ``geforce``, ``amd``, ``instinct``, ``tesla``) is dropped, and each row has aliases
@@ -44,15 +46,19 @@ class DeviceSpec:
     threads: int | None = None            # CPU threads the calibration ran with
     url: str | None = None
     aliases: tuple[str, ...] = ()
+    classes: dict[str, dict[str, float]] = field(default_factory=dict)   # op class → dtype key → FLOP/s
     extra: dict = field(default_factory=dict)   # calibration details (sizes, raw timings)
 
-    def peak(self, key: str) -> tuple[float, str]:
-        """Peak FLOP/s of a matrix product in dtype ``key`` and the key actually used: a dtype
-        the device has no figure for falls back to fp32 (e.g. bf16 on a T4), as its kernels do."""
-        if key in self.matrix:
-            return self.matrix[key], key
-        if key == "tf32":
-            return self.matrix["fp32"], "fp32"
+    def peak(self, key: str, op_class: str = "matmul") -> tuple[float, str]:
+        """Peak FLOP/s of op class ``op_class`` in dtype ``key`` and the key actually used: an
+        op class without its own figure is a matrix product; a dtype the device has no figure
+        for falls back to fp32 (e.g. bf16 on a T4), as its kernels do."""
+        own = self.classes.get(op_class, {})
+        keys = (key, "fp32") if key == "tf32" else (key,)      # no TF32 figure: TF32 runs at fp32 speed
+        for table in (own, self.matrix):
+            for k in keys:
+                if k in table:
+                    return table[k], k
         return self.matrix.get("fp32", self.vector), "fp32"
 
     def to_dict(self) -> dict:
@@ -70,7 +76,9 @@ class DeviceSpec:
                        vector=float(d["vector"]), bandwidth=float(d["bandwidth"]), source=str(d["source"]),
                        kind=str(d.get("kind", "calibrated")), memory=d.get("memory"),
                        overhead=float(d.get("overhead", 0.0)), threads=d.get("threads"), url=d.get("url"),
-                       aliases=tuple(d.get("aliases", ())), extra=dict(d.get("extra", {})))
+                       aliases=tuple(d.get("aliases", ())), extra=dict(d.get("extra", {})),
+                       classes={str(c): {str(k): float(v) for k, v in peaks.items()}
+                                for c, peaks in d.get("classes", {}).items()})
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"{where} is malformed: {exc!r}", hint="write it again with: flopmeter calibrate") from None
 

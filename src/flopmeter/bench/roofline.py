@@ -6,9 +6,12 @@ For every op of a :class:`~flopmeter.Report` that is not free::
     memory  = (bytes read + bytes written) / bandwidth
     time    = max(compute, memory)  (+ the spec's per-op overhead, when asked)
 
-``peak[dtype]`` is the device's matrix-product peak for the op's dtype (the dtype of its
-first floating input; float32 counts as TF32 with ``tf32=True``); ``vector`` the throughput of
-the non-matrix units. An op is *compute-bound* when ``compute ≥ memory``. Its arithmetic
+``peak[dtype]`` is the device's peak for the op's class and dtype: the class is ``conv`` for
+a convolution, ``depthwise`` for one with a single input channel per group, ``matmul`` for
+any other op with MACs; a class without its own figure (every datasheet row) uses the
+matrix-product peak. The dtype is the op's first floating input's; float32 counts as TF32
+with ``tf32=True`` for matrix products and, unless ``conv_tf32=False``, for convolutions
+(cuDNN's default). ``vector`` is the throughput of the non-matrix units. An op is *compute-bound* when ``compute ≥ memory``. Its arithmetic
 intensity is FLOPs / bytes, FLOPs counted as in the ``all`` convention (2·MACs + elementwise
 + transcendental). A module sums its ops (its own and its children's); it is compute-bound
 when its compute-bound ops take most of its predicted time. Free ops (views) take no time;
@@ -32,6 +35,7 @@ from .devices import DeviceSpec, dtype_key, get_device
 class OpEstimate:
     module: str
     op: str
+    op_class: str            # matmul, conv, depthwise or vector
     dtype: str               # the device-table key whose peak was used
     flops: int               # 2·MACs + elementwise + transcendental
     bytes: int
@@ -118,6 +122,7 @@ class Roofline:
     device: DeviceSpec
     tf32: bool
     overhead: bool
+    conv_tf32: bool
     ops: list[OpEstimate]
     modules: dict[str, ModuleEstimate]           # tree order; "" is the model
     batch: int
@@ -149,9 +154,9 @@ class Roofline:
         d = self.device
         return {"schema": "flopmeter.roofline/1", "model": self.report.model,
                 "device": {"name": d.name, "kind": d.kind, "source": d.source, "matrix_flops": d.matrix,
-                           "vector_flops": d.vector, "bandwidth": d.bandwidth, "overhead_s": d.overhead,
+                           "vector_flops": d.vector, "classes": d.classes, "bandwidth": d.bandwidth, "overhead_s": d.overhead,
                            "threads": d.threads},
-                "tf32": self.tf32, "overhead": self.overhead, "batch": self.batch,
+                "tf32": self.tf32, "conv_tf32": self.conv_tf32, "overhead": self.overhead, "batch": self.batch,
                 "predicted_s": self.latency, "throughput_per_s": self.throughput,
                 "bound": self.model.bound, "notes": list(self.notes),
                 "modules": [m.to_dict() for m in self.modules.values()]}
@@ -165,22 +170,42 @@ def _op_dtype(row) -> torch.dtype | None:
     return tensors[0].dtype if tensors else None
 
 
-def estimate_op(row, device: DeviceSpec, *, tf32: bool = False, overhead: bool = True) -> OpEstimate:
+CONV_OPS = frozenset({"aten.convolution", "aten._convolution", "aten.conv1d", "aten.conv2d", "aten.conv3d",
+                      "aten.conv_transpose1d", "aten.conv_transpose2d", "aten.conv_transpose3d"})
+
+
+def op_class(row) -> str:
+    """matmul, conv, depthwise (one input channel per group: weight of shape [C_out, 1, …]
+    on an input of more than one channel) or vector (no MACs)."""
+    if not row.cost.macs:
+        return "vector"
+    if row.event.op in CONV_OPS:
+        inputs = row.event.inputs
+        if len(inputs) >= 2 and inputs[1].ndim >= 3 and inputs[1].shape[1] == 1 and inputs[0].ndim >= 3 \
+                and inputs[0].shape[1 if inputs[0].ndim == inputs[1].ndim else 0] > 1:
+            return "depthwise"
+        return "conv"
+    return "matmul"
+
+
+def estimate_op(row, device: DeviceSpec, *, tf32: bool = False, conv_tf32: bool = True,
+                overhead: bool = True) -> OpEstimate:
     """The roofline of one op (an ``OpRow`` of a report)."""
     c = row.cost
     dtype = _op_dtype(row)
-    key = dtype_key(dtype, tf32) if dtype is not None else "fp32"
-    peak, used = device.peak(key)
+    cls = op_class(row)
+    key = dtype_key(dtype, conv_tf32 if cls in ("conv", "depthwise") else tf32) if dtype is not None else "fp32"
+    peak, used = device.peak(key, cls)
     matrix_flops, vector_flops = 2 * c.macs, c.elementwise + c.transcendental
     nbytes = c.bytes_read + c.bytes_written
     compute = matrix_flops / peak + vector_flops / device.vector
-    return OpEstimate(module=row.event.module, op=row.event.op, dtype=used if c.macs else key,
+    return OpEstimate(module=row.event.module, op=row.event.op, op_class=cls, dtype=used if c.macs else key,
                       flops=matrix_flops + vector_flops, bytes=nbytes, compute_s=compute,
                       memory_s=nbytes / device.bandwidth, overhead_s=device.overhead if overhead else 0.0)
 
 
 def roofline(report: Report, device: DeviceSpec | str, *, measured: dict[str, float] | None = None,
-             tf32: bool = False, overhead: bool = True) -> Roofline:
+             tf32: bool = False, conv_tf32: bool = True, overhead: bool = True) -> Roofline:
     """Predicted time per op, module and model of ``report`` on ``device`` (a spec or a name)."""
     device = get_device(device)
     modules = {n.path: ModuleEstimate(n.path, n.type, n.depth) for n in report.modules()}
@@ -191,9 +216,10 @@ def roofline(report: Report, device: DeviceSpec | str, *, measured: dict[str, fl
         if row.status == "free":
             continue
         unsupported += row.status == "unsupported"
-        e = estimate_op(row, device, tf32=tf32, overhead=overhead)
-        if row.cost.macs and e.dtype != (k := dtype_key(_op_dtype(row), tf32)):
-            fallback[k] = e.dtype
+        e = estimate_op(row, device, tf32=tf32, conv_tf32=conv_tf32, overhead=overhead)
+        wanted = dtype_key(_op_dtype(row), conv_tf32 if e.op_class in ("conv", "depthwise") else tf32)
+        if row.cost.macs and e.dtype != wanted and wanted != "tf32":
+            fallback[wanted] = e.dtype
         ops.append(e)
         path = e.module
         while True:                       # the op's module and every enclosing one
@@ -210,7 +236,7 @@ def roofline(report: Report, device: DeviceSpec | str, *, measured: dict[str, fl
         notes.append(f"{unsupported} unsupported op call(s) have no cost and count only their overhead: "
                      + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items())))
     batch = report.inputs[0].shape[0] if report.inputs and report.inputs[0].shape else 1
-    return Roofline(report, device, tf32, overhead, ops, modules, batch, notes)
+    return Roofline(report, device, tf32, overhead, conv_tf32, ops, modules, batch, notes)
 
 
 # -- decoders: prefill and decode ------------------------------------------------------------------

@@ -57,11 +57,15 @@ def run(args) -> int:
     t = Table(["figure", "measured"] + (["datasheet", "measured / datasheet"] if sheet else []),
               [False, True] + ([True, True] if sheet else []))
     for key, value in spec.matrix.items():
-        row = [f"matmul {key} (n={spec.extra['matmul_n'][key]})", f"{value / 1e12:.4g} TFLOP/s"]
+        row = [f"matmul {key} (n={spec.extra['sizes'][key]})", f"{value / 1e12:.4g} TFLOP/s"]
         if sheet:
             ref = sheet.matrix.get(key)
             row += [f"{ref / 1e12:.4g} TFLOP/s", f"{value / ref:.2f}"] if ref else ["—", "—"]
         t.rows.append(row)
+    for op_class, peaks in spec.classes.items():
+        for key, value in peaks.items():
+            t.rows.append([f"{op_class} {key} (batch {spec.extra['sizes'][f'{op_class} {key}']})",
+                           f"{value / 1e12:.4g} TFLOP/s"] + (["—", "—"] if sheet else []))
     for label, value, ref, unit in (("memory bandwidth (copy)", spec.bandwidth, sheet and sheet.bandwidth, "GB/s"),
                                     ("vector (fp32 add)", spec.vector, sheet and sheet.vector, "TFLOP/s")):
         scale = 1e9 if unit == "GB/s" else 1e12

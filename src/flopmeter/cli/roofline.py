@@ -27,6 +27,8 @@ def parser() -> argparse.ArgumentParser:
                    help="h100, h100-pcie, h200, a100, a100-40gb, l4, l40s, rtx-4090, rtx-3090, t4, v100, mi300x, … "
                         "(loose names); 'local' after flopmeter calibrate; or a spec .json file")
     p.add_argument("--tf32", action="store_true", help="float32 matrix products run as TF32 (the device's tf32 peak)")
+    p.add_argument("--no-conv-tf32", action="store_true",
+                   help="float32 convolutions at the fp32 peak (default: TF32, cuDNN's default, where the device has it)")
     p.add_argument("--no-overhead", action="store_true", help="leave out the calibrated per-op overhead")
     p.add_argument("--view", choices=VIEWS, default="tree",
                    help="tree: modules to --depth (default); layers: the costliest leaf modules; ops: the costliest ops")
@@ -86,6 +88,7 @@ def view_table(rl: Roofline, view: str, depth: int | None, top: int, raw: bool) 
 def header(rl: Roofline, decode=None) -> list[tuple[str, str]]:
     d = rl.device
     peaks = ", ".join(f"{k} {v / 1e12:.4g}" for k, v in d.matrix.items())
+    peaks += "".join(f"; {c} " + ", ".join(f"{k} {v / 1e12:.4g}" for k, v in p.items()) for c, p in d.classes.items())
     items = [("model", rl.report.model), ("inputs", ", ".join(map(repr, rl.report.inputs))),
              ("device", f"{d.name} ({d.kind}): matmul TFLOP/s {peaks}; vector {d.vector / 1e12:.4g} TFLOP/s; "
                         f"memory {d.bandwidth / 1e9:.4g} GB/s" + (f"; {d.overhead * 1e6:.3g} µs per op"
@@ -130,7 +133,7 @@ def run(args) -> int:
         return count(model, *inputs, **kwargs)
 
     report = count_spec(args.spec, args, analyse)
-    rl = roofline(report, device, tf32=args.tf32, overhead=not args.no_overhead)
+    rl = roofline(report, device, tf32=args.tf32, conv_tf32=not args.no_conv_tf32, overhead=not args.no_overhead)
     decode = None
     if args.spec.startswith("hf:") and _is_decoder(seen.get("model")):
         per_token = kv_bytes_per_token(seen["model"].config, _param_itemsize(report))

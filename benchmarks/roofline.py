@@ -1,0 +1,272 @@
+"""The roofline checked against measurement on this machine.
+
+1. Calibrate this machine (``flopmeter.bench.calibrate``, as ``flopmeter calibrate`` does) or
+   load the saved spec (``--spec local``).
+2. For the torchvision classification models at batch 1 and 32 (at the crop size of their
+   default weights; ``--max-gmacs`` leaves out the models whose forward takes too long on a
+   small CPU, per batch, in GMACs per sample): the roofline's predicted latency (a fake-tensor
+   count) and the measured latency of the whole model (random weights, eval,
+   ``torch.inference_mode``; ``torch.utils.benchmark`` ``blocked_autorange``, median), and
+   their ratio predicted / measured; per batch the median and the 10th and 90th percentiles.
+3. resnet50 at batch 32: every layer timed with ``torch.profiler`` (a ``record_function``
+   range per leaf module, opened and closed by hooks on this script's own copy of the
+   model), the 10 costliest layers predicted vs measured, and whether the predicted bound
+   agrees with the measured one: a layer is *measured compute-bound* when its achieved
+   FLOP/s is a larger fraction of the matmul peak than its achieved bytes/s is of the
+   bandwidth.
+
+Results go to a JSON file as they come (``--json``, resumable: models already there are not
+measured again) and to a Markdown report (``--out``).
+
+    python benchmarks/roofline.py                                  # calibrate, then everything
+    python benchmarks/roofline.py --spec local --batch 32 --models resnet50 mobilenet_v2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch.utils import benchmark
+
+import flopmeter
+from flopmeter.bench.calibrate import calibrate
+from flopmeter.bench.devices import DeviceSpec, get_device, save_local
+from flopmeter.bench.roofline import roofline
+from flopmeter.frontends import InputRequest, resolve
+
+HERE = Path(__file__).parent
+
+
+def gmacs_per_sample() -> dict[str, float]:
+    """Published GMACs of each torchvision classification model (its default weights' _ops)."""
+    import torchvision
+    from torchvision.models import get_model_weights
+    return {n: get_model_weights(n).DEFAULT.meta["_ops"] for n in torchvision.models.list_models(module=torchvision.models)}
+
+
+def build(name: str, batch: int):
+    """(resolved spec, model with random weights in eval mode, inputs on the CPU)."""
+    spec = resolve(f"torchvision:{name}", InputRequest(batch=batch))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = spec.rebuild().eval()
+    return spec, model, spec.make_inputs(torch.device("cpu"))[0]
+
+
+def predict(spec, device):
+    args, kwargs = spec.make_inputs(torch.device("meta"))
+    report = flopmeter.count(spec.model, *args, kwargs=kwargs)
+    return report, roofline(report, device), roofline(report, device, overhead=False)
+
+
+def measure_whole(model, inputs, threads: int, min_run_time: float) -> tuple[float, float]:
+    """(median, fastest) seconds per forward over blocked_autorange's blocks."""
+    t = benchmark.Timer("with torch.inference_mode(): model(*inputs)",
+                        globals={"torch": torch, "model": model, "inputs": inputs}, num_threads=threads)
+    m = t.blocked_autorange(min_run_time=min_run_time)
+    return m.median, min(m.times)
+
+
+def measure_layers(model, inputs, iterations: int = 2) -> dict[str, float]:
+    """Seconds per forward of every leaf module, from torch.profiler record_function ranges."""
+    from torch.autograd.profiler import record_function
+    from torch.profiler import ProfilerActivity, profile
+
+    open_ranges: list = []
+    handles = []
+    for path, module in model.named_modules():
+        if path and not any(True for _ in module.children()):
+            def pre(m, a, path=path):
+                r = record_function(f"module::{path}")
+                r.__enter__()
+                open_ranges.append(r)
+
+            def post(m, a, out):
+                open_ranges.pop().__exit__(None, None, None)
+            handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    try:
+        with torch.inference_mode():
+            model(*inputs)                                   # warm-up
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(iterations):
+                    model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return {e.key.removeprefix("module::"): e.cpu_time_total * 1e-6 / iterations
+            for e in prof.key_averages() if e.key.startswith("module::")}
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def load_results(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {"models": {}}
+
+
+def save_results(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def zoo(args, device, data, json_path) -> None:
+    published = gmacs_per_sample()
+    names = args.models or sorted(published, key=published.get)
+    for batch, cap in zip(args.batch, args.max_gmacs):
+        for name in names:
+            key = f"{name}@{batch}"
+            if key in data["models"]:
+                continue
+            if name not in published:
+                print(f"unknown model {name}", file=sys.stderr)
+                continue
+            if published[name] > cap and not args.models and name != "resnet50":
+                continue
+            spec, model, inputs = build(name, batch)
+            report, rl, rl_bare = predict(spec, device)
+            start = time.perf_counter()
+            measured, fastest = measure_whole(model, inputs, device.threads or torch.get_num_threads(),
+                                              args.min_run_time)
+            row = {"model": name, "batch": batch, "gmacs": report.macs / 1e9, "ops": len(rl.ops),
+                   "predicted_s": rl.latency, "predicted_no_overhead_s": rl_bare.latency,
+                   "overhead_share": 1 - rl_bare.latency / rl.latency, "bound": rl.model.bound,
+                   "compute_s": rl.model.compute_s, "memory_s": rl.model.memory_s,
+                   "measured_s": measured, "ratio": rl.latency / measured,
+                   "fastest_s": fastest, "ratio_fastest": rl.latency / fastest}
+            data["models"][key] = row
+            save_results(json_path, data)
+            print(f"{name:>22} b{batch:<3} predicted {rl.latency * 1e3:9.2f} ms  measured {measured * 1e3:9.2f} ms  "
+                  f"ratio {row['ratio']:.2f}  ({time.perf_counter() - start:.0f} s)", flush=True)
+            del model
+
+
+def layers(args, device, data, json_path) -> None:
+    if "resnet50_layers" in data:
+        return
+    spec, model, inputs = build("resnet50", 32)
+    measured = measure_layers(model, inputs)
+    report, _, _ = predict(spec, device)
+    rl = roofline(report, device, measured=measured)
+    peak, bw = device.matrix["fp32"], device.bandwidth
+    rows = []
+    for m in rl.costliest(10, by="measured"):
+        f_frac = m.achieved_flops / peak
+        b_frac = m.achieved_bandwidth / bw
+        rows.append({"path": m.path, "type": m.type, "flops": m.flops, "bytes": m.bytes, "intensity": m.intensity,
+                     "predicted_s": m.time_s, "measured_s": m.measured_s, "ratio": m.ratio, "bound": m.bound,
+                     "achieved_flops": m.achieved_flops, "achieved_bytes_s": m.achieved_bandwidth,
+                     "flops_fraction": f_frac, "bandwidth_fraction": b_frac,
+                     "measured_bound": "compute" if f_frac >= b_frac else "memory"})
+    leaves = [m for m in rl.leaves() if m.measured_s]
+    data["resnet50_layers"] = {"rows": rows, "layers_measured": len(leaves),
+                               "sum_measured_s": sum(m.measured_s for m in leaves),
+                               "sum_predicted_s": sum(m.time_s for m in leaves)}
+    save_results(json_path, data)
+
+
+def ms(s: float) -> str:
+    return f"{s * 1e3:.3g}"
+
+
+def report_md(device, data, load: str) -> str:
+    d = device
+    out = ["# Roofline vs measurement on this machine", "",
+           f"Generated by `python benchmarks/roofline.py`. Device spec: {d.source}; "
+           f"matmul GFLOP/s " + ", ".join(f"{k} {v / 1e9:.3g}" for k, v in d.matrix.items())
+           + f"; vector {d.vector / 1e9:.3g} GFLOP/s; bandwidth {d.bandwidth / 1e9:.3g} GB/s; "
+           f"overhead {d.overhead * 1e6:.3g} µs per op. {load}", ""]
+    rows = list(data["models"].values())
+    out += ["## Predicted / measured latency, whole model", "",
+            "Measured: the median of `blocked_autorange`'s blocks (and, apart, the fastest block, which the "
+            "other jobs on the machine disturb least).", "",
+            "| batch | measured as | models | median | 10th pct | 90th pct | within 0.7–1.4 |",
+            "|---:|---|---:|---:|---:|---:|---:|"]
+    for batch in sorted({r["batch"] for r in rows}):
+        for label, key in (("median", "ratio"), ("fastest", "ratio_fastest")):
+            ratios = [r[key] for r in rows if r["batch"] == batch]
+            inside = sum(0.7 <= x <= 1.4 for x in ratios)
+            out.append(f"| {batch} | {label} | {len(ratios)} | {statistics.median(ratios):.2f} | "
+                       f"{percentile(ratios, 10):.2f} | {percentile(ratios, 90):.2f} | {inside} |")
+    out += ["", "| model | batch | GMACs | ops | predicted ms | of which overhead | bound | measured ms (median) "
+            "| predicted / measured | measured ms (fastest) | predicted / fastest |",
+            "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["batch"], r["gmacs"])):
+        out.append(f"| {r['model']} | {r['batch']} | {r['gmacs']:.3g} | {r['ops']} | {ms(r['predicted_s'])} | "
+                   f"{100 * r['overhead_share']:.0f}% | {r['bound']} | {ms(r['measured_s'])} | {r['ratio']:.2f} | "
+                   f"{ms(r['fastest_s'])} | {r['ratio_fastest']:.2f} |")
+    lay = data.get("resnet50_layers")
+    if lay:
+        out += ["", "## resnet50, batch 32: the 10 costliest layers (by measured time, torch.profiler)", "",
+                f"All {lay['layers_measured']} leaf modules: measured {ms(lay['sum_measured_s'])} ms in total, "
+                f"predicted {ms(lay['sum_predicted_s'])} ms.", "",
+                "| layer | type | FLOPs/byte | predicted ms | measured ms | predicted / measured | achieved GFLOP/s "
+                "(of peak) | achieved GB/s (of bandwidth) | predicted bound | measured bound |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+        for r in lay["rows"]:
+            out.append(f"| {r['path']} | {r['type']} | {r['intensity']:.3g} | {ms(r['predicted_s'])} | "
+                       f"{ms(r['measured_s'])} | {r['ratio']:.2f} | {r['achieved_flops'] / 1e9:.3g} "
+                       f"({100 * r['flops_fraction']:.0f}%) | {r['achieved_bytes_s'] / 1e9:.3g} "
+                       f"({100 * r['bandwidth_fraction']:.0f}%) | {r['bound']} | {r['measured_bound']} |")
+        agree = sum(r["bound"] == r["measured_bound"] for r in lay["rows"])
+        out += ["", f"Bound classification agrees for {agree} of {len(lay['rows'])} layers."]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--spec", help="a device spec instead of calibrating now (e.g. local)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--max-gmacs", type=float, nargs="+", default=[12.0, 1.0],
+                   help="per batch: leave out models above this many published GMACs per sample (resnet50 is kept)")
+    p.add_argument("--models", nargs="+", help="only these torchvision models")
+    p.add_argument("--min-run-time", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for calibration and every measurement (default 1: on a CPU shared with other "
+                        "jobs, 2 OpenMP threads on 2 busy cores wait for each other at every parallel region)")
+    p.add_argument("--no-layers", action="store_true", help="skip resnet50's per-layer comparison")
+    p.add_argument("--json", default=str(HERE / "results" / "roofline_cpu.json"))
+    p.add_argument("--out", default=str(HERE / "results" / "roofline_cpu.md"))
+    args = p.parse_args()
+    if len(args.max_gmacs) == 1:
+        args.max_gmacs *= len(args.batch)
+    torch.set_num_threads(args.threads)
+    json_path = Path(args.json)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    data = load_results(json_path)
+    if args.spec:
+        device = get_device(args.spec)
+    else:       # the spec of an interrupted run, so that its results stay comparable
+        device = DeviceSpec.from_dict(data["device"]) if "device" in data else None
+    if device is None:
+        device = calibrate("cpu", threads=args.threads)
+        data["device_path"] = str(save_local(device, "cpu"))
+    data["device"] = device.to_dict()
+    print(f"device: {device.source}: " + ", ".join(f"{k} {v / 1e9:.3g} GFLOP/s" for k, v in device.matrix.items())
+          + f"; {device.bandwidth / 1e9:.3g} GB/s; vector {device.vector / 1e9:.3g} GFLOP/s; "
+          f"{device.overhead * 1e6:.3g} µs per op", flush=True)
+    load_before = open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else []
+    zoo(args, device, data, json_path)
+    if not args.no_layers:
+        layers(args, device, data, json_path)
+    load_after = open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else []
+    load = (f"The machine has {torch.get_num_threads()} threads and was shared with other engineers' jobs: "
+            f"load average (1, 5, 15 min) {' '.join(load_before)} at the start of this run, "
+            f"{' '.join(load_after)} at its end.")
+    data.setdefault("load", []).append(load)
+    save_results(json_path, data)
+    Path(args.out).write_text(report_md(device, data, " ".join(data["load"])))
+    print(report_md(device, data, load))
+
+
+if __name__ == "__main__":
+    main()
