@@ -1,19 +1,22 @@
 """The roofline checked against measurement on this machine.
 
 1. Calibrate this machine (``flopmeter.bench.calibrate``, as ``flopmeter calibrate`` does) or
-   load the saved spec (``--spec local``).
+   load the saved spec (``--spec local``). By default on one thread and by the process's CPU
+   time (``--clock cpu``): on a 2-core machine shared with other jobs, wall-clock timings
+   mostly measure the wait for a core, and two OpenMP threads on two busy cores wait for each
+   other at every parallel region (an elementwise op 60× slower than on one thread, measured).
 2. For the torchvision classification models at batch 1 and 32 (at the crop size of their
    default weights; ``--max-gmacs`` leaves out the models whose forward takes too long on a
    small CPU, per batch, in GMACs per sample): the roofline's predicted latency (a fake-tensor
    count) and the measured latency of the whole model (random weights, eval,
    ``torch.inference_mode``; ``torch.utils.benchmark`` ``blocked_autorange``, median), and
    their ratio predicted / measured; per batch the median and the 10th and 90th percentiles.
-3. resnet50 at batch 32: every layer timed with ``torch.profiler`` (a ``record_function``
-   range per leaf module, opened and closed by hooks on this script's own copy of the
-   model), the 10 costliest layers predicted vs measured, and whether the predicted bound
-   agrees with the measured one: a layer is *measured compute-bound* when its achieved
-   FLOP/s is a larger fraction of the matmul peak than its achieved bytes/s is of the
-   bandwidth.
+3. resnet50 at batch 32: every leaf module timed by hooks on this script's own copy of the
+   model (the process's CPU time around each call) and by ``torch.profiler`` (a
+   ``record_function`` range per call, wall clock), the 10 costliest layers predicted vs
+   measured, and whether the predicted bound agrees with the measured one: a layer is
+   *measured* compute- (memory-) bound when its achieved FLOP/s (bytes/s) reaches at least
+   half of the roof the estimate used, *neither* when it reaches half of neither.
 
 Results go to a JSON file as they come (``--json``, resumable: models already there are not
 measured again) and to a Markdown report (``--out``).
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -67,42 +71,71 @@ def predict(spec, device):
     return report, roofline(report, device), roofline(report, device, overhead=False)
 
 
-def measure_whole(model, inputs, threads: int, min_run_time: float) -> tuple[float, float]:
-    """(median, fastest) seconds per forward over blocked_autorange's blocks."""
+def measure_whole(model, inputs, threads: int, min_run_time: float, clock: str) -> tuple[float, float]:
+    """(median, fastest) seconds per forward over blocked_autorange's blocks, by the wall clock
+    or by the process's CPU time."""
+    timer = {"timer": time.process_time} if clock == "cpu" else {}
     t = benchmark.Timer("with torch.inference_mode(): model(*inputs)",
-                        globals={"torch": torch, "model": model, "inputs": inputs}, num_threads=threads)
+                        globals={"torch": torch, "model": model, "inputs": inputs}, num_threads=threads, **timer)
     m = t.blocked_autorange(min_run_time=min_run_time)
     return m.median, min(m.times)
 
 
-def measure_layers(model, inputs, iterations: int = 2) -> dict[str, float]:
-    """Seconds per forward of every leaf module, from torch.profiler record_function ranges."""
+def measure_layers(model, inputs, iterations: int = 3) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per forward of every leaf module: (CPU time, wall time). Hooks on this script's
+    own copy of the model read the process's CPU time around every leaf module's call over
+    ``iterations`` forwards, then open a ``record_function`` range per call over ``iterations``
+    forwards under ``torch.profiler`` (wall time). Per module: the sum of its calls in one
+    forward, the least over the forwards (the one the other jobs disturbed least)."""
     from torch.autograd.profiler import record_function
     from torch.profiler import ProfilerActivity, profile
 
-    open_ranges: list = []
+    stack: list = []
+    cpu_calls: list[tuple[str, float]] = []
+    profiling = [False]
     handles = []
     for path, module in model.named_modules():
         if path and not any(True for _ in module.children()):
             def pre(m, a, path=path):
-                r = record_function(f"module::{path}")
-                r.__enter__()
-                open_ranges.append(r)
+                r = record_function(f"module::{path}") if profiling[0] else None
+                if r is not None:
+                    r.__enter__()
+                stack.append((r, time.process_time()))
 
-            def post(m, a, out):
-                open_ranges.pop().__exit__(None, None, None)
+            def post(m, a, out, path=path):
+                r, start = stack.pop()
+                cpu_calls.append((path, time.process_time() - start))
+                if r is not None:
+                    r.__exit__(None, None, None)
             handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
     try:
         with torch.inference_mode():
             model(*inputs)                                   # warm-up
+            per_forward = []
+            for _ in range(iterations):
+                cpu_calls.clear()
+                model(*inputs)
+                sums: dict[str, float] = {}
+                for path, seconds in cpu_calls:
+                    sums[path] = sums.get(path, 0.0) + seconds
+                per_forward.append(sums)
+            profiling[0] = True
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for _ in range(iterations):
                     model(*inputs)
     finally:
         for h in handles:
             h.remove()
-    return {e.key.removeprefix("module::"): e.cpu_time_total * 1e-6 / iterations
-            for e in prof.key_averages() if e.key.startswith("module::")}
+    cpu = {path: min(f[path] for f in per_forward) for path in per_forward[0]}
+    calls: dict[str, list] = {}
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        if e.name.startswith("module::"):
+            calls.setdefault(e.name.removeprefix("module::"), []).append(e.time_range.elapsed_us() * 1e-6)
+    wall = {}
+    for path, times in calls.items():
+        k = len(times) // iterations                         # calls per forward
+        wall[path] = min(sum(times[i * k:(i + 1) * k]) for i in range(iterations))
+    return cpu, wall
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -136,7 +169,7 @@ def zoo(args, device, data, json_path) -> None:
             report, rl, rl_bare = predict(spec, device)
             start = time.perf_counter()
             measured, fastest = measure_whole(model, inputs, device.threads or torch.get_num_threads(),
-                                              args.min_run_time)
+                                              args.min_run_time, args.clock)
             row = {"model": name, "batch": batch, "gmacs": report.macs / 1e9, "ops": len(rl.ops),
                    "predicted_s": rl.latency, "predicted_no_overhead_s": rl_bare.latency,
                    "overhead_share": 1 - rl_bare.latency / rl.latency, "bound": rl.model.bound,
@@ -151,24 +184,29 @@ def zoo(args, device, data, json_path) -> None:
 
 
 def layers(args, device, data, json_path) -> None:
-    if "resnet50_layers" in data:
+    if "layers" in data:
         return
-    spec, model, inputs = build("resnet50", 32)
-    measured = measure_layers(model, inputs)
+    spec, model, inputs = build(args.layers_model, args.layers_batch)
+    cpu, wall = measure_layers(model, inputs)
+    measured = cpu if args.clock == "cpu" else wall
     report, _, _ = predict(spec, device)
     rl = roofline(report, device, measured=measured)
-    peak, bw = device.matrix["fp32"], device.bandwidth
     rows = []
     for m in rl.costliest(10, by="measured"):
-        f_frac = m.achieved_flops / peak
-        b_frac = m.achieved_bandwidth / bw
+        # fractions of the roofs the estimate used: achieved FLOP/s over the layer's peak (its op
+        # class's, flops / compute_s) and achieved bytes/s over the bandwidth
+        f_frac = m.compute_s / m.measured_s
+        b_frac = m.memory_s / m.measured_s
         rows.append({"path": m.path, "type": m.type, "flops": m.flops, "bytes": m.bytes, "intensity": m.intensity,
                      "predicted_s": m.time_s, "measured_s": m.measured_s, "ratio": m.ratio, "bound": m.bound,
+                     "profiler_wall_s": wall.get(m.path),
                      "achieved_flops": m.achieved_flops, "achieved_bytes_s": m.achieved_bandwidth,
                      "flops_fraction": f_frac, "bandwidth_fraction": b_frac,
-                     "measured_bound": "compute" if f_frac >= b_frac else "memory"})
+                     "measured_bound": "compute" if f_frac >= max(b_frac, 0.5) else
+                     "memory" if b_frac >= 0.5 else "neither"})
     leaves = [m for m in rl.leaves() if m.measured_s]
-    data["resnet50_layers"] = {"rows": rows, "layers_measured": len(leaves),
+    data["layers"] = {"model": args.layers_model, "batch": args.layers_batch, "clock": args.clock,
+                      "sum_profiler_wall_s": sum(wall.values()), "rows": rows, "layers_measured": len(leaves),
                                "sum_measured_s": sum(m.measured_s for m in leaves),
                                "sum_predicted_s": sum(m.time_s for m in leaves)}
     save_results(json_path, data)
@@ -204,17 +242,24 @@ def report_md(device, data, load: str) -> str:
         out.append(f"| {r['model']} | {r['batch']} | {r['gmacs']:.3g} | {r['ops']} | {ms(r['predicted_s'])} | "
                    f"{100 * r['overhead_share']:.0f}% | {r['bound']} | {ms(r['measured_s'])} | {r['ratio']:.2f} | "
                    f"{ms(r['fastest_s'])} | {r['ratio_fastest']:.2f} |")
-    lay = data.get("resnet50_layers")
+    lay = data.get("layers")
     if lay:
-        out += ["", "## resnet50, batch 32: the 10 costliest layers (by measured time, torch.profiler)", "",
-                f"All {lay['layers_measured']} leaf modules: measured {ms(lay['sum_measured_s'])} ms in total, "
-                f"predicted {ms(lay['sum_predicted_s'])} ms.", "",
-                "| layer | type | FLOPs/byte | predicted ms | measured ms | predicted / measured | achieved GFLOP/s "
-                "(of peak) | achieved GB/s (of bandwidth) | predicted bound | measured bound |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+        out += ["", f"## {lay['model']}, batch {lay['batch']}: the 10 costliest layers (by measured time, torch.profiler)", "",
+                f"Measured by the {lay['clock']} clock around each leaf module (hooks on the benchmark's own model), "
+                f"the least of 3 forwards; torch.profiler's wall-clock ranges beside it. All "
+                f"{lay['layers_measured']} leaf modules: measured {ms(lay['sum_measured_s'])} ms in total "
+                f"(profiler wall clock {ms(lay['sum_profiler_wall_s'])} ms), predicted {ms(lay['sum_predicted_s'])} ms. "
+                "Achieved rates are against the roofs the estimate used (the calibrated peak of the layer's op class, "
+                "the bandwidth); a layer is *measured* compute- (memory-) bound when it reaches at least half of "
+                "that roof, and *neither* when it reaches half of neither (overhead, or a kernel far from the roofs).",
+                "",
+                "| layer | type | FLOPs/byte | predicted ms | measured ms | predicted / measured | profiler wall ms "
+                "| achieved GFLOP/s (of peak) | achieved GB/s (of bandwidth) | predicted bound | measured bound |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
         for r in lay["rows"]:
             out.append(f"| {r['path']} | {r['type']} | {r['intensity']:.3g} | {ms(r['predicted_s'])} | "
-                       f"{ms(r['measured_s'])} | {r['ratio']:.2f} | {r['achieved_flops'] / 1e9:.3g} "
+                       f"{ms(r['measured_s'])} | {r['ratio']:.2f} | {ms(r['profiler_wall_s'] or 0)} | "
+                       f"{r['achieved_flops'] / 1e9:.3g} "
                        f"({100 * r['flops_fraction']:.0f}%) | {r['achieved_bytes_s'] / 1e9:.3g} "
                        f"({100 * r['bandwidth_fraction']:.0f}%) | {r['bound']} | {r['measured_bound']} |")
         agree = sum(r["bound"] == r["measured_bound"] for r in lay["rows"])
@@ -226,14 +271,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--spec", help="a device spec instead of calibrating now (e.g. local)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--max-gmacs", type=float, nargs="+", default=[12.0, 1.0],
+    p.add_argument("--max-gmacs", type=float, nargs="+", default=[12.0, 1.7],
                    help="per batch: leave out models above this many published GMACs per sample (resnet50 is kept)")
     p.add_argument("--models", nargs="+", help="only these torchvision models")
     p.add_argument("--min-run-time", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1,
                    help="threads for calibration and every measurement (default 1: on a CPU shared with other "
                         "jobs, 2 OpenMP threads on 2 busy cores wait for each other at every parallel region)")
-    p.add_argument("--no-layers", action="store_true", help="skip resnet50's per-layer comparison")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                   help="cpu (default): the process's CPU time, for calibration and whole-model timings, so that "
+                        "waiting for a core that other jobs hold does not count (needs --threads 1); wall: wall clock")
+    p.add_argument("--no-layers", action="store_true", help="skip the per-layer comparison")
+    p.add_argument("--layers-model", default="resnet50", help="model of the per-layer comparison (default resnet50)")
+    p.add_argument("--layers-batch", type=int, default=32, help="its batch (default 32)")
     p.add_argument("--json", default=str(HERE / "results" / "roofline_cpu.json"))
     p.add_argument("--out", default=str(HERE / "results" / "roofline_cpu.md"))
     args = p.parse_args()
@@ -248,7 +298,7 @@ def main() -> None:
     else:       # the spec of an interrupted run, so that its results stay comparable
         device = DeviceSpec.from_dict(data["device"]) if "device" in data else None
     if device is None:
-        device = calibrate("cpu", threads=args.threads)
+        device = calibrate("cpu", threads=args.threads, clock=args.clock)
         data["device_path"] = str(save_local(device, "cpu"))
     data["device"] = device.to_dict()
     print(f"device: {device.source}: " + ", ".join(f"{k} {v / 1e9:.3g} GFLOP/s" for k, v in device.matrix.items())
@@ -259,7 +309,10 @@ def main() -> None:
     if not args.no_layers:
         layers(args, device, data, json_path)
     load_after = open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else []
-    load = (f"The machine has {torch.get_num_threads()} threads and was shared with other engineers' jobs: "
+    load = (f"Timed on {args.threads} thread(s) by the {args.clock} clock"
+            + (" (the process's CPU time)" if args.clock == "cpu" else "")
+            + f"; per-layer times by torch.profiler (wall clock, the least of 4 forwards). "
+            f"The machine has {os.cpu_count()} cores and was shared with other engineers' jobs: "
             f"load average (1, 5, 15 min) {' '.join(load_before)} at the start of this run, "
             f"{' '.join(load_after)} at its end.")
     data.setdefault("load", []).append(load)

@@ -22,12 +22,17 @@ blocks; CUDA is synchronised by its timer), at the thread count given (default: 
   sample, divided by the ops it runs that are not free (as counted by flopmeter): the fixed
   cost per op of module calls, dispatch and kernel launch, which dominates small layers.
 
+``clock="cpu"`` times with the process's CPU time (``time.process_time``) instead of the wall
+clock: on a CPU shared with other jobs, the time this process waits for a core does not
+count. It needs one thread (CPU time of several threads adds up) and a CPU device.
+
 ``measure(stmt, globals) -> seconds`` can be replaced (tests pass a fake timer).
 """
 
 from __future__ import annotations
 
 import platform
+import time
 from typing import Callable
 
 import torch
@@ -48,12 +53,17 @@ _MATMUL = {   # statement per dtype key (a, b are n × n; fp8 needs its scales)
 }
 
 
-def timer_measure(threads: int, min_run_time: float) -> Measure:
-    """The default timer: torch.utils.benchmark's blocked_autorange median, in seconds."""
+CLOCKS = ("wall", "cpu")
+
+
+def timer_measure(threads: int, min_run_time: float, clock: str = "wall") -> Measure:
+    """The default timer: torch.utils.benchmark's blocked_autorange median, in seconds, by the
+    wall clock (synchronising CUDA) or by the process's CPU time."""
     from torch.utils import benchmark
+    timer = {"cpu": {"timer": time.process_time}, "wall": {}}[clock]
 
     def measure(stmt: str, globals_: dict) -> float:
-        t = benchmark.Timer(stmt=stmt, globals={"torch": torch, **globals_}, num_threads=threads)
+        t = benchmark.Timer(stmt=stmt, globals={"torch": torch, **globals_}, num_threads=threads, **timer)
         return t.blocked_autorange(min_run_time=min_run_time).median
     return measure
 
@@ -143,7 +153,7 @@ def _cpu_name() -> str:
 def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, threads: int | None = None,
               max_n: int | None = None, max_batch: int | None = None, target_s: float = 0.25,
               copy_bytes: int | None = None, vector_numel: int = 1 << 15, min_run_time: float = 0.5,
-              measure: Measure | None = None) -> DeviceSpec:
+              clock: str = "wall", measure: Measure | None = None) -> DeviceSpec:
     """Measure this machine's matmul and convolution throughput per dtype, memory bandwidth,
     vector throughput and per-op overhead; returns a spec named ``local-<device>``."""
     if device not in ("cpu", "cuda"):
@@ -152,7 +162,12 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
         raise InputError("no CUDA device is available to calibrate", hint="use --device cpu")
     dev = torch.device(device)
     threads = threads or torch.get_num_threads()
-    measure = measure or timer_measure(threads, min_run_time)
+    if clock not in CLOCKS:
+        raise InputError(f"unknown clock '{clock}'", hint="use wall or cpu")
+    if clock == "cpu" and (device != "cpu" or threads != 1):
+        raise InputError("the cpu clock (process CPU time) needs --device cpu and --threads 1",
+                         hint="CPU time of several threads adds up, and GPU time is not CPU time")
+    measure = measure or timer_measure(threads, min_run_time, clock)
     max_n = max_n or (2048 if device == "cpu" else 8192)
     max_batch = max_batch or (64 if device == "cpu" else 512)
     copy_bytes = copy_bytes or (256 << 20 if device == "cpu" else 1 << 30)
@@ -203,10 +218,11 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
         memory = None
     return DeviceSpec(
         name=f"local-{device}", matrix=matrix, vector=vector, bandwidth=bandwidth, kind="calibrated", classes=classes,
-        source=f"flopmeter calibrate on {name} ({threads} thread{'s' if threads != 1 else ''}), torch {torch.__version__}",
+        source=f"flopmeter calibrate on {name} ({threads} thread{'s' if threads != 1 else ''}"
+               f"{', CPU-time clock' if clock == 'cpu' else ''}), torch {torch.__version__}",
         memory=memory, overhead=overhead, threads=threads,
-        extra={"hardware": name, "sizes": sizes, "skipped": skipped, "copy_bytes": copy_bytes,
+        extra={"hardware": name, "clock": clock, "sizes": sizes, "skipped": skipped, "copy_bytes": copy_bytes,
                "vector_numel": vector_numel, "overhead_ops": overhead_ops, "torch": torch.__version__})
 
 
-__all__ = ["CPU_DTYPES", "CUDA_DTYPES", "calibrate", "timer_measure"]
+__all__ = ["CLOCKS", "CPU_DTYPES", "CUDA_DTYPES", "calibrate", "timer_measure"]

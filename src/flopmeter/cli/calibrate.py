@@ -19,6 +19,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads to time with (default: torch.get_num_threads())")
     p.add_argument("--dtypes", help="comma-separated matmul dtypes (default cpu: fp32,bf16,fp16; "
                                     "cuda: fp32,tf32,bf16,fp16,fp8,int8)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall (default) or cpu: the process's CPU time, so that waiting for a core another job "
+                        "holds does not count (shared machines; needs --threads 1)")
     p.add_argument("--min-run-time", type=float, default=0.5,
                    help="seconds of timing per measurement (torch.utils.benchmark blocked_autorange)")
     add_output_options(p)
@@ -47,7 +50,8 @@ def run(args) -> int:
         raise InputError(f"--threads must be positive, got {args.threads}")
     dtypes = tuple(d.strip() for d in args.dtypes.split(",")) if args.dtypes else None
     with progress(f"timing matrix products, copies and small ops on {args.device} …"):
-        spec = calibrate(args.device, dtypes=dtypes, threads=args.threads, min_run_time=args.min_run_time)
+        spec = calibrate(args.device, dtypes=dtypes, threads=args.threads, min_run_time=args.min_run_time,
+                         clock=args.clock)
     path = save_local(spec, args.device)
     fmt = output_format(args.format, args.output)
     if fmt == "json":
