@@ -125,6 +125,15 @@ def test_convolutions_use_tf32_by_default_and_their_class_peak():
     (e,) = costed(roofline(flopmeter.count(dw, input_shape=(32, 64, 56, 56)), spec))
     assert e.op_class == "depthwise"
     assert e.compute_s == pytest.approx(2 * 32 * 64 * 56 * 56 * 1 * 3 * 3 / 1e10)   # C_in/g = 1
+    grouped = nn.Conv2d(64, 64, 3, padding=1, groups=4, bias=False)
+    spec_g = DeviceSpec("calibrated", {"fp32": 1e12}, vector=1e11, bandwidth=1e15, source="a test",
+                        classes={"grouped": {"fp32": 2e11}, "pool": {"fp32": 1e9}})
+    (e,) = costed(roofline(flopmeter.count(grouped, input_shape=(32, 64, 56, 56)), spec_g))
+    assert e.op_class == "grouped"
+    assert e.compute_s == pytest.approx(2 * 32 * 64 * 56 * 56 * (64 // 4) * 3 * 3 / 2e11)
+    (e,) = costed(roofline(flopmeter.count(nn.MaxPool2d(3, 2, 1), input_shape=(32, 64, 112, 112)), spec_g))
+    assert e.op_class == "pool"
+    assert e.compute_s == pytest.approx(32 * 64 * 56 * 56 * (3 * 3 - 1) / 1e9)       # window − 1 compares per output
     lin = roofline(flopmeter.count(nn.Linear(64, 64, bias=False), input_shape=(8, 64)), spec)
     (e,) = costed(lin)
     assert e.op_class == "matmul" and e.compute_s == pytest.approx(2 * 8 * 64 * 64 / 1e12)

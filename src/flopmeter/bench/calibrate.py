@@ -7,11 +7,12 @@ blocks; CUDA is synchronised by its timer), at the thread count given (default: 
   a short probe so one product takes about ``target_s`` (a slow dtype, such as fp16 on a CPU
   without fp16 units, gets a smaller ``n``), capped at ``max_n``. Dtypes a device cannot
   multiply are left out (listed in ``extra['skipped']``).
-- **convolutions** (op classes ``conv`` and ``depthwise``): a 3 × 3 convolution, 128 → 128
-  channels on 28 × 28, and a depthwise one, 256 channels on 56 × 56, in each float dtype
-  timed above, at the batch that takes about ``target_s`` (at most ``max_batch``). Their
-  kernels are not a matrix product's (oneDNN, cuDNN; PyTorch's CPU depthwise kernel is far
-  slower per FLOP).
+- **op classes with kernels of their own**, in each float dtype timed above, at the batch that
+  takes about ``target_s`` (at most ``max_batch``): ``conv`` (3 × 3, 128 → 128 channels on
+  28 × 28), ``grouped`` (3 × 3, 256 channels in groups of 16, on 28 × 28), ``depthwise``
+  (3 × 3, 256 channels on 56 × 56) and ``pool`` (3 × 3 max pool, stride 2, 64 channels on
+  112 × 112, as in a ResNet stem). Their kernels are not a matrix product's (oneDNN, cuDNN),
+  and on a CPU grouped, depthwise and pooling kernels are far slower per FLOP.
 - **bandwidth**: ``dst.copy_(src)`` of ``copy_bytes`` each, ``2·copy_bytes`` moved (read + write).
 - **vector**: ``torch.add(a, b, out=c)`` on fp32 tensors of ``vector_numel`` elements (128 KiB
   each by default, small enough to stay in a CPU core's L2 cache), ``vector_numel`` FLOPs,
@@ -98,24 +99,33 @@ def _matmul(key: str, device: torch.device, measure: Measure, max_n: int, target
                  lambda f: int((f / 2) ** (1 / 3)) // 64 * 64, device, measure, min(256, max_n), max_n, target_s)
 
 
-# convolutions by op class: (channels, H = W, groups = channels for depthwise); a batch of `size`
-CONVS = {"conv": (128, 28, 1), "depthwise": (256, 56, 256)}
+# op classes with kernels of their own: (statement, channels, H = W, groups, kernel, stride); a batch of `size`
+KERNELS = {
+    "conv": ("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", 128, 28, 1, 3, 1),
+    "grouped": ("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", 256, 28, 16, 3, 1),
+    "depthwise": ("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", 256, 56, 256, 3, 1),
+    "pool": ("torch.nn.functional.max_pool2d(x, 3, 2, 1)", 64, 112, 1, 3, 2),
+}
 
 
-def _conv(op_class: str, key: str, device: torch.device, measure: Measure, max_batch: int,
-          target_s: float) -> tuple[float, int]:
-    """(FLOP/s, batch) of a 3 × 3 convolution (padding 1) of op class ``op_class`` in dtype ``key``."""
-    c, hw, groups = CONVS[op_class]
+def _kernel(op_class: str, key: str, device: torch.device, measure: Measure, max_batch: int,
+            target_s: float) -> tuple[float, int]:
+    """(FLOP/s, batch) of op class ``op_class`` in dtype ``key``, FLOPs counted as flopmeter
+    counts them: a convolution 2 · N · C_out · H_out · W_out · (C_in / g) · K², a max pool
+    (window − 1) comparisons per output element."""
+    stmt, c, hw, groups, k, stride = KERNELS[op_class]
     dtype = DTYPES[key]
+    out = (hw + 2 * (k // 2) - k) // stride + 1
 
     def make(batch, dev):
         return {"x": torch.randn(batch, c, hw, hw, device=dev).to(dtype),
-                "w": torch.randn(c, c // groups, 3, 3, device=dev).to(dtype), "g": groups}
+                "w": torch.randn(c, c // groups, k, k, device=dev).to(dtype), "g": groups}
 
-    def flops(batch):         # 2 · N · C_out · H · W · (C_in / g) · 3 · 3
-        return 2 * batch * c * hw * hw * (c // groups) * 9
-    return _rate("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", make, flops, lambda f: int(f // flops(1)),
-                 device, measure, 1, max_batch, target_s)
+    def flops(batch):
+        if op_class == "pool":
+            return batch * c * out * out * (k * k - 1)
+        return 2 * batch * c * out * out * (c // groups) * k * k
+    return _rate(stmt, make, flops, lambda f: int(f // flops(1)), device, measure, 1, max_batch, target_s)
 
 
 def _tf32(enabled: bool):
@@ -190,10 +200,10 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
     if "fp32" not in matrix:
         raise InputError(f"could not time an fp32 matrix product on {device}: {skipped.get('fp32')}")
     classes: dict[str, dict[str, float]] = {}
-    for op_class in CONVS:        # convolutions in the float dtypes (fp32 convs use TF32 where cuDNN's default allows)
+    for op_class in KERNELS:      # in the float dtypes (fp32 convolutions use TF32 where cuDNN's default allows)
         for key in (k for k in matrix if k in ("fp32", "bf16", "fp16")):
             try:
-                classes.setdefault(op_class, {})[key], sizes[f"{op_class} {key}"] = _conv(
+                classes.setdefault(op_class, {})[key], sizes[f"{op_class} {key}"] = _kernel(
                     op_class, key, dev, measure, max_batch, target_s)
             except (RuntimeError, NotImplementedError) as exc:
                 skipped[f"{op_class} {key}"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"

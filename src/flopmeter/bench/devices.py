@@ -5,8 +5,8 @@ the user's cache directory), and loose name matching.
 A :class:`DeviceSpec` holds peak throughput of a matrix product by dtype (FLOP/s; OP/s for
 int8), the fp32 throughput of the vector units for everything that is not a matrix product,
 memory bandwidth (bytes/s) and, for calibrated specs, a per-op launch overhead (s) and the
-throughput of other op classes where they differ from a matrix product (``conv``: dense and
-grouped convolutions, ``depthwise``: one input channel per group), by dtype.
+throughput of other op classes where they differ from a matrix product or from the vector
+units (``conv``, ``grouped``, ``depthwise`` convolutions and ``pool``), by dtype.
 
 Names match loosely: case, spaces, ``-`` and ``_`` are ignored, a leading vendor word
 (``nvidia``, ``geforce``, ``amd``, ``instinct``, ``tesla``) is dropped, and each row has aliases

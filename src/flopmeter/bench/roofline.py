@@ -7,9 +7,11 @@ For every op of a :class:`~flopmeter.Report` that is not free::
     time    = max(compute, memory)  (+ the spec's per-op overhead, when asked)
 
 ``peak[dtype]`` is the device's peak for the op's class and dtype: the class is ``conv`` for
-a convolution, ``depthwise`` for one with a single input channel per group, ``matmul`` for
-any other op with MACs; a class without its own figure (every datasheet row) uses the
-matrix-product peak. The dtype is the op's first floating input's; float32 counts as TF32
+a convolution, ``grouped`` for one in groups of several input channels, ``depthwise`` for
+one with a single input channel per group, ``matmul`` for any other op with MACs; a class
+without its own figure (every datasheet row) uses the matrix-product peak. Ops without MACs
+run at ``vector``, or at their class's own figure (``pool``: max and average pooling) where
+a calibration measured one. The dtype is the op's first floating input's; float32 counts as TF32
 with ``tf32=True`` for matrix products and, unless ``conv_tf32=False``, for convolutions
 (cuDNN's default). ``vector`` is the throughput of the non-matrix units. An op is *compute-bound* when ``compute ≥ memory``. Its arithmetic
 intensity is FLOPs / bytes, FLOPs counted as in the ``all`` convention (2·MACs + elementwise
@@ -35,7 +37,7 @@ from .devices import DeviceSpec, dtype_key, get_device
 class OpEstimate:
     module: str
     op: str
-    op_class: str            # matmul, conv, depthwise or vector
+    op_class: str            # matmul, conv, grouped, depthwise, pool or vector
     dtype: str               # the device-table key whose peak was used
     flops: int               # 2·MACs + elementwise + transcendental
     bytes: int
@@ -172,18 +174,25 @@ def _op_dtype(row) -> torch.dtype | None:
 
 CONV_OPS = frozenset({"aten.convolution", "aten._convolution", "aten.conv1d", "aten.conv2d", "aten.conv3d",
                       "aten.conv_transpose1d", "aten.conv_transpose2d", "aten.conv_transpose3d"})
+POOL_OPS = frozenset(f"aten.{kind}_pool{d}d{suffix}" for kind in ("max", "avg") for d in (1, 2, 3)
+                     for suffix in ("", "_with_indices") if not (kind == "avg" and suffix))
+CONV_CLASSES = ("conv", "grouped", "depthwise")
 
 
 def op_class(row) -> str:
-    """matmul, conv, depthwise (one input channel per group: weight of shape [C_out, 1, …]
-    on an input of more than one channel) or vector (no MACs)."""
+    """The op's class, for its peak: ``conv`` (a convolution), ``grouped`` (in groups of more
+    than one input channel), ``depthwise`` (one input channel per group: a weight of shape
+    [C_out, 1, …] on an input of more than one channel), ``matmul`` (any other op with MACs),
+    ``pool`` (max and average pooling windows) or ``vector`` (other arithmetic)."""
+    ev = row.event
     if not row.cost.macs:
-        return "vector"
-    if row.event.op in CONV_OPS:
-        inputs = row.event.inputs
-        if len(inputs) >= 2 and inputs[1].ndim >= 3 and inputs[1].shape[1] == 1 and inputs[0].ndim >= 3 \
-                and inputs[0].shape[1 if inputs[0].ndim == inputs[1].ndim else 0] > 1:
-            return "depthwise"
+        return "pool" if ev.op in POOL_OPS else "vector"
+    if ev.op in CONV_OPS:
+        x, w = (ev.inputs + [None, None])[:2]
+        if x is not None and w is not None and w.ndim >= 3 and x.ndim >= 3 and not ev.op.startswith("aten.conv_t"):
+            c_in = x.shape[1] if x.ndim == w.ndim else x.shape[0]       # batched or unbatched input
+            if w.shape[1] < c_in:
+                return "depthwise" if w.shape[1] == 1 else "grouped"
         return "conv"
     return "matmul"
 
@@ -194,11 +203,15 @@ def estimate_op(row, device: DeviceSpec, *, tf32: bool = False, conv_tf32: bool 
     c = row.cost
     dtype = _op_dtype(row)
     cls = op_class(row)
-    key = dtype_key(dtype, conv_tf32 if cls in ("conv", "depthwise") else tf32) if dtype is not None else "fp32"
-    peak, used = device.peak(key, cls)
+    key = dtype_key(dtype, conv_tf32 if cls in CONV_CLASSES else tf32) if dtype is not None else "fp32"
     matrix_flops, vector_flops = 2 * c.macs, c.elementwise + c.transcendental
     nbytes = c.bytes_read + c.bytes_written
-    compute = matrix_flops / peak + vector_flops / device.vector
+    if c.macs:
+        peak, used = device.peak(key, cls)
+        compute = matrix_flops / peak + vector_flops / device.vector
+    else:               # a vector op: the vector units, or its class's own calibrated figure (pool)
+        own = device.classes.get(cls, {})
+        compute = vector_flops / own.get(key, own.get("fp32", device.vector))
     return OpEstimate(module=row.event.module, op=row.event.op, op_class=cls, dtype=used if c.macs else key,
                       flops=matrix_flops + vector_flops, bytes=nbytes, compute_s=compute,
                       memory_s=nbytes / device.bandwidth, overhead_s=device.overhead if overhead else 0.0)
@@ -217,7 +230,7 @@ def roofline(report: Report, device: DeviceSpec | str, *, measured: dict[str, fl
             continue
         unsupported += row.status == "unsupported"
         e = estimate_op(row, device, tf32=tf32, conv_tf32=conv_tf32, overhead=overhead)
-        wanted = dtype_key(_op_dtype(row), conv_tf32 if e.op_class in ("conv", "depthwise") else tf32)
+        wanted = dtype_key(_op_dtype(row), conv_tf32 if e.op_class in CONV_CLASSES else tf32)
         if row.cost.macs and e.dtype != wanted and wanted != "tf32":
             fallback[wanted] = e.dtype
         ops.append(e)
