@@ -138,6 +138,31 @@ def measure_layers(model, inputs, iterations: int = 3) -> tuple[dict[str, float]
     return cpu, wall
 
 
+def probes(threads: int, clock: str) -> list[tuple[str, float]]:
+    """GFLOP/s of a few convolutions and their GEMM twin, to show how much a convolution's
+    shape and memory layout move oneDNN's throughput (the roofline has one figure per class)."""
+    F = torch.nn.functional
+    timer = {"timer": time.process_time} if clock == "cpu" else {}
+
+    def rate(stmt, g, flops):
+        t = benchmark.Timer(stmt, globals={**g, "torch": torch, "F": F}, num_threads=threads, **timer)
+        return flops / t.blocked_autorange(min_run_time=1.0).median / 1e9
+
+    x, w = torch.randn(32, 64, 56, 56), torch.randn(256, 64, 1, 1)
+    f1 = 2 * 32 * 256 * 56 * 56 * 64                        # 2·N·C_out·H·W·C_in
+    cl = torch.channels_last
+    x3, w3 = torch.randn(32, 128, 28, 28), torch.randn(128, 128, 3, 3)
+    return [
+        ("1×1 conv 64 → 256 on 32×56×56 (resnet50 layer1), NCHW", rate("F.conv2d(x, w)", {"x": x, "w": w}, f1)),
+        ("the same, channels_last", rate("F.conv2d(x, w)", {"x": x.contiguous(memory_format=cl),
+                                                             "w": w.contiguous(memory_format=cl)}, f1)),
+        ("the same as one GEMM, (100352 × 64) @ (64 × 256)",
+         rate("torch.mm(a, b)", {"a": x.permute(0, 2, 3, 1).reshape(-1, 64).contiguous(), "b": torch.randn(64, 256)}, f1)),
+        ("3×3 conv 128 → 128 on 32×28×28 (the calibration's conv), NCHW",
+         rate("F.conv2d(x, w, padding=1)", {"x": x3, "w": w3}, 2 * 32 * 128 * 28 * 28 * 128 * 9)),
+    ]
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -209,6 +234,7 @@ def layers(args, device, data, json_path) -> None:
                       "sum_profiler_wall_s": sum(wall.values()), "rows": rows, "layers_measured": len(leaves),
                                "sum_measured_s": sum(m.measured_s for m in leaves),
                                "sum_predicted_s": sum(m.time_s for m in leaves)}
+    data["probes"] = probes(args.threads, args.clock)
     save_results(json_path, data)
 
 
@@ -264,6 +290,9 @@ def report_md(device, data, load: str) -> str:
                        f"({100 * r['bandwidth_fraction']:.0f}%) | {r['bound']} | {r['measured_bound']} |")
         agree = sum(r["bound"] == r["measured_bound"] for r in lay["rows"])
         out += ["", f"Bound classification agrees for {agree} of {len(lay['rows'])} layers."]
+    if data.get("probes"):
+        out += ["", "## Convolution throughput by shape and layout (same clock and threads)", "",
+                "| kernel | GFLOP/s |", "|---|---:|"] + [f"| {k} | {v:.3g} |" for k, v in data["probes"]]
     return "\n".join(out) + "\n"
 
 
