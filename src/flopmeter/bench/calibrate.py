@@ -8,7 +8,9 @@ blocks; CUDA is synchronised by its timer), at the thread count given (default: 
   without fp16 units, gets a smaller ``n``), capped at ``max_n``. Dtypes a device cannot
   multiply are left out (listed in ``extra['skipped']``).
 - **op classes with kernels of their own**, in each float dtype timed above, at the batch that
-  takes about ``target_s`` (at most ``max_batch``): ``conv`` (3 × 3, 128 → 128 channels on
+  takes about ``target_s``, at most ``max_batch`` (on a CPU 1 by default, so that the tensors
+  stay in cache and the figure is the kernel's arithmetic rate; memory traffic is the
+  roofline's other term; on a GPU 512, to fill it): ``conv`` (3 × 3, 128 → 128 channels on
   28 × 28), ``grouped`` (3 × 3, 256 channels in groups of 16, on 28 × 28), ``depthwise``
   (3 × 3, 256 channels on 56 × 56) and ``pool`` (3 × 3 max pool, stride 2, 64 channels on
   112 × 112, as in a ResNet stem). Their kernels are not a matrix product's (oneDNN, cuDNN),
@@ -179,7 +181,7 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
                          hint="CPU time of several threads adds up, and GPU time is not CPU time")
     measure = measure or timer_measure(threads, min_run_time, clock)
     max_n = max_n or (2048 if device == "cpu" else 8192)
-    max_batch = max_batch or (64 if device == "cpu" else 512)
+    max_batch = max_batch or (1 if device == "cpu" else 512)     # in cache on a CPU; a full GPU
     copy_bytes = copy_bytes or (256 << 20 if device == "cpu" else 1 << 30)
     dtypes = dtypes or (CPU_DTYPES if device == "cpu" else CUDA_DTYPES)
 
