@@ -72,7 +72,7 @@ def fake_measure(stmt, globals_):
 
 
 def test_calibrate_arithmetic_with_a_fake_timer():
-    spec = calibrate_module.calibrate("cpu", dtypes=("fp32", "bf16"), max_n=128, max_batch=4, copy_bytes=1 << 20,
+    spec = calibrate_module.calibrate("cpu", dtypes=("fp32", "bf16"), max_n=128, batched=4, copy_bytes=1 << 20,
                                       vector_numel=1 << 10, measure=fake_measure)
     assert spec.matrix == {"fp32": pytest.approx(2 * 128 ** 3 / 0.01), "bf16": pytest.approx(2 * 128 ** 3 / 0.01)}
     assert spec.bandwidth == pytest.approx(2 * (1 << 20) / 0.01)          # read + write of the copy
@@ -81,11 +81,12 @@ def test_calibrate_arithmetic_with_a_fake_timer():
     assert spec.extra["overhead_ops"] == 32 * 2
     assert spec.overhead == pytest.approx(0.01 / 64)
     assert spec.threads == torch.get_num_threads() and spec.kind == "calibrated"
-    # op classes at the largest batch allowed (4): convolutions 2·N·C_out·H·W·(C_in/g)·K², max pool 8 per output
-    assert spec.classes["conv"]["fp32"] == pytest.approx(2 * 4 * 128 * 28 * 28 * 128 * 9 / 0.01)
-    assert spec.classes["grouped"]["bf16"] == pytest.approx(2 * 4 * 256 * 28 * 28 * (256 // 16) * 9 / 0.01)
-    assert spec.classes["depthwise"]["fp32"] == pytest.approx(2 * 4 * 256 * 56 * 56 * 1 * 9 / 0.01)
-    assert spec.classes["pool"]["fp32"] == pytest.approx(4 * 64 * 56 * 56 * (3 * 3 - 1) / 0.01)
+    # op classes at batch 1 and (":batched") at batch 4: convolutions 2·N·C_out·H·W·(C_in/g)·K², max pool 8 per output
+    assert spec.classes["conv"]["fp32"] == pytest.approx(2 * 1 * 128 * 28 * 28 * 128 * 9 / 0.01)
+    assert spec.classes["conv:batched"]["fp32"] == pytest.approx(2 * 4 * 128 * 28 * 28 * 128 * 9 / 0.01)
+    assert spec.classes["grouped:batched"]["bf16"] == pytest.approx(2 * 4 * 256 * 28 * 28 * (256 // 16) * 9 / 0.01)
+    assert spec.classes["depthwise"]["fp32"] == pytest.approx(2 * 1 * 128 * 28 * 28 * 1 * 9 / 0.01)
+    assert spec.classes["pool:batched"]["fp32"] == pytest.approx(4 * 64 * 28 * 28 * (3 * 3 - 1) / 0.01)
 
 
 def test_calibrate_for_real_tiny_and_the_spec_loads_as_local(tmp_path, monkeypatch):
@@ -93,7 +94,7 @@ def test_calibrate_for_real_tiny_and_the_spec_loads_as_local(tmp_path, monkeypat
     with pytest.raises(InputError, match="no calibrated device spec") as exc:
         get_device("local")
     assert exc.value.hint == "measure this machine first: flopmeter calibrate --device cpu"
-    spec = calibrate_module.calibrate("cpu", dtypes=("fp32",), max_n=64, max_batch=1, copy_bytes=1 << 16,
+    spec = calibrate_module.calibrate("cpu", dtypes=("fp32",), max_n=64, batched=2, copy_bytes=1 << 16,
                                       vector_numel=1 << 10, min_run_time=0.01, target_s=0.001)
     assert spec.matrix["fp32"] > 0 and spec.bandwidth > 0 and spec.vector > 0 and spec.overhead > 0
     from flopmeter.bench.devices import save_local
@@ -111,7 +112,7 @@ def test_cli_calibrate_and_roofline_local(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     real = calibrate_module.calibrate
     monkeypatch.setattr(calibrate_module, "calibrate",
-                        lambda device, **kw: real(device, **{**kw, "max_n": 128, "max_batch": 2, "copy_bytes": 1 << 20,
+                        lambda device, **kw: real(device, **{**kw, "max_n": 128, "batched": 2, "copy_bytes": 1 << 20,
                                                              "vector_numel": 1 << 10, "measure": fake_measure}))
     code, out, err = run(capsys, "calibrate", "--dtypes", "fp32")
     path = tmp_path / "flopmeter" / "device-local-cpu.json"

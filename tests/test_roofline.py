@@ -134,6 +134,11 @@ def test_convolutions_use_tf32_by_default_and_their_class_peak():
     (e,) = costed(roofline(flopmeter.count(nn.MaxPool2d(3, 2, 1), input_shape=(32, 64, 112, 112)), spec_g))
     assert e.op_class == "pool"
     assert e.compute_s == pytest.approx(32 * 64 * 56 * 56 * (3 * 3 - 1) / 1e9)       # window − 1 compares per output
+    spec_b = DeviceSpec("calibrated", {"fp32": 1e12}, vector=1e11, bandwidth=1e15, source="a test",
+                        classes={"depthwise": {"fp32": 1e10}, "depthwise:batched": {"fp32": 1e9}})
+    for batch, rate in ((1, 1e10), (32, 1e9)):            # a batch of more than one: the ':batched' figure
+        (e,) = costed(roofline(flopmeter.count(dw, input_shape=(batch, 64, 56, 56)), spec_b))
+        assert e.compute_s == pytest.approx(2 * batch * 64 * 56 * 56 * 1 * 3 * 3 / rate)
     lin = roofline(flopmeter.count(nn.Linear(64, 64, bias=False), input_shape=(8, 64)), spec)
     (e,) = costed(lin)
     assert e.op_class == "matmul" and e.compute_s == pytest.approx(2 * 8 * 64 * 64 / 1e12)

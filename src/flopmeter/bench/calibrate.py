@@ -7,14 +7,17 @@ blocks; CUDA is synchronised by its timer), at the thread count given (default: 
   a short probe so one product takes about ``target_s`` (a slow dtype, such as fp16 on a CPU
   without fp16 units, gets a smaller ``n``), capped at ``max_n``. Dtypes a device cannot
   multiply are left out (listed in ``extra['skipped']``).
-- **op classes with kernels of their own**, in each float dtype timed above, at the batch that
-  takes about ``target_s``, at most ``max_batch`` (on a CPU 1 by default, so that the tensors
-  stay in cache and the figure is the kernel's arithmetic rate; memory traffic is the
-  roofline's other term; on a GPU 512, to fill it): ``conv`` (3 × 3, 128 → 128 channels on
-  28 × 28), ``grouped`` (3 × 3, 256 channels in groups of 16, on 28 × 28), ``depthwise``
-  (3 × 3, 256 channels on 56 × 56) and ``pool`` (3 × 3 max pool, stride 2, 64 channels on
-  112 × 112, as in a ResNet stem). Their kernels are not a matrix product's (oneDNN, cuDNN),
-  and on a CPU grouped, depthwise and pooling kernels are far slower per FLOP.
+- **op classes with kernels of their own**, in each float dtype timed above: ``conv`` (3 × 3,
+  128 → 128 channels on 28 × 28), ``grouped`` (3 × 3, 256 channels in groups of 16, on
+  28 × 28), ``depthwise`` (3 × 3, 128 channels on 28 × 28) and ``pool`` (3 × 3 max pool,
+  stride 2, 64 channels on 56 × 56). Their kernels are not a matrix product's (oneDNN,
+  cuDNN), and on a CPU grouped, depthwise and pooling kernels are far slower per FLOP. On a
+  CPU each is timed at batch 1 and, as ``<class>:batched``, at batch ``batched`` (8): both
+  small enough to stay in cache, so the figure is the kernel's arithmetic rate (memory
+  traffic is the roofline's other term), and apart because oneDNN picks other kernels for
+  a batch (its NCHW depthwise convolution is about 8× slower per FLOP at batch 8 than at 1,
+  measured). On a GPU one figure, at the batch (up to ``max_batch``) that takes about
+  ``target_s``.
 - **bandwidth**: ``dst.copy_(src)`` of ``copy_bytes`` each, ``2·copy_bytes`` moved (read + write).
 - **vector**: ``torch.add(a, b, out=c)`` on fp32 tensors of ``vector_numel`` elements (128 KiB
   each by default, small enough to stay in a CPU core's L2 cache), ``vector_numel`` FLOPs,
@@ -105,12 +108,12 @@ def _matmul(key: str, device: torch.device, measure: Measure, max_n: int, target
 KERNELS = {
     "conv": ("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", 128, 28, 1, 3, 1),
     "grouped": ("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", 256, 28, 16, 3, 1),
-    "depthwise": ("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", 256, 56, 256, 3, 1),
-    "pool": ("torch.nn.functional.max_pool2d(x, 3, 2, 1)", 64, 112, 1, 3, 2),
+    "depthwise": ("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", 128, 28, 128, 3, 1),
+    "pool": ("torch.nn.functional.max_pool2d(x, 3, 2, 1)", 64, 56, 1, 3, 2),
 }
 
 
-def _kernel(op_class: str, key: str, device: torch.device, measure: Measure, max_batch: int,
+def _kernel(op_class: str, key: str, device: torch.device, measure: Measure, batch: int, max_batch: int,
             target_s: float) -> tuple[float, int]:
     """(FLOP/s, batch) of op class ``op_class`` in dtype ``key``, FLOPs counted as flopmeter
     counts them: a convolution 2 · N · C_out · H_out · W_out · (C_in / g) · K², a max pool
@@ -127,7 +130,7 @@ def _kernel(op_class: str, key: str, device: torch.device, measure: Measure, max
         if op_class == "pool":
             return batch * c * out * out * (k * k - 1)
         return 2 * batch * c * out * out * (c // groups) * k * k
-    return _rate(stmt, make, flops, lambda f: int(f // flops(1)), device, measure, 1, max_batch, target_s)
+    return _rate(stmt, make, flops, lambda f: int(f // flops(1)), device, measure, batch, max_batch, target_s)
 
 
 def _tf32(enabled: bool):
@@ -163,7 +166,7 @@ def _cpu_name() -> str:
 
 
 def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, threads: int | None = None,
-              max_n: int | None = None, max_batch: int | None = None, target_s: float = 0.25,
+              max_n: int | None = None, max_batch: int | None = None, batched: int = 8, target_s: float = 0.25,
               copy_bytes: int | None = None, vector_numel: int = 1 << 15, min_run_time: float = 0.5,
               clock: str = "wall", measure: Measure | None = None) -> DeviceSpec:
     """Measure this machine's matmul and convolution throughput per dtype, memory bandwidth,
@@ -181,7 +184,7 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
                          hint="CPU time of several threads adds up, and GPU time is not CPU time")
     measure = measure or timer_measure(threads, min_run_time, clock)
     max_n = max_n or (2048 if device == "cpu" else 8192)
-    max_batch = max_batch or (1 if device == "cpu" else 512)     # in cache on a CPU; a full GPU
+    max_batch = max_batch or 512
     copy_bytes = copy_bytes or (256 << 20 if device == "cpu" else 1 << 30)
     dtypes = dtypes or (CPU_DTYPES if device == "cpu" else CUDA_DTYPES)
 
@@ -202,13 +205,17 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
     if "fp32" not in matrix:
         raise InputError(f"could not time an fp32 matrix product on {device}: {skipped.get('fp32')}")
     classes: dict[str, dict[str, float]] = {}
-    for op_class in KERNELS:      # in the float dtypes (fp32 convolutions use TF32 where cuDNN's default allows)
+    # (class name, first batch, largest batch): on a CPU batch 1 and `batched`, both in cache; on a GPU one
+    # figure at the batch that fills it
+    regimes = [(c, 1, max_batch) for c in KERNELS] if device == "cuda" else \
+        [(c, 1, 1) for c in KERNELS] + ([(f"{c}:batched", batched, batched) for c in KERNELS] if batched > 1 else [])
+    for name, first, largest in regimes:      # float dtypes (fp32 convolutions use TF32 where cuDNN's default allows)
         for key in (k for k in matrix if k in ("fp32", "bf16", "fp16")):
             try:
-                classes.setdefault(op_class, {})[key], sizes[f"{op_class} {key}"] = _kernel(
-                    op_class, key, dev, measure, max_batch, target_s)
+                classes.setdefault(name, {})[key], sizes[f"{name} {key}"] = _kernel(
+                    name.split(":")[0], key, dev, measure, first, largest, target_s)
             except (RuntimeError, NotImplementedError) as exc:
-                skipped[f"{op_class} {key}"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+                skipped[f"{name} {key}"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
 
     n = copy_bytes // 4
     src, dst = torch.empty(n, device=dev).fill_(1.0), torch.empty(n, device=dev)

@@ -11,7 +11,8 @@ a convolution, ``grouped`` for one in groups of several input channels, ``depthw
 one with a single input channel per group, ``matmul`` for any other op with MACs; a class
 without its own figure (every datasheet row) uses the matrix-product peak. Ops without MACs
 run at ``vector``, or at their class's own figure (``pool``: max and average pooling) where
-a calibration measured one. The dtype is the op's first floating input's; float32 counts as TF32
+a calibration measured one. A calibrated class ``<class>:batched`` (a CPU's figure at a
+batch of more than one) is used for ops whose input has a batch of more than one. The dtype is the op's first floating input's; float32 counts as TF32
 with ``tf32=True`` for matrix products and, unless ``conv_tf32=False``, for convolutions
 (cuDNN's default). ``vector`` is the throughput of the non-matrix units. An op is *compute-bound* when ``compute ≥ memory``. Its arithmetic
 intensity is FLOPs / bytes, FLOPs counted as in the ``all`` convention (2·MACs + elementwise
@@ -37,7 +38,7 @@ from .devices import DeviceSpec, dtype_key, get_device
 class OpEstimate:
     module: str
     op: str
-    op_class: str            # matmul, conv, grouped, depthwise, pool or vector
+    op_class: str            # matmul, conv, grouped, depthwise, pool or vector (":batched": batch > 1)
     dtype: str               # the device-table key whose peak was used
     flops: int               # 2·MACs + elementwise + transcendental
     bytes: int
@@ -197,6 +198,20 @@ def op_class(row) -> str:
     return "matmul"
 
 
+def op_batch(row) -> int:
+    """The batch of a convolution's or pooling's input (1 for an unbatched input)."""
+    ev = row.event
+    inputs = ev.inputs
+    if not inputs:
+        return 1
+    x = inputs[0]
+    if ev.op in CONV_OPS and len(inputs) >= 2:
+        return x.shape[0] if x.ndim == inputs[1].ndim else 1
+    if ev.op in POOL_OPS:
+        return x.shape[0] if x.ndim == int(ev.op.rsplit("pool", 1)[1][0]) + 2 else 1
+    return x.shape[0] if x.ndim else 1
+
+
 def estimate_op(row, device: DeviceSpec, *, tf32: bool = False, conv_tf32: bool = True,
                 overhead: bool = True) -> OpEstimate:
     """The roofline of one op (an ``OpRow`` of a report)."""
@@ -204,6 +219,8 @@ def estimate_op(row, device: DeviceSpec, *, tf32: bool = False, conv_tf32: bool 
     dtype = _op_dtype(row)
     cls = op_class(row)
     key = dtype_key(dtype, conv_tf32 if cls in CONV_CLASSES else tf32) if dtype is not None else "fp32"
+    if f"{cls}:batched" in device.classes and op_batch(row) > 1:
+        cls = f"{cls}:batched"        # a calibrated figure for a batch of more than one
     matrix_flops, vector_flops = 2 * c.macs, c.elementwise + c.transcendental
     nbytes = c.bytes_read + c.bytes_written
     if c.macs:
@@ -230,7 +247,7 @@ def roofline(report: Report, device: DeviceSpec | str, *, measured: dict[str, fl
             continue
         unsupported += row.status == "unsupported"
         e = estimate_op(row, device, tf32=tf32, conv_tf32=conv_tf32, overhead=overhead)
-        wanted = dtype_key(_op_dtype(row), conv_tf32 if e.op_class in CONV_CLASSES else tf32)
+        wanted = dtype_key(_op_dtype(row), conv_tf32 if e.op_class.split(":")[0] in CONV_CLASSES else tf32)
         if row.cost.macs and e.dtype != wanted and wanted != "tf32":
             fallback[wanted] = e.dtype
         ops.append(e)
