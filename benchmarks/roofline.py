@@ -152,7 +152,7 @@ def probes(threads: int, clock: str) -> list[tuple[str, float]]:
     f1 = 2 * 32 * 256 * 56 * 56 * 64                        # 2·N·C_out·H·W·C_in
     cl = torch.channels_last
     x3, w3 = torch.randn(32, 128, 28, 28), torch.randn(128, 128, 3, 3)
-    return [
+    rows = [
         ("1×1 conv 64 → 256 on 32×56×56 (resnet50 layer1), NCHW", rate("F.conv2d(x, w)", {"x": x, "w": w}, f1)),
         ("the same, channels_last", rate("F.conv2d(x, w)", {"x": x.contiguous(memory_format=cl),
                                                              "w": w.contiguous(memory_format=cl)}, f1)),
@@ -161,6 +161,11 @@ def probes(threads: int, clock: str) -> list[tuple[str, float]]:
         ("3×3 conv 128 → 128 on 32×28×28 (the calibration's conv), NCHW",
          rate("F.conv2d(x, w, padding=1)", {"x": x3, "w": w3}, 2 * 32 * 128 * 28 * 28 * 128 * 9)),
     ]
+    for n, c, hw in ((1, 256, 14), (8, 256, 14), (1, 128, 28), (8, 128, 28), (32, 128, 28), (1, 96, 56), (16, 96, 56)):
+        rows.append((f"3×3 depthwise conv, {c} channels on {n}×{hw}×{hw}, NCHW",
+                     rate("F.conv2d(x, w, padding=1, groups=g)",
+                          {"x": torch.randn(n, c, hw, hw), "w": torch.randn(c, 1, 3, 3), "g": c}, 2 * n * c * hw * hw * 9)))
+    return rows
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -234,7 +239,6 @@ def layers(args, device, data, json_path) -> None:
                       "sum_profiler_wall_s": sum(wall.values()), "rows": rows, "layers_measured": len(leaves),
                                "sum_measured_s": sum(m.measured_s for m in leaves),
                                "sum_predicted_s": sum(m.time_s for m in leaves)}
-    data["probes"] = probes(args.threads, args.clock)
     save_results(json_path, data)
 
 
@@ -337,6 +341,9 @@ def main() -> None:
     zoo(args, device, data, json_path)
     if not args.no_layers:
         layers(args, device, data, json_path)
+    if "probes" not in data:
+        data["probes"] = probes(args.threads, args.clock)
+        save_results(json_path, data)
     load_after = open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else []
     load = (f"Timed on {args.threads} thread(s) by the {args.clock} clock"
             + (" (the process's CPU time)" if args.clock == "cpu" else "")

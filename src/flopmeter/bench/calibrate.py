@@ -12,11 +12,10 @@ blocks; CUDA is synchronised by its timer), at the thread count given (default: 
   28 × 28), ``depthwise`` (3 × 3, 128 channels on 28 × 28) and ``pool`` (3 × 3 max pool,
   stride 2, 64 channels on 56 × 56). Their kernels are not a matrix product's (oneDNN,
   cuDNN), and on a CPU grouped, depthwise and pooling kernels are far slower per FLOP. On a
-  CPU each is timed at batch 1 and, as ``<class>:batched``, at batch ``batched`` (8): both
-  small enough to stay in cache, so the figure is the kernel's arithmetic rate (memory
-  traffic is the roofline's other term), and apart because oneDNN picks other kernels for
-  a batch (its NCHW depthwise convolution is about 8× slower per FLOP at batch 8 than at 1,
-  measured). On a GPU one figure, at the batch (up to ``max_batch``) that takes about
+  CPU each is timed at batch 1 (in cache, so the figure is the kernel's arithmetic rate;
+  memory traffic is the roofline's other term) and, as ``<class>:batched``, at batch
+  ``batched`` (32), apart because oneDNN picks other kernels for a batch (its NCHW
+  depthwise convolution is up to 8× slower per FLOP at batch 8 than at 1, measured). On a GPU one figure, at the batch (up to ``max_batch``) that takes about
   ``target_s``.
 - **bandwidth**: ``dst.copy_(src)`` of ``copy_bytes`` each, ``2·copy_bytes`` moved (read + write).
 - **vector**: ``torch.add(a, b, out=c)`` on fp32 tensors of ``vector_numel`` elements (128 KiB
@@ -166,7 +165,7 @@ def _cpu_name() -> str:
 
 
 def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, threads: int | None = None,
-              max_n: int | None = None, max_batch: int | None = None, batched: int = 8, target_s: float = 0.25,
+              max_n: int | None = None, max_batch: int | None = None, batched: int = 32, target_s: float = 0.25,
               copy_bytes: int | None = None, vector_numel: int = 1 << 15, min_run_time: float = 0.5,
               clock: str = "wall", measure: Measure | None = None) -> DeviceSpec:
     """Measure this machine's matmul and convolution throughput per dtype, memory bandwidth,
@@ -205,7 +204,7 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
     if "fp32" not in matrix:
         raise InputError(f"could not time an fp32 matrix product on {device}: {skipped.get('fp32')}")
     classes: dict[str, dict[str, float]] = {}
-    # (class name, first batch, largest batch): on a CPU batch 1 and `batched`, both in cache; on a GPU one
+    # (class name, first batch, largest batch): on a CPU batch 1 and `batched`; on a GPU one
     # figure at the batch that fills it
     regimes = [(c, 1, max_batch) for c in KERNELS] if device == "cuda" else \
         [(c, 1, 1) for c in KERNELS] + ([(f"{c}:batched", batched, batched) for c in KERNELS] if batched > 1 else [])
