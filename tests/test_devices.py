@@ -117,7 +117,7 @@ def test_cli_calibrate_and_roofline_local(capsys, tmp_path, monkeypatch):
     code, out, err = run(capsys, "calibrate", "--dtypes", "fp32")
     path = tmp_path / "flopmeter" / "device-local-cpu.json"
     assert code == 0 and f"saved to {path}" in out and path.is_file()
-    assert f"{2 * 128 ** 3 / 0.01 / 1e12:.4g} TFLOP/s" in out
+    assert f"{2 * 128 ** 3 / 0.01 / 1e6:.4g} MFLOP/s" in out            # 2·n³ / 10 ms
     code, out, err = run(capsys, "roofline", "--device-spec", "local", "--format", "json",
                          "torchvision:resnet18", "--depth", "1")
     d = json.loads(out)

@@ -28,6 +28,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def rate_text(flops: float) -> str:
+    """80.1e9 → '80.1 GFLOP/s' (the unit that keeps the number readable)."""
+    for scale, unit in ((1e12, "TFLOP/s"), (1e9, "GFLOP/s"), (1e6, "MFLOP/s")):
+        if flops >= scale:
+            return f"{flops / scale:.4g} {unit}"
+    return f"{flops:.4g} FLOP/s"
+
+
 def datasheet_row(hardware: str):
     """The device table's row whose name or alias is the longest one inside ``hardware``
     ('NVIDIA H100 80GB HBM3' → H100 SXM), or None."""
@@ -61,21 +69,21 @@ def run(args) -> int:
     t = Table(["figure", "measured"] + (["datasheet", "measured / datasheet"] if sheet else []),
               [False, True] + ([True, True] if sheet else []))
     for key, value in spec.matrix.items():
-        row = [f"matmul {key} (n={spec.extra['sizes'][key]})", f"{value / 1e12:.4g} TFLOP/s"]
+        row = [f"matmul {key} (n={spec.extra['sizes'][key]})", rate_text(value)]
         if sheet:
             ref = sheet.matrix.get(key)
-            row += [f"{ref / 1e12:.4g} TFLOP/s", f"{value / ref:.2f}"] if ref else ["—", "—"]
+            row += [rate_text(ref), f"{value / ref:.2f}"] if ref else ["—", "—"]
         t.rows.append(row)
     for op_class, peaks in spec.classes.items():
         for key, value in peaks.items():
             t.rows.append([f"{op_class} {key} (batch {spec.extra['sizes'][f'{op_class} {key}']})",
-                           f"{value / 1e12:.4g} TFLOP/s"] + (["—", "—"] if sheet else []))
-    for label, value, ref, unit in (("memory bandwidth (copy)", spec.bandwidth, sheet and sheet.bandwidth, "GB/s"),
-                                    ("vector (fp32 add)", spec.vector, sheet and sheet.vector, "TFLOP/s")):
-        scale = 1e9 if unit == "GB/s" else 1e12
-        row = [label, f"{value / scale:.4g} {unit}"]
+                           rate_text(value)] + (["—", "—"] if sheet else []))
+    for label, value, ref, text in (
+            ("memory bandwidth (copy)", spec.bandwidth, sheet and sheet.bandwidth, lambda v: f"{v / 1e9:.4g} GB/s"),
+            ("vector (fp32 add)", spec.vector, sheet and sheet.vector, rate_text)):
+        row = [label, text(value)]
         if sheet:
-            row += [f"{ref / scale:.4g} {unit}", f"{value / ref:.2f}"]
+            row += [text(ref), f"{value / ref:.2f}"]
         t.rows.append(row)
     t.rows.append(["overhead per op", f"{spec.overhead * 1e6:.3g} µs"] + (["—", "—"] if sheet else []))
     for key, why in spec.extra["skipped"].items():

@@ -87,10 +87,11 @@ def view_table(rl: Roofline, view: str, depth: int | None, top: int, raw: bool) 
 
 def header(rl: Roofline, decode=None) -> list[tuple[str, str]]:
     d = rl.device
-    peaks = ", ".join(f"{k} {v / 1e12:.4g}" for k, v in d.matrix.items())
-    peaks += "".join(f"; {c} " + ", ".join(f"{k} {v / 1e12:.4g}" for k, v in p.items()) for c, p in d.classes.items())
+    scale, unit = (1e12, "TFLOP/s") if d.matrix.get("fp32", d.vector) >= 1e12 else (1e9, "GFLOP/s")
+    peaks = ", ".join(f"{k} {v / scale:.4g}" for k, v in d.matrix.items())
+    peaks += "".join(f"; {c} " + ", ".join(f"{k} {v / scale:.4g}" for k, v in p.items()) for c, p in d.classes.items())
     items = [("model", rl.report.model), ("inputs", ", ".join(map(repr, rl.report.inputs))),
-             ("device", f"{d.name} ({d.kind}): matmul TFLOP/s {peaks}; vector {d.vector / 1e12:.4g} TFLOP/s; "
+             ("device", f"{d.name} ({d.kind}), {unit}: matmul {peaks}; vector {d.vector / scale:.4g}; "
                         f"memory {d.bandwidth / 1e9:.4g} GB/s" + (f"; {d.overhead * 1e6:.3g} µs per op"
                                                                     if d.overhead and rl.overhead else "")),
              ("source", d.source),
