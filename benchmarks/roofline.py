@@ -347,7 +347,7 @@ def main() -> None:
     load_after = open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else []
     load = (f"Timed on {args.threads} thread(s) by the {args.clock} clock"
             + (" (the process's CPU time)" if args.clock == "cpu" else "")
-            + f"; per-layer times by torch.profiler (wall clock, the least of 4 forwards). "
+            + "; per-layer times by the same clock and by torch.profiler (wall clock), the least of 3 forwards. "
             f"The machine has {os.cpu_count()} cores and was shared with other engineers' jobs: "
             f"load average (1, 5, 15 min) {' '.join(load_before)} at the start of this run, "
             f"{' '.join(load_after)} at its end.")

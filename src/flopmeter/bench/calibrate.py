@@ -14,8 +14,9 @@ blocks; CUDA is synchronised by its timer), at the thread count given (default: 
   cuDNN), and on a CPU grouped, depthwise and pooling kernels are far slower per FLOP. On a
   CPU each is timed at batch 1 (in cache, so the figure is the kernel's arithmetic rate;
   memory traffic is the roofline's other term) and, as ``<class>:batched``, at batch
-  ``batched`` (32), apart because oneDNN picks other kernels for a batch (its NCHW
-  depthwise convolution is up to 8× slower per FLOP at batch 8 than at 1, measured). On a GPU one figure, at the batch (up to ``max_batch``) that takes about
+  ``batched`` (32), apart because oneDNN picks its kernels by shape and batch (on one core
+  of the development machine its NCHW depthwise convolution ran at 7.7–17.7 GFLOP/s across
+  the shapes and batches ``benchmarks/roofline.py`` probes). On a GPU one figure, at the batch (up to ``max_batch``) that takes about
   ``target_s``.
 - **bandwidth**: ``dst.copy_(src)`` of ``copy_bytes`` each, ``2·copy_bytes`` moved (read + write).
 - **vector**: ``torch.add(a, b, out=c)`` on fp32 tensors of ``vector_numel`` elements (128 KiB
