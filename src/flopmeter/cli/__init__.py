@@ -7,6 +7,8 @@
     flopmeter scaling SPEC --seq-len A:B  how cost grows with the input (or --input-size A:B)
     flopmeter bench SPEC [...]            measured throughput and latency (and per layer)
     flopmeter sweep PATTERN ... -o F      many models × sizes × batches, row by row, resumable
+    flopmeter roofline SPEC --device-spec NAME   predicted latency per module on a device
+    flopmeter calibrate [--device cpu|cuda]      measure this machine as the device spec 'local'
 
 ``main(argv) -> int`` is thin: parse, run, and turn every FlopmeterError into one
 ``error: …`` line and one ``hint: …`` line with exit status 2 (``--debug`` re-raises).
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 
 from ..errors import FlopmeterError, InputError, close_matches
-from . import bench, compare, count, explain, scaling, sweep
+from . import bench, calibrate, compare, count, explain, roofline, scaling, sweep
 from .quiet import quiet_torch
 
 
@@ -31,6 +33,8 @@ SUBCOMMANDS = {
     "scaling": (scaling.parser, scaling.run),
     "bench": (bench.parser, bench.run),
     "sweep": (sweep.parser, sweep.run),
+    "roofline": (roofline.parser, roofline.run),
+    "calibrate": (calibrate.parser, calibrate.run),
 }
 
 
