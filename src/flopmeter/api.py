@@ -8,12 +8,12 @@ from typing import Any
 from torch import nn
 
 from .cost import get_convention
-from .formulas import REGISTRY, Registry
-from .formulas.attention import check_causal, with_causal
+from .errors import OptionsError
+from .formulas import Registry
+from .formulas.attention import check_causal
 from .report import Report, build_report
 from .trace import Trace, record
 from .trace.run import MODES
-from .errors import OptionsError
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,28 @@ def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=
 
 def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options: Options, *,
         module_inputs: bool = False) -> tuple[Trace, Report]:
-    """Record one forward and cost it: the Trace and its Report."""
-    trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode,
-                   device=options.device, inference=options.inference, module_inputs=module_inputs)
-    registry = with_causal(options.registry or REGISTRY, options.causal)
-    return trace, build_report(model, trace, registry=registry, convention=options.convention,
+    """Record one forward and cost it (with a copy of the registry): the Trace and its Report.
+    ``module_inputs`` also keeps what ``explain`` needs: each module call's inputs and the
+    configuration of the standard layers."""
+    config = None
+    if module_inputs:
+        from .layers.standin import layer_config as config
+    trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
+                   inference=options.inference, module_inputs=module_inputs, module_config=config)
+    trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)
+    return trace, build_report(trace, registry=options.registry, convention=options.convention,
                                strict=options.strict, causal=options.causal)
 
 
-__all__ = ["Options", "count"]
+def report_from_trace(trace: Trace, options: Options | None = None) -> Report:
+    """The Report of a recorded (or loaded) trace, under ``options`` (default: those it was
+    recorded with)."""
+    if options is None:
+        opts = trace.options
+        options = Options(convention=opts.get("convention", "dot"), causal=opts.get("causal", "full"),
+                          strict=opts.get("strict", False))
+    return build_report(trace, registry=options.registry, convention=options.convention, strict=options.strict,
+                        causal=options.causal)
+
+
+__all__ = ["Options", "count", "report_from_trace"]

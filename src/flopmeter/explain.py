@@ -18,7 +18,8 @@ from .api import Options, run
 from .cost import CONVENTIONS, Cost
 from .errors import NoClosedFormError
 from .layers import LAYERS, Derivation, LayerCall
-from .report import OpRow
+from .layers.standin import standin
+from .report import OpRow, Report
 
 _SHOWN_OPS = 30
 
@@ -111,24 +112,33 @@ def explain(model: nn.Module, path: str, *args: Any, kwargs: dict | None = None,
     explain the module at ``path`` ("" is the root): its closed form, if it has one, its
     traced ops, and whether the two agree under every FLOP convention."""
     options = options or Options()
-    trace, report = run(model, args, kwargs, input_shape, options, module_inputs=True)
+    _, report = run(model, args, kwargs, input_shape, options, module_inputs=True)
+    return explain_report(report, path)
+
+
+def explain_report(report: Report, path: str) -> Explanation:
+    """Explain the module at ``path`` from a report whose trace kept module inputs (no model)."""
+    trace = report.trace
     node = report.module(path)                       # an InputError with suggestions if unknown
-    module = dict(model.named_modules())[path]
-    calls = [LayerCall(a, k, grad=not options.inference, causal=options.causal)
-             for a, k in trace.module_inputs.get(path, [])]
+    info = trace.module(path)
+    grad, causal = not trace.inference, report.causal
+    calls = [LayerCall(a, k, grad=grad, causal=causal) for a, k in info.inputs]
     derivations: list[Derivation] = []
     reason = None if calls else "the module did not run in this forward"
     if calls:
         try:
+            module = standin(trace, path)
             derivations = [LAYERS.derive(module, call) for call in calls]
         except NoClosedFormError as exc:
             reason = str(exc)
+    prefix = path + "." if path else ""
+    params = sum(p.numel for p in trace.params if p.kind == "param"
+                 and any(n.startswith(prefix) for n in (p.name, *p.aliases)))
     rows = [r for r in report.ops if any(p == path for p, _ in r.event.stack)]
     return Explanation(
-        path=path, type=type(module).__name__, calls=calls, derivation=derivations[0] if derivations else None,
+        path=path, type=info.type, calls=calls, derivation=derivations[0] if derivations else None,
         reason=reason, closed=sum((d.cost for d in derivations), Cost()) if derivations else None,
-        own=node.own, total=node.total, params=sum(p.numel() for p in module.parameters()), ops=rows,
-        convention=report.convention)
+        own=node.own, total=node.total, params=params, ops=rows, convention=report.convention)
 
 
-__all__ = ["Explanation", "explain"]
+__all__ = ["Explanation", "explain", "explain_report"]

@@ -55,58 +55,43 @@ def attention_core_cost(b: int, l: int, s: int, e: int, ev_: int, *, mask: bool 
     return products + softmax_cost(scores) + Cost(elementwise=extra)
 
 
-def _arg(ev, where: tuple):
-    index, name = where
-    return ev.kwargs.get(name) if index is None else ev.arg(index, name)
-
-
 @dataclass(frozen=True)
 class Kernel:
-    """Where one SDPA kernel keeps its arguments: ``(index, name)`` pairs (index None: keyword only)."""
+    """What one SDPA kernel calls its arguments (all kernels take ``query``, ``key``, ``value``
+    and ``dropout_p``)."""
 
     layout: str                       # "bhld": (..., L, E); "blhd": (batch, L, heads, E)
-    dropout: tuple
-    mask: tuple | None = None
-    causal: tuple | None = None       # is_causal flag, or the efficient kernel's custom_mask_type
+    mask: str | None = None           # attn_mask, attn_bias or bias
+    causal: str | None = "is_causal"  # the is_causal flag, or the efficient kernel's custom_mask_type
     lower_right: bool = False         # is_causal means a bottom-right aligned mask
 
     def cost(self, ev, exact_causal: bool) -> Cost:
-        q, k, v = ev.args[:3]
+        q, k, v = ev.arg("query"), ev.arg("key"), ev.arg("value")
         if self.layout == "bhld":
             b, l, s, e = prod(q.shape[:-2]), q.shape[-2], k.shape[-2], q.shape[-1]
         else:
             n, l, h, e = q.shape[-4:] if q.ndim == 4 else (1, *q.shape)
             b, s = n * h, k.shape[-3]
-        mask = self.mask is not None and _arg(ev, self.mask) is not None
-        dropout = (_arg(ev, self.dropout) or 0.0) > 0
+        mask = self.mask is not None and ev.arg(self.mask) is not None
+        dropout = (ev.arg("dropout_p") or 0.0) > 0
         pairs = None
         if exact_causal and self.causal is not None:
-            flag = _arg(ev, self.causal)
+            flag = ev.arg(self.causal)
             if flag:   # is_causal, or custom_mask_type 1 (top-left) / 2 (bottom-right)
                 pairs = causal_pairs(l, s, lower_right=self.lower_right or flag == 2)
         return attention_core_cost(b, l, s, e, v.shape[-1], mask=mask, dropout=dropout, pairs=pairs)
 
 
 KERNELS = {
-    # (query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale, enable_gqa)
-    "aten.scaled_dot_product_attention": Kernel("bhld", (4, "dropout_p"), (3, "attn_mask"), (5, "is_causal")),
-    "aten._scaled_dot_product_attention_math": Kernel("bhld", (4, "dropout_p"), (3, "attn_mask"), (5, "is_causal")),
-    # (query, key, value, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None)
-    "aten._scaled_dot_product_flash_attention_for_cpu": Kernel("bhld", (3, "dropout_p"), (None, "attn_mask"),
-                                                               (4, "is_causal")),
-    # (query, key, value, dropout_p=0.0, is_causal=False, return_debug_mask=False, *, scale)
-    "aten._scaled_dot_product_flash_attention": Kernel("bhld", (3, "dropout_p"), None, (4, "is_causal"), True),
-    # (query, key, value, attn_bias, compute_log_sumexp, dropout_p=0.0, is_causal=False, …)
-    "aten._scaled_dot_product_efficient_attention": Kernel("bhld", (5, "dropout_p"), (3, "attn_bias"),
-                                                           (6, "is_causal")),
-    "aten._scaled_dot_product_cudnn_attention": Kernel("bhld", (5, "dropout_p"), (3, "attn_bias"), (6, "is_causal")),
-    # (query, key, value, attn_bias=None, dropout_p=0.0, is_causal=False, …)
-    "aten._scaled_dot_product_fused_attention_overrideable": Kernel("bhld", (4, "dropout_p"), (3, "attn_bias"),
-                                                                    (5, "is_causal")),
-    # (query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, …)
-    "aten._flash_attention_forward": Kernel("blhd", (7, "dropout_p"), None, (8, "is_causal"), True),
-    # (query, key, value, bias, cu_seqlens_q, cu_seqlens_k, max_q, max_k, dropout_p, custom_mask_type, …)
-    "aten._efficient_attention_forward": Kernel("blhd", (8, "dropout_p"), (3, "bias"), (9, "custom_mask_type")),
+    "aten.scaled_dot_product_attention": Kernel("bhld", "attn_mask"),
+    "aten._scaled_dot_product_attention_math": Kernel("bhld", "attn_mask"),
+    "aten._scaled_dot_product_flash_attention_for_cpu": Kernel("bhld", "attn_mask"),
+    "aten._scaled_dot_product_flash_attention": Kernel("bhld", None, lower_right=True),
+    "aten._scaled_dot_product_efficient_attention": Kernel("bhld", "attn_bias"),
+    "aten._scaled_dot_product_cudnn_attention": Kernel("bhld", "attn_bias"),
+    "aten._scaled_dot_product_fused_attention_overrideable": Kernel("bhld", "attn_bias"),
+    "aten._flash_attention_forward": Kernel("blhd", None, lower_right=True),
+    "aten._efficient_attention_forward": Kernel("blhd", "bias", "custom_mask_type"),
 }
 
 
@@ -160,36 +145,29 @@ def _nld(t):
 
 @register("aten._native_multi_head_attention")
 def native_mha(ev):
-    # (query, key, value, embed_dim, num_head, qkv_weight, qkv_bias, proj_weight, proj_bias,
-    #  mask=None, need_weights=True, average_attn_weights=True, mask_type=None)
-    q, k = ev.args[0], ev.args[1]
-    d, heads = ev.args[3], ev.args[4]
-    n, lq, _ = _nld(q)
-    _, lk, _ = _nld(k)
-    need = bool(ev.arg(10, "need_weights", True))
-    return mha_cost(n, lq, lk, d, heads, in_bias=ev.args[6] is not None, out_bias=ev.args[8] is not None,
-                    mask=ev.arg(9, "mask") is not None, need_weights=need,
-                    average_weights=need and bool(ev.arg(11, "average_attn_weights", True)))
+    n, lq, _ = _nld(ev.arg("query"))
+    _, lk, _ = _nld(ev.arg("key"))
+    need = bool(ev.arg("need_weights", True))
+    return mha_cost(n, lq, lk, ev.arg("embed_dim"), ev.arg("num_head"), in_bias=ev.arg("qkv_bias") is not None,
+                    out_bias=ev.arg("proj_bias") is not None, mask=ev.arg("mask") is not None, need_weights=need,
+                    average_weights=need and bool(ev.arg("average_attn_weights", True)))
 
 
 @register("aten._transformer_encoder_layer_fwd")
 def encoder_layer(ev):
-    # (src, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, use_gelu, norm_first,
-    #  eps, norm_weight_1, norm_bias_1, norm_weight_2, norm_bias_2, ffn_weight_1, ffn_bias_1,
-    #  ffn_weight_2, ffn_bias_2, mask=None, mask_type=None)
     from .norm import layer_norm_cost
 
-    src = ev.args[0]
-    d, heads = ev.args[1], ev.args[2]
-    use_gelu = bool(ev.args[7])
-    ff = ev.args[14].shape[0]
-    n, l, _ = _nld(src)
+    d, heads, ff = ev.arg("embed_dim"), ev.arg("num_heads"), ev.arg("ffn_weight_1").shape[0]
+    n, l, _ = _nld(ev.arg("src"))
     rows = n * l
-    act = Cost(transcendental=rows * ff) if use_gelu else Cost(elementwise=rows * ff)
-    return (mha_cost(n, l, l, d, heads, in_bias=ev.args[4] is not None, out_bias=ev.args[6] is not None,
-                     mask=ev.arg(18, "mask") is not None)
+    act = Cost(transcendental=rows * ff) if ev.arg("use_gelu") else Cost(elementwise=rows * ff)
+
+    def given(name: str) -> bool:
+        return ev.arg(name) is not None
+
+    return (mha_cost(n, l, l, d, heads, in_bias=given("qkv_bias"), out_bias=given("proj_bias"), mask=given("mask"))
             + Cost(elementwise=2 * rows * d)                                # two residual adds
-            + layer_norm_cost(rows * d, rows, weight=ev.args[10] is not None, bias=ev.args[11] is not None)
-            + layer_norm_cost(rows * d, rows, weight=ev.args[12] is not None, bias=ev.args[13] is not None)
-            + matmul_cost(1, rows, d, ff, bias=ev.args[15] is not None) + act
-            + matmul_cost(1, rows, ff, d, bias=ev.args[17] is not None))
+            + layer_norm_cost(rows * d, rows, weight=given("norm_weight_1"), bias=given("norm_bias_1"))
+            + layer_norm_cost(rows * d, rows, weight=given("norm_weight_2"), bias=given("norm_bias_2"))
+            + matmul_cost(1, rows, d, ff, bias=given("ffn_bias_1")) + act
+            + matmul_cost(1, rows, ff, d, bias=given("ffn_bias_2")))

@@ -49,26 +49,15 @@ def _expand(v, nd):
 
 @register("aten.convolution", "aten._convolution")
 def convolution(ev):
-    # convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
-    x, w, b, stride, padding, dilation, transposed, _, groups = ev.args[:9]
-    return conv_cost(x.shape, w.shape, ev.outputs[0].shape, transposed=bool(transposed), groups=groups,
-                     bias=b is not None, stride=stride, padding=padding, dilation=dilation)
+    return _conv(ev, bool(ev.arg("transposed")))
 
 
-def _direct(transposed: bool):
-    def formula(ev):
-        x, w = ev.args[:2]
-        b = ev.arg(2, "bias")
-        if transposed:   # conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation)
-            stride, padding = ev.arg(3, "stride", 1), ev.arg(4, "padding", 0)
-            groups, dilation = ev.arg(6, "groups", 1), ev.arg(7, "dilation", 1)
-        else:            # convNd(input, weight, bias, stride, padding, dilation, groups)
-            stride, padding = ev.arg(3, "stride", 1), ev.arg(4, "padding", 0)
-            dilation, groups = ev.arg(5, "dilation", 1), ev.arg(6, "groups", 1)
-        return conv_cost(x.shape, w.shape, ev.outputs[0].shape, transposed=transposed, groups=groups,
-                         bias=b is not None, stride=stride, padding=padding, dilation=dilation)
-    return formula
+def _conv(ev, transposed: bool) -> Cost:
+    """convolution, convNd and conv_transposeNd alike: their arguments have the same names."""
+    return conv_cost(ev.arg("input").shape, ev.arg("weight").shape, ev.outputs[0].shape, transposed=transposed,
+                     groups=ev.arg("groups", 1), bias=ev.arg("bias") is not None, stride=ev.arg("stride", 1),
+                     padding=ev.arg("padding", 0), dilation=ev.arg("dilation", 1))
 
 
-register("aten.conv1d", "aten.conv2d", "aten.conv3d")(_direct(False))
-register("aten.conv_transpose1d", "aten.conv_transpose2d", "aten.conv_transpose3d")(_direct(True))
+register("aten.conv1d", "aten.conv2d", "aten.conv3d")(lambda ev: _conv(ev, False))
+register("aten.conv_transpose1d", "aten.conv_transpose2d", "aten.conv_transpose3d")(lambda ev: _conv(ev, True))

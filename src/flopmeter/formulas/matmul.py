@@ -16,72 +16,62 @@ def matmul_cost(batch: int, m: int, k: int, n: int, bias: bool = False) -> Cost:
     return Cost(macs=outs * k, dots=outs, elementwise=outs if bias else 0)
 
 
+def _mm(a, b, batch: int = 1, *, bias: bool = False) -> Cost:
+    *_, m, k = a.shape
+    n = b.shape[-1]
+    return matmul_cost(batch, m, k, n, bias=bias)
+
+
 @register("aten.mm")
 def mm(ev):
-    a, b = ev.args[0], ev.args[1]
-    m, k = a.shape
-    _, n = b.shape
-    return matmul_cost(1, m, k, n)
+    return _mm(ev.arg("self"), ev.arg("mat2"))
 
 
 @register("aten.addmm")
 def addmm(ev):
-    _, a, b = ev.args[:3]
-    m, k = a.shape
-    _, n = b.shape
-    return matmul_cost(1, m, k, n, bias=True)
+    return _mm(ev.arg("mat1"), ev.arg("mat2"), bias=True)
 
 
 @register("aten._addmm_activation")
 def addmm_activation(ev):
-    _, a, b = ev.args[:3]
-    m, k = a.shape
-    _, n = b.shape
-    use_gelu = bool(ev.arg(5, "use_gelu", False))
-    act = Cost(transcendental=m * n) if use_gelu else Cost(elementwise=m * n)
-    return matmul_cost(1, m, k, n, bias=True) + act
+    a, b = ev.arg("mat1"), ev.arg("mat2")
+    outs = a.shape[0] * b.shape[1]
+    act = Cost(transcendental=outs) if ev.arg("use_gelu") else Cost(elementwise=outs)
+    return _mm(a, b, bias=True) + act
 
 
 @register("aten.bmm")
 def bmm(ev):
-    a, b = ev.args[0], ev.args[1]
-    batch, m, k = a.shape
-    _, _, n = b.shape
-    return matmul_cost(batch, m, k, n)
+    a = ev.arg("self")
+    return _mm(a, ev.arg("mat2"), a.shape[0])
 
 
 @register("aten.baddbmm")
 def baddbmm(ev):
-    _, a, b = ev.args[:3]
-    batch, m, k = a.shape
-    _, _, n = b.shape
-    return matmul_cost(batch, m, k, n, bias=True)
+    a = ev.arg("batch1")
+    return _mm(a, ev.arg("batch2"), a.shape[0], bias=True)
 
 
 @register("aten.mv")
 def mv(ev):
-    a, _ = ev.args[:2]
-    m, k = a.shape
+    m, k = ev.arg("self").shape
     return matmul_cost(1, m, k, 1)
 
 
 @register("aten.addmv")
 def addmv(ev):
-    _, a, _ = ev.args[:3]
-    m, k = a.shape
+    m, k = ev.arg("mat").shape
     return matmul_cost(1, m, k, 1, bias=True)
 
 
 @register("aten.dot", "aten.vdot")
 def dot(ev):
-    (k,) = ev.args[0].shape
+    (k,) = ev.arg("self").shape
     return matmul_cost(1, 1, k, 1)
 
 
 @register("aten.linear")
 def linear(ev):
-    x, w = ev.args[:2]
-    bias = ev.arg(2, "bias") is not None
+    x, w = ev.arg("input"), ev.arg("weight")
     n, k = w.shape if w.ndim == 2 else (1, w.shape[0])
-    rows = prod(x.shape[:-1])
-    return matmul_cost(1, rows, k, n, bias=bias)
+    return matmul_cost(1, prod(x.shape[:-1]), k, n, bias=ev.arg("bias") is not None)

@@ -37,52 +37,54 @@ def rms_norm_cost(n: int, rows: int, *, weight: bool) -> Cost:
     return Cost(elementwise=3 * n + rows + (n if weight else 0), transcendental=rows)
 
 
-def _bn(training_index: int | None, force_training: bool | None = None):
+def _bn(force_training: bool | None = None):
     def formula(ev):
-        x, w, b = ev.args[:3]
-        if force_training is None:
-            training = bool(ev.args[training_index])
-        else:
-            training = force_training
+        x = ev.arg("input")
+        training = bool(ev.arg("training")) if force_training is None else force_training
         channels = x.shape[1] if x.ndim > 1 else 1
-        return batch_norm_cost(x.numel, channels, training=training, weight=w is not None, bias=b is not None)
+        return batch_norm_cost(x.numel, channels, training=training, weight=ev.arg("weight") is not None,
+                               bias=ev.arg("bias") is not None)
     return formula
 
 
-# native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps)
-register("aten.native_batch_norm", "aten._native_batch_norm_legit")(_bn(5))
-register("aten._native_batch_norm_legit_functional")(_bn(5))
-register("aten._batch_norm_with_update", "aten._batch_norm_with_update_functional",
-         "aten.cudnn_batch_norm", "aten.miopen_batch_norm")(_bn(None, True))
-register("aten._batch_norm_no_update", "aten._native_batch_norm_legit_no_training")(_bn(None, False))
+# native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps); the
+# legit no_stats overload has no running statistics, so "training" is found by name, not position
+register("aten.native_batch_norm", "aten._native_batch_norm_legit", "aten._native_batch_norm_legit_functional",
+         "aten.cudnn_batch_norm", "aten.miopen_batch_norm")(_bn())
+register("aten._batch_norm_with_update", "aten._batch_norm_with_update_functional")(_bn(True))
+register("aten._batch_norm_no_update", "aten._native_batch_norm_legit_no_training")(_bn(False))
+
+
+def _affine(ev) -> dict:
+    return {"weight": ev.arg("weight") is not None, "bias": ev.arg("bias") is not None}
 
 
 @register("aten.native_layer_norm")
-def native_layer_norm(ev):  # (input, normalized_shape, weight, bias, eps)
-    x, shape, w, b = ev.args[:4]
-    return layer_norm_cost(x.numel, x.numel // max(prod(shape), 1), weight=w is not None, bias=b is not None)
+def native_layer_norm(ev):
+    x, shape = ev.arg("input"), ev.arg("normalized_shape")
+    return layer_norm_cost(x.numel, x.numel // max(prod(shape), 1), **_affine(ev))
 
 
 @register("aten.native_group_norm")
-def native_group_norm(ev):  # (input, weight, bias, N, C, HxW, group, eps)
-    x, w, b, n, _c, _hw, groups = ev.args[:7]
-    return layer_norm_cost(x.numel, n * groups, weight=w is not None, bias=b is not None)
+def native_group_norm(ev):
+    x = ev.arg("input")
+    return layer_norm_cost(x.numel, ev.arg("N") * ev.arg("group"), **_affine(ev))
 
 
 @register("aten._fused_rms_norm")
-def fused_rms_norm(ev):  # (input, normalized_shape, weight, eps)
-    x, shape = ev.args[:2]
-    return rms_norm_cost(x.numel, x.numel // max(prod(shape), 1), weight=ev.arg(2, "weight") is not None)
+def fused_rms_norm(ev):
+    x, shape = ev.arg("input"), ev.arg("normalized_shape")
+    return rms_norm_cost(x.numel, x.numel // max(prod(shape), 1), weight=ev.arg("weight") is not None)
 
 
 @register("aten._softmax", "aten.softmax", "aten._safe_softmax")
 def softmax(ev):
-    return softmax_cost(ev.args[0].numel)
+    return softmax_cost(ev.arg("self").numel)
 
 
 @register("aten._log_softmax", "aten.log_softmax")
 def log_softmax(ev):
-    x, dim = ev.args[:2]
+    x, dim = ev.arg("self"), ev.arg("dim")
     rows = x.numel // max(x.shape[dim] if x.ndim else 1, 1)
     # max, subtract, sum, subtract (4n); n exponentials and one log per row
     return Cost(elementwise=4 * x.numel, transcendental=x.numel + rows)

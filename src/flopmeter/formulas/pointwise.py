@@ -1,8 +1,8 @@
 """Pointwise ops that need more than the generic rule (one op per output element).
 
-The generic rule in the registry covers every op PyTorch tags ``pointwise`` (add, mul,
-relu, gelu, sigmoid, comparisons, …). Here: ops without that tag, and ops whose cost
-depends on their arguments.
+The registry covers every op PyTorch tags ``pointwise`` (add, mul, relu, comparisons, …) and
+every op in its one ``TRANSCENDENTAL`` list (gelu, silu, sigmoid, tanh, exp, …). Here: ops
+without that tag, and ops whose cost depends on their arguments.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ def _out(ev) -> int:
 @register("aten.pow")
 def pow_(ev):
     # x ** 2 and x ** 3 are multiplications; other exponents are exp(log(x)·y)
-    exponent = ev.args[1] if len(ev.args) > 1 else ev.kwargs.get("exponent")
+    exponent = ev.arg("exponent")
     if isinstance(exponent, (int, float)) and float(exponent).is_integer() and 0 <= exponent <= 4:
         return Cost(elementwise=_out(ev) * max(int(exponent) - 1, 1))
     return Cost(transcendental=_out(ev))
 
 
 @register("aten.native_dropout")
-def native_dropout(ev):  # (input, p, train): draw and compare a mask (1), scale and multiply (1)
-    train = ev.arg(2, "train", True)
-    return Cost(elementwise=2 * ev.args[0].numel if train else 0)
+def native_dropout(ev):  # draw and compare a mask (1), scale and multiply (1)
+    train = ev.arg("train", True)
+    return Cost(elementwise=2 * ev.arg("input").numel if train else 0)
 
 
 @register("aten.hardtanh", "aten.hardtanh_", "aten.threshold", "aten.relu6", "aten.hardswish",
@@ -37,10 +37,3 @@ def native_dropout(ev):  # (input, p, train): draw and compare a mask (1), scale
           "aten.masked_fill_", "aten.lerp", "aten.lerp_")
 def simple_elementwise(ev):
     return Cost(elementwise=_out(ev))
-
-
-@register("aten.gelu", "aten.gelu_", "aten.silu", "aten.silu_", "aten.mish", "aten.mish_",
-          "aten.softplus", "aten.elu", "aten.elu_", "aten.selu", "aten.celu", "aten.glu",
-          "aten.log_sigmoid_forward")
-def transcendental_activation(ev):
-    return Cost(transcendental=_out(ev))

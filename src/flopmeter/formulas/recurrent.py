@@ -45,22 +45,20 @@ def layer_cost(kind: str, rows: int, inputs: int, hidden: int, *, bias: bool, pr
 
 @register("aten.mkldnn_rnn_layer")
 def mkldnn_rnn_layer(ev):
-    # (input, w_ih, w_hh, b_ih, b_hh, hx, cx, reverse, batch_sizes, mode, hidden_size, num_layers,
-    #  has_biases, bidirectional, batch_first, train): one layer, one direction
-    x = ev.args[0]
-    kind, hidden, bias = MODES[ev.args[9]], ev.args[10], bool(ev.args[12])
+    # one layer, one direction
+    x = ev.arg("input")
+    kind, hidden, bias = MODES[ev.arg("mode")], ev.arg("hidden_size"), bool(ev.arg("has_biases"))
     inputs = x.shape[-1]
     return layer_cost(kind, x.numel // inputs, inputs, hidden, bias=bias)
 
 
 @register("aten._cudnn_rnn")
 def cudnn_rnn(ev):
-    # (input, weight[], weight_stride0, weight_buf, hx, cx, mode, hidden_size, proj_size, num_layers,
-    #  batch_first, dropout, train, bidirectional, batch_sizes, dropout_state): the whole stack
-    x = ev.args[0]
-    kind, hidden, proj, layers = MODES[ev.args[6]], ev.args[7], ev.args[8], ev.args[9]
-    dropout, train, directions = ev.args[11], bool(ev.args[12]), 2 if ev.args[13] else 1
-    bias = ev.args[2] >= 4             # tensors per layer and direction: w_ih, w_hh[, b_ih, b_hh][, w_hr]
+    # the whole stack
+    x = ev.arg("input")
+    kind, hidden, proj, layers = MODES[ev.arg("mode")], ev.arg("hidden_size"), ev.arg("proj_size"), ev.arg("num_layers")
+    dropout, train, directions = ev.arg("dropout"), bool(ev.arg("train")), 2 if ev.arg("bidirectional") else 1
+    bias = ev.arg("weight_stride0") >= 4   # tensors per layer and direction: w_ih, w_hh[, b_ih, b_hh][, w_hr]
     inputs = x.shape[-1]
     rows = x.numel // inputs
     out = directions * (proj or hidden)
@@ -73,10 +71,10 @@ def cudnn_rnn(ev):
 
 
 def _fused_cell(kind: str):
-    def formula(ev):  # (input_gates, hidden_gates, cx | hx, input_bias=None, hidden_bias=None)
-        gates = ev.args[0]
+    def formula(ev):
+        gates = ev.arg("input_gates")
         n, hidden = gates.shape[0] if gates.ndim == 2 else 1, gates.shape[-1] // GATES[kind]
-        return cell_arithmetic(kind, n, hidden, bias=ev.arg(3, "input_bias") is not None)
+        return cell_arithmetic(kind, n, hidden, bias=ev.arg("input_bias") is not None)
     return formula
 
 

@@ -60,7 +60,7 @@ def logsumexp(ev):  # max (n − out), subtract (n), exp (n), sum (n − out), l
 
 @register("aten.cumsum", "aten.cumprod")
 def cumulative(ev):
-    x, dim = ev.args[:2]
+    x, dim = ev.arg("self"), ev.arg("dim")
     n = x.numel
     return Cost(elementwise=n - n // max(x.shape[dim], 1) if x.ndim else 0)
 
@@ -74,9 +74,9 @@ def _window_total(n_in: int, n_out: int) -> int:
 
 def _adaptive(is_max: bool):
     def formula(ev):
-        x = ev.args[0]
+        x = ev.arg("self")
         y = ev.outputs[0]
-        nd = len(ev.args[1])
+        nd = len(ev.arg("output_size"))
         lead = prod(x.shape[:-nd])
         window = lead * prod(_window_total(x.shape[-nd + d], y.shape[-nd + d]) for d in range(nd))
         return Cost(elementwise=window - y.numel if is_max else window)
@@ -90,7 +90,7 @@ register("aten.adaptive_max_pool1d", "aten.adaptive_max_pool2d", "aten.adaptive_
 
 def _pool(is_max: bool):
     def formula(ev):
-        kernel = ev.args[1]
+        kernel = ev.arg("kernel_size")
         y = ev.outputs[0]
         nd = int(ev.op.rsplit("pool", 1)[1][0])      # "aten.max_pool2d…" → 2
         k = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel]

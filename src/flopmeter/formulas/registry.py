@@ -6,10 +6,11 @@ Every op event ends in exactly one of three classes:
 - ``free``: known to cost nothing (views, reshapes, metadata queries);
 - ``unsupported``: no formula; listed in reports with call counts, never silently zero.
 
-Lookup order for an op: its explicit formula, the explicit free set, then two generic
-rules read off PyTorch's op schema: an op whose results alias an input (a view), or that
-is tagged ``inplace_view`` (restrides in place), is free, and an op tagged ``torch.Tag.pointwise`` costs one op per output element
-(``transcendental`` when its name is in ``TRANSCENDENTAL``).
+Lookup order for an op: its explicit formula, the explicit free set, ``TRANSCENDENTAL`` (the
+one list of ops that evaluate exp, log, tanh, erf, sqrt, … : one transcendental op per output
+element), then two generic rules read off PyTorch's op schema: an op whose results alias an
+input (a view), or that is tagged ``inplace_view`` (restrides in place), is free, and an op
+tagged ``torch.Tag.pointwise`` costs one elementwise op per output element.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ Formula = Callable[[OpEvent], Cost]
 
 COSTED, FREE, UNSUPPORTED = "costed", "free", "unsupported"
 
+# (op, overload) → the generic rule read off its schema: "view", "pointwise" or None (process-wide;
+# a pure function of the installed torch)
+_RULES: dict[tuple[str, str], str | None] = {}
+
 # Pointwise ops that evaluate a transcendental function (one per output element).
 TRANSCENDENTAL = frozenset(
     f"aten.{n}" for n in (
         "exp exp2 expm1 log log1p log2 log10 sigmoid tanh gelu silu mish softplus elu selu celu "
         "erf erfc erfinv sqrt rsqrt sin cos tan asin acos atan atan2 sinh cosh asinh acosh atanh "
-        "logit log_sigmoid_forward special_erfcx lgamma digamma"
+        "logit log_sigmoid_forward special_erfcx lgamma digamma glu"
     ).split()
     for n in (n, n + "_")
 )
@@ -45,7 +50,6 @@ class Registry:
     def __init__(self) -> None:
         self._formulas: dict[str, tuple[Formula, bool]] = {}
         self._free: set[str] = set()
-        self._schema_cache: dict[tuple[str, str], str | None] = {}
 
     # -- building -----------------------------------------------------------
     def register(self, *names: str, own_bytes: bool = False):
@@ -105,19 +109,20 @@ class Registry:
             return COSTED, cost
         if ev.op in self._free:
             return FREE, ZERO
+        if ev.op in TRANSCENDENTAL:
+            return COSTED, Cost(transcendental=sum(t.numel for t in ev.outputs[:1])).with_bytes(*io_bytes(ev))
         rule = self._generic_rule(ev.op, ev.overload)
         if rule == "view":
             return FREE, ZERO
         if rule == "pointwise":
-            n = sum(t.numel for t in ev.outputs[:1])
-            c = Cost(transcendental=n) if ev.op in TRANSCENDENTAL else Cost(elementwise=n)
-            return COSTED, c.with_bytes(*io_bytes(ev))
+            return COSTED, Cost(elementwise=sum(t.numel for t in ev.outputs[:1])).with_bytes(*io_bytes(ev))
         return UNSUPPORTED, ZERO
 
-    def _generic_rule(self, op: str, overload: str) -> str | None:
+    @staticmethod
+    def _generic_rule(op: str, overload: str) -> str | None:
         key = (op, overload)
-        if key in self._schema_cache:
-            return self._schema_cache[key]
+        if key in _RULES:
+            return _RULES[key]
         rule = None
         try:
             ns, name = op.split(".", 1)
@@ -131,7 +136,7 @@ class Registry:
                 rule = "pointwise"
         except (AttributeError, ValueError, RuntimeError):
             rule = None
-        self._schema_cache[key] = rule
+        _RULES[key] = rule
         return rule
 
 

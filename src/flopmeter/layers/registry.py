@@ -79,10 +79,14 @@ class Layers:
 
     def lookup(self, module: nn.Module) -> ClosedForm:
         """The closed form of the module's type, or of a base class whose forward it keeps."""
+        return self._forms[self.base(module)]
+
+    def base(self, module: nn.Module) -> type:
+        """The registered type whose closed form applies: the module's own, or a base class
+        whose forward it keeps."""
         for base in type(module).__mro__:
-            fn = self._forms.get(base)
-            if fn is not None and type(module).forward is base.forward:
-                return fn
+            if base in self._forms and type(module).forward is base.forward:
+                return base
         raise NoClosedFormError(f"no closed form for {type(module).__name__}",
                                 hint="its traced ops are still counted; closed forms cover the standard layers")
 

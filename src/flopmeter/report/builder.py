@@ -1,35 +1,41 @@
-"""Build a Report from a model and its Trace: cost each event, attribute, sum the tree."""
+"""Build a Report from a Trace alone: cost each event, attribute, sum the tree.
+
+No model is needed: the module tree, the parameter table and the inputs are in the trace,
+so a trace loaded from a file (or made by the ONNX front end) builds the same report.
+"""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-import torch
-from torch import nn
-
 from ..cost import ZERO, Cost, get_convention
 from ..errors import UnsupportedOpsError
 from ..formulas import REGISTRY, UNSUPPORTED, Registry
+from ..formulas.attention import with_causal
 from ..trace.events import tensors_in
-from ..trace.run import Trace
+from ..trace.model import Trace
 from .model import ModuleNode, OpRow, Report, TensorStats
 
 
-def tensor_stats(named) -> TensorStats:
+def tensor_stats(params, kind: str) -> TensorStats:
     count = trainable = tensors = 0
     by_dtype: dict[str, int] = defaultdict(int)
-    for _, t in named:
-        n = t.numel()
+    for p in params:
+        if p.kind != kind:
+            continue
+        n = p.numel
         count += n
         tensors += 1
-        trainable += n if t.requires_grad else 0
-        by_dtype[str(t.dtype).removeprefix("torch.")] += n * t.element_size()
+        trainable += n if p.requires_grad else 0
+        by_dtype[str(p.dtype).removeprefix("torch.")] += p.nbytes
     return TensorStats(count, trainable, count - trainable, tensors, dict(by_dtype))
 
 
-def build_report(model: nn.Module, trace: Trace, *, registry: Registry | None = None,
-                 convention: str = "dot", strict: bool = False, causal: str = "full") -> Report:
-    registry = registry or REGISTRY
+def build_report(trace: Trace, *, registry: Registry | None = None, convention: str = "dot",
+                 strict: bool = False, causal: str = "full") -> Report:
+    """The Report of ``trace``, costed with (a copy of) ``registry`` under ``causal``."""
+    base = registry or REGISTRY
+    registry = with_causal(base.copy(), causal)
     conv = get_convention(convention)
 
     rows: list[OpRow] = []
@@ -46,24 +52,25 @@ def build_report(model: nn.Module, trace: Trace, *, registry: Registry | None = 
         raise UnsupportedOpsError(dict(unsupported))
 
     params_own: dict[str, int] = defaultdict(int)
-    for name, p in model.named_parameters():          # unique tensors, canonical names
-        params_own[name.rpartition(".")[0]] += p.numel()
+    for p in trace.params:                               # unique tensors, canonical names
+        if p.kind == "param":
+            params_own[p.module] += p.numel
 
     nodes: dict[str, ModuleNode] = {}
-    for path, module in model.named_modules():
-        outs = trace.outputs.get(path)
-        nodes[path] = ModuleNode(path, type(module).__name__, trace.calls.get(path, 0), own.get(path, ZERO),
-                                 ZERO, params_own.get(path, 0), 0, tensors_in(outs[0]) if outs else [])
-        if path:
-            nodes[path.rpartition(".")[0]].children.append(nodes[path])
+    for m in trace.modules:
+        nodes[m.path] = ModuleNode(m.path, m.type, m.calls, own.get(m.path, ZERO), ZERO, params_own.get(m.path, 0),
+                                   0, tensors_in(m.outputs[0]) if m.outputs else [])
+        if m.path:
+            nodes[m.path.rpartition(".")[0]].children.append(nodes[m.path])
     root = nodes[""]
     _sum_tree(root)
 
     return Report(
-        model=type(model).__name__, convention=conv.name, mode=trace.mode, device=trace.device,
-        inference=trace.inference, torch_version=torch.__version__, inputs=list(trace.inputs), root=root,
-        ops=rows, unsupported=dict(unsupported),
-        params=tensor_stats(model.named_parameters()), buffers=tensor_stats(model.named_buffers()), causal=causal,
+        model=trace.model, convention=conv.name, mode=trace.mode, device=trace.device,
+        inference=trace.inference, torch_version=trace.torch_version, inputs=list(trace.inputs), root=root,
+        ops=rows, unsupported=dict(unsupported), params=tensor_stats(trace.params, "param"),
+        buffers=tensor_stats(trace.params, "buffer"), causal=causal, trace=trace, strict=strict,
+        registry=base,
     )
 
 
@@ -74,4 +81,3 @@ def _sum_tree(node: ModuleNode) -> None:
         total = total + child.total
         params += child.params_total
     node.total, node.params_total = total, params
-

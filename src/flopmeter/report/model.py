@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Iterator
+from typing import Any, Iterator
 
 from ..cost import Cost, get_convention
-from ..trace.events import OpEvent, TensorMeta
+from ..trace.events import OpEvent, TensorRef
 
 SCHEMA = "flopmeter.report/1"
 
@@ -64,7 +64,7 @@ class ModuleNode:
             "params_own": self.params_own, "params_total": self.params_total,
             "own": self.own.to_dict(), "total": self.total.to_dict(),
             "flops_total": self.total.flops(convention),
-            "outputs": [repr(t) for t in self.outputs if isinstance(t, TensorMeta)],
+            "outputs": [repr(t) for t in self.outputs if isinstance(t, TensorRef)],
             "children": [c.to_dict(convention) for c in self.children],
         }
 
@@ -100,13 +100,16 @@ class Report:
     device: str
     inference: bool
     torch_version: str
-    inputs: list[TensorMeta]
+    inputs: list[TensorRef]
     root: ModuleNode
     ops: list[OpRow]
     unsupported: dict[str, int]
     params: TensorStats
     buffers: TensorStats
     causal: str = "full"          # causal masks counted in full, or only their unmasked pairs
+    trace: Any = field(default=None, repr=False, compare=False)      # the Trace it was built from
+    strict: bool = False
+    registry: Any = field(default=None, repr=False, compare=False)   # the registry it was costed with
 
     # -- totals -------------------------------------------------------------
     @property
@@ -128,6 +131,20 @@ class Report:
 
     def with_convention(self, convention: str) -> "Report":
         return replace(self, convention=get_convention(convention).name)
+
+    def recost(self, *, registry=None, causal: str | None = None, convention: str | None = None) -> "Report":
+        """The same trace costed again with another registry (overrides), causal counting or
+        convention — no new run."""
+        from .builder import build_report
+
+        if self.trace is None:
+            from ..errors import InputError
+            raise InputError("this report keeps no trace to re-cost")
+        report = build_report(self.trace, registry=registry if registry is not None else self.registry,
+                              convention=convention or self.convention, strict=self.strict,
+                              causal=causal or self.causal)
+        report.model = self.model
+        return report
 
     # -- navigation ---------------------------------------------------------
     def modules(self) -> Iterator[ModuleNode]:

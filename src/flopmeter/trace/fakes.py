@@ -1,4 +1,12 @@
-"""Fake stand-ins for a model's parameters and buffers, made once per model and reused.
+"""The model the run executes: a shadow of the user's module tree with our own tensors.
+
+The user's modules are never run and never touched. :func:`shadow` copies the module tree —
+each module a new object of the same class whose attribute dict is a shallow copy, with its
+own ``_parameters``, ``_buffers`` and ``_modules`` dicts and its own copies of plain dict and
+list attributes — and puts stand-in tensors in place of the parameters and buffers (fakes in
+fake mode; clones in real mode, so in-place writes by the forward land on copies). A forward
+running in another thread on the user's model sees nothing of a count, attributes a forward
+writes land on the shadow, and a shared module is copied once (it stays shared).
 
 Making a fake tensor is an op dispatched through the FakeTensorMode; for a model with many
 small tensors that costs as much as its whole fake forward. So the fakes (and the mode they
@@ -11,6 +19,7 @@ any name, or another target device. Values are never read in fake mode, so they 
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -19,6 +28,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from .recorder import RecordingFakeMode
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+_COPIED = (dict, list, OrderedDict)
 
 
 def named_tensors(model: nn.Module):
@@ -36,9 +46,8 @@ def fake_like(mode: FakeTensorMode, t: torch.Tensor, device: torch.device) -> to
     return f
 
 
-def fake_substitutes(model: nn.Module, device: torch.device) -> tuple[RecordingFakeMode, dict[str, torch.Tensor]]:
-    """The (recording) fake mode and name → fake for every parameter and buffer; tied
-    tensors share one."""
+def fake_substitutes(model: nn.Module, device: torch.device) -> tuple[RecordingFakeMode, dict[int, torch.Tensor]]:
+    """The (recording) fake mode and id(tensor) → fake for every parameter and buffer."""
     named = list(named_tensors(model))
     signature = (str(device), tuple((name, id(t), t.shape, t.stride(), t.dtype, t.requires_grad)
                                     for name, t in named))
@@ -51,13 +60,38 @@ def fake_substitutes(model: nn.Module, device: torch.device) -> tuple[RecordingF
     return mode, fakes
 
 
-def substitutes(named, make) -> dict[str, torch.Tensor]:
-    """name → make(tensor) for (name, tensor) pairs; a tensor under several names gets one."""
+def substitutes(named, make) -> dict[int, torch.Tensor]:
+    """id(tensor) → make(tensor) for (name, tensor) pairs; a tensor under several names gets one."""
     made: dict[int, torch.Tensor] = {}
-    out = {}
-    for name, t in named:
-        sub = made.get(id(t))
-        if sub is None:
-            sub = made[id(t)] = make(t)
-        out[name] = sub
-    return out
+    for _, t in named:
+        if id(t) not in made:
+            made[id(t)] = make(t)
+    return made
+
+
+def real_substitutes(model: nn.Module) -> dict[int, torch.Tensor]:
+    """Clones of every parameter and buffer (``requires_grad`` kept): the forward may write them."""
+    def clone(t: torch.Tensor) -> torch.Tensor:
+        c = t.detach().clone()
+        return c.requires_grad_(True) if t.requires_grad else c
+    return substitutes(named_tensors(model), clone)
+
+
+def shadow(model: nn.Module, tensors: dict[int, torch.Tensor]) -> nn.Module:
+    """A copy of ``model``'s module tree running on ``tensors`` (id(original) → stand-in)."""
+    memo: dict[int, nn.Module] = {}
+
+    def copy(m: nn.Module) -> nn.Module:
+        done = memo.get(id(m))
+        if done is not None:
+            return done
+        new = object.__new__(type(m))
+        memo[id(m)] = new
+        attrs = {k: (v.copy() if type(v) in _COPIED else v) for k, v in m.__dict__.items()}
+        attrs["_parameters"] = {k: None if p is None else tensors.get(id(p), p) for k, p in m._parameters.items()}
+        attrs["_buffers"] = {k: None if b is None else tensors.get(id(b), b) for k, b in m._buffers.items()}
+        attrs["_modules"] = {k: None if c is None else copy(c) for k, c in m._modules.items()}
+        new.__dict__.update(attrs)
+        return new
+
+    return copy(model)

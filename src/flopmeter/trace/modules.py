@@ -22,8 +22,9 @@ from .events import to_meta
 
 
 class ModuleStack:
-    def __init__(self, model: nn.Module, *, keep_inputs: bool = False):
+    def __init__(self, model: nn.Module, *, keep_inputs: bool = False, meta=to_meta):
         self.keep_inputs = keep_inputs
+        self.meta = meta                 # tensor structure → TensorRefs (the run's identities)
         # named_modules() removes duplicates: a shared module keeps its first (canonical) name
         self.names: dict[int, str] = {id(m): name for name, m in model.named_modules()}
         self.stack: tuple = ()           # ((path, call_index), …), outermost first
@@ -57,10 +58,14 @@ class ModuleStack:
                 self.error_stack = self.stack
         else:
             if self.keep_inputs:
-                self.inputs[name].append((to_meta(args), to_meta(kwargs)))
-            self.outputs[name].append(to_meta(output))
+                self.inputs[name].append((self.meta(args), self.meta(kwargs)))
+            self.outputs[name].append(self.meta(output))
         self.stack = self.stack[:-1]
         self.current = self.stack[-1][0] if self.stack else ""
+
+    def where(self) -> tuple[str, tuple]:
+        """(innermost module path, whole stack): where an op running now belongs."""
+        return self.current, self.stack
 
     @contextmanager
     def installed(self):

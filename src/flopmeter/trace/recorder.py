@@ -14,21 +14,23 @@ from typing import Any
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .events import OpEvent, to_meta
+from .events import OpEvent, signature
 from .modules import ModuleStack
+from .refs import Refs
 
-_KEYS: dict[Any, tuple[str, str]] = {}
+_KEYS: dict[Any, tuple] = {}
 
 # prim ops that only ask for metadata
 _IGNORED = frozenset({"prim.device", "prim.layout", "aten.sym_size", "aten.sym_stride",
                       "aten.sym_numel", "aten.sym_storage_offset", "aten.is_contiguous"})
 
 
-def op_key(func) -> tuple[str, str]:
-    """("aten.mm", "default") for aten.mm.default; cached per OpOverload."""
+def op_key(func) -> tuple:
+    """("aten.mm", "default", its Signature) for aten.mm.default; cached per OpOverload."""
     key = _KEYS.get(func)
     if key is None:
-        key = (f"{func.namespace}.{func.overloadpacket.__name__}", func._overloadname)
+        name, overload = f"{func.namespace}.{func.overloadpacket.__name__}", func._overloadname
+        key = (name, overload, signature(name, overload, func))
         _KEYS[func] = key
     return key
 
@@ -41,27 +43,39 @@ class Failure:
 
 
 class Recording:
-    """The events of one run, and where it failed."""
+    """The events of one run, and where it failed.
 
-    def __init__(self, modules: ModuleStack, phase: str = "forward"):
+    ``phase`` is stamped on every event (``forward``; a training run switches it to
+    ``backward`` and ``optimizer``). ``where()`` gives the (module, stack) an op is attributed
+    to: the module stack's innermost call by default — the seam where backward attribution
+    (ops to the module whose forward created their inputs) plugs in.
+    """
+
+    def __init__(self, modules: ModuleStack, refs: Refs, phase: str = "forward"):
         self.modules = modules
+        self.refs = refs
         self.phase = phase
         self.events: list[OpEvent] = []
         self.failure: Failure | None = None
+        self.where = modules.where
 
     def run(self, func, args, kwargs, call):
         """``call(func, args, kwargs)`` and record it as an event (or as the failure)."""
-        name, overload = op_key(func)
+        name, overload, sig = op_key(func)
+        meta = self.refs.meta
+        if name in _IGNORED:
+            return call(func, args, kwargs)
+        margs, mkwargs = meta(args), meta(kwargs)      # before the call: an in-place op changes them
         try:
             out = call(func, args, kwargs)
         except Exception:
             if self.failure is None:
-                self.failure = Failure(name, to_meta(args), to_meta(kwargs),
-                                       self.modules.current, self.modules.stack)
+                module, stack = self.where()
+                self.failure = Failure(name, margs, mkwargs, module, stack)
             raise
-        if name not in _IGNORED:
-            self.events.append(OpEvent(name, overload, to_meta(args), to_meta(kwargs), to_meta(out),
-                                       self.modules.current, self.modules.stack, self.phase))
+        module, stack = self.where()
+        self.events.append(OpEvent(name, overload, margs, mkwargs, meta(out), module, stack, self.phase, sig))
+        self.refs.events = len(self.events)
         return out
 
 

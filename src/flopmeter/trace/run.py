@@ -1,20 +1,25 @@
 """Run a model's forward once under the recorder, on fake tensors (default) or real ones.
 
-The model is never modified: parameters and buffers are substituted *for the call only*
-through ``torch.func.functional_call`` (fakes in fake mode; cloned buffers in real mode,
-so BatchNorm running statistics are not updated), attributes the forward writes onto its
-modules are put back (:mod:`.guard`), the module stack uses global hooks that are removed
-in ``finally``, and the RNG state is forked and restored.
+The user's model is never run and never modified: the forward runs on a shadow of its module
+tree (:func:`.fakes.shadow`) holding our own tensors — fakes in fake mode, clones in real mode
+(so in-place writes and BatchNorm running statistics land on copies) — while the module stack
+uses global hooks that are removed in ``finally`` and the RNG state is forked and restored.
+A forward of the same model running in another thread meanwhile is unaffected.
 
-Runs are serialised by a process-wide lock: ``functional_call`` swaps tensors on the module
-for the duration of the call and the module-stack hooks are global, so two threads counting
-at once (the same model or not) would see each other's modules and tensors.
+Process-wide state, all of it (documented here once):
+
+- ``_RUN_LOCK``: counts run one at a time (the module-stack hooks are global and a cached
+  fake mode records into one run at a time);
+- ``fakes._CACHE``: the fake parameters of each model, weakly keyed on the model;
+- ``recorder._KEYS`` and ``events._SIGNATURES``: op name and argument names per op overload;
+- ``formulas.registry._RULES``: the generic rule (view, pointwise) read off each op's schema.
+
+Each run costs with its own copy of the formula registry (``api.run``).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,27 +27,15 @@ from torch import nn
 from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException, FakeTensor
 
 from ..errors import InputError, ModelForwardError, OptionsError
-from .fakes import fake_like, fake_substitutes, named_tensors, substitutes
-from .events import OpEvent, TensorMeta, tensors_in, to_meta
-from .guard import AttributeGuard
+from .events import TensorRef, tensors_in
+from .fakes import fake_like, fake_substitutes, named_tensors, real_substitutes, shadow
+from .model import ModuleInfo, ParamInfo, Trace
 from .modules import ModuleStack
 from .recorder import Recorder, Recording
+from .refs import Refs
 
 MODES = ("fake", "real")
 _RUN_LOCK = threading.RLock()
-
-
-@dataclass
-class Trace:
-    events: list[OpEvent]
-    calls: dict[str, int]                 # module path → times called
-    outputs: dict[str, list]              # module path → output metas, one per call
-    inputs: list[TensorMeta]
-    mode: str
-    device: str
-    inference: bool
-    module_inputs: dict[str, list] = field(default_factory=dict)   # module path → (args, kwargs) metas per call
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def model_device(model: nn.Module) -> torch.device | None:
@@ -89,9 +82,10 @@ def normalise_input_shape(input_shape) -> list[tuple[int, ...]]:
 
 def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=None,
            mode: str = "fake", device: str | torch.device | None = None, inference: bool = True,
-           module_inputs: bool = False) -> Trace:
-    """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace
-    (with every module call's input metadata when ``module_inputs`` is set)."""
+           module_inputs: bool = False, module_config=None) -> Trace:
+    """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace (with every
+    module call's input metadata when ``module_inputs`` is set, and each module's
+    ``module_config(module) -> (layer, config)`` when given — explain's closed forms)."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if mode not in MODES:
@@ -111,12 +105,12 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     else:
         target = torch.device("cpu")
     in_dtype = _first_float_dtype(model)
+    script = isinstance(model, torch.jit.ScriptModule)
 
-    stack = ModuleStack(model, keep_inputs=module_inputs)
-    recording = Recording(stack)
+    refs = Refs()
     fake_mode = None
     with _RUN_LOCK, torch.random.fork_rng(devices=[]):
-        if mode == "fake" and isinstance(model, torch.jit.ScriptModule):
+        if mode == "fake" and script:
             raise InputError("a TorchScript module runs only in real mode",
                              hint="use mode='real' (CLI: --mode real), or count the eager model")
         if mode == "fake":
@@ -139,28 +133,62 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                 if t.device.type == "meta":
                     raise InputError(f"real mode needs real weights, but '{name}' is on the meta device",
                                      hint="use mode='fake' (the default) for models without weights")
-            tensors = substitutes(model.named_buffers(remove_duplicate=False), torch.Tensor.clone)
+            tensors = {} if script else real_substitutes(model)
             if shapes:
                 args = tuple(torch.randn(s, dtype=in_dtype, device=target) for s in shapes)
 
-        inputs = tensors_in(to_meta(args)) + tensors_in(to_meta(kwargs))
+        params = _param_table(model, tensors, refs)
+        as_input = lambda t: refs.ref(t, role="input", created=-1)      # noqa: E731
+        inputs = tensors_in(_map_tensors(args, as_input)) + tensors_in(_map_tensors(kwargs, as_input))
+        runnable = model if script else shadow(model, tensors)
+        stack = ModuleStack(runnable, keep_inputs=module_inputs, meta=refs.meta)
+        recording = Recording(stack, refs)
         grad = torch.no_grad() if inference else torch.enable_grad()
-        guard = AttributeGuard(model)
         recorder = fake_mode if fake_mode is not None else Recorder(recording)
         try:
             with grad, stack.installed(), recorder.recording_to(recording):
-                if isinstance(model, torch.jit.ScriptModule):
+                if script:
                     _run_script_module(model, recorder, args, kwargs)
                 else:
                     with recorder:
-                        torch.func.functional_call(model, tensors, args, kwargs, strict=False, tie_weights=False)
+                        result = runnable(*args, **kwargs)
+                    refs.meta(result)           # outputs never seen by an op still get their storages
         except Exception as exc:
             raise _forward_error(exc, model, recording, stack, inputs) from exc
-        finally:
-            guard.restore()
+        storages = refs.close()
 
-    return Trace(recording.events, dict(stack.calls), dict(stack.outputs), inputs, mode, str(target), inference,
-                 module_inputs=dict(stack.inputs))
+    return Trace(events=recording.events, modules=_module_table(model, stack, module_config), params=params,
+                 inputs=inputs, options={"mode": mode, "device": str(target), "inference": inference},
+                 storages=storages, model=type(model).__name__, torch_version=torch.__version__)
+
+
+def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs) -> list[ParamInfo]:
+    """Unique parameters then buffers (first name canonical, later names as aliases), their
+    stand-ins registered with role ``param``/``buffer``, storages alive from before the run."""
+    table: dict[int, ParamInfo] = {}
+    for kind, named in (("param", model.named_parameters(remove_duplicate=False)),
+                        ("buffer", model.named_buffers(remove_duplicate=False))):
+        for name, t in named:
+            info = table.get(id(t))
+            if info is not None:
+                info.aliases += (name,)
+                continue
+            sub = tensors.get(id(t))
+            ref = refs.ref(sub, role=kind, created=-1) if sub is not None else None
+            table[id(t)] = ParamInfo(name, kind, tuple(t.shape), t.dtype, t.requires_grad,
+                                     tensor=ref.id if ref else -1, storage=ref.storage if ref else -1)
+    return list(table.values())
+
+
+def _module_table(model: nn.Module, stack: ModuleStack, module_config) -> list[ModuleInfo]:
+    out = []
+    for path, module in model.named_modules():
+        info = ModuleInfo(path, type(module).__name__, stack.calls.get(path, 0),
+                          list(stack.outputs.get(path, [])), list(stack.inputs.get(path, [])))
+        if module_config is not None:
+            info.layer, info.config = module_config(module)
+        out.append(info)
+    return out
 
 
 def _run_script_module(model, recorder: Recorder, args, kwargs) -> None:
@@ -177,11 +205,11 @@ def _run_script_module(model, recorder: Recorder, args, kwargs) -> None:
 
 
 def _forward_error(exc: Exception, model: nn.Module, recording: Recording, stack: ModuleStack,
-                   inputs: list[TensorMeta]) -> ModelForwardError:
+                   inputs: list[TensorRef]) -> ModelForwardError:
     failure = recording.failure
     if failure is not None:
         module = failure.module
-        shapes = [m for m in tensors_in(failure.args)]
+        shapes = list(tensors_in(failure.args))
         where = f" in {failure.op} with inputs {', '.join(map(repr, shapes))}"
         op = failure.op
     else:
