@@ -17,6 +17,7 @@ from ..cost import CONVENTIONS
 from ..errors import InputError, ModelForwardError, did_you_mean
 from ..frontends import FORMS, InputRequest, Resolved, resolve
 from ..report import Report
+from ..trace.io import SUFFIX as TRACE_SUFFIX
 
 DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,
           "bfloat16": torch.bfloat16, "float64": torch.float64, "int64": torch.int64, "long": torch.int64,
@@ -100,6 +101,8 @@ def count_spec(spec: str, args, analyse=None):
 
     ``analyse(model, *inputs, kwargs=, options=)`` replaces :func:`flopmeter.count` (the
     ``explain`` subcommand passes :func:`flopmeter.explain` bound to a module path)."""
+    if spec.endswith(TRACE_SUFFIX):
+        return _from_trace(spec, args, analyse)
     analyse = analyse or count
     with progress(f"building {spec} …"):
         resolved = resolve(spec, input_request(args), trust_pickle=args.trust_pickle)
@@ -121,6 +124,25 @@ def count_spec(spec: str, args, analyse=None):
         return _analyse(resolved, base, "real", analyse)
 
 
+def _from_trace(path: str, args, analyse):
+    """A saved trace, costed under the CLI's counting options (nothing re-run, no model code)."""
+    from ..api import report_from_trace
+    from ..trace.io import load_trace
+
+    given = [flag for flag, value in (("--input", args.input), ("--batch", args.batch), ("--seq-len", args.seq_len),
+                                      ("--dtype", args.dtype), ("--device", args.device),
+                                      ("--mode", None if args.mode == "auto" else args.mode)) if value]
+    if given:
+        raise InputError(f"{', '.join(given)} cannot change a saved trace (it records one run)",
+                         hint="re-run the model with those options and --save-trace")
+    if analyse is not None:
+        raise InputError("explain needs the model, not a saved trace", hint="give the model's SPEC instead")
+    trace = load_trace(path)
+    report = report_from_trace(trace, Options(convention=args.convention, strict=args.strict, causal=args.causal))
+    report.model = trace.model
+    return report
+
+
 def _analyse(resolved: Resolved, base: Options, mode: str, analyse):
     from dataclasses import replace
 
@@ -136,6 +158,7 @@ def _analyse(resolved: Resolved, base: Options, mode: str, analyse):
         result = analyse(model, *args, kwargs=kwargs, options=replace(base, mode=mode))
     if isinstance(result, Report):
         result.model = resolved.name
+        result.trace.model = resolved.name
     return result
 
 

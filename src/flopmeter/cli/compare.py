@@ -25,8 +25,11 @@ def compare_parser() -> argparse.ArgumentParser:
 def diff_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flopmeter diff",
                                 description="Compare two JSON reports; exit 1 when a figure grew past the threshold.")
-    p.add_argument("old", help="the reference report (flopmeter SPEC -o old.json)")
-    p.add_argument("new", help="the report to check")
+    p.add_argument("old", help="the reference: a JSON report (flopmeter SPEC -o old.json) or a saved trace (.fmtrace)")
+    p.add_argument("new", help="the report or trace to check")
+    p.add_argument("--by", choices=("module", "op"), default="module",
+                   help="changes listed per module (default) or per op type (needs traces or reports written "
+                        "with --view ops)")
     p.add_argument("--threshold", type=float, default=0.0,
                    help="allowed growth in percent before the exit status is 1 (default 0)")
     add_output_options(p)
@@ -56,6 +59,14 @@ def run_compare(args) -> int:
 
 
 def _load(path: str) -> dict:
+    from ..trace.io import SUFFIX
+    if path.endswith(SUFFIX):
+        from ..api import report_from_trace
+        from ..trace.io import load_trace
+        trace = load_trace(path)
+        report = report_from_trace(trace)
+        report.model = trace.model
+        return report.to_dict(ops=True)
     try:
         data = json.loads(Path(path).read_text())
     except OSError as exc:
@@ -84,6 +95,17 @@ def _modules(node: dict, out: dict) -> dict:
     return out
 
 
+def _ops(d: dict, path: str) -> dict:
+    """op → MACs summed over its calls (from a report's op rows)."""
+    if "ops" not in d:
+        raise InputError(f"{path} has no op rows to compare per op",
+                         hint="write it with --view ops (or --save-trace), or diff --by module")
+    out: dict[str, int] = {}
+    for row in d["ops"]:
+        out[row["op"]] = out.get(row["op"], 0) + row["cost"]["macs"]
+    return out
+
+
 def _change(old: int, new: int) -> float:
     if old == new:
         return 0.0
@@ -103,13 +125,16 @@ def run_diff(args) -> int:
             grown.append(name)
         table.rows.append([name, before, after, f"{pct:+.2f}%"])
         rows.append({"figure": name, "old": before, "new": after, "change_percent": pct})
-    old_mods, new_mods = _modules(old["modules"], {}), _modules(new["modules"], {})
-    for path in sorted(set(old_mods) | set(new_mods)):
-        before, after = old_mods.get(path, 0), new_mods.get(path, 0)
-        if before != after and path:
+    if args.by == "op":
+        old_parts, new_parts = _ops(old, args.old), _ops(new, args.new)
+    else:
+        old_parts, new_parts = _modules(old["modules"], {}), _modules(new["modules"], {})
+    for part in sorted(set(old_parts) | set(new_parts)):
+        before, after = old_parts.get(part, 0), new_parts.get(part, 0)
+        if before != after and part:
             pct = _change(before, after)
-            table.rows.append([f"  MACs of {path}", before, after, f"{pct:+.2f}%"])
-            rows.append({"figure": f"MACs of {path}", "old": before, "new": after, "change_percent": pct})
+            table.rows.append([f"  MACs of {part}", before, after, f"{pct:+.2f}%"])
+            rows.append({"figure": f"MACs of {part}", "old": before, "new": after, "change_percent": pct})
     _emit(table, fmt, args.raw, args.output, {"threshold_percent": args.threshold, "grown": grown, "rows": rows})
     if grown:
         import sys

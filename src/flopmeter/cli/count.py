@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
+from ..errors import InputError
 from ..render.tables import VIEWS
 from .common import FORMS, add_input_options, add_output_options, count_spec, output_format, write_output
 
@@ -22,6 +23,8 @@ def parser() -> argparse.ArgumentParser:
                      help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op")
     out.add_argument("--ops", action="store_const", const="ops", dest="view", help="same as --view ops")
     out.add_argument("--depth", type=int, default=2, help="module tree depth (default 2; -1 for all)")
+    out.add_argument("--save-trace", metavar="FILE.fmtrace",
+                     help="also save the recorded trace (re-cost or re-render it later with 'flopmeter FILE.fmtrace')")
     add_output_options(out)
     p.add_argument("--version", action="version", version=f"flopmeter {__version__}")
     return p
@@ -30,6 +33,12 @@ def parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     fmt = output_format(args.format, args.output)
     report = count_spec(args.spec, args)
+    if args.save_trace:
+        from ..trace.io import SUFFIX, save_trace
+        if not args.save_trace.endswith(SUFFIX):
+            raise InputError(f"a trace file ends in {SUFFIX}: '{args.save_trace}'",
+                             hint=f"for example --save-trace run{SUFFIX}")
+        save_trace(report.trace, args.save_trace)
     depth = None if args.depth < 0 else args.depth
     if fmt == "table" and args.output is None and sys.stdout.isatty():
         from rich.console import Console

@@ -1,0 +1,172 @@
+"""Saving and loading a Trace: gzip-compressed JSON, versioned, never pickled.
+
+The file format (``flopmeter.trace/1``) is documented in ``docs/trace-format.md``. A loaded
+trace builds the same report as the live one (every convention, causal setting and registry
+override) with no model code, no model-zoo package and nothing executed from the file:
+the loader only reads JSON and looks up dtypes by name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from .events import OpEvent, TensorRef
+from .model import TRACE_SCHEMA, ModuleInfo, ParamInfo, StorageInfo, Trace
+
+SUFFIX = ".fmtrace"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise InputError(f"unknown dtype '{name}' in the trace file",
+                         hint="the trace may come from a newer torch; load it with that version")
+    return dtype
+
+
+# -- encoding -------------------------------------------------------------------
+
+def _ref(r: TensorRef) -> list:
+    return [r.id, r.storage, list(r.shape), None if r.stride is None else list(r.stride), r.offset,
+            _dtype_name(r.dtype), r.device, r.requires_grad, r.role]
+
+
+def _enc(v: Any) -> Any:
+    if isinstance(v, TensorRef):
+        return {"T": _ref(v)}
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else {"float": repr(v)}
+    if isinstance(v, (list, tuple)):
+        return [_enc(x) for x in v]
+    if isinstance(v, dict):
+        return {"map": [[str(k), _enc(x)] for k, x in v.items()]}
+    if isinstance(v, torch.dtype):
+        return {"dtype": _dtype_name(v)}
+    if isinstance(v, torch.device):
+        return {"device": str(v)}
+    if isinstance(v, complex):
+        return {"complex": [v.real, v.imag]}
+    return {"repr": repr(v)}             # memory formats, layouts, generators: shown, never read back
+
+
+def _dec(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_dec(x) for x in v]
+    if not isinstance(v, dict):
+        return v
+    if "T" in v:
+        i, s, shape, stride, offset, dtype, device, rg, role = v["T"]
+        return TensorRef(tuple(shape), _dtype(dtype), id=i, storage=s, stride=None if stride is None else tuple(stride),
+                         offset=offset, device=device, requires_grad=rg, role=role)
+    if "map" in v:
+        return {k: _dec(x) for k, x in v["map"]}
+    if "float" in v:
+        return float(v["float"])
+    if "dtype" in v:
+        return _dtype(v["dtype"])
+    if "device" in v:
+        return torch.device(v["device"])
+    if "complex" in v:
+        return complex(*v["complex"])
+    return v.get("repr")
+
+
+def trace_to_dict(trace: Trace) -> dict:
+    return {
+        "schema": TRACE_SCHEMA, "torch_version": trace.torch_version, "model": trace.model,
+        "options": _enc(trace.options), "inputs": [_ref(r) for r in trace.inputs],
+        "modules": [[m.path, m.type, m.calls, _enc(m.outputs), _enc(m.inputs), m.layer, _enc(m.config)]
+                    for m in trace.modules],
+        "params": [[p.name, p.kind, list(p.shape), _dtype_name(p.dtype), p.requires_grad, p.tensor, p.storage,
+                    list(p.aliases)] for p in trace.params],
+        "events": [[e.op, e.overload, _enc(e.args), _enc(e.kwargs), _enc(e.out), e.module,
+                    [list(s) for s in e.stack], e.phase] for e in trace.events],
+        "storages": [[sid, s.nbytes, s.created, s.freed, s.device] for sid, s in trace.storages.items()],
+        "extra": _enc(trace.extra),
+    }
+
+
+def trace_from_dict(d: dict) -> Trace:
+    if not isinstance(d, dict) or d.get("schema") != TRACE_SCHEMA:
+        found = d.get("schema") if isinstance(d, dict) else None
+        raise InputError(f"not a flopmeter trace of schema {TRACE_SCHEMA}" + (f" (found '{found}')" if found else ""),
+                         hint="write one with: flopmeter SPEC --save-trace run.fmtrace")
+    try:
+        def ref(x):
+            return _dec({"T": x})
+
+        return Trace(
+            events=[OpEvent(op, ov, tuple(_dec(a)), _dec(k), _dec(o), mod, tuple((p, i) for p, i in stack), phase)
+                    for op, ov, a, k, o, mod, stack, phase in d["events"]],
+            modules=[ModuleInfo(path, kind, calls, _dec(outs), [tuple(c) for c in _dec(ins)], layer, _dec(cfg))
+                     for path, kind, calls, outs, ins, layer, cfg in d["modules"]],
+            params=[ParamInfo(name, kind, tuple(shape), _dtype(dt), rg, tensor, storage, tuple(aliases))
+                    for name, kind, shape, dt, rg, tensor, storage, aliases in d["params"]],
+            inputs=[ref(x) for x in d["inputs"]], options=_dec(d["options"]),
+            storages={sid: StorageInfo(n, c, f, dev) for sid, n, c, f, dev in d["storages"]},
+            model=d["model"], torch_version=d["torch_version"], extra=_dec(d.get("extra", {"map": []})))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"the trace file is damaged: {type(exc).__name__}: {exc}") from None
+
+
+# -- files ------------------------------------------------------------------------
+
+def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
+    """Write ``trace`` to ``path`` (gzip'd JSON), atomically: a failed write leaves no file."""
+    target = Path(path)
+    if not target.parent.exists():
+        raise InputError(f"cannot write {target}: folder {target.parent} does not exist")
+    data = json.dumps(trace_to_dict(trace), separators=(",", ":")).encode()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def load_trace(path: str | os.PathLike) -> Trace:
+    """Read a trace written by :func:`save_trace` (JSON only: nothing in it is executed)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise InputError(f"cannot read trace {path}: {reason}",
+                         hint="write one with: flopmeter SPEC --save-trace run.fmtrace") from None
+    try:
+        d = json.loads(raw)
+    except ValueError as exc:
+        raise InputError(f"{path} is not a flopmeter trace: {exc}") from None
+    return trace_from_dict(d)
+
+
+__all__ = ["SUFFIX", "load_trace", "save_trace", "trace_from_dict", "trace_to_dict"]
