@@ -9,6 +9,7 @@ from .. import __version__
 from ..errors import InputError
 from ..render.tables import VIEWS
 from .common import FORMS, add_input_options, add_output_options, count_spec, output_format, write_output
+from .memory import add_memory_options, count_with_memory, memory_asked
 
 
 def parser() -> argparse.ArgumentParser:
@@ -18,9 +19,11 @@ def parser() -> argparse.ArgumentParser:
                "'flopmeter explain SPEC PATH'")
     p.add_argument("spec", help=f"the model: {FORMS}")
     add_input_options(p)
+    add_memory_options(p)
     out = p.add_argument_group("output")
     out.add_argument("--view", choices=VIEWS, default="tree",
-                     help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op")
+                     help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op; "
+                          "memory: live-bytes timeline and per-module peaks")
     out.add_argument("--ops", action="store_const", const="ops", dest="view", help="same as --view ops")
     out.add_argument("--depth", type=int, default=2, help="module tree depth (default 2; -1 for all)")
     out.add_argument("--save-trace", metavar="FILE.fmtrace",
@@ -32,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args) -> int:
     fmt = output_format(args.format, args.output)
-    report = count_spec(args.spec, args)
+    report = count_with_memory(args) if memory_asked(args) else count_spec(args.spec, args)
     if args.save_trace:
         from ..trace.io import SUFFIX, save_trace
         if not args.save_trace.endswith(SUFFIX):

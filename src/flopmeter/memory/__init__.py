@@ -69,6 +69,8 @@ class MemoryReport:
 
     @property
     def total(self) -> int:
+        if self.weights.format == "stored":
+            return self.peak.bytes
         by_role = self.peak.by_role
         stored = by_role.get("param", 0) + by_role.get("buffer", 0)
         return self.peak.bytes - stored + self.weights.total

@@ -40,6 +40,7 @@ class Search:
     limit: int | None             # the upper limit the search was capped at (e.g. max positions)
     probes: list[Probe] = field(default_factory=list)
     form: str = ""
+    fixed: dict = field(default_factory=dict)     # what stayed the same: {"batch": 1} for a context search
 
     @property
     def at_limit(self) -> bool:
@@ -53,7 +54,7 @@ class Search:
 
     def to_dict(self) -> dict:
         return {"variable": self.variable, "budget": self.budget, "answer": self.answer, "limit": self.limit,
-                "form": self.form, "traces": [{"x": p.x, "bytes": p.bytes, "fits": p.fits, "why": p.why}
+                "fixed": dict(self.fixed), "form": self.form, "traces": [{"x": p.x, "bytes": p.bytes, "fits": p.fits, "why": p.why}
                                               for p in self.probes]}
 
 

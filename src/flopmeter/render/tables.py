@@ -5,7 +5,10 @@ Markdown, exact integers in CSV and with ``raw``). Views:
 
 - ``tree``: the module tree to a depth (module, type, output shape, params, MACs, FLOPs, share);
 - ``keras``: one row per leaf layer (layer and type, output shape, params), Keras-style;
-- ``ops``: one row per executed op that is not free (module, op, shapes, status, MACs, FLOPs).
+- ``ops``: one row per executed op that is not free (module, op, shapes, status, MACs, FLOPs);
+- ``memory``: per-module memory peaks and the live-bytes timeline (:mod:`.memory`).
+
+With ``report.memory`` the header gains memory lines and the tree and Keras views a column.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from dataclasses import dataclass, field
 
 from ..cost import get_convention
 from ..report import Report
+from . import memory
 from .units import human, human_unit
 
-VIEWS = ("tree", "keras", "ops")
+VIEWS = ("tree", "keras", "ops", "memory")
 
 
 @dataclass
@@ -50,7 +54,7 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
                  + (", causal masks counted exactly" if report.causal == "exact" else "")),
         ("unsupported", "none" if not unsupported else f"{unsupported} call(s): "
          + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items()))),
-    ]
+    ] + memory.header_lines(report, raw)
 
 
 def _shape(metas) -> str:
@@ -75,16 +79,28 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
         t.keys.append(node.path)
         t.rows.append([label, node.type, _shape(node.outputs), node.params_total, node.total.macs, flops,
                        f"{100 * flops / total:.1f}%"])
+    return _memory_column(t, report, t.keys)
+
+
+def _memory_column(t: Table, report: Report, paths: list[str]) -> Table:
+    if report.memory is not None:
+        t.columns.append(memory.COLUMN + " (B)")
+        t.numeric.append(True)
+        for row, path in zip(t.rows, paths):
+            row.append(memory.column(report, path))
     return t
 
 
 def keras_table(report: Report) -> Table:
     t = Table(["Layer (type)", "Output Shape", "Param #"], [False, False, True], exact=True)
+    paths = []
     for node in report.modules():
         if node.children or not node.path:
             continue
         shape = "(" + ", ".join(["None", *map(str, node.outputs[0].shape[1:])]) + ")" if node.outputs else "—"
         t.rows.append([f"{node.path} ({node.type})", shape, node.params_own])
+        paths.append(node.path)
+    _memory_column(t, report, paths)
     p = report.params
     t.footer = [("Total params", f"{p.count:,}"), ("Trainable params", f"{p.trainable:,}"),
                 ("Non-trainable params", f"{p.frozen:,}")]
@@ -109,4 +125,6 @@ def view_table(report: Report, view: str, depth: int | None) -> Table:
         return keras_table(report)
     if view == "ops":
         return ops_table(report)
+    if view == "memory":
+        return memory.memory_table(report, depth)
     return tree_table(report, depth)
