@@ -6,8 +6,8 @@ profile_memory=True)``, whose ``[memory]`` records are the CPU allocator's alloc
 (+bytes) and frees (−bytes), each one exactly once, summed in time order. Two figures:
 
 * ``measured``: the allocator's peak over the forward (every allocation, kernel workspaces
-  included), above what was allocated before it; ``peak_in`` names the innermost op running
-  at that moment;
+  included), above what was allocated before it; ``peak_in`` names the op running at that
+  moment (the outermost the trace recorded, then the innermost);
 * ``at_ops``: the same running sum read only at the end of each op the trace recorded (the
   profiler names the same aten ops: ``aten::convolution``, ``aten::native_batch_norm``; the
   outermost of them where they nest). Only the sampling moments come from the trace; the
@@ -62,7 +62,7 @@ SHRINK = {"num_hidden_layers": 2, "hidden_size": 8, "intermediate_size": 8, "num
 class Measured:
     measured: int                 # the allocator's peak over the forward
     at_ops: int                   # the running sum's peak at the ends of the sampled ops
-    peak_in: str                  # the innermost op running at the allocator's peak
+    peak_in: str                  # the (recorded) op running at the allocator's peak > the innermost one
 
 
 def measure_forward(model: torch.nn.Module, args: tuple, kwargs: dict | None = None,
@@ -109,8 +109,12 @@ def measure_forward(model: torch.nn.Module, args: tuple, kwargs: dict | None = N
         live += b
         if live > peak:
             peak, peak_t = live, t
-    inner = [o for o in ops if peak_t is not None and o[0] <= peak_t <= o[1]]
-    return Measured(peak, at_ops, max(inner, key=lambda o: o[0])[2] if inner else "(between ops)")
+    around = [o for o in ops if peak_t is not None and o[0] <= peak_t <= o[1]]     # outermost first
+    names = [o[2] for o in around]
+    if not names:
+        return Measured(peak, at_ops, "(between ops)")
+    outer = next((n for n in names if sample_ops and n in sample_ops), names[0])
+    return Measured(peak, at_ops, outer if outer == names[-1] else f"{outer} > {names[-1]}")
 
 
 def measure_cuda(model: torch.nn.Module, args: tuple, kwargs: dict | None = None) -> Measured:

@@ -56,8 +56,11 @@ def search_line(s, raw: bool = False) -> str:
         head = f"none fits (even {s.variable} {s.probes[0].x:,} needs {_b(s.probes[0].bytes, raw)})"
     else:
         head = f"{s.answer:,}" + (" (the model's limit)" if s.at_limit else "")
-    traces = ", ".join(f"{p.x:,} → {_b(p.bytes, raw)} {'✓' if p.fits else '✗'}" for p in s.probes)
-    return f"{head}{' at ' + fixed if fixed else ''}  [{len(s.probes)} traces: {traces}]"
+    exact = {s.answer, s.answer + 1}          # the verification: exact bytes, which units would round alike
+    traces = ", ".join(f"{p.x:,} → {f'{p.bytes:,} B' if p.x in exact else _b(p.bytes, raw)} {'✓' if p.fits else '✗'}"
+                       for p in s.probes)
+    return (f"{head}{' at ' + fixed if fixed else ''}  [budget {s.budget:,} B; {len(s.probes)} traces: {traces}; "
+            f"fit {s.form}]")
 
 
 def column(report, path: str) -> int | str:
