@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import FlopmeterError
 from .devices import DEVICES, Budget, parse_budget
 from .fit import Search, largest_fitting
 from .kvcache import KVCache, cache_layers, find_cache, kv_cache, per_layer_tokens, root_output
@@ -103,8 +104,11 @@ def analyse(report, *, weights: str = "stored", rounding: int | None | str = "au
         batch = layers[0].key_shape[0] if layers[0].key_shape else 1
         tokens = _tokens(trace)
         if model is not None:
-            kv = kv_cache(model, context=tokens, batch=batch, device=trace.device, layers=layers)
-        else:       # per token from this run's cache: each layer's bytes over the tokens it keeps
+            try:
+                kv = kv_cache(model, context=tokens, batch=batch, device=trace.device, layers=layers)
+            except FlopmeterError:      # a model that takes more than token ids: per token as below
+                kv = None
+        if kv is None:              # per token from this run's cache: each layer's bytes over the tokens it keeps
             kv = KVCache(batch, tokens, layers,
                          sum(layer.bytes // (per_layer_tokens(layer) * batch) for layer in layers if batch))
     return MemoryReport(weight_bytes(tensors, fmt), weight_bytes(tensors, "stored"), all_formats(tensors),
