@@ -21,7 +21,7 @@ program's (eager), so predicted = ``at_ops`` when the prediction is right, and =
 too where no kernel allocates a workspace.
 
 Overhead: ``flopmeter.count`` with ``Options(memory=True)`` against the plain count, timed
-side by side (interleaved, median of N) in the same run.
+side by side (interleaved, alternating which goes first, median of N) in the same run.
 
 On a GPU (``--device cuda``) the forward runs there and ``measured`` is
 ``torch.cuda.max_memory_allocated`` above what was allocated before it, against the
@@ -203,15 +203,13 @@ def overhead(model, args, kwargs, repeat: int) -> tuple[float, float]:
 
     plain, mem = flopmeter.Options(), flopmeter.Options(memory=True)
     flopmeter.count(model, *args, kwargs=kwargs, options=plain)
-    a, b = [], []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        flopmeter.count(model, *args, kwargs=kwargs, options=plain)
-        a.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        flopmeter.count(model, *args, kwargs=kwargs, options=mem)
-        b.append(time.perf_counter() - t)
-    return statistics.median(a), statistics.median(b)
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for i in range(repeat):                 # interleaved, the order alternating (ABBA) against drift
+        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+            t = time.perf_counter()
+            flopmeter.count(model, *args, kwargs=kwargs, options=(plain, mem)[which])
+            times[which].append(time.perf_counter() - t)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def main(argv=None) -> int:

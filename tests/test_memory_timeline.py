@@ -139,3 +139,40 @@ def test_prediction_equals_the_profilers_measurement(build):
     model, args = build()
     predicted = max(flopmeter.count(model, *args, options=MEM).memory.timeline.activations)
     assert predicted == measure_forward(model, args).measured
+
+
+@pytest.mark.parametrize("mode", ["fake", "real"])
+@pytest.mark.parametrize("make, shape", [
+    (lambda: __import__("models").TrainModeBN().train(), (2, 3, 10, 10)),
+    (lambda: __import__("models").CachesInForward(), (2, 4)),
+    (lambda: __import__("models").CalledTwice(), (2, 8)),
+], ids=["train-mode-bn", "caches-in-forward", "called-twice"])
+def test_guards_hold_with_memory_on(mode, make, shape):
+    from guards import assert_unchanged, snapshot
+
+    model, x = make(), torch.randn(*shape)
+    before = snapshot(model)
+    r = flopmeter.count(model, x, options=flopmeter.Options(memory=True, mode=mode))
+    assert_unchanged(model, before)
+    assert r.memory.peak.bytes > 0
+
+
+def test_tied_weights_are_one_storage_and_a_module_called_twice_has_two_calls():
+    import models
+
+    r = flopmeter.count(models.TiedWeights(), torch.zeros(1, 5, dtype=torch.long), options=MEM)
+    assert r.memory.timeline.fixed["param"] == 50 * 8 * 4          # embedding = head: once
+    r = flopmeter.count(models.CalledTwice(), input_shape=(2, 8), options=MEM)
+    fc = r.memory.timeline.modules["fc"]
+    assert fc.calls == 2 and fc.leaves == 2 * 8 * 4
+
+
+def test_kv_per_token_run_leaves_the_model_untouched():
+    from guards import assert_unchanged, snapshot
+
+    model, (ids,) = _hf_tiny()
+    before = snapshot(model)
+    r = flopmeter.count(model, ids)
+    kv = analyse(r, model=model).kv
+    assert kv.per_token == 2 * 2 * 2 * 16 * 4 and kv.bytes == 16 * kv.per_token
+    assert_unchanged(model, before)
