@@ -128,3 +128,13 @@ def test_quadratic_and_non_affine_searches_close_their_bracket():
     step = lambda b: 1_000 + 400 * math.ceil(b / 4)    # noqa: E731
     s = largest_fitting(step, 1_000 + 400 * 25)
     assert s.answer == 100 and step(100) <= 1_000 + 400 * 25 < step(101)
+
+
+def test_two_regimes_a_steeper_op_takes_the_peak_past_some_length():
+    # like a decoder over its context: the MLP's peak below ~26k tokens, attention's steeper parabola above
+    f = lambda n: max(14_000_000 + 270 * n + n * n // 400, 12_000_000 + 200 * n + n * n // 100)   # noqa: E731
+    for budget in (20_000_000, 23_000_000):
+        s = largest_fitting(f, budget, variable="context", start=(8192, 16384, 32768), limit=32768)
+        assert f(s.answer) <= budget < f(s.answer + 1)
+        assert len(s.probes) <= 10
+    assert largest_fitting(f, 30_000_000, start=(8192, 16384, 32768), limit=32768).at_limit

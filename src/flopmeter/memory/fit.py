@@ -6,11 +6,13 @@ per sample: inputs and activations), so two traces give the line and the answer
 ``b = ⌊(budget − a) / s⌋``; a third trace at ``b`` and a fourth at ``b + 1`` verify it by the
 model's own prediction. In context length attention can add a quadratic part, so the context
 search fits a parabola through three traces. Where the model is not exactly affine (or
-quadratic) — shapes rounded to a multiple, a different kernel past some size — each new
-trace is added to the fit (a secant step on the nearest points), and a step that would leave
-the bracket [largest that fits, smallest that does not] is replaced by its midpoint; the
-search stops when the bracket closes, so the answer always comes with one trace that fits
-and, unless it is the upper limit, one at the answer + 1 that does not.
+quadratic) — shapes rounded to a multiple, another op's peak past some size — the fit is
+made again through the largest and smallest points that fit (a wide baseline), a guess past
+a trace that does not fit is replaced by interpolating between the bracket's ends [largest
+that fits, smallest that does not], and one that would leave the bracket by its midpoint; a
+fitted guess is checked with its neighbour. The search stops when the bracket closes, so the
+answer always comes with one trace that fits and, unless it is the upper limit, one at the
+answer + 1 that does not.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class Probe:
     x: int
     bytes: int
     fits: bool
-    why: str                      # "start", "fit", "verify", "midpoint", "grow"
+    why: str                      # "start", "fit", "verify", "interpolate", "midpoint", "grow"
 
 
 @dataclass
@@ -92,15 +94,21 @@ def _solve(points: list[tuple[int, int]], budget: int) -> tuple[int | None, str]
     return lo, form
 
 
-def _baseline(known: dict[int, int], lo: int, hi: int | None, degree: int) -> list[tuple[int, int]]:
-    """The points to fit: the bracket's ends where known, widened by the points farthest from
-    them (a wide baseline is not thrown off by rounding between neighbours)."""
-    ends = [x for x in (lo, hi) if x in known]
-    rest = sorted((x for x in known if x not in ends), key=lambda x: -min(abs(x - e) for e in ends) if ends else x)
-    chosen = (ends + rest)[: degree + 1]
-    if len(chosen) < 2:
-        chosen = sorted(known)[:2]
-    if len(chosen) == 3 and len({known[x] for x in chosen}) < 3:
+def _baseline(known: dict[int, int], budget: int, degree: int) -> list[tuple[int, int]]:
+    """The points to fit: the largest that fits, the smallest that fits (a wide baseline is not
+    thrown off by rounding between neighbours) and, for a parabola, the fitting point nearest
+    their middle; points that do not fit only where too few fit (past the budget the peak may
+    come from another op, a different polynomial)."""
+    fitting = sorted(x for x in known if known[x] <= budget)
+    failing = sorted(x for x in known if known[x] > budget)
+    chosen = []
+    if fitting:
+        chosen = [fitting[-1]] + ([fitting[0]] if len(fitting) > 1 else [])
+        if degree == 2 and len(fitting) > 2:
+            middle = (fitting[0] + fitting[-1]) / 2
+            chosen.append(min(fitting[1:-1], key=lambda x: abs(x - middle)))
+    chosen += failing[: degree + 1 - len(chosen)]
+    if len({known[x] for x in chosen}) < len(chosen):
         chosen = chosen[:2]
     return sorted((x, known[x]) for x in chosen)
 
@@ -131,15 +139,21 @@ def largest_fitting(peak: Callable[[int], int], budget: int, *, variable: str = 
         if hi is not None and hi == lo + 1:
             search.answer = lo
             return search
-        guess, form = _solve(_baseline(known, lo, hi, degree), budget)
+        guess, form = _solve(_baseline(known, budget, degree), budget)
         search.form = search.form or form
         ceiling = (hi - 1) if hi is not None else limit
         why = "fit"
         if guess is None:                 # flat between these points: grow the bracket
             guess, why = (ceiling if ceiling is not None else 2 * max(known)), "grow"
+        if hi is not None and guess >= hi and lo > 0:
+            # the fit (from points that fit) overshoots a trace that does not: interpolate the bracket
+            guess = lo + (budget - known[lo]) * (hi - lo) // max(known[hi] - known[lo], 1)
+            why = "interpolate"
         if ceiling is not None:
             guess = min(guess, ceiling)
-        if guess <= lo or guess in known:
+        if guess <= lo and lo + 1 not in known:
+            guess, why = lo + 1, "verify"            # the fit says lo: check the one above it
+        elif guess <= lo or guess in known:
             # the fit points outside the bracket: take its midpoint (or grow it when open above)
             guess, why = ((lo + hi) // 2 if hi is not None else 2 * max(lo, 1)), "midpoint"
         if probe(guess, why):

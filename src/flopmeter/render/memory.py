@@ -59,8 +59,8 @@ def search_line(s, raw: bool = False) -> str:
     exact = {s.answer, s.answer + 1}          # the verification: exact bytes, which units would round alike
     traces = ", ".join(f"{p.x:,} → {f'{p.bytes:,} B' if p.x in exact else _b(p.bytes, raw)} {'✓' if p.fits else '✗'}"
                        for p in s.probes)
-    return (f"{head}{' at ' + fixed if fixed else ''}  [budget {s.budget:,} B; {len(s.probes)} traces: {traces}; "
-            f"fit {s.form}]")
+    form = f"; fit {s.form}" if s.form else ""
+    return f"{head}{' at ' + fixed if fixed else ''}  [budget {s.budget:,} B; {len(s.probes)} traces: {traces}{form}]"
 
 
 def column(report, path: str) -> int | str:
