@@ -6,7 +6,7 @@
 (200, 400)
 """
 
-from .api import Options, count
+from .api import Options, count, report_from_trace
 from .cost import CONVENTIONS, Convention, Cost
 from .errors import (FlopmeterError, InputError, MissingDependencyError, ModelForwardError, NoClosedFormError,
                      OptionsError, UnsupportedOpsError)
@@ -19,5 +19,5 @@ __version__ = "0.1.0"
 __all__ = [
     "CONVENTIONS", "Convention", "Cost", "Explanation", "FlopmeterError", "InputError", "MissingDependencyError",
     "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options", "OptionsError", "REGISTRY", "Report",
-    "UnsupportedOpsError", "count", "explain", "__version__",
+    "UnsupportedOpsError", "count", "explain", "report_from_trace", "__version__",
 ]

@@ -13,7 +13,8 @@ from .formulas import Registry
 from .formulas.attention import check_causal
 from .report import Report, build_report
 from .trace import Trace, record
-from .trace.run import MODES
+from .trace.lazy import materialised
+from .trace.run import MODES, normalise_input_shape
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
     config = None
     if module_inputs:
         from .layers.standin import layer_config as config
+    model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode)   # lazy modules
     trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
                    inference=options.inference, module_inputs=module_inputs, module_config=config)
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)

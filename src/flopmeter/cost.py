@@ -57,7 +57,8 @@ class Cost:
 
     @property
     def is_zero(self) -> bool:
-        return not any(getattr(self, f.name) for f in fields(self))
+        return not (self.macs or self.dots or self.elementwise or self.transcendental or self.bytes_read
+                    or self.bytes_written)
 
     def flops(self, convention: "str | Convention" = "dot") -> int:
         return get_convention(convention).flops(self)

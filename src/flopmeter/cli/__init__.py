@@ -4,6 +4,7 @@
     flopmeter compare SPEC SPEC [...]     several models side by side
     flopmeter diff OLD.json NEW.json      regression check between two JSON reports
     flopmeter explain SPEC PATH           one module's closed form next to its traced ops
+    flopmeter scaling SPEC --seq-len A:B  how cost grows with the input (or --input-size A:B)
 
 ``main(argv) -> int`` is thin: parse, run, and turn every FlopmeterError into one
 ``error: …`` line and one ``hint: …`` line with exit status 2 (``--debug`` re-raises).
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import FlopmeterError
-from . import compare, count, explain
+from . import compare, count, explain, scaling
 
 
 # subcommand → (parser factory, runner); anything else is a SPEC for the count command
@@ -22,6 +23,7 @@ SUBCOMMANDS = {
     "compare": (compare.compare_parser, compare.run_compare),
     "diff": (compare.diff_parser, compare.run_diff),
     "explain": (explain.parser, explain.run),
+    "scaling": (scaling.parser, scaling.run),
 }
 
 

@@ -16,7 +16,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="flopmeter", description="Exact parameters, MACs and FLOPs of a PyTorch model.",
         epilog="other commands: 'flopmeter compare SPEC SPEC …', 'flopmeter diff OLD.json NEW.json', "
-               "'flopmeter explain SPEC PATH'")
+               "'flopmeter explain SPEC PATH', 'flopmeter scaling SPEC --seq-len A:B'")
     p.add_argument("spec", help=f"the model: {FORMS}")
     add_input_options(p)
     add_memory_options(p)

@@ -124,7 +124,7 @@ def timeline(trace, *, rounding: int | None = None) -> Timeline:
     fixed = {r: 0 for r in ROLES}
     delta_total = [0] * (n + 1)
     delta_act = [0] * (n + 1)
-    spans = {}
+    spans, extra = {}, {}
     for sid, st in trace.storages.items():
         role = roles[sid]
         first, last = spans[sid] = _span(st, role, n)
@@ -139,6 +139,14 @@ def timeline(trace, *, rounding: int | None = None) -> Timeline:
         if role == "act":
             delta_act[start] += size
             delta_act[stop] -= size
+    for p in trace.params:       # weights without a storage in the run (a quantized module's packed ones)
+        if p.storage < 0 or p.storage not in trace.storages:
+            role = "param" if p.kind == "param" else "buffer"
+            size = rounded(p.nbytes, rounding)
+            fixed[role] += size
+            delta_total[0] += size
+            spans[("param", p.name)] = (-1, n)
+            extra[("param", p.name)] = (role, size)
     live, acts = [], []
     total = act = 0
     for i in range(n):
@@ -153,7 +161,10 @@ def timeline(trace, *, rounding: int | None = None) -> Timeline:
         by_role = {r: 0 for r in ROLES}
         for sid, (first, last) in spans.items():
             if first <= i <= last:
-                by_role[roles[sid]] += rounded(trace.storages[sid].nbytes, rounding)
+                if sid in extra:
+                    by_role[extra[sid][0]] += extra[sid][1]
+                else:
+                    by_role[roles[sid]] += rounded(trace.storages[sid].nbytes, rounding)
         peak = Peak(live[i], i, f"{ev.op}.{ev.overload}", ev.module, {r: v for r, v in by_role.items() if v})
     else:
         peak = Peak(sum(fixed.values()), -1, "", "", dict(fixed))

@@ -61,11 +61,22 @@ def _json_table(table, raw=False):
     return json.dumps(table.to_records(), indent=2)
 
 
+def _html_report(report, *, view="tree", depth=2, raw=False):
+    from .html import report_html
+    return report_html(report, view=view, depth=depth, raw=raw)
+
+
+def _html_table(table, raw=False):
+    from .html import table_html
+    return table_html(table, raw)
+
+
 RENDERERS: dict[str, Renderer] = {r.name: r for r in (
     Renderer("table", (".txt",), _table_report, _table_table),
     Renderer("md", (".md",), _md_report, _md_table),
     Renderer("csv", (".csv",), _csv_report, _csv_table),
     Renderer("json", (".json",), _json_report, _json_table),
+    Renderer("html", (".html", ".htm"), _html_report, _html_table),
 )}
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ..cost import get_convention
 from ..report import Report
+from ..report.precision import low_precision
 from . import memory
 from .units import human, human_unit
 
@@ -31,6 +32,7 @@ class Table:
     footer: list[tuple[str, str]] = field(default_factory=list)
     keys: list[str] | None = None        # full module paths of the rows (CSV uses them)
     exact: bool = False                  # always exact integers (Keras-style summaries)
+    curves: dict | None = None           # name → [(size, value)]: drawn log-log where a format can (scaling)
 
     def to_records(self) -> list[dict]:
         """One dict per row, keyed by column name (JSON output of a table)."""
@@ -47,7 +49,7 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
         ("model", report.model),
         ("inputs", ", ".join(map(repr, report.inputs))),
         ("params", params),
-        ("MACs", human_unit(report.macs, "MACs", raw)),
+        ("MACs", human_unit(report.macs, "MACs", raw) + _low_precision(report, raw)),
         ("FLOPs", f"{human_unit(report.flops, 'FLOPs', raw)}  [{conv.name}: {conv.description}]"),
         ("mode", f"{report.mode} tensors on {report.device}, "
                  f"{'no_grad (inference)' if report.inference else 'autograd on'}, torch {report.torch_version}"
@@ -55,6 +57,17 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
         ("unsupported", "none" if not unsupported else f"{unsupported} call(s): "
          + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items()))),
     ] + memory.header_lines(report, raw)
+
+
+def _low_precision(report: Report, raw: bool) -> str:
+    """'  (of which 430 KMACs float8_e4m3fn, 32.8 KMACs int8)' when some MACs are not in float;
+    '  (uint8×int8)' when all are in one such precision."""
+    low = low_precision(report.macs_by_precision())
+    if not low:
+        return ""
+    if list(low.values()) == [report.macs]:
+        return f"  ({next(iter(low))})"
+    return "  (of which " + ", ".join(f"{human_unit(v, 'MACs', raw)} {k}" for k, v in low.items()) + ")"
 
 
 def _shape(metas) -> str:

@@ -168,6 +168,12 @@ class Report:
             out[row.op] = (calls + 1, cost + row.cost)
         return out
 
+    def macs_by_precision(self, registry=None) -> dict[str, int]:
+        """MACs by the precision they run in: ``{"float32": …, "int8": …, "float8_e4m3fn": …}``
+        (precisions as ``registry``, by default the built-in one, names them)."""
+        from .precision import macs_by_precision
+        return macs_by_precision(self, registry)
+
     # -- serialisation ------------------------------------------------------
     def to_dict(self, *, ops: bool = True) -> dict:
         conv = get_convention(self.convention)

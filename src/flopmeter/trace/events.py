@@ -99,19 +99,32 @@ def to_meta(value: Any, ref=TensorRef.of) -> Any:
 
 def tensors_in(value: Any) -> list[TensorRef]:
     """Every TensorRef inside a (nested) structure of refs, in order."""
-    if isinstance(value, TensorRef):
+    if type(value) is TensorRef:
         return [value]
-    if isinstance(value, (list, tuple)):
-        out: list[TensorRef] = []
+    out: list[TensorRef] = []
+    _collect(value, out)
+    return out
+
+
+def _collect(value: Any, out: list) -> None:
+    kind = type(value)
+    if kind is TensorRef:
+        out.append(value)
+    elif kind is tuple or kind is list:
         for v in value:
-            out.extend(tensors_in(v))
-        return out
-    if isinstance(value, dict):
-        out = []
+            if type(v) is TensorRef:
+                out.append(v)
+            elif isinstance(v, (list, tuple, dict)):
+                _collect(v, out)
+    elif kind is dict:
         for v in value.values():
-            out.extend(tensors_in(v))
-        return out
-    return []
+            _collect(v, out)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _collect(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect(v, out)
 
 
 # -- argument names from op schemas ----------------------------------------------
@@ -171,7 +184,11 @@ class OpEvent:
 
     @property
     def inputs(self) -> list[TensorRef]:
-        return tensors_in(self.args) + tensors_in(self.kwargs)
+        out: list[TensorRef] = []
+        _collect(self.args, out)
+        if self.kwargs:
+            _collect(self.kwargs, out)
+        return out
 
     @property
     def outputs(self) -> list[TensorRef]:

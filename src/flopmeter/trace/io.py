@@ -8,6 +8,7 @@ the loader only reads JSON and looks up dtypes by name.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import math
@@ -162,11 +163,17 @@ def load_trace(path: str | os.PathLike) -> Trace:
         reason = exc.strerror or str(exc)
         raise InputError(f"cannot read trace {path}: {reason}",
                          hint="write one with: flopmeter SPEC --save-trace run.fmtrace") from None
+    enabled = gc.isenabled()
+    gc.disable()            # building many small objects: the cyclic collector would run thousands of times
     try:
-        d = json.loads(raw)
-    except ValueError as exc:
-        raise InputError(f"{path} is not a flopmeter trace: {exc}") from None
-    return trace_from_dict(d)
+        try:
+            d = json.loads(raw)
+        except ValueError as exc:
+            raise InputError(f"{path} is not a flopmeter trace: {exc}") from None
+        return trace_from_dict(d)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 __all__ = ["SUFFIX", "load_trace", "save_trace", "trace_from_dict", "trace_to_dict"]

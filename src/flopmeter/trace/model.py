@@ -45,13 +45,13 @@ class ParamInfo:
     tensor: int = -1                  # TensorRef.id of its stand-in in the run
     storage: int = -1
     aliases: tuple[str, ...] = ()     # other names of the same tensor (tied weights)
+    numel: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def numel(self) -> int:
+    def __post_init__(self):
         n = 1
         for s in self.shape:
             n *= s
-        return n
+        self.numel = n
 
     @property
     def nbytes(self) -> int:

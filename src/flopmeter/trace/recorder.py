@@ -74,7 +74,8 @@ class Recording:
                 self.failure = Failure(name, margs, mkwargs, module, stack)
             raise
         module, stack = self.where()
-        self.events.append(OpEvent(name, overload, margs, mkwargs, meta(out), module, stack, self.phase, sig))
+        self.events.append(OpEvent(name, overload, margs, mkwargs, self.refs.fresh(out), module, stack, self.phase,
+                                   sig))
         self.refs.events = len(self.events)
         return out
 

@@ -21,7 +21,8 @@ from .model import StorageInfo
 
 class Refs:
     def __init__(self) -> None:
-        self._seen: dict[int, tuple] = {}          # id(tensor) → (weakref, tensor id, role)
+        self._seen: dict[int, tuple] = {}          # id(tensor) → (weakref, its latest TensorRef)
+        self._expected: dict[int, str] = {}        # id(tensor) → role when first seen (param, buffer)
         self._by_address: dict[int, int] = {}      # storage address → storage id (while alive)
         self._watch: dict[int, weakref.ref] = {}   # storage id → weak reference with a callback
         self.storages: dict[int, StorageInfo] = {}
@@ -53,33 +54,61 @@ class Refs:
             self.storages[sid].freed = self.events - 1
 
     # -- tensors ------------------------------------------------------------
-    def ref(self, t: torch.Tensor, role: str | None = None, created: int | None = None) -> TensorRef:
-        """The TensorRef of ``t`` now. Unseen tensors get a new id, with ``role`` (default
-        ``act``); an unseen storage is created at ``created`` (default: the current event)."""
+    def ref(self, t: torch.Tensor, role: str | None = None, created: int | None = None, *,
+            fresh: bool = False) -> TensorRef:
+        """The TensorRef of ``t``. Unseen tensors get a new id and a role (``role``, else the
+        one registered with :meth:`expect`, else ``act``); an unseen storage is created at
+        ``created`` (default: the current event; before the run for parameters, buffers and
+        inputs). A seen tensor's snapshot is reused unless ``fresh`` (an op's results: an
+        in-place op may have changed its shape, strides or storage)."""
         key = id(t)
         entry = self._seen.get(key)
-        if entry is None or entry[0]() is not t:
+        if entry is not None and entry[0]() is t:
+            if not fresh:
+                return entry[1]
+            old = entry[1]
+            r = self._snapshot(t, old.id, old.role, self.events)
+        else:
             tid = self._next_tensor
             self._next_tensor += 1
-            role = role or "act"
-            self._seen[key] = (weakref.ref(t), tid, role)
-        else:
-            _, tid, role = entry
+            role = role or self._expected.get(key, "act")
+            if created is None and role != "act":
+                created = -1
+            r = self._snapshot(t, tid, role, self.events if created is None else created)
+        self._seen[key] = (weakref.ref(t), r)
+        return r
+
+    def _snapshot(self, t: torch.Tensor, tid: int, role: str, created: int) -> TensorRef:
         dev = t.device
         device = self._devices.get(dev)
         if device is None:
             device = self._devices[dev] = str(dev)
-        sid = self._storage(t, self.events if created is None else created, device)
         try:
             stride, offset = t.stride(), t.storage_offset()
         except RuntimeError:
             stride, offset = None, 0
-        return TensorRef(tuple(t.shape), t.dtype, id=tid, storage=sid, stride=stride, offset=offset,
-                         device=device, requires_grad=t.requires_grad, role=role)
+        return TensorRef(tuple(t.shape), t.dtype, id=tid, storage=self._storage(t, created, device), stride=stride,
+                         offset=offset, device=device, requires_grad=t.requires_grad, role=role)
+
+    def expect(self, t: torch.Tensor, role: str) -> None:
+        """``t`` (a parameter's or buffer's stand-in) has ``role`` when the run first sees it."""
+        self._expected[id(t)] = role
+
+    def id_of(self, t: torch.Tensor) -> TensorRef | None:
+        """The TensorRef of ``t`` if the run saw it, else None."""
+        entry = self._seen.get(id(t))
+        return entry[1] if entry is not None and entry[0]() is t else None
 
     def meta(self, value):
         """``value`` with every tensor inside replaced by its TensorRef."""
         return to_meta(value, self.ref)
+
+    def fresh(self, value):
+        """Like :meth:`meta`, re-reading tensors already seen (an op's results)."""
+        return to_meta(value, self._fresh)
+
+    def _fresh(self, t: torch.Tensor) -> TensorRef:
+        return self.ref(t, fresh=True)
 
     def close(self) -> dict[int, StorageInfo]:
         """Stop watching (later frees are after the run) and return the storages."""

@@ -1,0 +1,123 @@
+"""Log-log curves (value against size) as text for the terminal and as inline SVG for HTML.
+
+``curves`` maps a series name to its points ``[(size, value), …]``; points with a value of
+zero or less cannot be drawn on a log scale and are left out."""
+
+from __future__ import annotations
+
+import html
+import math
+
+MARKS = "●▲■◆○△□◇"
+COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f"]
+
+
+def _log_points(curves: dict[str, list[tuple[float, float]]]):
+    pts = {name: [(math.log10(x), math.log10(y)) for x, y in points if x > 0 and y > 0]
+           for name, points in curves.items()}
+    pts = {k: v for k, v in pts.items() if v}
+    xs = [x for v in pts.values() for x, _ in v]
+    ys = [y for v in pts.values() for _, y in v]
+    if not xs:
+        return pts, (0, 1), (0, 1)
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    return pts, (x0, x1 if x1 > x0 else x0 + 1), (y0, y1 if y1 > y0 else y0 + 1)
+
+
+def _fmt(exp10: float) -> str:
+    from .units import human
+    return human(round(10 ** exp10))
+
+
+def loglog_text(curves: dict[str, list[tuple[float, float]]], width: int = 64, height: int = 16) -> str:
+    """A character plot: one mark per series, axes labelled with the extreme values."""
+    pts, (x0, x1), (y0, y1) = _log_points(curves)
+    grid = [[" "] * width for _ in range(height)]
+    for k, (name, points) in enumerate(pts.items()):
+        mark = MARKS[k % len(MARKS)]
+        for x, y in points:
+            col = round((x - x0) / (x1 - x0) * (width - 1))
+            row = height - 1 - round((y - y0) / (y1 - y0) * (height - 1))
+            grid[row][col] = mark
+    top, bottom = _fmt(y1), _fmt(y0)
+    pad = max(len(top), len(bottom))
+    lines = []
+    for r, cells in enumerate(grid):
+        label = top if r == 0 else bottom if r == height - 1 else ""
+        lines.append(f"{label:>{pad}} │{''.join(cells)}")
+    lines.append(" " * pad + " └" + "─" * width)
+    left, right = _fmt(x0), _fmt(x1)
+    lines.append(" " * (pad + 2) + left + " " * max(1, width - len(left) - len(right)) + right)
+    lines.append(" " * (pad + 2) + "   ".join(f"{MARKS[k % len(MARKS)]} {name}" for k, name in enumerate(pts))
+                 + "   (log-log)")
+    return "\n".join(lines)
+
+
+def loglog_svg(curves: dict[str, list[tuple[float, float]]], width: int = 640, height: int = 360,
+               x_label: str = "size") -> str:
+    pts, (x0, x1), (y0, y1) = _log_points(curves)
+    left, right, top, bottom = 70, 150, 15, 40
+    pw, ph = width - left - right, height - top - bottom
+
+    def sx(x):
+        return left + (x - x0) / (x1 - x0) * pw
+
+    def sy(y):
+        return top + ph - (y - y0) / (y1 - y0) * ph
+
+    out = [f'<svg class="plot" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">']
+    for e in range(math.floor(y0), math.ceil(y1) + 1):
+        if y0 <= e <= y1:
+            out.append(f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{sy(e):.1f}" y2="{sy(e):.1f}"/>'
+                       f'<text x="{left - 6}" y="{sy(e) + 4:.1f}" text-anchor="end">{_fmt(e)}</text>')
+    xticks = sorted({x for v in pts.values() for x, _ in v})
+    for x in xticks:
+        out.append(f'<text x="{sx(x):.1f}" y="{top + ph + 16}" text-anchor="middle">{_fmt(x)}</text>')
+    out.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + ph}"/>'
+               f'<line class="axis" x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}"/>'
+               f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">{html.escape(x_label)} (log)</text>')
+    for k, (name, points) in enumerate(pts.items()):
+        color = COLORS[k % len(COLORS)]
+        path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(points))
+        out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for x, y in points:
+            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>')
+        ly = top + 14 + 16 * k
+        out.append(f'<rect x="{left + pw + 10}" y="{ly - 9}" width="10" height="10" fill="{color}"/>'
+                   f'<text x="{left + pw + 24}" y="{ly}">{html.escape(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+__all__ = ["loglog_svg", "loglog_text", "timeline_svg"]
+
+
+def timeline_svg(series: dict[str, list[int]], width: int = 900, height: int = 260, points: int = 900) -> str:
+    """Values over op index (a memory timeline) as lines; long series are reduced to ``points``
+    buckets keeping each bucket's maximum, so peaks survive."""
+    from .units import human
+
+    n = max((len(v) for v in series.values()), default=0)
+    top = max((max(v) for v in series.values() if v), default=0) or 1
+    left, right, top_pad, bottom = 70, 160, 10, 30
+    pw, ph = width - left - right, height - top_pad - bottom
+    bucket = max(1, -(-n // points))
+    out = [f'<svg class="plot" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">']
+    for frac in (0, 0.5, 1):
+        y = top_pad + ph - frac * ph
+        out.append(f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                   f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{human(round(top * frac))}B</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">op index (0 … {n - 1:,})</text>')
+    for k, (name, values) in enumerate(series.items()):
+        color = COLORS[k % len(COLORS)]
+        reduced = [max(values[i:i + bucket]) for i in range(0, len(values), bucket)]
+        m = max(1, len(reduced) - 1)
+        path = " ".join(f"{'M' if i == 0 else 'L'}{left + i / m * pw:.1f},{top_pad + ph - v / top * ph:.1f}"
+                        for i, v in enumerate(reduced))
+        out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+        ly = top_pad + 14 + 16 * k
+        out.append(f'<rect x="{left + pw + 10}" y="{ly - 9}" width="10" height="10" fill="{color}"/>'
+                   f'<text x="{left + pw + 24}" y="{ly}">{html.escape(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)
