@@ -4,7 +4,7 @@ the KV cache and the largest-batch searches)."""
 
 from __future__ import annotations
 
-from .units import human, human_unit
+from .units import human_unit
 
 COLUMN = "act. peak"       # the memory column: activations alive at the module's peak
 
@@ -20,7 +20,7 @@ def header_lines(report, raw: bool = False) -> list[tuple[str, str]]:
     peak = mem.peak
     role = peak.by_role
     w = mem.weights
-    weights = _b(w.total, raw) + f" ({w.label}" + (f"; as stored {_b(mem.stored.total, raw)})" if w.format != "stored" else ")")
+    weights = f"{_b(w.total, raw)} ({w.label}" + (f"; as stored {_b(mem.stored.total, raw)})" if w.format != "stored" else ")")
     others = sum(role.get(k, 0) for k in ("input", "const", "act"))
     parts = [f"weights {_b(mem.total - others, raw)}"]
     parts += [f"{name} {_b(role[key], raw)}" for key, name in (("input", "inputs"), ("const", "constants"),
@@ -80,7 +80,7 @@ def memory_table(report, depth: int | None):
     t = Table(["module", "type", "calls", "peak: live total (B)", COLUMN + " (B)", "leaves alive (B)"],
               [False, False, True, True, True, True])
     t.keys = []
-    root_label = report.model.rsplit(":", 1)[-1] if report.model else ""
+    root_label = report.root.type if ".py:" in report.model else report.model.rsplit(":", 1)[-1]
     for node in report.modules():
         if depth is not None and node.depth > depth:
             continue
@@ -108,4 +108,4 @@ def sparkline(values, width: int = 60) -> str:
     return spark(values, width)
 
 
-__all__ = ["COLUMN", "column", "header_lines", "human", "memory_table", "search_line"]
+__all__ = ["COLUMN", "column", "header_lines", "memory_table", "search_line"]
