@@ -117,7 +117,7 @@ def test_the_cli_counts_a_lazy_model(tmp_path, capsys):
 
     src = tmp_path / "lazy_model.py"
     src.write_text("import torch\nfrom torch import nn\n\n"
-                   "def build():\n    return nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.LazyLinear(4))\n")
+                   "def build():\n    return nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.LazyLinear(4)).eval()\n")
     assert main([f"{src}:build", "--input", "2x8", "--raw"]) == 0
     out = capsys.readouterr().out
     assert f"{2 * 8 * 16 + 2 * 16 * 4:,} MACs" in out

@@ -78,13 +78,13 @@ def test_input_errors():
 def test_json_round_trip_is_versioned_and_complete():
     r = flopmeter.count(models.small_cnn(), torch.randn(1, 1, 28, 28))
     d = json.loads(r.to_json())
-    assert d["schema"] == "flopmeter.report/1"
+    assert d["schema"] == "flopmeter.report/2"
     assert d["convention"]["name"] == "dot"
     assert d["totals"]["macs"] == r.macs and d["totals"]["flops"] == 2 * r.macs
     assert d["totals"]["flops_by_convention"]["mac"] == r.macs
     assert d["params"]["count"] == r.params.count
     assert d["torch_version"] == torch.__version__
-    assert d["inputs"] == ["float32[1, 1, 28, 28]"]
+    assert d["inputs"] == [{"dtype": "float32", "shape": [1, 1, 28, 28], "display": "float32[1, 1, 28, 28]"}]
     assert [c["path"] for c in d["modules"]["children"]] == ["0", "1", "2", "3", "4", "5"]
     assert len(d["ops"]) == len(r.ops)
 

@@ -1,7 +1,8 @@
 """Format-neutral views of a Report: a header (key/value pairs) and tables of rows.
 
 Cells hold raw numbers; each renderer formats them (human units in the terminal and
-Markdown, exact integers in CSV and with ``raw``). Views:
+Markdown, exact integers in CSV and with ``raw``; a float is a share, shown as a percentage
+and written to CSV as a number between 0 and 1). Views:
 
 - ``tree``: the module tree to a depth (module, type, output shape, params, MACs, FLOPs, share);
 - ``keras``: one row per leaf layer (layer and type, output shape, params), Keras-style;
@@ -30,7 +31,7 @@ class Table:
     numeric: list[bool]
     rows: list[list] = field(default_factory=list)
     footer: list[tuple[str, str]] = field(default_factory=list)
-    keys: list[str] | None = None        # full module paths of the rows (CSV uses them)
+    keys: list[dict] | None = None       # per row: columns CSV writes instead of the first (path, depth, calls)
     exact: bool = False                  # always exact integers (Keras-style summaries)
     curves: dict | None = None           # name → [(size, value)]: drawn log-log where a format can (scaling)
 
@@ -43,6 +44,7 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
     conv = get_convention(report.convention)
     p = report.params
     params = f"{human(p.count, raw)} ({human_unit(p.bytes, 'B', raw)}"
+    params += f" in {' + '.join(sorted(p.bytes_by_dtype))}" if p.bytes_by_dtype else ""     # the weights' dtype
     params += f"; {human(p.frozen, raw)} frozen)" if p.frozen else ")"
     unsupported = sum(report.unsupported.values())
     return [
@@ -70,6 +72,11 @@ def _low_precision(report: Report, raw: bool) -> str:
     return "  (of which " + ", ".join(f"{human_unit(v, 'MACs', raw)} {k}" for k, v in low.items()) + ")"
 
 
+def percent(share: float) -> str:
+    """A share cell as the terminal and Markdown show it: 0.163 → '16.3%'."""
+    return f"{100 * share:.1f}%"
+
+
 def _shape(metas) -> str:
     return "×".join(map(str, metas[0].shape)) if metas else ""
 
@@ -82,6 +89,7 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
     # "torchvision:resnet50" → "resnet50"; a file's "net.py:build" → the model's class
     root_label = report.root.type if ".py:" in report.model else report.model.rsplit(":", 1)[-1]
     t.keys = []
+    paths = []
     for node in report.modules():
         if depth is not None and node.depth > depth:
             continue
@@ -89,10 +97,11 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
         if node.calls > 1:
             label += f" ×{node.calls}"
         flops = node.total.flops(report.convention)
-        t.keys.append(node.path)
+        t.keys.append({"path": node.path or report.model, "depth": node.depth, "calls": node.calls})
         t.rows.append([label, node.type, _shape(node.outputs), node.params_total, node.total.macs, flops,
-                       f"{100 * flops / total:.1f}%"])
-    return _memory_column(t, report, t.keys)
+                       round(flops / total, 6)])
+        paths.append(node.path)
+    return _memory_column(t, report, paths)
 
 
 def _memory_column(t: Table, report: Report, paths: list[str]) -> Table:

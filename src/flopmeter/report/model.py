@@ -9,7 +9,12 @@ from typing import Any, Iterator
 from ..cost import Cost, get_convention
 from ..trace.events import OpEvent, TensorRef
 
-SCHEMA = "flopmeter.report/1"
+SCHEMA = "flopmeter.report/2"      # docs/report-schema.md; src/flopmeter/report/schema.json
+
+
+def tensor_dict(t) -> dict:
+    """A tensor as a report writes it (schema 2): dtype and shape as fields, and the display string."""
+    return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), "display": repr(t)}
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ class ModuleNode:
             "params_own": self.params_own, "params_total": self.params_total,
             "own": self.own.to_dict(), "total": self.total.to_dict(),
             "flops_total": self.total.flops(convention),
-            "outputs": [repr(t) for t in self.outputs if isinstance(t, TensorRef)],
+            "outputs": [tensor_dict(t) for t in self.outputs if isinstance(t, TensorRef)],
             "children": [c.to_dict(convention) for c in self.children],
         }
 
@@ -88,7 +93,7 @@ class OpRow:
     def to_dict(self) -> dict:
         ev = self.event
         return {"op": f"{ev.op}.{ev.overload}", "module": ev.module, "phase": ev.phase, "status": self.status,
-                "inputs": [repr(t) for t in ev.inputs], "outputs": [repr(t) for t in ev.outputs],
+                "inputs": [tensor_dict(t) for t in ev.inputs], "outputs": [tensor_dict(t) for t in ev.outputs],
                 "cost": self.cost.to_dict()}
 
 
@@ -184,7 +189,7 @@ class Report:
             "causal": self.causal,
             "mode": self.mode, "device": self.device, "inference": self.inference,
             "torch_version": self.torch_version,
-            "inputs": [repr(t) for t in self.inputs],
+            "inputs": [tensor_dict(t) for t in self.inputs],
             "totals": {"macs": self.macs, "flops": self.flops, **self.total.to_dict(),
                        "flops_by_convention": {name: self.flops_in(name) for name in ("dot", "all", "exact", "mac")}},
             "params": self.params.to_dict(),
