@@ -260,7 +260,7 @@ def test_hf_text_model_takes_input_as_batch_by_sequence(capsys):
 
 @pytest.mark.parametrize("line, expected", [
     ("flopmeter comp", ["compare"]),
-    ("flopmeter hf:", ["hf:bert-base-uncased", "hf:gpt2", "hf:llama-70b", "hf:llama-7b", "hf:t5-small",
+    ("flopmeter hf:", ["hf:bert-base-uncased", "hf:gpt2", "hf:llama-70b", "hf:llama-7b", "hf:mistral-7b", "hf:t5-small",
                        "hf:vit-base-patch16-224"]),
     ("flopmeter hf:gpt2 --format ", "RENDERERS"),
     ("flopmeter compare hf:gp", ["hf:gpt2"]),

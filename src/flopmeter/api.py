@@ -35,6 +35,8 @@ class Options:
     - ``registry``: a copy of ``flopmeter.formulas.REGISTRY`` with your own formulas.
     - ``causal``: how attention under a causal mask is counted: ``full`` (default; the whole
       score matrix, as dense kernels compute it) or ``exact`` (only the unmasked pairs).
+    - ``memory``: also analyse memory (``report.memory``: weights by format, the live-bytes
+      timeline and its peak, the KV cache); see :mod:`flopmeter.memory`.
     """
 
     convention: str = "dot"
@@ -44,6 +46,7 @@ class Options:
     device: str | None = None
     registry: Registry | None = None
     causal: str = "full"
+    memory: bool = False
 
     def __post_init__(self):
         get_convention(self.convention)   # raises OptionsError with a suggestion
@@ -78,8 +81,12 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
         trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
                        inference=options.inference, module_inputs=module_inputs, module_config=config)
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)
-    return trace, build_report(trace, registry=options.registry, convention=options.convention,
-                               strict=options.strict, causal=options.causal)
+    report = build_report(trace, registry=options.registry, convention=options.convention,
+                          strict=options.strict, causal=options.causal)
+    if options.memory:
+        from .memory import analyse
+        report.memory = analyse(report)
+    return trace, report
 
 
 def report_from_trace(trace: Trace, options: Options | None = None) -> Report:

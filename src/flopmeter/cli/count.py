@@ -9,6 +9,7 @@ from .. import __version__
 from ..errors import InputError
 from ..render.tables import VIEWS
 from .common import FORMS, add_input_options, add_output_options, count_spec, output_format, write_output
+from .memory import add_memory_options, count_with_memory, memory_asked
 from .perunit import add_per_unit_options, per_unit
 
 
@@ -19,9 +20,11 @@ def parser() -> argparse.ArgumentParser:
                "'flopmeter explain SPEC PATH', 'flopmeter scaling SPEC --seq-len A:B'")
     p.add_argument("spec", help=f"the model: {FORMS}")
     add_input_options(p)
+    add_memory_options(p)
     out = p.add_argument_group("output")
     out.add_argument("--view", choices=VIEWS, default="tree",
-                     help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op")
+                     help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op; "
+                          "memory: live-bytes timeline and per-module peaks")
     out.add_argument("--ops", action="store_const", const="ops", dest="view", help="same as --view ops")
     out.add_argument("--depth", type=int, help="depth of the tree view in table, md and csv (default 2; -1 for all)")
     out.add_argument("--save-trace", metavar="FILE.fmtrace",
@@ -34,9 +37,9 @@ def parser() -> argparse.ArgumentParser:
 
 def check_output_options(args, fmt: str) -> None:
     """--depth and --view where they would be ignored are refused (before any counting)."""
-    if args.depth is not None and (args.view != "tree" or fmt == "json"):
+    if args.depth is not None and (args.view not in ("tree", "memory") or fmt == "json"):
         where = "JSON always holds the whole tree" if fmt == "json" else f"the {args.view} view has no depth"
-        raise InputError(f"--depth applies to the tree view in table, md and csv; {where}",
+        raise InputError(f"--depth applies to the tree and memory views in table, md and csv; {where}",
                          hint="leave --depth out")
     if fmt == "json" and args.view == "keras":
         raise InputError("--view keras has no JSON form; JSON holds the whole module tree",
@@ -52,7 +55,7 @@ def run(args) -> int:
                          hint="e.g. --depth 2, or --depth -1 for every module")
     fmt = output_format(args.format, args.output)
     check_output_options(args, fmt)
-    report = count_spec(args.spec, args)
+    report = count_with_memory(args) if memory_asked(args) else count_spec(args.spec, args)
     if args.save_trace:
         from ..trace.io import SUFFIX, save_trace
         if not args.save_trace.endswith(SUFFIX):

@@ -6,7 +6,10 @@ and written to CSV as a number between 0 and 1). Views:
 
 - ``tree``: the module tree to a depth (module, type, output shape, params, MACs, FLOPs, share);
 - ``keras``: one row per leaf layer (layer and type, output shape, params), Keras-style;
-- ``ops``: one row per executed op that is not free (module, op, shapes, status, MACs, FLOPs).
+- ``ops``: one row per executed op that is not free (module, op, shapes, status, MACs, FLOPs);
+- ``memory``: per-module memory peaks and the live-bytes timeline (:mod:`.memory`).
+
+With ``report.memory`` the header gains memory lines and the tree and Keras views a column.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from dataclasses import dataclass, field
 from ..cost import get_convention
 from ..report import Report
 from ..report.precision import low_precision
+from . import memory
 from .notes import call_note
 from .units import ParamCount, human, human_unit
 
-VIEWS = ("tree", "keras", "ops")
+VIEWS = ("tree", "keras", "ops", "memory")
 
 
 @dataclass
@@ -55,7 +59,7 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
                  + (", causal masks counted exactly" if report.causal == "exact" else "")),
         ("unsupported", "none" if not unsupported else f"{unsupported} call(s): "
          + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items()))),
-    ]
+    ] + memory.header_lines(report, raw)
 
 
 def _low_precision(report: Report, raw: bool) -> str:
@@ -86,6 +90,7 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
     # "torchvision:resnet50" → "resnet50"; a file's "net.py:build" → the model's class
     root_label = report.root.type if ".py:" in report.model else report.model.rsplit(":", 1)[-1]
     t.keys = []
+    paths = []
     for node in report.modules():
         if depth is not None and node.depth > depth:
             continue
@@ -97,16 +102,29 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
         output = _shape(node.outputs) or call_note(report, node)     # "fused into 'attn'", "not called"
         t.rows.append([label, node.type, output, ParamCount(node.params_total), node.total.macs, flops,
                        round(flops / total, 6)])
+        paths.append(node.path)
+    return _memory_column(t, report, paths)
+
+
+def _memory_column(t: Table, report: Report, paths: list[str]) -> Table:
+    if report.memory is not None:
+        t.columns.append(memory.COLUMN + " (B)")
+        t.numeric.append(True)
+        for row, path in zip(t.rows, paths):
+            row.append(memory.column(report, path))
     return t
 
 
 def keras_table(report: Report) -> Table:
     t = Table(["Layer (type)", "Output Shape", "Param #"], [False, False, True], exact=True)
+    paths = []
     for node in report.modules():
         if node.children or not node.path:
             continue
         shape = "(" + ", ".join(["None", *map(str, node.outputs[0].shape[1:])]) + ")" if node.outputs else "—"
         t.rows.append([f"{node.path} ({node.type})", shape, node.params_own])
+        paths.append(node.path)
+    _memory_column(t, report, paths)
     p = report.params
     t.footer = [("Total params", f"{p.count:,}"), ("Trainable params", f"{p.trainable:,}"),
                 ("Non-trainable params", f"{p.frozen:,}")]
@@ -131,4 +149,6 @@ def view_table(report: Report, view: str, depth: int | None) -> Table:
         return keras_table(report)
     if view == "ops":
         return ops_table(report)
+    if view == "memory":
+        return memory.memory_table(report, depth)
     return tree_table(report, depth)

@@ -115,6 +115,7 @@ class Report:
     trace: Any = field(default=None, repr=False, compare=False)      # the Trace it was built from
     strict: bool = False
     registry: Any = field(default=None, repr=False, compare=False)   # the registry it was costed with
+    memory: Any = field(default=None, repr=False, compare=False)     # flopmeter.memory.MemoryReport, when asked
 
     # -- totals -------------------------------------------------------------
     @property
@@ -196,6 +197,8 @@ class Report:
             "unsupported": dict(self.unsupported),
             "modules": self.root.to_dict(conv.name),
         }
+        if self.memory is not None:
+            d["memory"] = self.memory.to_dict()
         if ops:
             d["ops"] = [r.to_dict() for r in self.ops]
         return d
