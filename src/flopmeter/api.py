@@ -14,6 +14,7 @@ from .formulas.attention import check_causal
 from .report import Report, build_report
 from .trace import Trace, record
 from .trace.run import MODES
+from .trace.training import TrainSpec
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ class Options:
     - ``registry``: a copy of ``flopmeter.formulas.REGISTRY`` with your own formulas.
     - ``causal``: how attention under a causal mask is counted: ``full`` (default; the whole
       score matrix, as dense kernels compute it) or ``exact`` (only the unmasked pairs).
+    - ``training``: count one training step instead of an inference forward: the forward with
+      autograd on and the (shadow) model in train mode, a ``loss`` (``"sum"`` of the outputs,
+      ``"cross-entropy"`` against class 0, or ``fn(output) -> scalar``), ``backward()``, and an
+      ``optimizer`` step (``"sgd"``, ``"sgd-momentum"``, ``"adam"``, ``"adamw"``; None: none).
+      ``report.by_phase`` and each module's ``by_phase`` split the cost; ``report.training``
+      holds the step's memory (saved for backward, gradients, optimizer state, peak).
     """
 
     convention: str = "dot"
@@ -41,12 +48,20 @@ class Options:
     device: str | None = None
     registry: Registry | None = None
     causal: str = "full"
+    training: bool = False
+    loss: Any = "sum"
+    optimizer: str | None = None
 
     def __post_init__(self):
         get_convention(self.convention)   # raises OptionsError with a suggestion
         if self.mode not in MODES:
             raise OptionsError(f"unknown mode '{self.mode}'", hint=f"choose one of: {', '.join(MODES)}")
         check_causal(self.causal)
+        self.train_spec()           # checks loss and optimizer
+
+    def train_spec(self) -> TrainSpec | None:
+        spec = TrainSpec(loss=self.loss, optimizer=self.optimizer)
+        return spec if self.training else None
 
 
 def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=None,
@@ -70,7 +85,8 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
     if module_inputs:
         from .layers.standin import layer_config as config
     trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
-                   inference=options.inference, module_inputs=module_inputs, module_config=config)
+                   inference=options.inference, module_inputs=module_inputs, module_config=config,
+                   training=options.train_spec())
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)
     return trace, build_report(trace, registry=options.registry, convention=options.convention,
                                strict=options.strict, causal=options.causal)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException, FakeTensor
 
-from ..errors import InputError, ModelForwardError, OptionsError
+from ..errors import FlopmeterError, InputError, ModelForwardError, OptionsError
 from .events import TensorRef, tensors_in
 from .fakes import fake_like, fake_substitutes, named_tensors, real_substitutes, shadow
 from .model import ModuleInfo, ParamInfo, Trace
@@ -82,10 +82,12 @@ def normalise_input_shape(input_shape) -> list[tuple[int, ...]]:
 
 def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=None,
            mode: str = "fake", device: str | torch.device | None = None, inference: bool = True,
-           module_inputs: bool = False, module_config=None) -> Trace:
+           module_inputs: bool = False, module_config=None, training=None) -> Trace:
     """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace (with every
     module call's input metadata when ``module_inputs`` is set, and each module's
-    ``module_config(module) -> (layer, config)`` when given — explain's closed forms)."""
+    ``module_config(module) -> (layer, config)`` when given — explain's closed forms).
+    ``training``: a :class:`.training.TrainSpec` records a whole training step instead (forward
+    in train mode on the shadow, loss, backward, optimizer step; see :mod:`.training`)."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if mode not in MODES:
@@ -107,8 +109,16 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     in_dtype = _first_float_dtype(model)
     script = isinstance(model, torch.jit.ScriptModule)
 
+    if training is not None and target.type != "cpu" and not getattr(torch, target.type).is_available():
+        raise OptionsError(f"a training step on a {target.type} device needs that device here: PyTorch's autograd "
+                           "engine starts a thread per device, also for fake tensors",
+                           hint="count the training step on cpu (the counts do not depend on the device; only "
+                                "the optimizer's foreach default does)")
+    if training is not None and script:
+        raise InputError("a training step cannot be counted on a TorchScript module", hint="count the eager model")
     refs = Refs()
     fake_mode = None
+    train_info = None
     with _RUN_LOCK, torch.random.fork_rng(devices=[]):
         if mode == "fake" and script:
             raise InputError("a TorchScript module runs only in real mode",
@@ -141,26 +151,52 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         as_input = lambda t: refs.ref(t, role="input", created=-1)      # noqa: E731
         inputs = tensors_in(_map_tensors(args, as_input)) + tensors_in(_map_tensors(kwargs, as_input))
         runnable = model if script else shadow(model, tensors)
+        if training is not None:
+            runnable.train()                  # the shadow's flags only; the user's modules keep theirs
         stack = ModuleStack(runnable, keep_inputs=module_inputs, meta=refs.meta)
         recording = Recording(stack, refs)
-        grad = torch.no_grad() if inference else torch.enable_grad()
+        grad = torch.no_grad() if inference and training is None else torch.enable_grad()
         recorder = fake_mode if fake_mode is not None else Recorder(recording)
         try:
             with grad, stack.installed(), recorder.recording_to(recording):
-                if script:
+                if training is not None:
+                    from .training import train_step
+                    stand_ins = [p for kind, _, p, _ in table if kind == "param" and p is not None]
+                    train_info = train_step(runnable, args, kwargs, recorder, recording, stack, refs, training,
+                                            target, stand_ins)
+                elif script:
                     _run_script_module(model, recorder, args, kwargs)
                 else:
                     with recorder:
                         result = runnable(*args, **kwargs)
                     refs.meta(result)           # outputs never seen by an op still get their storages
+        except FlopmeterError:
+            raise
         except Exception as exc:
             raise _forward_error(exc, model, recording, stack, inputs) from exc
         params = _resolve_params(table, refs)
         storages = refs.close()
 
+    options = {"mode": mode, "device": str(target), "inference": inference and training is None}
+    extra = {}
+    if training is not None:
+        options.update(training=True, loss=training.loss_name, optimizer=training.optimizer)
+        extra["training"] = _training_memory(train_info, params, storages)
     return Trace(events=recording.events, modules=_module_table(model, stack, module_config), params=params,
-                 inputs=inputs, options={"mode": mode, "device": str(target), "inference": inference},
-                 storages=storages, model=type(model).__name__, torch_version=torch.__version__)
+                 inputs=inputs, options=options, storages=storages, model=type(model).__name__,
+                 torch_version=torch.__version__, extra=extra)
+
+
+def _training_memory(info: dict, params: list[ParamInfo], storages) -> dict:
+    """Saved-for-backward bytes per module (unique storages, parameters and buffers excluded),
+    gradient and optimizer-state bytes."""
+    own = {p.storage for p in params}
+    saved: dict[str, int] = {}
+    for sid, module in info["saved"].items():
+        if sid not in own:
+            saved[module] = saved.get(module, 0) + storages[sid].nbytes
+    return {"saved_bytes": sum(saved.values()), "saved_by_module": saved, "grad_bytes": info["grad_bytes"],
+            "optimizer_state_bytes": info["optimizer_state_bytes"]}
 
 
 def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs) -> list[tuple]:
