@@ -63,6 +63,15 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
 
 
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    from ..trace.training import LOSSES, OPTIMIZERS
+    g = p.add_argument_group("training")
+    g.add_argument("--train", action="store_true",
+                   help="count one training step: forward (train mode), loss, backward, optimizer step")
+    g.add_argument("--loss", choices=LOSSES, default="sum", help="the loss of --train (default: sum of the outputs)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="add this optimizer's step to --train")
+
+
 def add_output_options(p) -> None:
     """--format, -o, --raw and --debug (a parser or an argument group)."""
     from ..render import RENDERERS
@@ -109,7 +118,11 @@ def count_spec(spec: str, args, analyse=None):
     for line in resolved.notes:
         note(line)
     device = None if args.device in (None, "meta") else args.device
-    base = Options(convention=args.convention, strict=args.strict, device=device, causal=args.causal)
+    train = getattr(args, "train", False)
+    if not train and (getattr(args, "optimizer", None) or getattr(args, "loss", "sum") != "sum"):
+        raise InputError("--loss and --optimizer describe a training step", hint="add --train")
+    base = Options(convention=args.convention, strict=args.strict, device=device, causal=args.causal,
+                   training=train, loss=getattr(args, "loss", "sum"), optimizer=getattr(args, "optimizer", None))
     mode = args.mode
     if mode == "auto" and isinstance(resolved.model, torch.jit.ScriptModule):
         mode = "real"
@@ -195,4 +208,4 @@ def output_format(fmt: str | None, path: str | None) -> str:
     return "table"
 
 
-__all__ = ["FORMS", "add_input_options", "add_output_options", "count_spec", "output_format", "progress", "write_output"]
+__all__ = ["FORMS", "add_input_options", "add_training_options", "add_output_options", "count_spec", "output_format", "progress", "write_output"]

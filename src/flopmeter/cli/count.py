@@ -8,7 +8,7 @@ import sys
 from .. import __version__
 from ..errors import InputError
 from ..render.tables import VIEWS
-from .common import FORMS, add_input_options, add_output_options, count_spec, output_format, write_output
+from .common import FORMS, add_input_options, add_training_options, add_output_options, count_spec, output_format, write_output
 
 
 def parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def parser() -> argparse.ArgumentParser:
                "'flopmeter explain SPEC PATH', 'flopmeter scaling SPEC --seq-len A:B'")
     p.add_argument("spec", help=f"the model: {FORMS}")
     add_input_options(p)
+    add_training_options(p)
     out = p.add_argument_group("output")
     out.add_argument("--view", choices=VIEWS, default="tree",
                      help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op")

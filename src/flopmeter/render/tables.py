@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cost import get_convention
+from ..cost import ZERO, get_convention
 from ..report import Report
 from .units import human, human_unit
 
@@ -40,7 +40,7 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
     params = f"{human(p.count, raw)} ({human_unit(p.bytes, 'B', raw)}"
     params += f"; {human(p.frozen, raw)} frozen)" if p.frozen else ")"
     unsupported = sum(report.unsupported.values())
-    return [
+    items = [
         ("model", report.model),
         ("inputs", ", ".join(map(repr, report.inputs))),
         ("params", params),
@@ -51,6 +51,26 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
                  + (", causal masks counted exactly" if report.causal == "exact" else "")),
         ("unsupported", "none" if not unsupported else f"{unsupported} call(s): "
          + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items()))),
+    ]
+    if report.training is not None:
+        items[-1:-1] = training_items(report, raw)
+    return items
+
+
+def training_items(report: Report, raw: bool) -> list[tuple[str, str]]:
+    """A training step's FLOPs by phase and its memory."""
+    t, opts = report.training, report.trace.options
+    phases = "  ".join(f"{p} {human_unit(c.flops(report.convention), 'FLOPs', raw)}"
+                       for p, c in report.by_phase.items())
+    per_phase = "; ".join(f"{p}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(ops.items()))
+                          for p, ops in report.unsupported_by_phase.items())
+    return [
+        ("training", f"loss {opts.get('loss')}, optimizer {opts.get('optimizer') or 'none'}"),
+        ("by phase", phases + (f"  (unsupported — {per_phase})" if per_phase else "")),
+        ("memory", f"saved for backward {human_unit(t['saved_bytes'], 'B', raw)}, "
+                   f"gradients {human_unit(t['grad_bytes'], 'B', raw)}, "
+                   f"optimizer state {human_unit(t['optimizer_state_bytes'], 'B', raw)}, "
+                   f"peak of the step {human_unit(t['peak_bytes'], 'B', raw)} (in {t['peak_phase']})"),
     ]
 
 
@@ -65,6 +85,11 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
     total = report.flops or 1
     # "torchvision:resnet50" → "resnet50"; a file's "net.py:build" → the model's class
     root_label = report.root.type if ".py:" in report.model else report.model.rsplit(":", 1)[-1]
+    phases = [p for p in report.by_phase if p != "forward"] if report.training is not None else []
+    saved = _saved_totals(report) if phases else {}
+    if phases:                      # a training step: FLOPs per phase and saved-for-backward bytes
+        t.columns[-1:-1] = ["forward", *phases, "saved"]
+        t.numeric[-1:-1] = [True] * (len(phases) + 2)
     t.keys = []
     for node in report.modules():
         if depth is not None and node.depth > depth:
@@ -74,9 +99,23 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
             label += f" ×{node.calls}"
         flops = node.total.flops(report.convention)
         t.keys.append(node.path)
-        t.rows.append([label, node.type, _shape(node.outputs), node.params_total, node.total.macs, flops,
-                       f"{100 * flops / total:.1f}%"])
+        row = [label, node.type, _shape(node.outputs), node.params_total, node.total.macs, flops]
+        if phases:
+            row += [node.by_phase.get(p, ZERO).flops(report.convention) for p in ("forward", *phases)]
+            row.append(saved.get(node.path, 0))
+        t.rows.append(row + [f"{100 * flops / total:.1f}%"])
     return t
+
+
+def _saved_totals(report: Report) -> dict[str, int]:
+    """Saved-for-backward bytes per module, subtree totals."""
+    out: dict[str, int] = {}
+    for path, nbytes in report.training["saved_by_module"].items():
+        parts = path.split(".") if path else []
+        for i in range(len(parts) + 1):
+            key = ".".join(parts[:i])
+            out[key] = out.get(key, 0) + nbytes
+    return out
 
 
 def keras_table(report: Report) -> Table:

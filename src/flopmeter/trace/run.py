@@ -272,8 +272,9 @@ def _forward_error(exc: Exception, model: nn.Module, recording: Recording, stack
             f"the forward of {label}{where} depends on tensor values, which fake tensors do not have",
             module=module, op=op, shapes=shapes, data_dependent=True,
             hint="count it in real mode on real (or random) weights: Options(mode='real'), CLI --mode real")
+    step = "the model's forward" if recording.phase == "forward" else f"the training step's {recording.phase}"
     return ModelForwardError(
-        f"the model's forward failed in {label}{where}: {type(exc).__name__}: {first}",
+        f"{step} failed in {label}{where}: {type(exc).__name__}: {first}",
         module=module, op=op, shapes=shapes,
         hint=f"check the model's inputs ({', '.join(map(repr, inputs)) or 'no tensors'}) against what this module expects",
     )
