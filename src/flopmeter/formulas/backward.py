@@ -6,9 +6,9 @@ Counting rules (n = elements of the forward input, g = gradient of the output):
   transposed convolution of g with the weight (for a transposed forward: a plain one), the
   forward's MACs; grad weight is one dot product per weight element over N·output positions,
   again the forward's MACs; grad bias sums g over N and the positions (numel(g) − C_out adds).
-- attention kernels (flash, efficient, CPU flash, cuDNN): dV = Pᵀ·g, dP = g·Vᵀ, dQ = dS·K,
-  dK = dSᵀ·Q — 2·B·L·S·(E + Ev) MACs, as PyTorch's FlopCounterMode counts — **plus the score
-  recompute q·kᵀ** (B·L·S·E MACs) these kernels do instead of keeping the L×S matrix.
+- attention kernels (flash, efficient, CPU flash, cuDNN): the scores q·kᵀ recomputed (these
+  kernels keep only the log-sum-exp, not the L×S matrix; B·L·S·E MACs), dV = Pᵀ·g, dP = g·Vᵀ,
+  dQ = dS·K, dK = dSᵀ·Q — B·L·S·(3E + 2Ev) MACs, as PyTorch's FlopCounterMode counts them.
   Elementwise: P recomputed from the log-sum-exp (scale, subtract, exp per score), the row
   sums Σ(g·O) (2·B·L·Ev), dS = P·(dP − Σ) (2 per score), scaling (1), mask and dropout as forward.
 - ``native_layer_norm_backward`` / ``native_batch_norm_backward`` (training) /
