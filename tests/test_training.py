@@ -89,6 +89,9 @@ def test_adam_step_is_six_elementwise_and_one_sqrt_per_parameter():
     assert opt.elementwise == 6 * p + tensors
     assert opt.transcendental == p
     assert opt.macs == 0
+    # each parameter's ops belong to the module that owns it: Linear 0 has 5·4 + 4 elements in 2 tensors
+    first = r.module("0").by_phase["optimizer"]
+    assert (first.elementwise, first.transcendental) == (6 * 24 + 2, 24)
     # two float32 moments per element and one float32 step per tensor
     assert r.training["optimizer_state_bytes"] == 2 * p * 4 + tensors * 4
 
@@ -180,3 +183,25 @@ def test_training_by_phase_in_json_and_inference_json_unchanged():
 def test_unknown_optimizer_is_an_options_error():
     with pytest.raises(flopmeter.OptionsError, match="adma"):
         Options(training=True, optimizer="adma")
+
+
+def test_cli_train_and_generate(capsys):
+    from flopmeter.cli import main
+
+    assert main(["torchvision:resnet18", "--input", "2x3x32x32", "--train", "--optimizer", "sgd", "--format", "json",
+                 "--raw"]) == 0
+    import json
+    d = json.loads(capsys.readouterr().out)
+    assert d["training"]["optimizer"] == "sgd" and d["training"]["grad_bytes"] == d["params"]["bytes"]
+    assert set(d["totals_by_phase"]) == {"forward", "backward", "optimizer"}
+    # SGD without momentum keeps no state; one add per parameter element
+    assert d["training"]["optimizer_state_bytes"] == 0
+    assert d["totals_by_phase"]["optimizer"]["elementwise"] == d["params"]["count"]
+
+
+def test_cli_optimizer_without_train_is_a_user_error(capsys):
+    from flopmeter.cli import main
+
+    assert main(["torchvision:resnet18", "--optimizer", "adam"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --loss and --optimizer describe a training step" in err and "hint: add --train" in err

@@ -87,9 +87,9 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
     root_label = report.root.type if ".py:" in report.model else report.model.rsplit(":", 1)[-1]
     phases = [p for p in report.by_phase if p != "forward"] if report.training is not None else []
     saved = _saved_totals(report) if phases else {}
-    if phases:                      # a training step: FLOPs per phase and saved-for-backward bytes
-        t.columns[-1:-1] = ["forward", *phases, "saved"]
-        t.numeric[-1:-1] = [True] * (len(phases) + 2)
+    if phases:                      # a training step: FLOPs per phase and saved bytes (output and MACs give way)
+        t = Table(["module", "type", "params", flops_col, "forward", *phases, "saved", "share"],
+                  [False, False, True, True, True, *[True] * len(phases), True, True])
     t.keys = []
     for node in report.modules():
         if depth is not None and node.depth > depth:
@@ -99,10 +99,12 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
             label += f" ×{node.calls}"
         flops = node.total.flops(report.convention)
         t.keys.append(node.path)
-        row = [label, node.type, _shape(node.outputs), node.params_total, node.total.macs, flops]
         if phases:
-            row += [node.by_phase.get(p, ZERO).flops(report.convention) for p in ("forward", *phases)]
-            row.append(saved.get(node.path, 0))
+            row = [label, node.type, node.params_total, flops,
+                   *[node.by_phase.get(p, ZERO).flops(report.convention) for p in ("forward", *phases)],
+                   saved.get(node.path, 0)]
+        else:
+            row = [label, node.type, _shape(node.outputs), node.params_total, node.total.macs, flops]
         t.rows.append(row + [f"{100 * flops / total:.1f}%"])
     return t
 

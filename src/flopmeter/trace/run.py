@@ -161,9 +161,10 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
             with grad, stack.installed(), recorder.recording_to(recording):
                 if training is not None:
                     from .training import train_step
-                    stand_ins = [p for kind, _, p, _ in table if kind == "param" and p is not None]
+                    owners = {id(p): (p, names[0].rpartition(".")[0]) for kind, _, p, names in table
+                              if kind == "param" and p is not None}
                     train_info = train_step(runnable, args, kwargs, recorder, recording, stack, refs, training,
-                                            target, stand_ins)
+                                            target, owners)
                 elif script:
                     _run_script_module(model, recorder, args, kwargs)
                 else:

@@ -134,8 +134,9 @@ class _Saved:
 
 
 def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, refs, spec: TrainSpec,
-               device: torch.device, params: list[torch.Tensor]) -> dict:
-    """Run the step (see the module docstring); ``params`` are the stand-in parameters.
+               device: torch.device, owners: dict[int, tuple]) -> dict:
+    """Run the step (see the module docstring); ``owners``: id(stand-in parameter) → (the
+    stand-in, the path of the module that owns it).
     Returns the memory facts for ``trace.extra["training"]``; gradients and optimizer state
     are dropped before returning (the stand-ins are cached between counts)."""
     saved = _Saved(refs, stack)
@@ -156,6 +157,7 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
         return "", ()
 
     optimizer = None
+    params = [p for p, _ in owners.values()]
     trainable = [p for p in params if p.requires_grad]
     try:
         with recorder, node_creation_hook(tag):
@@ -171,9 +173,11 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
             loss.backward()
             recording.where = stack.where
             recording.phase = "optimizer"
+            start = len(recording.events)
             if spec.optimizer is not None and trainable:
                 optimizer = make_optimizer(spec.optimizer, trainable, device)
                 optimizer.step()
+                _attribute_optimizer(recording.events, start, optimizer, owners, refs)
         grads = {refs.ref(p.grad).storage: p.grad.untyped_storage().nbytes() for p in trainable if p.grad is not None}
         state = {}
         if optimizer is not None:
@@ -189,3 +193,27 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
         for p in params:
             p.grad = None
         optimizer = None
+
+
+def _attribute_optimizer(events: list, start: int, optimizer, owners: dict[int, tuple], refs) -> None:
+    """Give each optimizer op the module owning the parameter it works on (by the storage of
+    the parameter, its gradient, its state or a temporary made from them among the op's
+    tensors; a ``foreach`` op over many parameters stays at the root)."""
+    from dataclasses import replace
+
+    owner: dict[int, str] = {}
+    for p, path in owners.values():
+        tensors = [p, p.grad, *[v for v in optimizer.state.get(p, {}).values() if isinstance(v, torch.Tensor)]]
+        for t in tensors:
+            if t is not None:
+                owner[refs.ref(t).storage] = path
+    for i in range(start, len(events)):
+        ev = events[i]
+        paths = {owner.get(t.storage) for t in ev.inputs + ev.outputs} - {None}
+        if len(paths) == 1:
+            path = paths.pop()
+            for t in ev.outputs:            # temporaries (denom = sqrt(v)/…) belong to the same parameter
+                owner.setdefault(t.storage, path)
+            parts = path.split(".") if path else []
+            stack = (("", 0),) + tuple((".".join(parts[:k]), 0) for k in range(1, len(parts) + 1))
+            events[i] = replace(ev, module=path, stack=stack)
