@@ -205,3 +205,26 @@ def test_cli_optimizer_without_train_is_a_user_error(capsys):
     assert main(["torchvision:resnet18", "--optimizer", "adam"]) == 2
     err = capsys.readouterr().err
     assert "error: --loss and --optimizer describe a training step" in err and "hint: add --train" in err
+
+
+def test_training_trace_saved_and_reloaded_gives_the_same_report(tmp_path):
+    from flopmeter.api import report_from_trace
+    from flopmeter.trace.io import load_trace, save_trace
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    r = flopmeter.count(model, torch.randn(3, 4), options=Options(training=True, optimizer="adam"))
+    save_trace(r.trace, tmp_path / "step.fmtrace")
+    again = report_from_trace(load_trace(tmp_path / "step.fmtrace"))
+    assert again.to_dict() == r.to_dict()
+
+
+def test_loss_callable():
+    model = nn.Linear(6, 3, bias=False)
+    b = 4
+    r = flopmeter.count(model, torch.randn(b, 6),
+                        options=Options(training=True, loss=lambda out: (out * out).mean()))
+    assert r.trace.options["loss"] == "<lambda>"
+    assert phase_macs(r)["backward"] == b * 6 * 3             # weight gradient only
+    # the loss at the root (a Linear has no children): square (b·3) and mean (b·3 − 1 adds + 1 divide)
+    loss_ops = sum(row.cost.elementwise for row in r.ops if row.event.phase == "forward" and row.op != "aten.mm")
+    assert loss_ops == b * 3 + (b * 3 - 1) + 1
