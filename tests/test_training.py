@@ -228,3 +228,20 @@ def test_loss_callable():
     # the loss at the root (a Linear has no children): square (b·3) and mean (b·3 − 1 adds + 1 divide)
     loss_ops = sum(row.cost.elementwise for row in r.ops if row.event.phase == "forward" and row.op != "aten.mm")
     assert loss_ops == b * 3 + (b * 3 - 1) + 1
+
+
+@pytest.mark.parametrize("name,per_element,transcendental", [("adam", 6, 1), ("adamw", 7, 1), ("sgd", 1, 0)])
+def test_foreach_optimizers_count_as_the_for_loop(monkeypatch, name, per_element, transcendental):
+    """PyTorch picks foreach on devices with foreach kernels (CUDA); made to pick it on CPU here,
+    the ``_foreach_*`` ops count the same per element as the for-loop."""
+    import flopmeter.trace.training as training
+
+    monkeypatch.setattr(training, "_get_foreach_kernels_supported_devices", lambda: ["cpu"])
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    r = flopmeter.count(model, torch.randn(2, 5), options=Options(training=True, optimizer=name))
+    assert any(row.op.startswith("aten._foreach_") for row in r.ops)
+    p, tensors = 39, 4
+    opt = r.by_phase["optimizer"]
+    assert opt.elementwise == per_element * p + (tensors if name.startswith("adam") else 0)
+    assert opt.transcendental == transcendental * p
+    assert not r.unsupported_by_phase
