@@ -245,3 +245,15 @@ def test_foreach_optimizers_count_as_the_for_loop(monkeypatch, name, per_element
     assert opt.elementwise == per_element * p + (tensors if name.startswith("adam") else 0)
     assert opt.transcendental == transcendental * p
     assert not r.unsupported_by_phase
+
+
+def test_autocast_shows_the_weight_copies_it_makes():
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    b = 8
+    r = flopmeter.count(model, torch.randn(b, 16), options=Options(training=True, autocast="bf16"))
+    params = 16 * 32 + 32 + 32 * 4 + 4
+    assert r.training["autocast_copy_bytes"] == params * 2           # one bfloat16 copy of every weight and bias
+    # saved for backward, all bfloat16: the input copy (Linear 0's weight gradient), the ReLU's
+    # output, and Linear 2's weight copy (its input gradient); Linear 0 needs no input gradient
+    assert r.training["saved_by_module"] == {"0": b * 16 * 2, "1": b * 32 * 2, "2": 32 * 4 * 2}
+    assert r.trace.options["autocast"] == "bfloat16"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from .cost import get_convention
@@ -15,6 +16,9 @@ from .report import Report, build_report
 from .trace import Trace, record
 from .trace.run import MODES
 from .trace.training import TrainSpec
+
+
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class Options:
       ``optimizer`` step (``"sgd"``, ``"sgd-momentum"``, ``"adam"``, ``"adamw"``; None: none).
       ``report.by_phase`` and each module's ``by_phase`` split the cost; ``report.training``
       holds the step's memory (saved for backward, gradients, optimizer state, peak).
+    - ``autocast``: ``"bf16"`` or ``"fp16"``: the forward (and a training step's loss) under
+      ``torch.autocast``; a training step's memory shows the weight copies it makes.
     """
 
     convention: str = "dot"
@@ -48,6 +54,7 @@ class Options:
     device: str | None = None
     registry: Registry | None = None
     causal: str = "full"
+    autocast: str | None = None
     training: bool = False
     loss: Any = "sum"
     optimizer: str | None = None
@@ -58,6 +65,8 @@ class Options:
             raise OptionsError(f"unknown mode '{self.mode}'", hint=f"choose one of: {', '.join(MODES)}")
         check_causal(self.causal)
         self.train_spec()           # checks loss and optimizer
+        if self.autocast is not None and self.autocast not in AUTOCAST:
+            raise OptionsError(f"unknown autocast dtype '{self.autocast}'", hint=f"choose one of: {', '.join(AUTOCAST)}")
 
     def train_spec(self) -> TrainSpec | None:
         spec = TrainSpec(loss=self.loss, optimizer=self.optimizer)
@@ -86,7 +95,7 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
         from .layers.standin import layer_config as config
     trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
                    inference=options.inference, module_inputs=module_inputs, module_config=config,
-                   training=options.train_spec())
+                   training=options.train_spec(), autocast=AUTOCAST.get(options.autocast))
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)
     return trace, build_report(trace, registry=options.registry, convention=options.convention,
                                strict=options.strict, causal=options.causal)

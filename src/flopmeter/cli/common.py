@@ -70,6 +70,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="count one training step: forward (train mode), loss, backward, optimizer step")
     g.add_argument("--loss", choices=LOSSES, default="sum", help="the loss of --train (default: sum of the outputs)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="add this optimizer's step to --train")
+    g.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
+                   help="run the forward under torch.autocast (mixed precision); --train shows the weight copies")
 
 
 def add_output_options(p) -> None:
@@ -122,7 +124,8 @@ def count_spec(spec: str, args, analyse=None):
     if not train and (getattr(args, "optimizer", None) or getattr(args, "loss", "sum") != "sum"):
         raise InputError("--loss and --optimizer describe a training step", hint="add --train")
     base = Options(convention=args.convention, strict=args.strict, device=device, causal=args.causal,
-                   training=train, loss=getattr(args, "loss", "sum"), optimizer=getattr(args, "optimizer", None))
+                   training=train, loss=getattr(args, "loss", "sum"), optimizer=getattr(args, "optimizer", None),
+                   autocast=getattr(args, "autocast", None))
     mode = args.mode
     if mode == "auto" and isinstance(resolved.model, torch.jit.ScriptModule):
         mode = "real"

@@ -82,12 +82,15 @@ def normalise_input_shape(input_shape) -> list[tuple[int, ...]]:
 
 def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=None,
            mode: str = "fake", device: str | torch.device | None = None, inference: bool = True,
-           module_inputs: bool = False, module_config=None, training=None) -> Trace:
+           module_inputs: bool = False, module_config=None, training=None,
+           autocast: torch.dtype | None = None) -> Trace:
     """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace (with every
     module call's input metadata when ``module_inputs`` is set, and each module's
     ``module_config(module) -> (layer, config)`` when given — explain's closed forms).
     ``training``: a :class:`.training.TrainSpec` records a whole training step instead (forward
-    in train mode on the shadow, loss, backward, optimizer step; see :mod:`.training`)."""
+    in train mode on the shadow, loss, backward, optimizer step; see :mod:`.training`).
+    ``autocast``: run the forward (and loss) under ``torch.autocast(device, autocast)``; the
+    weight copies it makes are in the trace (``_to_copy`` of parameters)."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if mode not in MODES:
@@ -164,11 +167,11 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                     owners = {id(p): (p, names[0].rpartition(".")[0]) for kind, _, p, names in table
                               if kind == "param" and p is not None}
                     train_info = train_step(runnable, args, kwargs, recorder, recording, stack, refs, training,
-                                            target, owners)
+                                            target, owners, amp=_amp(target, autocast))
                 elif script:
                     _run_script_module(model, recorder, args, kwargs)
                 else:
-                    with recorder:
+                    with recorder, _amp(target, autocast):
                         result = runnable(*args, **kwargs)
                     refs.meta(result)           # outputs never seen by an op still get their storages
         except FlopmeterError:
@@ -179,13 +182,34 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         storages = refs.close()
 
     options = {"mode": mode, "device": str(target), "inference": inference and training is None}
+    if autocast is not None:
+        options["autocast"] = str(autocast).removeprefix("torch.")
     extra = {}
     if training is not None:
         options.update(training=True, loss=training.loss_name, optimizer=training.optimizer)
         extra["training"] = _training_memory(train_info, params, storages)
+        extra["training"]["autocast_copy_bytes"] = autocast_copy_bytes(recording.events, storages)
     return Trace(events=recording.events, modules=_module_table(model, stack, module_config), params=params,
                  inputs=inputs, options=options, storages=storages, model=type(model).__name__,
                  torch_version=torch.__version__, extra=extra)
+
+
+def _amp(device: torch.device, dtype: torch.dtype | None):
+    import contextlib
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def autocast_copy_bytes(events, storages) -> int:
+    """Bytes of the parameter copies autocast makes (``_to_copy`` of a parameter; each cached
+    once per forward)."""
+    made = {}
+    for ev in events:
+        if ev.op == "aten._to_copy" and ev.phase == "forward":
+            src = ev.arg("self")
+            if getattr(src, "role", None) == "param":
+                for t in ev.outputs:
+                    made[t.storage] = storages[t.storage].nbytes if t.storage in storages else t.nbytes
+    return sum(made.values())
 
 
 def _training_memory(info: dict, params: list[ParamInfo], storages) -> dict:

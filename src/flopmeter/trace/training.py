@@ -19,6 +19,7 @@ bytes and optimizer state bytes, in ``trace.extra["training"]``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -134,7 +135,7 @@ class _Saved:
 
 
 def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, refs, spec: TrainSpec,
-               device: torch.device, owners: dict[int, tuple]) -> dict:
+               device: torch.device, owners: dict[int, tuple], amp=None) -> dict:
     """Run the step (see the module docstring); ``owners``: id(stand-in parameter) → (the
     stand-in, the path of the module that owns it).
     Returns the memory facts for ``trace.extra["training"]``; gradients and optimizer state
@@ -161,7 +162,7 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
     trainable = [p for p in params if p.requires_grad]
     try:
         with recorder, node_creation_hook(tag):
-            with saved_tensors_hooks(saved.pack, saved.unpack):
+            with saved_tensors_hooks(saved.pack, saved.unpack), amp if amp is not None else contextlib.nullcontext():
                 result = model(*args, **kwargs)
                 refs.meta(result)
                 loss = make_loss(spec.loss, result)
