@@ -52,3 +52,25 @@ def test_generate_needs_a_decoder():
     from flopmeter import InputError
     with pytest.raises(InputError, match="Hugging Face decoder"):
         generation(torch.nn.Linear(2, 2), 4, 2)
+
+
+def test_cli_generate_gpt2_json(capsys):
+    import json
+
+    from flopmeter.cli import main
+
+    assert main(["hf:gpt2", "--generate", "16+4", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    layers, h, vocab = 12, 768, 50257
+    # per new token: 12·h² per layer (QKV 3h², output h², MLP 8h²), the tied LM head h·V, and
+    # attention over p keys (2·p·h per layer), for positions p = 17 … 20
+    expected = sum(layers * 12 * h * h + h * vocab + 2 * layers * p * h for p in range(17, 21))
+    assert d["decode"]["macs"] == expected
+    assert d["decode"]["tokens"] == 4 and d["prefill"]["tokens"] == 16
+
+
+def test_cli_generate_bad_spec(capsys):
+    from flopmeter.cli import main
+
+    assert main(["hf:gpt2", "--generate", "16x4"]) == 2
+    assert "PROMPT+NEW" in capsys.readouterr().err
