@@ -257,3 +257,14 @@ def test_autocast_shows_the_weight_copies_it_makes():
     # output, and Linear 2's weight copy (its input gradient); Linear 0 needs no input gradient
     assert r.training["saved_by_module"] == {"0": b * 16 * 2, "1": b * 32 * 2, "2": 32 * 4 * 2}
     assert r.trace.options["autocast"] == "bfloat16"
+
+
+def test_step_peak_closed_form():
+    b, d_in, d_out = 3, 5, 7
+    r = flopmeter.count(nn.Linear(d_in, d_out, bias=False), torch.randn(b, d_in),
+                        options=Options(training=True, optimizer="sgd"))
+    # alive together when backward's mm writes the weight gradient (float32): the weight, the
+    # input, the output y (kept by the caller), the loss, the ones it is seeded with, grad W
+    peak = 4 * (d_out * d_in + b * d_in + b * d_out + 1 + 1 + d_out * d_in)
+    assert r.training["peak_bytes"] == peak and r.training["peak_phase"] == "backward"
+    assert r.training["saved_bytes"] == 4 * b * d_in          # mm saves x for the weight gradient
