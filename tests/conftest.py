@@ -21,6 +21,32 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _every_json_report_validates():
+    """Every report the suite turns into a dict or JSON is validated against the shipped schema
+    (src/flopmeter/report/schema.json); a report that does not validate fails its test."""
+    import jsonschema
+
+    from flopmeter.report.model import Report
+    from flopmeter.report.schema import json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    original = Report.to_dict
+
+    def to_dict(self, **kwargs):
+        d = original(self, **kwargs)
+        validator.validate(d)
+        VALIDATED.append(d["model"])
+        return d
+
+    Report.to_dict = to_dict
+    yield
+    Report.to_dict = original
+
+
+VALIDATED: list[str] = []      # models whose reports were validated (test_report_schema checks it grows)
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/* from the current output")
 

@@ -52,15 +52,15 @@ def test_json_and_csv_carry_exact_numbers(capsys, tmp_path):
     assert code == 0 and d["totals"]["macs"] == TINY_MACS and d["params"]["count"] == TINY_PARAMS
     code, out, _ = run(capsys, TINY, "--format", "csv", "--depth", "1")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert [r["path"] for r in rows] == ["", "features", "head"]
+    assert [r["path"] for r in rows] == ["tiny_model.py:build", "features", "head"]     # the root: the model's name
     assert int(rows[0]["MACs"]) == TINY_MACS
     assert int(rows[2]["MACs"]) == 512 * 10
 
 
 @pytest.mark.parametrize("suffix, check", [
     (".json", lambda t: json.loads(t)["totals"]["macs"] == TINY_MACS),
-    (".md", lambda t: t.startswith("**model**")),
-    (".csv", lambda t: t.startswith("path,type,output")),
+    (".md", lambda t: t.startswith("- **model**")),
+    (".csv", lambda t: t.startswith("path,depth,calls,type,output")),
     (".txt", lambda t: "tiny_model.py:build" in t and "\x1b[" not in t),
 ])
 def test_output_file_format_from_suffix(capsys, tmp_path, suffix, check):
@@ -84,10 +84,13 @@ def test_input_batch_and_dtype_options(capsys):
     code, out, _ = run(capsys, bare, "--input", "2x3x16x16", "--format", "json")
     assert code == 0 and json.loads(out)["totals"]["macs"] == 2 * TINY_MACS
     code, out, _ = run(capsys, TINY, "--batch", "3", "--format", "json")
-    assert json.loads(out)["inputs"] == ["float32[1, 3, 16, 16]"]     # the factory's own tensors win
+    d = json.loads(out)
+    assert d["inputs"][0]["display"] == "float32[3, 3, 16, 16]"        # --batch resizes the factory's own tensors
+    assert d["totals"]["macs"] == 3 * TINY_MACS
     code, out, _ = run(capsys, "torchvision:resnet18", "--dtype", "float16", "--batch", "2", "--format", "json")
     d = json.loads(out)
-    assert d["inputs"] == ["float16[2, 3, 224, 224]"] and d["params"]["bytes_by_dtype"] == {"float16": 2 * 11_689_512}
+    assert d["inputs"][0]["display"] == "float16[2, 3, 224, 224]"
+    assert d["params"]["bytes_by_dtype"] == {"float16": 2 * 11_689_512}
 
 
 def test_torchvision_and_timm_and_hf(capsys):
@@ -98,7 +101,7 @@ def test_torchvision_and_timm_and_hf(capsys):
     cfg = json.loads((DATA / "hf_tiny" / "config.json").read_text())
     code, out, _ = run(capsys, f"hf:{DATA / 'hf_tiny'}", "--seq-len", "16", "--batch", "2", "--format", "json")
     d = json.loads(out)
-    assert code == 0 and d["inputs"] == ["int64[2, 16]"] and d["unsupported"] == {}
+    assert code == 0 and d["inputs"][0]["display"] == "int64[2, 16]" and d["unsupported"] == {}
     d_model, v = cfg["hidden_size"], cfg["vocab_size"]
     assert d["modules"]["children"][1]["path"] == "lm_head"
     assert d["modules"]["children"][1]["total"]["macs"] == 2 * 16 * d_model * v
@@ -109,7 +112,8 @@ def test_builtin_hf_config(capsys):
     d = json.loads(out)
     assert code == 0 and d["unsupported"] == {}
     # BERT-base: 12 layers of 768 wide; MLM head ties the 30522 × 768 word embedding
-    assert d["params"]["count"] > 100_000_000 and d["inputs"] == ["int64[1, 8]"]
+    assert d["params"]["count"] > 100_000_000 and d["inputs"][0] == {"dtype": "int64", "shape": [1, 8],
+                                                                      "display": "int64[1, 8]"}
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit")
@@ -213,6 +217,10 @@ def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "flopmeter", TINY, "--format", "json"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and json.loads(done.stdout)["totals"]["macs"] == TINY_MACS
+    import jsonschema
+
+    from flopmeter.report.schema import json_schema
+    jsonschema.validate(json.loads(done.stdout), json_schema())      # outside the in-process validation too
 
 
 @pytest.mark.parametrize("name", ["vit_h_14", "fcn_resnet50", "r3d_18"])

@@ -113,7 +113,7 @@ def test_scaling_user_errors(capsys):
     # --seq-len on an image model changes nothing: said, not fitted as O(1)
     assert main(["scaling", "torchvision:alexnet", "--seq-len", "8:64"]) == 2
     err = capsys.readouterr().err
-    assert "did not change with --seq-len" in err and "hint: " in err
+    assert "--seq-len applies to hf: text models only" in err and "hint: " in err     # refused before counting
 
 
 def test_memory_totals_are_fitted_when_the_report_has_them():

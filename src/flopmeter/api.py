@@ -14,7 +14,8 @@ from .formulas import Registry
 from .formulas.attention import check_causal
 from .report import Report, build_report
 from .trace import Trace, record
-from .trace.run import MODES
+from .trace.lazy import materialised
+from .trace.run import MODES, normalise_input_shape
 from .trace.training import TrainSpec
 
 
@@ -93,6 +94,7 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
     config = None
     if module_inputs:
         from .layers.standin import layer_config as config
+    model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode)   # lazy modules
     trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
                    inference=options.inference, module_inputs=module_inputs, module_config=config,
                    training=options.train_spec(), autocast=AUTOCAST.get(options.autocast))

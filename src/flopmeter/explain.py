@@ -15,6 +15,8 @@ from typing import Any
 from torch import nn
 
 from .api import Options, run
+from .trace.lazy import materialised
+from .trace.run import normalise_input_shape
 from .cost import CONVENTIONS, Cost
 from .errors import NoClosedFormError
 from .layers import LAYERS, Derivation, LayerCall

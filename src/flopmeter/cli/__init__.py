@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
-from ..errors import FlopmeterError
+from ..errors import FlopmeterError, InputError, close_matches
 from . import compare, count, explain, scaling
 
 
@@ -27,12 +29,34 @@ SUBCOMMANDS = {
 }
 
 
+def _misspelled_subcommand(word: str) -> FlopmeterError | None:
+    """'compar' → did you mean 'compare'? (only for a word that cannot be a SPEC: no ':', no such file)."""
+    if word.startswith("-") or ":" in word or "." in word or "/" in word or Path(word).exists():
+        return None
+    close = close_matches(word, SUBCOMMANDS, n=1)
+    if not close:
+        return None
+    return InputError(f"unknown command '{word}'", hint=f"did you mean 'flopmeter {close[0]}'?")
+
+
+def _fail(exc: FlopmeterError) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and "_ARGCOMPLETE" in os.environ:      # shell completion (the 'completion' extra)
+        from .completion import complete
+        complete()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         make_parser, runner = SUBCOMMANDS[argv[0]]
         parser, argv = make_parser(), argv[1:]
     else:
+        if argv and (typo := _misspelled_subcommand(argv[0])):
+            return _fail(typo)
         parser, runner = count.parser(), count.run
     args = parser.parse_args(argv)
     try:
@@ -40,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except FlopmeterError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

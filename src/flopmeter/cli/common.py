@@ -8,6 +8,7 @@ import contextlib
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -51,12 +52,15 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=int, help="batch size (replaces the first dimension of every input)")
     g.add_argument("--seq-len", type=int, help="sequence length for hf: text models (default 128)")
     g.add_argument("--dtype", help="model and input dtype: float32, float16, bfloat16, …")
-    g.add_argument("--device", default=None, choices=("meta", "cpu", "cuda"),
-                   help="device the count pretends to run on (fake tensors need no GPU); default cpu")
+    g.add_argument("--device", default=None, choices=("cpu", "cuda", "meta"), metavar="{cpu,cuda}",
+                   help="device the count pretends to run on (fake tensors need no GPU), or runs on in real mode; "
+                        "default cpu")
     g.add_argument("--mode", choices=("auto", "fake", "real"), default="auto",
                    help="fake tensors; real kernels on random weights; auto (default): fake, or real when the "
                         "forward depends on tensor values (detection) or the file is TorchScript")
     g.add_argument("--trust-pickle", action="store_true", help="allow loading a pickled whole model (runs its code)")
+    g.add_argument("--force", action="store_true",
+                   help="real mode even when the model's weights look larger than the free memory")
     p.add_argument("--convention", default="dot", help=f"FLOP convention: {', '.join(CONVENTIONS)} (default: dot)")
     p.add_argument("--causal", choices=("full", "exact"), default="full",
                    help="count attention under a causal mask in full (default) or only its unmasked pairs")
@@ -87,7 +91,8 @@ def input_request(args) -> InputRequest:
     for flag, value in (("--batch", args.batch), ("--seq-len", args.seq_len)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be positive, got {value}")
-    return InputRequest(shapes=tuple(parse_input(s) for s in args.input or ()), batch=args.batch,
+    return InputRequest(training=getattr(args, "train", False),
+                        shapes=tuple(parse_input(s) for s in args.input or ()), batch=args.batch,
                         seq_len=args.seq_len, dtype=parse_dtype(args.dtype) if args.dtype else None)
 
 
@@ -115,15 +120,16 @@ def count_spec(spec: str, args, analyse=None):
     if spec.endswith(TRACE_SUFFIX):
         return _from_trace(spec, args, analyse)
     analyse = analyse or count
+    _check_run_options(args)
     with progress(f"building {spec} …"):
         resolved = resolve(spec, input_request(args), trust_pickle=args.trust_pickle)
     for line in resolved.notes:
         note(line)
-    device = None if args.device in (None, "meta") else args.device
     train = getattr(args, "train", False)
-    if not train and (getattr(args, "optimizer", None) or getattr(args, "loss", "sum") != "sum"):
-        raise InputError("--loss and --optimizer describe a training step", hint="add --train")
-    base = Options(convention=args.convention, strict=args.strict, device=device, causal=args.causal,
+    if not train and (getattr(args, "optimizer", None) or getattr(args, "loss", "sum") != "sum"
+                      or getattr(args, "autocast", None)):
+        raise InputError("--loss, --optimizer and --autocast describe a training step", hint="add --train")
+    base = Options(convention=args.convention, strict=args.strict, device=args.device, causal=args.causal,
                    training=train, loss=getattr(args, "loss", "sum"), optimizer=getattr(args, "optimizer", None),
                    autocast=getattr(args, "autocast", None))
     mode = args.mode
@@ -137,7 +143,17 @@ def count_spec(spec: str, args, analyse=None):
                 if mode == "fake" or not exc.data_dependent:
                     raise
                 note(f"{exc}; counting in real mode on random weights (seed 0)")
-        return _analyse(resolved, base, "real", analyse)
+        return _analyse(resolved, base, "real", analyse, force=getattr(args, "force", False))
+
+
+def _check_run_options(args) -> None:
+    """Options that would be ignored in this combination are refused instead."""
+    if args.device == "meta":
+        raise InputError("--device meta: the count cannot pretend to run on the meta device",
+                         hint="fake mode (the default) allocates nothing already; use --device cpu or cuda")
+    if getattr(args, "force", False) and args.mode != "real":
+        raise InputError("--force only matters in real mode (it lets a model larger than free memory run)",
+                         hint="add --mode real, or leave --force out")
 
 
 def _from_trace(path: str, args, analyse):
@@ -147,7 +163,13 @@ def _from_trace(path: str, args, analyse):
 
     given = [flag for flag, value in (("--input", args.input), ("--batch", args.batch), ("--seq-len", args.seq_len),
                                       ("--dtype", args.dtype), ("--device", args.device),
-                                      ("--mode", None if args.mode == "auto" else args.mode)) if value]
+                                      ("--mode", None if args.mode == "auto" else args.mode),
+                                      ("--trust-pickle", args.trust_pickle), ("--force", getattr(args, "force", False)),
+                                      ("--train", getattr(args, "train", False)),
+                                      ("--optimizer", getattr(args, "optimizer", None)),
+                                      ("--autocast", getattr(args, "autocast", None)),
+                                      ("--loss", getattr(args, "loss", "sum") != "sum"))
+             if value]
     if given:
         raise InputError(f"{', '.join(given)} cannot change a saved trace (it records one run)",
                          hint="re-run the model with those options and --save-trace")
@@ -159,15 +181,49 @@ def _from_trace(path: str, args, analyse):
     return report
 
 
-def _analyse(resolved: Resolved, base: Options, mode: str, analyse):
-    from dataclasses import replace
+def free_memory() -> int | None:
+    """Bytes of memory available to a new allocation on this machine (Linux MemAvailable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the model's unique parameters and buffers (readable on the meta device)."""
+    seen = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return sum(t.numel() * t.element_size() for t in seen.values())
+
+
+def check_fits(resolved: Resolved, force: bool) -> None:
+    """Refuse, before allocating, a real run whose weights alone exceed the free memory."""
+    from ..render.units import human_unit
+    need, free = weight_bytes(resolved.model), free_memory()
+    if force or free is None or need <= free:
+        return
+    raise InputError(f"{resolved.name} needs at least {human_unit(need, 'B')} for its weights in real mode, and "
+                     f"only {human_unit(free, 'B')} of memory is free", hint="count in fake mode (the default; it "
+                     "allocates no weights), or run it anyway with --mode real --force")
+
+
+def _analyse(resolved: Resolved, base: Options, mode: str, analyse, force: bool = False):
     model = resolved.model
+    if mode == "real" and base.device == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{resolved.name} would run in real mode on cuda, and torch sees no GPU",
+                         hint="count in fake mode (--mode fake), which needs no GPU for --device cuda")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         if mode == "real" and any(t.device.type == "meta" for t in model.parameters()):
             if resolved.rebuild is None:
                 raise InputError("this model has no weights to run in real mode")
+            check_fits(resolved, force)
             model = resolved.rebuild()
         device = torch.device(base.device or "cpu") if mode == "real" else torch.device("meta")
         args, kwargs = resolved.make_inputs(device)
@@ -179,22 +235,41 @@ def _analyse(resolved: Resolved, base: Options, mode: str, analyse):
 
 
 def write_output(text: str, path: str | None) -> None:
-    """Print, or write to PATH atomically (a failed write leaves no half-written file)."""
+    """Print, or write to PATH atomically (a failed write leaves no half-written file).
+
+    A new file gets the mode the user's umask gives (0644 under umask 022), as ``open``
+    would; an existing file keeps its mode. Unwritable targets are one InputError."""
     if path is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
     target = Path(path)
-    if not target.parent.exists():
-        raise InputError(f"cannot write {path}: folder {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    if target.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory", hint=f"name a file, e.g. {target / 'report.json'}")
+    if not target.parent.is_dir():
+        what = "is not a folder" if target.parent.exists() else "does not exist"
+        raise InputError(f"cannot write {path}: folder {target.parent} {what}")
+    try:
+        mode = target.stat().st_mode & 0o7777 if target.is_file() else 0o666 & ~_umask()
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text if text.endswith("\n") else text + "\n")
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)     # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def output_format(fmt: str | None, path: str | None) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 from ..cost import get_convention
 from ..errors import InputError
 from ..render.tables import Table
-from ..report import SCHEMA
+from ..report.model import tensor_dict
+from ..report.schema import READABLE
 from .common import add_input_options, add_output_options, count_spec, output_format, write_output
 
 
@@ -52,7 +53,7 @@ def run_compare(args) -> int:
         r = count_spec(spec, args)
         unsupported = sum(r.unsupported.values())
         table.rows.append([r.model, ", ".join(map(repr, r.inputs)), r.params.count, r.macs, r.flops, unsupported])
-        summaries.append({"model": r.model, "inputs": [repr(t) for t in r.inputs], "params": r.params.count,
+        summaries.append({"model": r.model, "inputs": [tensor_dict(t) for t in r.inputs], "params": r.params.count,
                           "macs": r.macs, "flops": r.flops, "convention": conv, "unsupported": dict(r.unsupported)})
     _emit(table, fmt, args.raw, args.output, summaries)
     return 0
@@ -73,8 +74,10 @@ def _load(path: str) -> dict:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} is not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise InputError(f"{path} is not a flopmeter report ({SCHEMA})",
+    if not isinstance(data, dict) or data.get("schema") not in READABLE:
+        found = data.get("schema") if isinstance(data, dict) else None
+        raise InputError(f"{path} is not a flopmeter report ({' or '.join(READABLE)})"
+                         + (f": its schema is '{found}'" if isinstance(found, str) else ""),
                          hint="write one with: flopmeter SPEC -o report.json")
     return data
 

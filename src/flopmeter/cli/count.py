@@ -25,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--view", choices=VIEWS, default="tree",
                      help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op")
     out.add_argument("--ops", action="store_const", const="ops", dest="view", help="same as --view ops")
-    out.add_argument("--depth", type=int, default=2, help="module tree depth (default 2; -1 for all)")
+    out.add_argument("--depth", type=int, help="depth of the tree view in table, md and csv (default 2; -1 for all)")
     out.add_argument("--save-trace", metavar="FILE.fmtrace",
                      help="also save the recorded trace (re-cost or re-render it later with 'flopmeter FILE.fmtrace')")
     add_output_options(out)
@@ -33,8 +33,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_output_options(args, fmt: str) -> None:
+    """--depth and --view where they would be ignored are refused (before any counting)."""
+    if args.depth is not None and (args.view != "tree" or fmt == "json"):
+        where = "JSON always holds the whole tree" if fmt == "json" else f"the {args.view} view has no depth"
+        raise InputError(f"--depth applies to the tree view in table, md and csv; {where}",
+                         hint="leave --depth out")
+    if fmt == "json" and args.view == "keras":
+        raise InputError("--view keras has no JSON form; JSON holds the whole module tree",
+                         hint="use --view keras with --format table, md or csv, or --ops to add every op to JSON")
+    if fmt == "html" and args.view != "tree":
+        raise InputError(f"--view {args.view} has no HTML form; the HTML report shows the tree and the op types",
+                         hint=f"use --view {args.view} with --format table, md or csv")
+
+
 def run(args) -> int:
     fmt = output_format(args.format, args.output)
+    check_output_options(args, fmt)
     if args.generate:
         return _generate(args, fmt)
     report = count_spec(args.spec, args)
@@ -44,7 +59,7 @@ def run(args) -> int:
             raise InputError(f"a trace file ends in {SUFFIX}: '{args.save_trace}'",
                              hint=f"for example --save-trace run{SUFFIX}")
         save_trace(report.trace, args.save_trace)
-    depth = None if args.depth < 0 else args.depth
+    depth = 2 if args.depth is None else None if args.depth < 0 else args.depth
     if fmt == "table" and args.output is None and sys.stdout.isatty():
         from rich.console import Console
 

@@ -25,8 +25,8 @@ Counting rules (n = elements of the forward input, g = gradient of the output):
   SiLU backward: σ(x) + 4; sigmoid/tanh backward: 3; dropout backward: 2; other pointwise
   backward ops (``threshold_backward``, …): one per element by the generic pointwise rule.
 - the gradient of a view (``select_backward``, ``slice_backward``, …): bytes only.
-- the cross-entropy pieces: ``nll_loss_forward`` picks one log-probability per row and sums
-  (rows), ``nll_loss_backward`` writes −1/N at one position per row (rows).
+- ``nll_loss_backward`` writes −1/N at one position per row (rows); the forward losses are
+  in ``formulas.loss``.
 """
 
 from __future__ import annotations
@@ -225,5 +225,4 @@ def _rows(ev) -> int:
     return x.shape[0] if x.ndim > 1 else 1
 
 
-register("aten.nll_loss_forward", "aten.nll_loss_backward", "aten.nll_loss2d_forward",
-         "aten.nll_loss2d_backward")(lambda ev: Cost(elementwise=_rows(ev)))
+register("aten.nll_loss_backward", "aten.nll_loss2d_backward")(lambda ev: Cost(elementwise=_rows(ev)))

@@ -11,6 +11,11 @@ one list of ops that evaluate exp, log, tanh, erf, sqrt, … : one transcendenta
 element), then two generic rules read off PyTorch's op schema: an op whose results alias an
 input (a view), or that is tagged ``inplace_view`` (restrides in place), is free, and an op
 tagged ``torch.Tag.pointwise`` costs one elementwise op per output element.
+
+The precision of an op's MACs is not a field of :class:`Cost` (Costs of different
+precisions still add up); :meth:`Registry.precision` names it from the event: a formula
+may register a ``precision`` function (``formulas.lowprec``: ``int8``, ``float8_e4m3fn``,
+``bfloat16×int4`` …); any other op's MACs are in the dtype of its first output.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ..cost import ZERO, Cost
 from ..trace.events import OpEvent
 
 Formula = Callable[[OpEvent], Cost]
+Precision = Callable[[OpEvent], str]
 
 COSTED, FREE, UNSUPPORTED = "costed", "free", "unsupported"
 
@@ -41,6 +47,21 @@ TRANSCENDENTAL = frozenset(
 )
 
 
+# quantized dtypes named by the integers they hold
+_PLAIN = {"quint8": "uint8", "qint8": "int8", "qint32": "int32", "quint4x2": "uint4", "quint2x4": "uint2"}
+
+
+def dtype_label(dtype: torch.dtype) -> str:
+    """'float32', 'int8', 'float8_e4m3fn'; quantized dtypes as their integers (quint8 → uint8)."""
+    name = str(dtype).removeprefix("torch.")
+    return _PLAIN.get(name, name)
+
+
+def operands(*labels: str) -> str:
+    """One label for the operands of a product: 'int8' when they agree, else 'bfloat16×int4'."""
+    return labels[0] if len(set(labels)) == 1 else "×".join(labels)
+
+
 def io_bytes(ev: OpEvent) -> tuple[int, int]:
     """Bytes read (every tensor input) and written (every tensor output) by an op."""
     return sum(t.nbytes for t in ev.inputs), sum(t.nbytes for t in ev.outputs)
@@ -50,20 +71,25 @@ class Registry:
     def __init__(self) -> None:
         self._formulas: dict[str, tuple[Formula, bool]] = {}
         self._free: set[str] = set()
+        self._precision: dict[str, Precision] = {}
 
     # -- building -----------------------------------------------------------
-    def register(self, *names: str, own_bytes: bool = False):
+    def register(self, *names: str, own_bytes: bool = False, precision: Precision | None = None):
         """Decorator: register ``fn(ev) -> Cost`` for op names like ``"aten.mm"``.
 
         The formula returns compute counts; bytes default to :func:`io_bytes` unless
         ``own_bytes`` says the formula sets them itself (e.g. a gather reads only rows).
-        Registering a name twice is an error; use :meth:`override` on a copy instead.
+        ``precision(ev)`` names the precision of the op's MACs when it is not the dtype of
+        its first output (an int8 matmul writes int32). Registering a name twice is an
+        error; use :meth:`override` on a copy instead.
         """
         def deco(fn: Formula) -> Formula:
             for name in names:
                 if name in self._formulas or name in self._free:
                     raise ValueError(f"a formula for {name} is already registered")
                 self._formulas[name] = (fn, own_bytes)
+                if precision is not None:
+                    self._precision[name] = precision
             return fn
         return deco
 
@@ -77,12 +103,17 @@ class Registry:
         new = Registry()
         new._formulas = dict(self._formulas)
         new._free = set(self._free)
+        new._precision = dict(self._precision)
         return new
 
-    def override(self, name: str, fn: Formula | None, *, own_bytes: bool = False) -> None:
-        """Replace (or add) the formula for ``name`` in this registry; ``None`` marks it free."""
+    def override(self, name: str, fn: Formula | None, *, own_bytes: bool = False,
+                 precision: Precision | None = None) -> None:
+        """Replace (or add) the formula for ``name`` in this registry; ``None`` marks it free.
+        The op keeps its registered precision unless ``precision`` gives another."""
         self._formulas.pop(name, None)
         self._free.discard(name)
+        if precision is not None:
+            self._precision[name] = precision
         if fn is None:
             self._free.add(name)
         else:
@@ -92,6 +123,15 @@ class Registry:
     def formula(self, name: str) -> Formula | None:
         entry = self._formulas.get(name)
         return entry[0] if entry else None
+
+    def precision(self, ev: OpEvent) -> str | None:
+        """The precision an op's MACs run in: its registered ``precision``, else the dtype
+        of its first output (None for an op without outputs)."""
+        fn = self._precision.get(ev.op)
+        if fn is not None:
+            return fn(ev)
+        outs = ev.outputs
+        return dtype_label(outs[0].dtype) if outs else None
 
     def names(self) -> list[str]:
         return sorted(self._formulas)

@@ -7,7 +7,7 @@ and saved models (``.pt2``, TorchScript, pickled modules with ``trust_pickle``).
 from __future__ import annotations
 
 from ..errors import InputError, close_matches
-from .base import InputRequest, Resolved
+from .base import InputRequest, Resolved, refuse
 from .files import python_factory, saved_model
 from .hf import hf_model
 from .zoo import timm_model, torchvision_model
@@ -21,6 +21,7 @@ def resolve(spec: str, req: InputRequest | None = None, *, trust_pickle: bool = 
     req = req or InputRequest()
     head, sep, tail = spec.rpartition(":")
     if sep and head.endswith(".py"):
+        _no_pickle(spec, trust_pickle)
         return python_factory(head, tail, req)
     if spec.endswith(".py"):
         raise InputError(f"which function in {spec} builds the model?", hint=f"write {spec}:FUNCTION")
@@ -28,10 +29,17 @@ def resolve(spec: str, req: InputRequest | None = None, *, trust_pickle: bool = 
         return saved_model(spec, req, trust_pickle=trust_pickle)
     prefix, sep, name = spec.partition(":")
     if sep and prefix in _PREFIXES:
+        _no_pickle(spec, trust_pickle)
         return _PREFIXES[prefix](name, req)
     close = close_matches(prefix, _PREFIXES, n=1)
     hint = f"did you mean '{close[0]}:{name}'?" if close and sep else f"write the model as {FORMS}"
     raise InputError(f"cannot read model spec '{spec}'", hint=hint)
+
+
+def _no_pickle(spec: str, trust_pickle: bool) -> None:
+    if trust_pickle:
+        raise refuse("--trust-pickle", f"applies to saved model files only; '{spec}' loads no pickle",
+                     hint="leave --trust-pickle out")
 
 
 __all__ = ["FORMS", "InputRequest", "Resolved", "resolve"]

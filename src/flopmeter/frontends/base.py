@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -19,6 +20,7 @@ class InputRequest:
     batch: int | None = None
     seq_len: int | None = None
     dtype: torch.dtype | None = None   # model dtype (--dtype)
+    training: bool = False             # --train: a model in training mode is what is asked for
 
 
 Inputs = tuple[tuple, dict]
@@ -68,3 +70,77 @@ def shaped_inputs(req: InputRequest, default: list[tuple], float_dtype: torch.dt
     if req.batch is not None:
         shapes = [((req.batch, *s[1:]), d) for s, d in shapes]
     return shapes
+
+
+def refuse(option: str, why: str, hint: str | None = None) -> InputError:
+    """An option this SPEC cannot honour: an error rather than a count that silently ignores it."""
+    return InputError(f"{option} {why}", hint=hint)
+
+
+def refuse_seq_len(req: InputRequest, name: str) -> None:
+    if req.seq_len is not None:
+        raise refuse("--seq-len", f"applies to hf: text models only, not to {name}",
+                     hint="give this model's input shapes with --input")
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensors(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+
+
+def _map(value, fn):
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_map(v, fn) for v in value)
+    if isinstance(value, dict):
+        return {k: _map(v, fn) for k, v in value.items()}
+    return value
+
+
+def rebatch(args: tuple, kwargs: dict, batch: int, name: str) -> tuple[tuple, dict]:
+    """A model's own example inputs at another batch size: every tensor whose first dimension is
+    the examples' batch gets ``batch`` rows, repeating the given ones (so token ids stay valid)."""
+    sizes = {t.shape[0] for t in _tensors((args, kwargs)) if t.ndim}
+    if len(sizes) != 1:
+        raise refuse("--batch", f"cannot tell the batch dimension of {name}'s own inputs "
+                     f"(first dimensions: {sorted(sizes) or 'none'})", hint="give the shapes with --input")
+    old = sizes.pop()
+
+    def grow(t: torch.Tensor) -> torch.Tensor:
+        if not t.ndim or t.shape[0] != old:
+            return t
+        return t[torch.arange(batch, device=t.device) % old]
+    return _map(args, grow), _map(kwargs, grow)
+
+
+def recast(args: tuple, kwargs: dict, dtype: torch.dtype) -> tuple[tuple, dict]:
+    """Floating-point example inputs in another dtype (integer inputs such as token ids stay)."""
+    def cast(t):
+        return t.to(dtype) if t.is_floating_point() else t
+    return _map(args, cast), _map(kwargs, cast)
+
+
+def on_device(value, device: torch.device):
+    """The same (nested) inputs with every tensor moved to ``device``."""
+    return _map(value, lambda t: t.to(device))
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype | None):
+    """Build the weights directly in ``dtype`` (no float32 copy first; real mode needs half the memory)."""
+    if dtype is None or not dtype.is_floating_point:
+        yield
+        return
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)

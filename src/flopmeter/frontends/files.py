@@ -6,6 +6,12 @@
 - ``model.pt`` / ``.pth`` / ``.ts`` — a TorchScript archive (counted in real mode), or a whole
   pickled model, which is loaded only with ``--trust-pickle`` (unpickling runs code).
   A checkpoint holding only weights is not a model: use a ``file.py:factory``.
+
+Options are honoured or refused, never ignored: ``--batch`` resizes the model's own example
+inputs (repeating them along the first dimension), ``--dtype`` converts the model and its
+floating-point inputs (an exported ``.pt2`` program keeps its dtypes: refused), ``--seq-len``
+belongs to ``hf:`` specs (refused). A model in training mode is refused rather than switched
+to eval mode behind the user's back.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ import torch
 from torch import nn
 
 from ..errors import InputError, did_you_mean
-from .base import InputRequest, Resolved, shaped_inputs, tensor
+from .base import (InputRequest, Resolved, on_device, rebatch, recast, refuse, refuse_seq_len, shaped_inputs,
+                   tensor)
+
+TRAIN_HINT = "or add --train to count a training step"
 
 
 def _inputs_from_shapes(req: InputRequest):
@@ -27,6 +36,31 @@ def _inputs_from_shapes(req: InputRequest):
         return None
     shapes = shaped_inputs(req, [], req.dtype or torch.float32)
     return lambda device: (tuple(tensor(s, d, device) for s, d in shapes), {})
+
+
+def _own_inputs(args: tuple, kwargs: dict, req: InputRequest, name: str):
+    """The model's own example inputs, with --batch and --dtype applied."""
+    if req.batch is not None:
+        args, kwargs = rebatch(args, kwargs, req.batch, name)
+    if req.dtype is not None:
+        args, kwargs = recast(args, kwargs, req.dtype)
+    return lambda device: on_device((args, kwargs), device)       # meta in fake mode: fakes on --device
+
+
+def _in_dtype(model: nn.Module, req: InputRequest) -> nn.Module:
+    return model.to(req.dtype) if req.dtype is not None else model
+
+
+def _check_eval(model: nn.Module, what: str, hint: str, req: InputRequest | None = None) -> None:
+    """A model in training mode is refused: counting it in eval mode would be a silent change
+    (with --train it is what is asked for)."""
+    if req is not None and req.training:
+        return
+    training = [n or "the root" for n, m in model.named_modules() if m.training]
+    if training:
+        raise InputError(f"{what} in training mode ({', '.join(training[:3])}{', …' if len(training) > 3 else ''}); "
+                         "flopmeter counts inference and does not switch a model's mode for you",
+                         hint=f"{hint} ({TRAIN_HINT})")
 
 
 def _as_inputs(value):
@@ -58,33 +92,45 @@ def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
                       else (made, None))
     if not isinstance(model, nn.Module):
         raise InputError(f"{path}:{func} returned {type(model).__name__}, not a torch.nn.Module")
+    name = f"{file.name}:{func}"
+    refuse_seq_len(req, name)
+    _check_eval(model, f"{name} returned a model", "return model.eval() from the factory to count inference", req)
     make = _inputs_from_shapes(req)
     if make is None:
         if example is None:
             raise InputError(f"{path}:{func} returned no example inputs",
                              hint="pass --input 1x3x224x224, or return (model, inputs) from the factory")
-        args, kwargs = _as_inputs(example)
-        make = lambda device: (args, kwargs)   # noqa: E731  (the user's own tensors)
-    return Resolved(f"{file.name}:{func}", model.eval() if model.training else model, make)
+        make = _own_inputs(*_as_inputs(example), req, name)      # the user's own tensors, at --batch and --dtype
+    return Resolved(name, _in_dtype(model, req), make)
 
 
 def saved_model(path: str, req: InputRequest, trust_pickle: bool = False) -> Resolved:
     file = Path(path)
     if not file.is_file():
         raise InputError(f"no such file: {path}")
+    refuse_seq_len(req, file.name)
     make = _inputs_from_shapes(req)
     if file.suffix == ".pt2":
+        if req.dtype is not None:
+            raise refuse("--dtype", f"cannot change {file.name}: an exported program keeps the dtypes it was "
+                         "exported with", hint="export it again in the dtype you want to count")
+        if trust_pickle:
+            raise refuse("--trust-pickle", f"is not needed for {file.name}: flopmeter loads exported programs "
+                         "without it", hint="leave --trust-pickle out")
         program = torch.export.load(str(file))
         model = program.module()
         if make is None:
-            args, kwargs = program.example_inputs or ((), {})
-            make = lambda device: (args, kwargs)   # noqa: E731
+            make = _own_inputs(*(program.example_inputs or ((), {})), req, file.name)
         return Resolved(file.name, model, make)
     if _is_torchscript(file):
+        if trust_pickle:
+            raise refuse("--trust-pickle", f"is not needed: {file.name} is a TorchScript archive, which loads "
+                         "without unpickling code", hint="leave --trust-pickle out")
         model = torch.jit.load(str(file), map_location="cpu")
         if make is None:
             raise InputError("a TorchScript file carries no example inputs", hint="pass --input SHAPE")
-        return Resolved(file.name, model, make, notes=["TorchScript: counted in real mode, all ops at the root"])
+        return Resolved(file.name, _in_dtype(model, req), make,
+                        notes=["TorchScript: counted in real mode, all ops at the root"])
     try:
         obj = torch.load(str(file), map_location="meta", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (any unpickling refusal)
@@ -98,7 +144,11 @@ def saved_model(path: str, req: InputRequest, trust_pickle: bool = False) -> Res
                          hint="write a factory that builds the model: path/to/file.py:FUNCTION")
     if make is None:
         raise InputError("a saved model carries no example inputs", hint="pass --input SHAPE")
-    return Resolved(file.name, obj.eval(), make)
+    _check_eval(obj, f"{file.name} holds a model saved",
+                "save it after model.eval(), or load it in a file.py:FUNCTION that returns model.eval()", req)
+    def rebuild():          # real mode: the file's own weights (the model above is on the meta device)
+        return _in_dtype(torch.load(str(file), map_location="cpu", weights_only=not trust_pickle), req)
+    return Resolved(file.name, _in_dtype(obj, req), make, rebuild)
 
 
 def _is_torchscript(file: Path) -> bool:

@@ -1,8 +1,11 @@
 """``hf:PATH``: a Hugging Face ``config.json`` (or a folder holding one), or a built-in
 name (``hf:gpt2``, ``hf:llama-70b``, … shipped in ``frontends/configs``). Built on the
-meta device from the config alone: no weights, no hub access. Text models get token ids
-of ``--batch`` × ``--seq-len`` (default 1 × 128); vision models get images at the
-config's ``image_size``; encoder-decoders also get decoder ids of the same length.
+meta device from the config alone: no weights, no hub access (a hub id such as
+``hf:meta-llama/Llama-2-7b-hf`` is refused with how to pass a local config.json). Weights are
+in the config's ``torch_dtype`` unless ``--dtype`` says otherwise. Text models get token ids
+of ``--batch`` × ``--seq-len`` (default 1 × 128, or one ``--input BATCHxSEQ``); vision models
+get images at the config's ``image_size`` (or ``--input``); encoder-decoders also get decoder
+ids of the same length.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from .base import InputRequest, Resolved, build_on_meta, import_optional, unknown_name
+from .base import (InputRequest, Resolved, build_on_meta, default_dtype, import_optional, refuse, refuse_seq_len,
+                   shaped_inputs, tensor, unknown_name)
 
 CONFIGS = Path(__file__).with_name("configs")
 DEFAULT_SEQ_LEN = 128
@@ -24,6 +28,9 @@ def builtin_names() -> list[str]:
 
 
 def _config_path(spec: str) -> Path:
+    if not spec:
+        raise InputError("hf: needs a config: a config.json, a folder holding one, or a built-in name",
+                         hint="built-in configs: " + ", ".join(f"hf:{n}" for n in builtin_names()))
     path = Path(spec).expanduser()
     if path.is_dir():
         path = path / "config.json"
@@ -31,9 +38,40 @@ def _config_path(spec: str) -> Path:
         return path
     if (CONFIGS / f"{spec}.json").is_file():
         return CONFIGS / f"{spec}.json"
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and not spec.endswith(".json"):
+        raise InputError(f"'{spec}' looks like a Hugging Face Hub id; flopmeter never downloads configs "
+                         "(nor weights): it reads a config.json on disk",
+                         hint=f"save the model's config.json (e.g. huggingface-cli download {spec} config.json "
+                              "--local-dir DIR) and pass hf:DIR")
     if "/" in spec or spec.endswith(".json"):
         raise InputError(f"no Hugging Face config at '{spec}'", hint="give a config.json or a folder holding one")
     raise unknown_name("hf", spec, builtin_names())
+
+
+def _config_dtype(raw: dict) -> torch.dtype | None:
+    """The config's ``torch_dtype`` (``dtype`` in newer configs): the dtype its weights are stored in."""
+    names = [raw.pop(key, None) for key in ("torch_dtype", "dtype")]
+    name = next((n for n in names if isinstance(n, str)), None)
+    dtype = getattr(torch, name.removeprefix("torch."), None) if name else None
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None
+
+
+def _text_shape(req: InputRequest, name: str) -> tuple[int, int]:
+    """(batch, sequence length) of the token ids: --batch × --seq-len, or one --input BATCHxSEQ."""
+    if not req.shapes:
+        return req.batch or 1, req.seq_len or DEFAULT_SEQ_LEN
+    (shape, dtype), *more = req.shapes
+    if more or len(shape) != 2 or (dtype is not None and dtype.is_floating_point):
+        raise refuse("--input", f"for {name} (a text model) is one BATCHxSEQ shape of token ids, "
+                     f"not {', '.join(_show(s, d) for s, d in req.shapes)}",
+                     hint="use --input 1x128, or --batch and --seq-len")
+    if req.seq_len is not None:
+        raise refuse("--seq-len", "and --input both set the sequence length", hint="give one of them")
+    return req.batch or shape[0], shape[1]
+
+
+def _show(shape, dtype) -> str:
+    return "x".join(map(str, shape)) + (f":{str(dtype).removeprefix('torch.')}" if dtype else "")
 
 
 def hf_model(spec: str, req: InputRequest) -> Resolved:
@@ -43,7 +81,8 @@ def hf_model(spec: str, req: InputRequest) -> Resolved:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
-    raw.pop("torch_dtype", None)
+    stored = _config_dtype(raw)
+    dtype = req.dtype or stored or torch.float32
     model_type = raw.pop("model_type", None)
     if model_type is None:
         raise InputError(f"{path} has no 'model_type'", hint="is it a Hugging Face config.json?")
@@ -55,25 +94,28 @@ def hf_model(spec: str, req: InputRequest) -> Resolved:
     cls = getattr(transformers, archs[0], None) if archs else None
 
     def factory():
-        if cls is not None:
-            model = cls(config)
-        else:
-            model = transformers.AutoModel.from_config(config)
+        with default_dtype(dtype):
+            model = cls(config) if cls is not None else transformers.AutoModel.from_config(config)
         model = model.eval()
-        return model.to(req.dtype) if req.dtype else model
+        return model.to(dtype) if dtype != torch.float32 else model
 
     model = build_on_meta(factory)
-    batch = req.batch or 1
+    name = spec if (CONFIGS / f"{spec}.json") == path else str(path)
+    notes = []
+    if req.dtype is None and stored is not None and stored != torch.float32:
+        notes.append(f"hf:{name}: weights in {str(stored).removeprefix('torch.')}, the config's torch_dtype "
+                     "(--dtype float32 to count in float32)")
     if getattr(model, "main_input_name", "input_ids") == "pixel_values":
+        refuse_seq_len(req, f"hf:{name} (a vision model)")
         size = getattr(config, "image_size", 224)
         channels = getattr(config, "num_channels", 3)
-        dtype = req.dtype or torch.float32
+        default = [(1, channels, size, size)]
+        shapes = shaped_inputs(req, default, dtype)
 
         def make_inputs(device):
-            return (torch.empty(batch, channels, size, size, dtype=dtype, device=device)
-                    if device.type == "meta" else torch.randn(batch, channels, size, size, dtype=dtype, device=device),), {}
+            return tuple(tensor(s, d, device) for s, d in shapes), {}
     else:
-        seq = req.seq_len or DEFAULT_SEQ_LEN
+        batch, seq = _text_shape(req, f"hf:{name}")
         limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         if limit and seq > limit:
             raise InputError(f"--seq-len {seq} is longer than this model's {limit} positions",
@@ -83,5 +125,4 @@ def hf_model(spec: str, req: InputRequest) -> Resolved:
         def make_inputs(device):
             ids = torch.zeros(batch, seq, dtype=torch.long, device=device)
             return (ids,), ({"decoder_input_ids": ids} if encoder_decoder else {})
-    name = spec if (CONFIGS / f"{spec}.json") == path else str(path)
-    return Resolved(f"hf:{name}", model, make_inputs, factory)
+    return Resolved(f"hf:{name}", model, make_inputs, factory, notes)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import InputRequest, Resolved, build_on_meta, import_optional, shaped_inputs, tensor, unknown_name
+from .base import (InputRequest, Resolved, build_on_meta, default_dtype, import_optional, refuse_seq_len,
+                   shaped_inputs, tensor, unknown_name)
 
 
 def _weights_meta(tv, name: str):
@@ -56,6 +57,7 @@ def torchvision_model(name: str, req: InputRequest) -> Resolved:
     known = tv.models.list_models()
     if name not in known:
         raise unknown_name("torchvision", name, known)
+    refuse_seq_len(req, f"torchvision:{name}")
     kind, default = _default_shape(tv, name)
     extra = {"weights_backbone": None} if kind in ("detection", "segmentation") else {}
     if kind == "segmentation" and _accepts(tv.models.get_model_builder(name), "aux_loss") \
@@ -66,7 +68,8 @@ def torchvision_model(name: str, req: InputRequest) -> Resolved:
         extra["image_size"] = weights.meta["min_size"][0]    # vit_h_14's weights run at 518 px
 
     def factory():
-        model = tv.models.get_model(name, weights=None, **extra).eval()
+        with default_dtype(req.dtype):       # weights built in --dtype, never in float32 first
+            model = tv.models.get_model(name, weights=None, **extra).eval()
         return model.to(req.dtype) if req.dtype else model
 
     dtype = req.dtype or torch.float32
@@ -88,9 +91,11 @@ def timm_model(name: str, req: InputRequest) -> Resolved:
     known = timm.list_models()
     if name not in known:
         raise unknown_name("timm", name, known)
+    refuse_seq_len(req, f"timm:{name}")
 
     def factory():
-        model = timm.create_model(name, pretrained=False).eval()
+        with default_dtype(req.dtype):
+            model = timm.create_model(name, pretrained=False).eval()
         return model.to(req.dtype) if req.dtype else model
 
     model = build_on_meta(factory)

@@ -1,7 +1,8 @@
 """Format-neutral views of a Report: a header (key/value pairs) and tables of rows.
 
 Cells hold raw numbers; each renderer formats them (human units in the terminal and
-Markdown, exact integers in CSV and with ``raw``). Views:
+Markdown, exact integers in CSV and with ``raw``; a float is a share, shown as a percentage
+and written to CSV as a number between 0 and 1). Views:
 
 - ``tree``: the module tree to a depth (module, type, output shape, params, MACs, FLOPs, share);
 - ``keras``: one row per leaf layer (layer and type, output shape, params), Keras-style;
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..cost import ZERO, get_convention
 from ..report import Report
+from ..report.precision import low_precision
 from .units import human, human_unit
 
 VIEWS = ("tree", "keras", "ops")
@@ -25,7 +27,7 @@ class Table:
     numeric: list[bool]
     rows: list[list] = field(default_factory=list)
     footer: list[tuple[str, str]] = field(default_factory=list)
-    keys: list[str] | None = None        # full module paths of the rows (CSV uses them)
+    keys: list[dict] | None = None       # per row: columns CSV writes instead of the first (path, depth, calls)
     exact: bool = False                  # always exact integers (Keras-style summaries)
     curves: dict | None = None           # name → [(size, value)]: drawn log-log where a format can (scaling)
 
@@ -38,13 +40,14 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
     conv = get_convention(report.convention)
     p = report.params
     params = f"{human(p.count, raw)} ({human_unit(p.bytes, 'B', raw)}"
+    params += f" in {' + '.join(sorted(p.bytes_by_dtype))}" if p.bytes_by_dtype else ""     # the weights' dtype
     params += f"; {human(p.frozen, raw)} frozen)" if p.frozen else ")"
     unsupported = sum(report.unsupported.values())
     items = [
         ("model", report.model),
         ("inputs", ", ".join(map(repr, report.inputs))),
         ("params", params),
-        ("MACs", human_unit(report.macs, "MACs", raw)),
+        ("MACs", human_unit(report.macs, "MACs", raw) + _low_precision(report, raw)),
         ("FLOPs", f"{human_unit(report.flops, 'FLOPs', raw)}  [{conv.name}: {conv.description}]"),
         ("mode", f"{report.mode} tensors on {report.device}, "
                  f"{'no_grad (inference)' if report.inference else 'autograd on'}, torch {report.torch_version}"
@@ -76,6 +79,22 @@ def training_items(report: Report, raw: bool) -> list[tuple[str, str]]:
     ]
 
 
+def _low_precision(report: Report, raw: bool) -> str:
+    """'  (of which 430 KMACs float8_e4m3fn, 32.8 KMACs int8)' when some MACs are not in float;
+    '  (uint8×int8)' when all are in one such precision."""
+    low = low_precision(report.macs_by_precision())
+    if not low:
+        return ""
+    if list(low.values()) == [report.macs]:
+        return f"  ({next(iter(low))})"
+    return "  (of which " + ", ".join(f"{human_unit(v, 'MACs', raw)} {k}" for k, v in low.items()) + ")"
+
+
+def percent(share: float) -> str:
+    """A share cell as the terminal and Markdown show it: 0.163 → '16.3%'."""
+    return f"{100 * share:.1f}%"
+
+
 def _shape(metas) -> str:
     return "×".join(map(str, metas[0].shape)) if metas else ""
 
@@ -100,14 +119,14 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
         if node.calls > 1:
             label += f" ×{node.calls}"
         flops = node.total.flops(report.convention)
-        t.keys.append(node.path)
+        t.keys.append({"path": node.path or report.model, "depth": node.depth, "calls": node.calls})
         if phases:
             row = [label, node.type, node.params_total, flops,
                    *[node.by_phase.get(p, ZERO).flops(report.convention) for p in ("forward", *phases)],
                    saved.get(node.path, 0)]
         else:
             row = [label, node.type, _shape(node.outputs), node.params_total, node.total.macs, flops]
-        t.rows.append(row + [f"{100 * flops / total:.1f}%"])
+        t.rows.append(row + [round(flops / total, 6)])
     return t
 
 

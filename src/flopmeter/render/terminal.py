@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import MissingDependencyError
 from ..report import Report
-from .tables import Table, header_items, view_table
+from .tables import Table, header_items, percent, view_table
 from .units import human
 
 
@@ -28,7 +28,8 @@ def to_rich(table: Table, raw: bool = False):
         else:
             t.add_column(escape(name), overflow="fold")
     for row in table.rows:
-        t.add_row(*(human(c, raw) if isinstance(c, int) else escape(str(c)) for c in row))
+        t.add_row(*(human(c, raw) if isinstance(c, int) else percent(c) if isinstance(c, float) else escape(str(c))
+                    for c in row))
     return t
 
 
@@ -56,7 +57,7 @@ def render(report: Report, *, view: str = "tree", depth: int | None = 2, raw: bo
 
 
 def rich_text(renderable, width: int = 120) -> str:
-    """Render a rich object to plain text (for files and pipes)."""
+    """Render a rich object to plain text (for files and pipes), without trailing spaces."""
     import os
 
     _rich()
@@ -64,4 +65,4 @@ def rich_text(renderable, width: int = 120) -> str:
     with open(os.devnull, "w") as sink:
         console = Console(width=width, record=True, file=sink, color_system=None)
         console.print(renderable)
-    return console.export_text()
+    return "\n".join(line.rstrip() for line in console.export_text().split("\n"))

@@ -1,4 +1,5 @@
-"""Plain-text formats: Markdown (human units unless raw) and CSV (exact integers)."""
+"""Plain-text formats: Markdown (human units unless raw) and CSV (exact integers; a share is a
+number between 0 and 1; no unit glyphs in numeric columns)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import csv
 import io
 
 from ..report import Report
-from .tables import Table, header_items, view_table
+from .tables import Table, header_items, percent, view_table
 from .units import human
 
 
 def _md_cell(value, raw: bool) -> str:
-    text = human(value, raw) if isinstance(value, int) else str(value)
+    text = human(value, raw) if isinstance(value, int) else percent(value) if isinstance(value, float) else str(value)
     return text.replace("|", "\\|")
 
 
@@ -28,11 +29,11 @@ def markdown_table(table: Table, raw: bool = False) -> str:
 
 
 def to_markdown(report: Report, *, view: str = "tree", depth: int | None = 2, raw: bool = False) -> str:
-    out = [f"**{key}**: {value.replace('|', chr(92) + '|')}  " for key, value in header_items(report, raw)]
+    out = [f"- **{key}**: {value.replace('|', chr(92) + '|')}" for key, value in header_items(report, raw)]
     table = view_table(report, view, depth)
     out += ["", markdown_table(table, raw)]
     if table.footer:
-        out += [""] + [f"**{k}**: {v}  " for k, v in table.footer]
+        out += [""] + [f"- **{k}**: {v}" for k, v in table.footer]
     return "\n".join(out) + "\n"
 
 
@@ -43,10 +44,11 @@ def to_csv(report: Report, *, view: str = "tree", depth: int | None = 2) -> str:
 def table_csv(table: Table) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    if table.keys is not None:      # the tree: full module paths instead of indented names
-        writer.writerow(["path", *table.columns[1:]])
-        for key, row in zip(table.keys, table.rows):
-            writer.writerow([key, *row[1:]])
+    if table.keys:      # the tree: path (the model's name for the root), depth and calls, not indented names
+        keys = [k if isinstance(k, dict) else {"path": k} for k in table.keys]     # a plain path is a key too
+        writer.writerow([*keys[0], *table.columns[1:]])
+        for key, row in zip(keys, table.rows):
+            writer.writerow([*key.values(), *row[1:]])
     else:
         writer.writerow(table.columns)
         writer.writerows(table.rows)

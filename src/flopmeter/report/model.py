@@ -9,7 +9,12 @@ from typing import Any, Iterator
 from ..cost import Cost, get_convention
 from ..trace.events import OpEvent, TensorRef
 
-SCHEMA = "flopmeter.report/1"
+SCHEMA = "flopmeter.report/2"      # docs/report-schema.md; src/flopmeter/report/schema.json
+
+
+def tensor_dict(t) -> dict:
+    """A tensor as a report writes it (schema 2): dtype and shape as fields, and the display string."""
+    return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), "display": repr(t)}
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class ModuleNode:
             "params_own": self.params_own, "params_total": self.params_total,
             "own": self.own.to_dict(), "total": self.total.to_dict(),
             "flops_total": self.total.flops(convention),
-            "outputs": [repr(t) for t in self.outputs if isinstance(t, TensorRef)],
+            "outputs": [tensor_dict(t) for t in self.outputs if isinstance(t, TensorRef)],
             "children": [c.to_dict(convention) for c in self.children],
             **({"by_phase": {p: {**c.to_dict(), "flops": c.flops(convention)} for p, c in self.by_phase.items()}}
                if set(self.by_phase) - {"forward"} else {}),
@@ -91,7 +96,7 @@ class OpRow:
     def to_dict(self) -> dict:
         ev = self.event
         return {"op": f"{ev.op}.{ev.overload}", "module": ev.module, "phase": ev.phase, "status": self.status,
-                "inputs": [repr(t) for t in ev.inputs], "outputs": [repr(t) for t in ev.outputs],
+                "inputs": [tensor_dict(t) for t in ev.inputs], "outputs": [tensor_dict(t) for t in ev.outputs],
                 "cost": self.cost.to_dict()}
 
 
@@ -178,6 +183,12 @@ class Report:
             out[row.op] = (calls + 1, cost + row.cost)
         return out
 
+    def macs_by_precision(self, registry=None) -> dict[str, int]:
+        """MACs by the precision they run in: ``{"float32": …, "int8": …, "float8_e4m3fn": …}``
+        (precisions as ``registry``, by default the built-in one, names them)."""
+        from .precision import macs_by_precision
+        return macs_by_precision(self, registry)
+
     # -- serialisation ------------------------------------------------------
     def to_dict(self, *, ops: bool = True) -> dict:
         conv = get_convention(self.convention)
@@ -188,7 +199,7 @@ class Report:
             "causal": self.causal,
             "mode": self.mode, "device": self.device, "inference": self.inference,
             "torch_version": self.torch_version,
-            "inputs": [repr(t) for t in self.inputs],
+            "inputs": [tensor_dict(t) for t in self.inputs],
             "totals": {"macs": self.macs, "flops": self.flops, **self.total.to_dict(),
                        "flops_by_convention": {name: self.flops_in(name) for name in ("dot", "all", "exact", "mac")}},
             "params": self.params.to_dict(),
