@@ -204,7 +204,7 @@ def test_cli_optimizer_without_train_is_a_user_error(capsys):
 
     assert main(["torchvision:resnet18", "--optimizer", "adam"]) == 2
     err = capsys.readouterr().err
-    assert "error: --loss and --optimizer describe a training step" in err and "hint: add --train" in err
+    assert "error: --loss, --optimizer and --autocast describe a training step" in err and "hint: add --train" in err
 
 
 def test_training_trace_saved_and_reloaded_gives_the_same_report(tmp_path):
