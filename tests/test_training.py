@@ -268,3 +268,18 @@ def test_step_peak_closed_form():
     peak = 4 * (d_out * d_in + b * d_in + b * d_out + 1 + 1 + d_out * d_in)
     assert r.training["peak_bytes"] == peak and r.training["peak_phase"] == "backward"
     assert r.training["saved_bytes"] == 4 * b * d_in          # mm saves x for the weight gradient
+
+
+@pytest.mark.parametrize("name,per_element", [("adam", 6), ("adamw", 7)])
+def test_fused_adam_counts_as_the_for_loop(monkeypatch, name, per_element):
+    """``fused=True`` (opt-in in PyTorch): ``_foreach_add_`` on the steps, then one ``_fused_adam(w)_``."""
+    import flopmeter.trace.training as training
+
+    cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    monkeypatch.setattr(training, "make_optimizer", lambda n, params, device: cls(params, fused=True))
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    r = flopmeter.count(model, torch.randn(2, 5), options=Options(training=True, optimizer=name))
+    assert any(row.op == f"aten._fused_{name}_" for row in r.ops)
+    p, tensors = 39, 4
+    opt = r.by_phase["optimizer"]
+    assert (opt.elementwise, opt.transcendental) == (per_element * p + tensors, p)

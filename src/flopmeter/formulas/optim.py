@@ -11,6 +11,9 @@ no amsgrad): ``exp_avg.lerp_(grad, 1 − β1)`` (1), ``exp_avg_sq.mul_(β2)`` (1
 transcendental per element; AdamW's decoupled decay ``param.mul_(1 − lr·wd)`` adds 1, as does
 Adam's ``weight_decay`` (grad + wd·param) and amsgrad's running maximum. Fused SGD: 1 per
 element (``param.add_(grad, −lr)``), with momentum 2 more (``buf.mul_(μ).add_(grad)``).
+The step counters are incremented by a separate ``_foreach_add_`` before the fused kernel;
+the kernel's per-tensor bias corrections (a few scalar ops per parameter tensor) are not
+counted.
 """
 
 from __future__ import annotations
@@ -62,8 +65,7 @@ def _fused_adam():
         n = _list_numel(ev.arg("self"))
         extra = n if ev.arg("weight_decay", 0) else 0       # Adam's L2 term or AdamW's decoupled decay
         extra += n if ev.arg("amsgrad", False) else 0
-        steps = len(ev.arg("state_steps") or ())
-        return Cost(elementwise=6 * n + extra + steps, transcendental=n)
+        return Cost(elementwise=6 * n + extra, transcendental=n)
     return formula
 
 
