@@ -283,3 +283,13 @@ def test_fused_adam_counts_as_the_for_loop(monkeypatch, name, per_element):
     p, tensors = 39, 4
     opt = r.by_phase["optimizer"]
     assert (opt.elementwise, opt.transcendental) == (per_element * p + tensors, p)
+
+
+def test_per_sample_divides_every_phase(capsys):
+    import json
+
+    from flopmeter.cli import main
+
+    assert main(["torchvision:resnet18", "--input", "2x3x32x32", "--train", "--per-sample", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert sum(c["macs"] for c in d["totals_by_phase"].values()) == d["totals"]["macs"]

@@ -16,6 +16,8 @@ from .report import Report, build_report
 from .trace import Trace, record
 from .trace.lazy import materialised
 from .trace.run import MODES, normalise_input_shape
+from .trace.checks import check_device
+from .trace.compiled import compiled_counted_eagerly
 from .trace.training import TrainSpec
 
 
@@ -65,6 +67,7 @@ class Options:
         if self.mode not in MODES:
             raise OptionsError(f"unknown mode '{self.mode}'", hint=f"choose one of: {', '.join(MODES)}")
         check_causal(self.causal)
+        check_device(self.device, self.mode)
         self.train_spec()           # checks loss and optimizer
         if self.autocast is not None and self.autocast not in AUTOCAST:
             raise OptionsError(f"unknown autocast dtype '{self.autocast}'", hint=f"choose one of: {', '.join(AUTOCAST)}")
@@ -94,10 +97,11 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
     config = None
     if module_inputs:
         from .layers.standin import layer_config as config
-    model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode)   # lazy modules
-    trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
-                   inference=options.inference, module_inputs=module_inputs, module_config=config,
-                   training=options.train_spec(), autocast=AUTOCAST.get(options.autocast))
+    with compiled_counted_eagerly(model) as model:            # the module behind torch.compile
+        model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode)   # lazy modules
+        trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
+                       inference=options.inference, module_inputs=module_inputs, module_config=config,
+                       training=options.train_spec(), autocast=AUTOCAST.get(options.autocast))
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)
     return trace, build_report(trace, registry=options.registry, convention=options.convention,
                                strict=options.strict, causal=options.causal)

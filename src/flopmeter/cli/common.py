@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -42,6 +43,9 @@ def parse_input(text: str) -> tuple[tuple[int, ...], torch.dtype | None]:
         raise InputError(f"cannot read input shape '{text}'", hint="write it as 1x3x224x224 (or 1x128:int64)") from None
     if any(d <= 0 for d in shape):
         raise InputError(f"input shape '{text}' must have positive sizes", hint="write it as 1x3x224x224")
+    if math.prod(shape) >= 2**63:
+        raise InputError(f"input shape '{text}' has more elements than a tensor can index (2^63)",
+                         hint="check the sizes; write the shape as 1x3x224x224")
     return shape, parse_dtype(dtype_text) if dtype_text else None
 
 
@@ -91,9 +95,12 @@ def input_request(args) -> InputRequest:
     for flag, value in (("--batch", args.batch), ("--seq-len", args.seq_len)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be positive, got {value}")
-    return InputRequest(training=getattr(args, "train", False),
-                        shapes=tuple(parse_input(s) for s in args.input or ()), batch=args.batch,
-                        seq_len=args.seq_len, dtype=parse_dtype(args.dtype) if args.dtype else None)
+    dtype = parse_dtype(args.dtype) if args.dtype else None
+    if dtype is not None and not dtype.is_floating_point:
+        raise InputError(f"--dtype sets the model's (floating-point) dtype; {args.dtype} is not one",
+                         hint="use float32, float16 or bfloat16; for integer inputs write --input 1x128:int64")
+    return InputRequest(training=getattr(args, "train", False), shapes=tuple(parse_input(s) for s in args.input or ()), batch=args.batch,
+                        seq_len=args.seq_len, dtype=dtype)
 
 
 @contextlib.contextmanager
@@ -125,6 +132,9 @@ def count_spec(spec: str, args, analyse=None):
         resolved = resolve(spec, input_request(args), trust_pickle=args.trust_pickle)
     for line in resolved.notes:
         note(line)
+    if args.mode == "real" and args.device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda --mode real runs on a CUDA GPU, and PyTorch sees none here",
+                         hint="drop --mode real: fake mode counts as if on cuda without a GPU")
     train = getattr(args, "train", False)
     if not train and (getattr(args, "optimizer", None) or getattr(args, "loss", "sum") != "sum"
                       or getattr(args, "autocast", None)):
@@ -226,7 +236,15 @@ def _analyse(resolved: Resolved, base: Options, mode: str, analyse, force: bool 
             check_fits(resolved, force)
             model = resolved.rebuild()
         device = torch.device(base.device or "cpu") if mode == "real" else torch.device("meta")
-        args, kwargs = resolved.make_inputs(device)
+        if mode == "real" and device.type != "cpu":
+            model = model.to(device)        # a model the CLI built itself, run where the user asked
+        try:
+            args, kwargs = resolved.make_inputs(device)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:      # a front end that allocates itself
+            if not isinstance(exc, torch.OutOfMemoryError) and "alloc" not in str(exc):
+                raise
+            raise InputError(f"not enough memory for the example inputs in {mode} mode ({type(exc).__name__})",
+                             hint="count in fake mode (the default; it allocates nothing), or use smaller inputs") from None
         result = analyse(model, *args, kwargs=kwargs, options=replace(base, mode=mode))
     if isinstance(result, Report):
         result.model = resolved.name
@@ -247,12 +265,13 @@ def write_output(text: str, path: str | None) -> None:
         raise InputError(f"cannot write {path}: it is a directory", hint=f"name a file, e.g. {target / 'report.json'}")
     if not target.parent.is_dir():
         what = "is not a folder" if target.parent.exists() else "does not exist"
-        raise InputError(f"cannot write {path}: folder {target.parent} {what}")
+        raise InputError(f"cannot write {path}: folder {target.parent} {what}", hint="give -o a path in an existing folder")
     try:
         mode = target.stat().st_mode & 0o7777 if target.is_file() else 0o666 & ~_umask()
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}",
+                         hint="give -o a path in a folder you can write to") from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text if text.endswith("\n") else text + "\n")

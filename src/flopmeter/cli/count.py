@@ -8,7 +8,8 @@ import sys
 from .. import __version__
 from ..errors import InputError
 from ..render.tables import VIEWS
-from .common import FORMS, add_input_options, add_training_options, add_output_options, count_spec, output_format, write_output
+from .common import FORMS, add_input_options, add_output_options, add_training_options, count_spec, output_format, write_output
+from .perunit import add_per_unit_options, per_unit
 
 
 def parser() -> argparse.ArgumentParser:
@@ -28,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--depth", type=int, help="depth of the tree view in table, md and csv (default 2; -1 for all)")
     out.add_argument("--save-trace", metavar="FILE.fmtrace",
                      help="also save the recorded trace (re-cost or re-render it later with 'flopmeter FILE.fmtrace')")
+    add_per_unit_options(out)
     add_output_options(out)
     p.add_argument("--version", action="version", version=f"flopmeter {__version__}")
     return p
@@ -48,6 +50,9 @@ def check_output_options(args, fmt: str) -> None:
 
 
 def run(args) -> int:
+    if args.depth is not None and args.depth < -1:
+        raise InputError(f"--depth must be 0 or more (or -1 for the whole tree), got {args.depth}",
+                         hint="e.g. --depth 2, or --depth -1 for every module")
     fmt = output_format(args.format, args.output)
     check_output_options(args, fmt)
     if args.generate:
@@ -59,6 +64,7 @@ def run(args) -> int:
             raise InputError(f"a trace file ends in {SUFFIX}: '{args.save_trace}'",
                              hint=f"for example --save-trace run{SUFFIX}")
         save_trace(report.trace, args.save_trace)
+    report = per_unit(report, args)
     depth = 2 if args.depth is None else None if args.depth < 0 else args.depth
     if fmt == "table" and args.output is None and sys.stdout.isatty():
         from rich.console import Console

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from ..cost import ZERO, get_convention
 from ..report import Report
 from ..report.precision import low_precision
-from .units import human, human_unit
+from .notes import call_note
+from .units import ParamCount, human, human_unit
 
 VIEWS = ("tree", "keras", "ops")
 
@@ -39,9 +40,9 @@ class Table:
 def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
     conv = get_convention(report.convention)
     p = report.params
-    params = f"{human(p.count, raw)} ({human_unit(p.bytes, 'B', raw)}"
+    params = f"{human(ParamCount(p.count), raw)} ({human_unit(p.bytes, 'B', raw)}"
     params += f" in {' + '.join(sorted(p.bytes_by_dtype))}" if p.bytes_by_dtype else ""     # the weights' dtype
-    params += f"; {human(p.frozen, raw)} frozen)" if p.frozen else ")"
+    params += f"; {human(ParamCount(p.frozen), raw)} frozen)" if p.frozen else ")"
     unsupported = sum(report.unsupported.values())
     items = [
         ("model", report.model),
@@ -121,11 +122,12 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
         flops = node.total.flops(report.convention)
         t.keys.append({"path": node.path or report.model, "depth": node.depth, "calls": node.calls})
         if phases:
-            row = [label, node.type, node.params_total, flops,
+            row = [label, node.type, ParamCount(node.params_total), flops,
                    *[node.by_phase.get(p, ZERO).flops(report.convention) for p in ("forward", *phases)],
                    saved.get(node.path, 0)]
         else:
-            row = [label, node.type, _shape(node.outputs), node.params_total, node.total.macs, flops]
+            output = _shape(node.outputs) or call_note(report, node)     # "fused into 'attn'", "not called"
+            row = [label, node.type, output, ParamCount(node.params_total), node.total.macs, flops]
         t.rows.append(row + [round(flops / total, 6)])
     return t
 

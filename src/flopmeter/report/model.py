@@ -238,6 +238,13 @@ class Report:
             raise OptionsError(f"unknown view '{view}'", hint="use 'modules' or 'ops'")
         return pd.DataFrame.from_records(records)
 
+    def __repr__(self) -> str:
+        """Short: the model, its totals and the convention (the full tree is ``rich.print(report)``)."""
+        unsupported = sum(self.unsupported.values())
+        return (f"Report(model={self.model!r}, params={self.params.count:,}, macs={self.macs:,}, "
+                f"flops={self.flops:,}, convention={self.convention!r}, mode={self.mode!r}, "
+                f"unsupported={unsupported:,} call(s))")
+
     def __rich__(self):
         from ..render.terminal import render
         return render(self)

@@ -91,6 +91,11 @@ def shadow(model: nn.Module, tensors: dict[int, torch.Tensor]) -> nn.Module:
         attrs["_parameters"] = {k: None if p is None else tensors.get(id(p), p) for k, p in m._parameters.items()}
         attrs["_buffers"] = {k: None if b is None else tensors.get(id(b), b) for k, b in m._buffers.items()}
         attrs["_modules"] = {k: None if c is None else copy(c) for k, c in m._modules.items()}
+        if type(m).__name__ == "OptimizedModule" and "_orig_mod" in m._modules:
+            # torch.compile keeps a wrapped bound method of the *user's* module as its forward:
+            # the shadow calls its own copy of that module, eagerly
+            attrs["forward"] = attrs["_modules"]["_orig_mod"].__call__
+            attrs.pop("_forward", None)
         new.__dict__.update(attrs)
         return new
 

@@ -36,6 +36,8 @@ from ..errors import FlopmeterError, InputError, ModelForwardError, OptionsError
 from .events import TensorRef, tensors_in
 from .fakes import fake_like, fake_substitutes, named_tensors, real_substitutes, shadow
 from .model import ModuleInfo, ParamInfo, Trace
+from .checks import check_call, real_device
+from .globals import globals_kept
 from .modules import ModuleStack
 from .packed import packed_weights
 from .recorder import Recorder, Recording
@@ -75,6 +77,9 @@ def normalise_input_shape(input_shape) -> list[tuple[int, ...]]:
     """(1, 3, 224, 224) → [(1, 3, 224, 224)]; [(1, 10), (1, 5)] → two inputs."""
     if input_shape is None:
         return []
+    if not isinstance(input_shape, (tuple, list, torch.Size)):
+        raise InputError(f"input_shape must be a tuple of non-negative ints or a list of them, got {input_shape!r}",
+                         hint="for example input_shape=(1, 3, 224, 224)")
     shapes = list(input_shape)
     if shapes and all(isinstance(s, int) for s in shapes):
         shapes = [tuple(shapes)]
@@ -102,6 +107,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if mode not in MODES:
         raise OptionsError(f"unknown mode '{mode}'", hint=f"choose one of: {', '.join(MODES)}")
+    check_call(args, kwargs, input_shape)
     kwargs = dict(kwargs or {})
     shapes = normalise_input_shape(input_shape)
     if shapes and args:
@@ -110,7 +116,9 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         raise InputError("no example inputs", hint="pass tensors after the model, or input_shape=(1, 3, 224, 224)")
 
     found = model_device(model)
-    if device is not None:
+    if mode == "real":
+        target = real_device(found, device)      # never report a device the run did not use
+    elif device is not None:
         target = torch.device(device)
     elif found is not None and found.type != "meta":
         target = found
@@ -174,7 +182,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         collecting = gc.isenabled()
         gc.disable()        # a run makes many small objects; the cyclic collector would sweep the heap over and over
         try:
-            with grad, stack.installed(), recorder.recording_to(recording):
+            with globals_kept(), grad, stack.installed(), recorder.recording_to(recording):
                 if training is not None:
                     from .training import train_step
                     owners = {id(p): (p, names[0].rpartition(".")[0]) for kind, _, p, names in table
