@@ -71,6 +71,17 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
 
 
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    from ..trace.training import LOSSES, OPTIMIZERS
+    g = p.add_argument_group("training")
+    g.add_argument("--train", action="store_true",
+                   help="count one training step: forward (train mode), loss, backward, optimizer step")
+    g.add_argument("--loss", choices=LOSSES, default="sum", help="the loss of --train (default: sum of the outputs)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="add this optimizer's step to --train")
+    g.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
+                   help="run the forward under torch.autocast (mixed precision); --train shows the weight copies")
+
+
 def add_output_options(p) -> None:
     """--format, -o, --raw and --debug (a parser or an argument group)."""
     from ..render import RENDERERS
@@ -88,7 +99,7 @@ def input_request(args) -> InputRequest:
     if dtype is not None and not dtype.is_floating_point:
         raise InputError(f"--dtype sets the model's (floating-point) dtype; {args.dtype} is not one",
                          hint="use float32, float16 or bfloat16; for integer inputs write --input 1x128:int64")
-    return InputRequest(shapes=tuple(parse_input(s) for s in args.input or ()), batch=args.batch,
+    return InputRequest(training=getattr(args, "train", False), shapes=tuple(parse_input(s) for s in args.input or ()), batch=args.batch,
                         seq_len=args.seq_len, dtype=dtype)
 
 
@@ -124,7 +135,13 @@ def count_spec(spec: str, args, analyse=None):
     if args.mode == "real" and args.device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda --mode real runs on a CUDA GPU, and PyTorch sees none here",
                          hint="drop --mode real: fake mode counts as if on cuda without a GPU")
-    base = Options(convention=args.convention, strict=args.strict, device=args.device, causal=args.causal)
+    train = getattr(args, "train", False)
+    if not train and (getattr(args, "optimizer", None) or getattr(args, "loss", "sum") != "sum"
+                      or getattr(args, "autocast", None)):
+        raise InputError("--loss, --optimizer and --autocast describe a training step", hint="add --train")
+    base = Options(convention=args.convention, strict=args.strict, device=args.device, causal=args.causal,
+                   training=train, loss=getattr(args, "loss", "sum"), optimizer=getattr(args, "optimizer", None),
+                   autocast=getattr(args, "autocast", None))
     mode = args.mode
     if mode == "auto" and isinstance(resolved.model, torch.jit.ScriptModule):
         mode = "real"
@@ -157,7 +174,11 @@ def _from_trace(path: str, args, analyse):
     given = [flag for flag, value in (("--input", args.input), ("--batch", args.batch), ("--seq-len", args.seq_len),
                                       ("--dtype", args.dtype), ("--device", args.device),
                                       ("--mode", None if args.mode == "auto" else args.mode),
-                                      ("--trust-pickle", args.trust_pickle), ("--force", getattr(args, "force", False)))
+                                      ("--trust-pickle", args.trust_pickle), ("--force", getattr(args, "force", False)),
+                                      ("--train", getattr(args, "train", False)),
+                                      ("--optimizer", getattr(args, "optimizer", None)),
+                                      ("--autocast", getattr(args, "autocast", None)),
+                                      ("--loss", getattr(args, "loss", "sum") != "sum"))
              if value]
     if given:
         raise InputError(f"{', '.join(given)} cannot change a saved trace (it records one run)",
@@ -284,4 +305,4 @@ def output_format(fmt: str | None, path: str | None) -> str:
     return "table"
 
 
-__all__ = ["FORMS", "add_input_options", "add_output_options", "count_spec", "output_format", "progress", "write_output"]
+__all__ = ["FORMS", "add_input_options", "add_training_options", "add_output_options", "count_spec", "output_format", "progress", "write_output"]

@@ -8,7 +8,8 @@ import sys
 from .. import __version__
 from ..errors import InputError
 from ..render.tables import VIEWS
-from .common import FORMS, add_input_options, add_output_options, count_spec, output_format, write_output
+from .common import (FORMS, add_input_options, add_output_options, add_training_options, count_spec, output_format,
+                     write_output)
 from .memory import add_memory_options, count_with_memory, memory_asked
 from .perunit import add_per_unit_options, per_unit
 
@@ -21,6 +22,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help=f"the model: {FORMS}")
     add_input_options(p)
     add_memory_options(p)
+    add_training_options(p)
+    p.add_argument("--generate", metavar="PROMPT+NEW",
+                   help="hf: decoders: count the prefill of PROMPT tokens and the decode of NEW tokens with the KV cache")
     out = p.add_argument_group("output")
     out.add_argument("--view", choices=VIEWS, default="tree",
                      help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op; "
@@ -55,6 +59,8 @@ def run(args) -> int:
                          hint="e.g. --depth 2, or --depth -1 for every module")
     fmt = output_format(args.format, args.output)
     check_output_options(args, fmt)
+    if args.generate:
+        return _generate(args, fmt)
     report = count_with_memory(args) if memory_asked(args) else count_spec(args.spec, args)
     if args.save_trace:
         from ..trace.io import SUFFIX, save_trace
@@ -72,4 +78,32 @@ def run(args) -> int:
         return 0
     from ..render import get_renderer
     write_output(get_renderer(fmt).report(report, view=args.view, depth=depth, raw=args.raw), args.output)
+    return 0
+
+
+def _generate(args, fmt: str) -> int:
+    import json
+
+    from ..api import Options
+    from ..frontends import resolve
+    from ..generate import generation
+    from ..render import get_renderer
+    from .common import input_request, note, progress
+
+    prompt, _, new = args.generate.partition("+")
+    try:
+        prompt, new = int(prompt), int(new)
+    except ValueError:
+        raise InputError(f"cannot read --generate '{args.generate}'", hint="write it as PROMPT+NEW, e.g. 512+128") from None
+    if args.train:
+        raise InputError("--generate counts inference; it does not combine with --train")
+    with progress(f"building {args.spec} …"):
+        resolved = resolve(args.spec, input_request(args), trust_pickle=args.trust_pickle)
+    for line in resolved.notes:
+        note(line)
+    with progress(f"counting prefill and decode of {resolved.name} …"):
+        gen = generation(resolved.model, prompt, new, batch=args.batch or 1, name=resolved.name,
+                         options=Options(convention=args.convention, strict=args.strict, causal=args.causal))
+    text = json.dumps(gen.to_dict(), indent=2) if fmt == "json" else get_renderer(fmt).table(gen.table(), raw=args.raw)
+    write_output(text, args.output)
     return 0

@@ -22,6 +22,7 @@ class InputRequest:
     batch: int | None = None
     seq_len: int | None = None
     dtype: torch.dtype | None = None   # model dtype (--dtype)
+    training: bool = False             # --train: a model in training mode is what is asked for
 
 
 Inputs = tuple[tuple, dict]

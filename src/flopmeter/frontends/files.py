@@ -28,7 +28,7 @@ from ..errors import InputError, did_you_mean
 from .base import (InputRequest, Resolved, on_device, rebatch, recast, refuse, refuse_seq_len, shaped_inputs,
                    tensor)
 
-TRAIN_HINT = "--train, to count a training step, is not available yet"
+TRAIN_HINT = "or add --train to count a training step"
 from .pt2 import check_pt2
 from .usercode import check_no_arguments, first_line as _first_line, user_code_error
 
@@ -55,8 +55,11 @@ def _in_dtype(model: nn.Module, req: InputRequest) -> nn.Module:
     return model.to(req.dtype) if req.dtype is not None else model
 
 
-def _check_eval(model: nn.Module, what: str, hint: str) -> None:
-    """A model in training mode is refused: counting it in eval mode would be a silent change."""
+def _check_eval(model: nn.Module, what: str, hint: str, req: InputRequest | None = None) -> None:
+    """A model in training mode is refused: counting it in eval mode would be a silent change
+    (with --train it is what is asked for)."""
+    if req is not None and req.training:
+        return
     training = [n or "the root" for n, m in model.named_modules() if m.training]
     if training:
         raise InputError(f"{what} in training mode ({', '.join(training[:3])}{', …' if len(training) > 3 else ''}); "
@@ -99,7 +102,7 @@ def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
         raise InputError(f"{path}:{func} returned {type(model).__name__}, not a torch.nn.Module")
     name = f"{file.name}:{func}"
     refuse_seq_len(req, name)
-    _check_eval(model, f"{name} returned a model", "return model.eval() from the factory to count inference")
+    _check_eval(model, f"{name} returned a model", "return model.eval() from the factory to count inference", req)
     make = _inputs_from_shapes(req)
     if make is None:
         if example is None:
@@ -172,7 +175,7 @@ def saved_model(path: str, req: InputRequest, trust_pickle: bool = False) -> Res
     if make is None:
         raise InputError("a saved model carries no example inputs", hint="pass --input SHAPE")
     _check_eval(obj, f"{file.name} holds a model saved",
-                "save it after model.eval(), or load it in a file.py:FUNCTION that returns model.eval()")
+                "save it after model.eval(), or load it in a file.py:FUNCTION that returns model.eval()", req)
     def rebuild():          # real mode: the file's own weights (the model above is on the meta device)
         return _in_dtype(torch.load(str(file), map_location="cpu", weights_only=not trust_pickle), req)
     return Resolved(file.name, _in_dtype(obj, req), make, rebuild)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cost import get_convention
+from ..cost import ZERO, get_convention
 from ..report import Report
 from ..report.precision import low_precision
 from . import memory
@@ -48,7 +48,7 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
     params += f" in {' + '.join(sorted(p.bytes_by_dtype))}" if p.bytes_by_dtype else ""     # the weights' dtype
     params += f"; {human(ParamCount(p.frozen), raw)} frozen)" if p.frozen else ")"
     unsupported = sum(report.unsupported.values())
-    return [
+    items = [
         ("model", report.model),
         ("inputs", ", ".join(map(repr, report.inputs))),
         ("params", params),
@@ -59,7 +59,29 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
                  + (", causal masks counted exactly" if report.causal == "exact" else "")),
         ("unsupported", "none" if not unsupported else f"{unsupported} call(s): "
          + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items()))),
-    ] + memory.header_lines(report, raw)
+    ]
+    if report.training is not None:
+        items[-1:-1] = training_items(report, raw)
+    return items + memory.header_lines(report, raw)
+
+
+def training_items(report: Report, raw: bool) -> list[tuple[str, str]]:
+    """A training step's FLOPs by phase and its memory."""
+    t, opts = report.training, report.trace.options
+    phases = "  ".join(f"{p} {human_unit(c.flops(report.convention), 'FLOPs', raw)}"
+                       for p, c in report.by_phase.items())
+    per_phase = "; ".join(f"{p}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(ops.items()))
+                          for p, ops in report.unsupported_by_phase.items())
+    return [
+        ("training", f"loss {opts.get('loss')}, optimizer {opts.get('optimizer') or 'none'}"),
+        ("by phase", phases + (f"  (unsupported — {per_phase})" if per_phase else "")),
+        ("memory", f"saved for backward {human_unit(t['saved_bytes'], 'B', raw)}, "
+                   f"gradients {human_unit(t['grad_bytes'], 'B', raw)}, "
+                   f"optimizer state {human_unit(t['optimizer_state_bytes'], 'B', raw)}, "
+                   f"peak of the step {human_unit(t['peak_bytes'], 'B', raw)} (in {t['peak_phase']})"
+                   + (f", autocast weight copies {human_unit(t['autocast_copy_bytes'], 'B', raw)}"
+                      if t.get("autocast_copy_bytes") else "")),
+    ]
 
 
 def _low_precision(report: Report, raw: bool) -> str:
@@ -89,6 +111,11 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
     total = report.flops or 1
     # "torchvision:resnet50" → "resnet50"; a file's "net.py:build" → the model's class
     root_label = report.root.type if ".py:" in report.model else report.model.rsplit(":", 1)[-1]
+    phases = [p for p in report.by_phase if p != "forward"] if report.training is not None else []
+    saved = _saved_totals(report) if phases else {}
+    if phases:                      # a training step: FLOPs per phase and saved bytes (output and MACs give way)
+        t = Table(["module", "type", "params", flops_col, "forward", *phases, "saved", "share"],
+                  [False, False, True, True, True, *[True] * len(phases), True, True])
     t.keys = []
     paths = []
     for node in report.modules():
@@ -99,9 +126,14 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
             label += f" ×{node.calls}"
         flops = node.total.flops(report.convention)
         t.keys.append({"path": node.path or report.model, "depth": node.depth, "calls": node.calls})
-        output = _shape(node.outputs) or call_note(report, node)     # "fused into 'attn'", "not called"
-        t.rows.append([label, node.type, output, ParamCount(node.params_total), node.total.macs, flops,
-                       round(flops / total, 6)])
+        if phases:
+            row = [label, node.type, ParamCount(node.params_total), flops,
+                   *[node.by_phase.get(p, ZERO).flops(report.convention) for p in ("forward", *phases)],
+                   saved.get(node.path, 0)]
+        else:
+            output = _shape(node.outputs) or call_note(report, node)     # "fused into 'attn'", "not called"
+            row = [label, node.type, output, ParamCount(node.params_total), node.total.macs, flops]
+        t.rows.append(row + [round(flops / total, 6)])
         paths.append(node.path)
     return _memory_column(t, report, paths)
 
@@ -113,6 +145,17 @@ def _memory_column(t: Table, report: Report, paths: list[str]) -> Table:
         for row, path in zip(t.rows, paths):
             row.append(memory.column(report, path))
     return t
+
+
+def _saved_totals(report: Report) -> dict[str, int]:
+    """Saved-for-backward bytes per module, subtree totals."""
+    out: dict[str, int] = {}
+    for path, nbytes in report.training["saved_by_module"].items():
+        parts = path.split(".") if path else []
+        for i in range(len(parts) + 1):
+            key = ".".join(parts[:i])
+            out[key] = out.get(key, 0) + nbytes
+    return out
 
 
 def keras_table(report: Report) -> Table:

@@ -49,6 +49,7 @@ class ModuleNode:
     params_total: int
     outputs: list = field(default_factory=list)      # output metas of its first call
     children: list["ModuleNode"] = field(default_factory=list)
+    by_phase: dict = field(default_factory=dict)      # phase → Cost of the subtree (forward, backward, …)
 
     @property
     def name(self) -> str:
@@ -71,6 +72,8 @@ class ModuleNode:
             "flops_total": self.total.flops(convention),
             "outputs": [tensor_dict(t) for t in self.outputs if isinstance(t, TensorRef)],
             "children": [c.to_dict(convention) for c in self.children],
+            **({"by_phase": {p: {**c.to_dict(), "flops": c.flops(convention)} for p, c in self.by_phase.items()}}
+               if set(self.by_phase) - {"forward"} else {}),
         }
 
 
@@ -116,6 +119,14 @@ class Report:
     strict: bool = False
     registry: Any = field(default=None, repr=False, compare=False)   # the registry it was costed with
     memory: Any = field(default=None, repr=False, compare=False)     # flopmeter.memory.MemoryReport, when asked
+    unsupported_by_phase: dict = field(default_factory=dict)          # phase → {op: calls}
+    training: dict | None = None      # a training step's memory: saved, gradients, optimizer state, peak
+
+    @property
+    def by_phase(self) -> dict[str, Cost]:
+        """phase → Cost of the whole model (``forward``; a training step adds ``backward``,
+        ``recompute`` and ``optimizer``)."""
+        return dict(self.root.by_phase)
 
     # -- totals -------------------------------------------------------------
     @property
@@ -199,6 +210,10 @@ class Report:
         }
         if self.memory is not None:
             d["memory"] = self.memory.to_dict()
+        if self.training is not None:
+            d["totals_by_phase"] = {p: {**c.to_dict(), "flops": c.flops(conv)} for p, c in self.by_phase.items()}
+            d["unsupported_by_phase"] = self.unsupported_by_phase
+            d["training"] = {k: v for k, v in self.trace.options.items() if k in ("loss", "optimizer")} | self.training
         if ops:
             d["ops"] = [r.to_dict() for r in self.ops]
         return d

@@ -22,7 +22,8 @@ def _cost(cost: Cost, divisor: int) -> Cost:
 
 def _node(node: ModuleNode, divisor: int) -> ModuleNode:
     return replace(node, own=_cost(node.own, divisor), total=_cost(node.total, divisor),
-                   children=[_node(c, divisor) for c in node.children])
+                   children=[_node(c, divisor) for c in node.children],
+                   by_phase={p: _cost(c, divisor) for p, c in node.by_phase.items()})
 
 
 def divided(report: Report, divisor: int, label: str) -> Report:
