@@ -250,7 +250,8 @@ def _training_memory(info: dict, params: list[ParamInfo], storages) -> dict:
 
 def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs) -> list[tuple]:
     """Unique parameters then buffers (first name canonical, later names as aliases) with their
-    stand-ins, each registered with ``refs`` under its role for when the run first sees it."""
+    stand-ins, referenced first (ids and storages from before the run). Cached fake stand-ins
+    keep their references for the next run of the same model (``tensors.refs``)."""
     table: dict[int, list] = {}
     for kind, named in (("param", model.named_parameters(remove_duplicate=False)),
                         ("buffer", model.named_buffers(remove_duplicate=False))):
@@ -259,10 +260,11 @@ def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs)
             if entry is not None:
                 entry[3].append(name)
                 continue
-            sub = tensors.get(id(t))
-            if sub is not None:
-                refs.expect(sub, kind)
-            table[id(t)] = [kind, t, sub, [name]]
+            table[id(t)] = [kind, t, tensors.get(id(t)), [name]]
+    stand_ins = [(sub, kind) for kind, _, sub, _ in table.values() if sub is not None]
+    cache = refs.preloaded(stand_ins, getattr(tensors, "refs", None))
+    if hasattr(tensors, "refs"):
+        tensors.refs = cache
     # quantized modules keep weights in packed objects, not parameters: frozen, at their real size
     return list(table.values()) + [["param", t, None, [name]] for name, t in packed_weights(model)]
 
