@@ -13,6 +13,7 @@ from .errors import (FlopmeterError, InputError, MissingDependencyError, ModelFo
                      OptionsError, UnsupportedOpsError)
 from .explain import Explanation, explain
 from .formulas import REGISTRY
+from .frontends.onnx_file import count_onnx
 from .report import ModuleNode, OpRow, Report
 
 __version__ = "0.1.0"
@@ -20,6 +21,6 @@ __version__ = "0.1.0"
 __all__ = [
     "CONVENTIONS", "Convention", "Cost", "Explanation", "FlopmeterError", "InputError", "MissingDependencyError",
     "MeasureOptions", "Measurement", "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options",
-    "OptionsError", "REGISTRY", "Report", "UnsupportedOpsError", "count", "explain", "measure", "report_from_trace",
-    "__version__",
+    "OptionsError", "REGISTRY", "Report", "UnsupportedOpsError", "count", "count_onnx", "explain", "measure",
+    "report_from_trace", "__version__",
 ]

@@ -12,6 +12,7 @@ from .cost import get_convention
 from .errors import OptionsError
 from .formulas import Registry
 from .formulas.attention import check_causal
+from .frontends.keras import KerasView, as_torch_module
 from .report import Report, build_report
 from .trace import Trace, record
 from .trace.lazy import materialised
@@ -97,6 +98,7 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
     """Record one forward and cost it (with a copy of the registry): the Trace and its Report.
     ``module_inputs`` also keeps what ``explain`` needs: each module call's inputs and the
     configuration of the standard layers."""
+    model = as_torch_module(model)     # a Keras 3 model: a view with its layers' names
     config = None
     if module_inputs:
         from .layers.standin import layer_config as config
@@ -105,6 +107,8 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
         trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
                        inference=options.inference, module_inputs=module_inputs, module_config=config,
                        training=options.train_spec(), autocast=AUTOCAST.get(options.autocast))
+    if isinstance(model, KerasView):
+        model.finish_trace(trace)
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)
     report = build_report(trace, registry=options.registry, convention=options.convention,
                           strict=options.strict, causal=options.causal)

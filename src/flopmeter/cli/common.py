@@ -52,7 +52,8 @@ def parse_input(text: str) -> tuple[tuple[int, ...], torch.dtype | None]:
 def add_input_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inputs")
     g.add_argument("--input", action="append", metavar="SHAPE[:DTYPE]",
-                   help="an input's shape such as 1x3x224x224 or 1x128:int64 (repeat for several inputs)")
+                   help="an input's shape such as 1x3x224x224 or 1x128:int64 (repeat for several inputs); "
+                        "for an ONNX file NAME=1x3x224x224 binds a named input")
     g.add_argument("--batch", type=int, help="batch size (replaces the first dimension of every input)")
     g.add_argument("--seq-len", type=int, help="sequence length for hf: text models (default 128)")
     g.add_argument("--dtype", help="model and input dtype: float32, float16, bfloat16, …")
@@ -126,6 +127,11 @@ def count_spec(spec: str, args, analyse=None):
     ``explain`` subcommand passes :func:`flopmeter.explain` bound to a module path)."""
     if spec.endswith(TRACE_SUFFIX):
         return _from_trace(spec, args, analyse)
+    if spec.lower().endswith(".onnx"):
+        if analyse is not None:
+            raise InputError("explain needs a PyTorch module; an ONNX graph has no layer objects to explain",
+                             hint="count the ONNX file (flopmeter FILE.onnx --ops), or explain the PyTorch model")
+        return _count_onnx(spec, args)
     analyse = analyse or count
     _check_run_options(args)
     with progress(f"building {spec} …"):
@@ -189,6 +195,30 @@ def _from_trace(path: str, args, analyse):
     report = report_from_trace(trace, Options(convention=args.convention, strict=args.strict, causal=args.causal))
     report.model = trace.model
     return report
+def onnx_input_shapes(texts) -> dict | list | None:
+    """--input NAME=1x3x224x224 (by name) or --input 1x3x224x224 (in the graph's input order)."""
+    named, ordered = {}, []
+    for text in texts or ():
+        name, sep, shape_text = text.rpartition("=")
+        shape, dtype = parse_input(shape_text)
+        if dtype is not None:
+            note(f"an ONNX file fixes its inputs' dtypes; ':{str(dtype).removeprefix('torch.')}' in '{text}' is ignored")
+        if sep:
+            named[name] = shape
+        else:
+            ordered.append(shape)
+    if named and ordered:
+        raise InputError("give every --input by name (NAME=SHAPE) or none of them")
+    return named or ordered or None
+
+
+def _count_onnx(spec: str, args):
+    from ..frontends.onnx_file import count_onnx
+    if args.mode == "real" or args.device not in (None, "meta", "cpu"):
+        note("an ONNX file is counted from its graph; --mode and --device do not apply")
+    options = Options(convention=args.convention, strict=args.strict, causal=args.causal)
+    with progress(f"counting {spec} …"):
+        return count_onnx(spec, onnx_input_shapes(args.input), batch=args.batch, options=options)
 
 
 def free_memory() -> int | None:

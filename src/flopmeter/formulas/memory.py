@@ -43,7 +43,8 @@ def data_movement(ev):
     return ZERO
 
 
-def _gather_bytes(ev) -> Cost:
+def gather_bytes(ev) -> Cost:
+    """A gather reads the indices (every input after the first) and the rows it writes."""
     out = sum(t.nbytes for t in ev.outputs)
     return Cost(bytes_read=sum(t.nbytes for t in ev.inputs[1:]) + out, bytes_written=out)
 
@@ -52,7 +53,7 @@ def _gather_bytes(ev) -> Cost:
           "aten.embedding_bag", own_bytes=True)
 def gather(ev):
     """A lookup: reads the indices and the rows it picks (not the whole table), writes them."""
-    return _gather_bytes(ev)
+    return gather_bytes(ev)
 
 
 @register("aten.zeros", "aten.ones", "aten.full", "aten.arange", "aten.linspace", "aten.logspace",
@@ -66,9 +67,14 @@ def creation(ev):
 _INTERP = {"nearest": 0, "linear": 3, "bilinear": 7, "trilinear": 15, "bicubic": 31}
 
 
+def interp_cost(kind: str, out: int) -> Cost:
+    """Interpolating ``out`` elements: nearest, linear, bilinear, trilinear or bicubic."""
+    return Cost(elementwise=_INTERP[kind] * out)
+
+
 def _interp(kind: str):
     def formula(ev):
-        return Cost(elementwise=_INTERP[kind] * ev.outputs[0].numel)
+        return interp_cost(kind, ev.outputs[0].numel)
     return formula
 
 

@@ -15,13 +15,17 @@ def _out(ev) -> int:
     return ev.outputs[0].numel if ev.outputs else 0
 
 
+def pow_cost(n: int, exponent) -> Cost:
+    """x ** 2 and x ** 3 are multiplications; other exponents (or unknown ones, None) are
+    exp(log(x)·y)."""
+    if isinstance(exponent, (int, float)) and float(exponent).is_integer() and 0 <= exponent <= 4:
+        return Cost(elementwise=n * max(int(exponent) - 1, 1))
+    return Cost(transcendental=n)
+
+
 @register("aten.pow")
 def pow_(ev):
-    # x ** 2 and x ** 3 are multiplications; other exponents are exp(log(x)·y)
-    exponent = ev.arg("exponent")
-    if isinstance(exponent, (int, float)) and float(exponent).is_integer() and 0 <= exponent <= 4:
-        return Cost(elementwise=_out(ev) * max(int(exponent) - 1, 1))
-    return Cost(transcendental=_out(ev))
+    return pow_cost(_out(ev), ev.arg("exponent"))
 
 
 @register("aten.native_dropout")

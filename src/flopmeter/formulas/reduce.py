@@ -19,43 +19,60 @@ def _n_out(ev):
     return ev.inputs[0].numel, ev.outputs[0].numel
 
 
+def reduce_cost(kind: str, n: int, out: int) -> Cost:
+    """Reducing n elements to ``out`` results (``kind``: reduce — sum, max, min, prod, arg*,
+    any/all —, mean, var, std, norm2, logsumexp, sumsquare)."""
+    folds = max(n - out, 0)
+    return {
+        "reduce": lambda: Cost(elementwise=folds),
+        "mean": lambda: Cost(elementwise=folds + out),
+        "var": lambda: Cost(elementwise=4 * n),
+        "std": lambda: Cost(elementwise=4 * n, transcendental=out),
+        "norm2": lambda: Cost(elementwise=2 * n - out, transcendental=out),     # square, sum, sqrt
+        "sumsquare": lambda: Cost(elementwise=2 * n - out),
+        "logsumexp": lambda: Cost(elementwise=3 * n - out, transcendental=n + out),
+    }[kind]()
+
+
+def pool_cost(out: int, window: int, *, is_max: bool) -> Cost:
+    """``out`` results over windows of ``window`` elements: max compares window − 1 times,
+    average adds window − 1 times and divides once."""
+    return Cost(elementwise=out * (window - 1 if is_max else window))
+
+
 @register("aten.sum", "aten.amax", "aten.amin", "aten.max", "aten.min", "aten.argmax", "aten.argmin",
           "aten.prod", "aten.any", "aten.all", "aten.aminmax", "aten.nansum")
 def reduction(ev):
     n, out = _n_out(ev)
     if ev.op in ("aten.max", "aten.min") and len(ev.inputs) == 2:   # binary elementwise max/min
         return Cost(elementwise=out)
-    return Cost(elementwise=max(n - out, 0))
+    return reduce_cost("reduce", n, out)
 
 
 @register("aten.mean", "aten.nanmean")
 def mean(ev):
     n, out = _n_out(ev)
-    return Cost(elementwise=max(n - out, 0) + out)
+    return reduce_cost("mean", n, out)
 
 
 @register("aten.var", "aten.var_mean")
 def var(ev):
-    n, _ = _n_out(ev)
-    return Cost(elementwise=4 * n)
+    return reduce_cost("var", *_n_out(ev))
 
 
 @register("aten.std", "aten.std_mean")
 def std(ev):
-    n, out = _n_out(ev)
-    return Cost(elementwise=4 * n, transcendental=out)
+    return reduce_cost("std", *_n_out(ev))
 
 
 @register("aten.linalg_vector_norm", "aten.norm")
 def vector_norm(ev):  # 2-norm: square (n), sum (n − out), sqrt (out)
-    n, out = _n_out(ev)
-    return Cost(elementwise=2 * n - out, transcendental=out)
+    return reduce_cost("norm2", *_n_out(ev))
 
 
 @register("aten.logsumexp")
 def logsumexp(ev):  # max (n − out), subtract (n), exp (n), sum (n − out), log (out), add back (out)
-    n, out = _n_out(ev)
-    return Cost(elementwise=3 * n - out, transcendental=n + out)
+    return reduce_cost("logsumexp", *_n_out(ev))
 
 
 @register("aten.cumsum", "aten.cumprod")
@@ -95,7 +112,7 @@ def _pool(is_max: bool):
         nd = int(ev.op.rsplit("pool", 1)[1][0])      # "aten.max_pool2d…" → 2
         k = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel]
         window = prod(k * nd if len(k) == 1 else k)
-        return Cost(elementwise=y.numel * (window - 1 if is_max else window))
+        return pool_cost(y.numel, window, is_max=is_max)
     return formula
 
 

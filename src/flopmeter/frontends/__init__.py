@@ -12,7 +12,8 @@ from .files import python_factory, saved_model
 from .hf import hf_model
 from .zoo import timm_model, torchvision_model
 
-FORMS = "torchvision:NAME, timm:NAME, hf:CONFIG, path/to/file.py:FUNCTION, a saved model file, or a saved trace (.fmtrace)"
+FORMS = ("torchvision:NAME, timm:NAME, hf:CONFIG, path/to/file.py:FUNCTION, a saved model file, a .onnx file, "
+         "or a saved trace (.fmtrace)")
 _PREFIXES = {"torchvision": torchvision_model, "timm": timm_model, "hf": hf_model}
 _SAVED = (".pt2", ".pt", ".pth", ".ts", ".jit")
 

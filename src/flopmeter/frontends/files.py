@@ -1,7 +1,8 @@
 """Models from files:
 
 - ``path/to/file.py:factory`` — a function returning a model, or ``(model, inputs)`` where
-  inputs is a tensor, a tuple of positional inputs, or a dict of keyword inputs;
+  inputs is a tensor, a tuple of positional inputs, or a dict of keyword inputs; a Keras 3
+  model counts too (``KERAS_BACKEND`` defaults to ``torch`` for the file);
 - ``model.pt2`` — a ``torch.export`` ExportedProgram, with its own example inputs;
 - ``model.pt`` / ``.pth`` / ``.ts`` — a TorchScript archive (counted in real mode), or a whole
   pickled model, which is loaded only with ``--trust-pickle`` (unpickling runs code).
@@ -17,6 +18,7 @@ to eval mode behind the user's back.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -27,6 +29,7 @@ from torch import nn
 from ..errors import InputError, did_you_mean
 from .base import (InputRequest, Resolved, on_device, rebatch, recast, refuse, refuse_seq_len, shaped_inputs,
                    tensor)
+from .keras import is_keras
 
 TRAIN_HINT = "or add --train to count a training step"
 from .pt2 import check_pt2
@@ -77,6 +80,7 @@ def _as_inputs(value):
 
 def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
     file = _existing(path)
+    os.environ.setdefault("KERAS_BACKEND", "torch")    # a Keras 3 model in the file: the backend flopmeter counts
     spec = importlib.util.spec_from_file_location(f"_flopmeter_user_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(file.parent.resolve()))
@@ -102,7 +106,8 @@ def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
         raise InputError(f"{path}:{func} returned {type(model).__name__}, not a torch.nn.Module")
     name = f"{file.name}:{func}"
     refuse_seq_len(req, name)
-    _check_eval(model, f"{name} returned a model", "return model.eval() from the factory to count inference", req)
+    if not is_keras(model):     # a Keras layer takes `training` per call (inference by default), not torch's flag
+        _check_eval(model, f"{name} returned a model", "return model.eval() from the factory to count inference", req)
     make = _inputs_from_shapes(req)
     if make is None:
         if example is None:

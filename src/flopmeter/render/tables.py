@@ -5,7 +5,7 @@ Markdown, exact integers in CSV and with ``raw``; a float is a share, shown as a
 and written to CSV as a number between 0 and 1). Views:
 
 - ``tree``: the module tree to a depth (module, type, output shape, params, MACs, FLOPs, share);
-- ``keras``: one row per leaf layer (layer and type, output shape, params), Keras-style;
+- ``keras``: one row per leaf layer (layer and type, output shape, params, MACs, FLOPs), Keras-style;
 - ``ops``: one row per executed op that is not free (module, op, shapes, status, MACs, FLOPs);
 - ``memory``: per-module memory peaks and the live-bytes timeline (:mod:`.memory`).
 
@@ -48,18 +48,23 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
     params += f" in {' + '.join(sorted(p.bytes_by_dtype))}" if p.bytes_by_dtype else ""     # the weights' dtype
     params += f"; {human(ParamCount(p.frozen), raw)} frozen)" if p.frozen else ")"
     unsupported = sum(report.unsupported.values())
+    if report.mode == "onnx":
+        mode = "ONNX graph, shapes from ONNX shape inference (no tensors run)"
+    else:
+        mode = (f"{report.mode} tensors on {report.device}, "
+                f"{'no_grad (inference)' if report.inference else 'autograd on'}, torch {report.torch_version}"
+                + (", causal masks counted exactly" if report.causal == "exact" else ""))
+    notes = list((getattr(report, "trace", None) and report.trace.extra.get("notes")) or [])
     items = [
         ("model", report.model),
         ("inputs", ", ".join(map(repr, report.inputs))),
         ("params", params),
         ("MACs", human_unit(report.macs, "MACs", raw) + _low_precision(report, raw)),
         ("FLOPs", f"{human_unit(report.flops, 'FLOPs', raw)}  [{conv.name}: {conv.description}]"),
-        ("mode", f"{report.mode} tensors on {report.device}, "
-                 f"{'no_grad (inference)' if report.inference else 'autograd on'}, torch {report.torch_version}"
-                 + (", causal masks counted exactly" if report.causal == "exact" else "")),
+        ("mode", mode),
         ("unsupported", "none" if not unsupported else f"{unsupported} call(s): "
          + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items()))),
-    ]
+    ] + [("note", n) for n in notes]
     if report.training is not None:
         items[-1:-1] = training_items(report, raw)
     return items + memory.header_lines(report, raw)
@@ -159,13 +164,20 @@ def _saved_totals(report: Report) -> dict[str, int]:
 
 
 def keras_table(report: Report) -> Table:
-    t = Table(["Layer (type)", "Output Shape", "Param #"], [False, False, True], exact=True)
+    """Keras' ``model.summary()`` columns (layer, output shape, params) plus MACs and FLOPs,
+    which Keras never printed: one row per leaf module, or for a Keras model one row per
+    top-level layer, as ``model.summary()`` has them."""
+    t = Table(["Layer (type)", "Output Shape", "Param #", "MACs", f"FLOPs ({report.convention})"],
+              [False, False, True, True, True], exact=True)
+    trace = getattr(report, "trace", None)
+    keras = trace is not None and trace.extra.get("frontend") == "keras"
     paths = []
-    for node in report.modules():
-        if node.children or not node.path:
+    for node in (report.root.children if keras else report.modules()):
+        if not keras and (node.children or not node.path):
             continue
         shape = "(" + ", ".join(["None", *map(str, node.outputs[0].shape[1:])]) + ")" if node.outputs else "—"
-        t.rows.append([f"{node.path} ({node.type})", shape, node.params_own])
+        t.rows.append([f"{node.path} ({node.type})", shape, node.params_total, node.total.macs,
+                       node.total.flops(report.convention)])
         paths.append(node.path)
     _memory_column(t, report, paths)
     p = report.params
