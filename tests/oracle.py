@@ -31,3 +31,10 @@ def check(module, *inputs, kwargs=None, options: Options | None = None, differ: 
     if d.has("buffers"):
         assert d.total("buffers") == sum(b.numel() for b in module.buffers())
     return d, report
+
+
+def only_row(report, op: str):
+    """The one op row of ``op`` in a report (an assertion error listing the ops otherwise)."""
+    rows = [r for r in report.ops if r.op == op]
+    assert len(rows) == 1, [r.op for r in report.ops]
+    return rows[0]

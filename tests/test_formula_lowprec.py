@@ -14,6 +14,7 @@ import torch.ao.quantization as tq
 from torch import nn
 
 import flopmeter
+from oracle import only_row
 from flopmeter import Options
 from flopmeter.render.tables import header_items
 
@@ -39,10 +40,7 @@ def count(model, *args, **options):
     return r
 
 
-def only(report, op):
-    rows = [row for row in report.ops if row.op == op]
-    assert len(rows) == 1, [row.op for row in report.ops]
-    return rows[0]
+only = only_row
 
 
 # -- fp8 --------------------------------------------------------------------------------

@@ -105,14 +105,22 @@ OPTIONS = {
     "force-real": (lambda kind: ["--mode", "real", "--force"], {"trace": FIXED}, lambda kind, d: d["mode"] == "real"),
     "trust-pickle": (lambda kind: ["--trust-pickle"],
                      {**{k: "--trust-pickle applies to saved model files only" for k in KINDS},
-                      "pt2": "--trust-pickle is not needed", "torchscript": "--trust-pickle is not needed",
+                      "pt2": None, "torchscript": "--trust-pickle is not needed",     # .pt2: pickled payloads allowed
                       "pickled": None, "trace": FIXED},
-                     lambda kind, d: d["totals"]["macs"] == TINY_MACS),
+                     lambda kind, d: d["totals"]["macs"] > 0 if kind == "pt2" else d["totals"]["macs"] == TINY_MACS),
     "convention": (lambda kind: ["--convention", "all"], {},
                    lambda kind, d: d["convention"]["name"] == "all"
                    and d["totals"]["flops"] == d["totals"]["flops_by_convention"]["all"]),
     "causal": (lambda kind: ["--causal", "exact"], {}, lambda kind, d: d["causal"] == "exact"),
     "strict": (lambda kind: ["--strict"], {}, lambda kind, d: d["unsupported"] == {}),
+    "train": (lambda kind: ["--train", "--optimizer", "sgd"],
+              {"torchscript": "cannot be counted on a TorchScript module", "pt2": "cannot be put in train mode",
+               "trace": FIXED},
+              lambda kind, d: d["totals_by_phase"]["backward"]["macs"] > 0 and d["training"]["optimizer"] == "sgd"),
+    "autocast": (lambda kind: ["--train", "--autocast", "bf16"],
+                 {"torchscript": "cannot be counted on a TorchScript module", "pt2": "cannot be put in train mode",
+                  "trace": FIXED},
+                 lambda kind, d: d["training"]["autocast_copy_bytes"] > 0 or kind == "hf"),
 }
 
 
@@ -157,7 +165,11 @@ def test_a_factory_in_training_mode_is_refused_with_the_training_option(capsys):
     code = main([f"{DATA / 'tiny_model.py'}:in_training"])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and "returned a model in training mode" in err[0]
-    assert "model.eval()" in err[1] and "--train" in err[1] and "not available yet" in err[1]
+    assert "model.eval()" in err[1] and "--train" in err[1]
+    # with --train a model in training mode is what is asked for
+    assert main([f"{DATA / 'tiny_model.py'}:in_training", "--train", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["totals_by_phase"]["backward"]["macs"] > 0
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -260,7 +272,7 @@ def test_hf_text_model_takes_input_as_batch_by_sequence(capsys):
 
 @pytest.mark.parametrize("line, expected", [
     ("flopmeter comp", ["compare"]),
-    ("flopmeter hf:", ["hf:bert-base-uncased", "hf:gpt2", "hf:llama-70b", "hf:llama-7b", "hf:t5-small",
+    ("flopmeter hf:", ["hf:bert-base-uncased", "hf:gpt2", "hf:llama-70b", "hf:llama-7b", "hf:mistral-7b", "hf:t5-small",
                        "hf:vit-base-patch16-224"]),
     ("flopmeter hf:gpt2 --format ", "RENDERERS"),
     ("flopmeter compare hf:gp", ["hf:gpt2"]),

@@ -7,6 +7,7 @@
 """
 
 from .api import Options, count, report_from_trace
+from .bench import MeasureOptions, Measurement, measure
 from .cost import CONVENTIONS, Convention, Cost
 from .errors import (FlopmeterError, InputError, MissingDependencyError, ModelForwardError, NoClosedFormError,
                      OptionsError, UnsupportedOpsError)
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CONVENTIONS", "Convention", "Cost", "Explanation", "FlopmeterError", "InputError", "MissingDependencyError",
-    "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options", "OptionsError", "REGISTRY", "Report",
-    "UnsupportedOpsError", "count", "count_onnx", "explain", "report_from_trace", "__version__",
+    "MeasureOptions", "Measurement", "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options",
+    "OptionsError", "REGISTRY", "Report", "UnsupportedOpsError", "count", "count_onnx", "explain", "measure",
+    "report_from_trace", "__version__",
 ]

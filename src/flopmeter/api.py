@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from .cost import get_convention
@@ -16,6 +17,12 @@ from .report import Report, build_report
 from .trace import Trace, record
 from .trace.lazy import materialised
 from .trace.run import MODES, normalise_input_shape
+from .trace.checks import check_device
+from .trace.compiled import compiled_counted_eagerly
+from .trace.training import TrainSpec
+
+
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,16 @@ class Options:
     - ``registry``: a copy of ``flopmeter.formulas.REGISTRY`` with your own formulas.
     - ``causal``: how attention under a causal mask is counted: ``full`` (default; the whole
       score matrix, as dense kernels compute it) or ``exact`` (only the unmasked pairs).
+    - ``memory``: also analyse memory (``report.memory``: weights by format, the live-bytes
+      timeline and its peak, the KV cache); see :mod:`flopmeter.memory`.
+    - ``training``: count one training step instead of an inference forward: the forward with
+      autograd on and the (shadow) model in train mode, a ``loss`` (``"sum"`` of the outputs,
+      ``"cross-entropy"`` against class 0, or ``fn(output) -> scalar``), ``backward()``, and an
+      ``optimizer`` step (``"sgd"``, ``"sgd-momentum"``, ``"adam"``, ``"adamw"``; None: none).
+      ``report.by_phase`` and each module's ``by_phase`` split the cost; ``report.training``
+      holds the step's memory (saved for backward, gradients, optimizer state, peak).
+    - ``autocast``: ``"bf16"`` or ``"fp16"``: the forward (and a training step's loss) under
+      ``torch.autocast``; a training step's memory shows the weight copies it makes.
     """
 
     convention: str = "dot"
@@ -43,12 +60,25 @@ class Options:
     device: str | None = None
     registry: Registry | None = None
     causal: str = "full"
+    memory: bool = False
+    autocast: str | None = None
+    training: bool = False
+    loss: Any = "sum"
+    optimizer: str | None = None
 
     def __post_init__(self):
         get_convention(self.convention)   # raises OptionsError with a suggestion
         if self.mode not in MODES:
             raise OptionsError(f"unknown mode '{self.mode}'", hint=f"choose one of: {', '.join(MODES)}")
         check_causal(self.causal)
+        check_device(self.device, self.mode)
+        self.train_spec()           # checks loss and optimizer
+        if self.autocast is not None and self.autocast not in AUTOCAST:
+            raise OptionsError(f"unknown autocast dtype '{self.autocast}'", hint=f"choose one of: {', '.join(AUTOCAST)}")
+
+    def train_spec(self) -> TrainSpec | None:
+        spec = TrainSpec(loss=self.loss, optimizer=self.optimizer)
+        return spec if self.training else None
 
 
 def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=None,
@@ -72,14 +102,20 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
     config = None
     if module_inputs:
         from .layers.standin import layer_config as config
-    model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode)   # lazy modules
-    trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
-                   inference=options.inference, module_inputs=module_inputs, module_config=config)
+    with compiled_counted_eagerly(model) as model:            # the module behind torch.compile
+        model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode)   # lazy modules
+        trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
+                       inference=options.inference, module_inputs=module_inputs, module_config=config,
+                       training=options.train_spec(), autocast=AUTOCAST.get(options.autocast))
     if isinstance(model, KerasView):
         model.finish_trace(trace)
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)
-    return trace, build_report(trace, registry=options.registry, convention=options.convention,
-                               strict=options.strict, causal=options.causal)
+    report = build_report(trace, registry=options.registry, convention=options.convention,
+                          strict=options.strict, causal=options.causal)
+    if options.memory:
+        from .memory import analyse
+        report.memory = analyse(report)
+    return trace, report
 
 
 def report_from_trace(trace: Trace, options: Options | None = None) -> Report:

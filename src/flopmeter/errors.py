@@ -93,3 +93,8 @@ class MissingDependencyError(FlopmeterError, ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+class FlopmeterNote(UserWarning):
+    """Something a user should know about a count that is not an error (the CLI prints it as
+    a ``note:`` line), e.g. that a ``torch.compile``d module was counted through its original."""

@@ -22,6 +22,7 @@ from .errors import NoClosedFormError
 from .layers import LAYERS, Derivation, LayerCall
 from .layers.standin import standin
 from .report import OpRow, Report
+from .render.notes import call_note
 
 _SHOWN_OPS = 30
 
@@ -126,7 +127,10 @@ def explain_report(report: Report, path: str) -> Explanation:
     grad, causal = not trace.inference, report.causal
     calls = [LayerCall(a, k, grad=grad, causal=causal) for a, k in info.inputs]
     derivations: list[Derivation] = []
-    reason = None if calls else "the module did not run in this forward"
+    fused = call_note(report, node) if not calls else ""
+    reason = None if calls else (f"the module did not run as a module: its work is counted in its parent's fused "
+                                 f"kernel ({fused})" if fused.startswith("fused") else
+                                 "the module did not run in this forward")
     if calls:
         try:
             module = standin(trace, path)

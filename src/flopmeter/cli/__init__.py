@@ -5,6 +5,10 @@
     flopmeter diff OLD.json NEW.json      regression check between two JSON reports
     flopmeter explain SPEC PATH           one module's closed form next to its traced ops
     flopmeter scaling SPEC --seq-len A:B  how cost grows with the input (or --input-size A:B)
+    flopmeter bench SPEC [...]            measured throughput and latency (and per layer)
+    flopmeter sweep PATTERN ... -o F      many models × sizes × batches, row by row, resumable
+    flopmeter roofline SPEC --device-spec NAME   predicted latency per module on a device
+    flopmeter calibrate [--device cpu|cuda]      measure this machine as the device spec 'local'
 
 ``main(argv) -> int`` is thin: parse, run, and turn every FlopmeterError into one
 ``error: …`` line and one ``hint: …`` line with exit status 2 (``--debug`` re-raises).
@@ -17,7 +21,8 @@ import sys
 from pathlib import Path
 
 from ..errors import FlopmeterError, InputError, close_matches
-from . import compare, count, explain, scaling
+from . import bench, calibrate, compare, count, explain, roofline, scaling, sweep
+from .quiet import quiet_torch
 
 
 # subcommand → (parser factory, runner); anything else is a SPEC for the count command
@@ -26,6 +31,10 @@ SUBCOMMANDS = {
     "diff": (compare.diff_parser, compare.run_diff),
     "explain": (explain.parser, explain.run),
     "scaling": (scaling.parser, scaling.run),
+    "bench": (bench.parser, bench.run),
+    "sweep": (sweep.parser, sweep.run),
+    "roofline": (roofline.parser, roofline.run),
+    "calibrate": (calibrate.parser, calibrate.run),
 }
 
 
@@ -58,9 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         if argv and (typo := _misspelled_subcommand(argv[0])):
             return _fail(typo)
         parser, runner = count.parser(), count.run
-    args = parser.parse_args(argv)
+    parser.error = _usage_error(parser)
     try:
-        return runner(args)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:           # --help, --version, or a usage error (printed as one line)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        with quiet_torch(args.debug):
+            return runner(args)
     except FlopmeterError as exc:
         if args.debug:
             raise
@@ -68,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _usage_error(parser):
+    """argparse's usage errors as one ``error:`` line and one ``hint:`` line, exit status 2."""
+    def error(message: str):
+        print(f"error: {message}", file=sys.stderr)
+        print(f"hint: '{parser.prog} --help' lists the options", file=sys.stderr)
+        raise SystemExit(2)
+    return error
 
 
 __all__ = ["main"]

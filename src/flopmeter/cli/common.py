@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -42,6 +43,9 @@ def parse_input(text: str) -> tuple[tuple[int, ...], torch.dtype | None]:
         raise InputError(f"cannot read input shape '{text}'", hint="write it as 1x3x224x224 (or 1x128:int64)") from None
     if any(d <= 0 for d in shape):
         raise InputError(f"input shape '{text}' must have positive sizes", hint="write it as 1x3x224x224")
+    if math.prod(shape) >= 2**63:
+        raise InputError(f"input shape '{text}' has more elements than a tensor can index (2^63)",
+                         hint="check the sizes; write the shape as 1x3x224x224")
     return shape, parse_dtype(dtype_text) if dtype_text else None
 
 
@@ -68,6 +72,17 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="fail when an op has no cost formula")
 
 
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    from ..trace.training import LOSSES, OPTIMIZERS
+    g = p.add_argument_group("training")
+    g.add_argument("--train", action="store_true",
+                   help="count one training step: forward (train mode), loss, backward, optimizer step")
+    g.add_argument("--loss", choices=LOSSES, default="sum", help="the loss of --train (default: sum of the outputs)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="add this optimizer's step to --train")
+    g.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
+                   help="run the forward under torch.autocast (mixed precision); --train shows the weight copies")
+
+
 def add_output_options(p) -> None:
     """--format, -o, --raw and --debug (a parser or an argument group)."""
     from ..render import RENDERERS
@@ -81,8 +96,12 @@ def input_request(args) -> InputRequest:
     for flag, value in (("--batch", args.batch), ("--seq-len", args.seq_len)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be positive, got {value}")
-    return InputRequest(shapes=tuple(parse_input(s) for s in args.input or ()), batch=args.batch,
-                        seq_len=args.seq_len, dtype=parse_dtype(args.dtype) if args.dtype else None)
+    dtype = parse_dtype(args.dtype) if args.dtype else None
+    if dtype is not None and not dtype.is_floating_point:
+        raise InputError(f"--dtype sets the model's (floating-point) dtype; {args.dtype} is not one",
+                         hint="use float32, float16 or bfloat16; for integer inputs write --input 1x128:int64")
+    return InputRequest(training=getattr(args, "train", False), shapes=tuple(parse_input(s) for s in args.input or ()), batch=args.batch,
+                        seq_len=args.seq_len, dtype=dtype)
 
 
 @contextlib.contextmanager
@@ -119,7 +138,16 @@ def count_spec(spec: str, args, analyse=None):
         resolved = resolve(spec, input_request(args), trust_pickle=args.trust_pickle)
     for line in resolved.notes:
         note(line)
-    base = Options(convention=args.convention, strict=args.strict, device=args.device, causal=args.causal)
+    if args.mode == "real" and args.device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda --mode real runs on a CUDA GPU, and PyTorch sees none here",
+                         hint="drop --mode real: fake mode counts as if on cuda without a GPU")
+    train = getattr(args, "train", False)
+    if not train and (getattr(args, "optimizer", None) or getattr(args, "loss", "sum") != "sum"
+                      or getattr(args, "autocast", None)):
+        raise InputError("--loss, --optimizer and --autocast describe a training step", hint="add --train")
+    base = Options(convention=args.convention, strict=args.strict, device=args.device, causal=args.causal,
+                   training=train, loss=getattr(args, "loss", "sum"), optimizer=getattr(args, "optimizer", None),
+                   autocast=getattr(args, "autocast", None))
     mode = args.mode
     if mode == "auto" and isinstance(resolved.model, torch.jit.ScriptModule):
         mode = "real"
@@ -152,7 +180,11 @@ def _from_trace(path: str, args, analyse):
     given = [flag for flag, value in (("--input", args.input), ("--batch", args.batch), ("--seq-len", args.seq_len),
                                       ("--dtype", args.dtype), ("--device", args.device),
                                       ("--mode", None if args.mode == "auto" else args.mode),
-                                      ("--trust-pickle", args.trust_pickle), ("--force", getattr(args, "force", False)))
+                                      ("--trust-pickle", args.trust_pickle), ("--force", getattr(args, "force", False)),
+                                      ("--train", getattr(args, "train", False)),
+                                      ("--optimizer", getattr(args, "optimizer", None)),
+                                      ("--autocast", getattr(args, "autocast", None)),
+                                      ("--loss", getattr(args, "loss", "sum") != "sum"))
              if value]
     if given:
         raise InputError(f"{', '.join(given)} cannot change a saved trace (it records one run)",
@@ -234,7 +266,15 @@ def _analyse(resolved: Resolved, base: Options, mode: str, analyse, force: bool 
             check_fits(resolved, force)
             model = resolved.rebuild()
         device = torch.device(base.device or "cpu") if mode == "real" else torch.device("meta")
-        args, kwargs = resolved.make_inputs(device)
+        if mode == "real" and device.type != "cpu":
+            model = model.to(device)        # a model the CLI built itself, run where the user asked
+        try:
+            args, kwargs = resolved.make_inputs(device)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:      # a front end that allocates itself
+            if not isinstance(exc, torch.OutOfMemoryError) and "alloc" not in str(exc):
+                raise
+            raise InputError(f"not enough memory for the example inputs in {mode} mode ({type(exc).__name__})",
+                             hint="count in fake mode (the default; it allocates nothing), or use smaller inputs") from None
         result = analyse(model, *args, kwargs=kwargs, options=replace(base, mode=mode))
     if isinstance(result, Report):
         result.model = resolved.name
@@ -255,12 +295,13 @@ def write_output(text: str, path: str | None) -> None:
         raise InputError(f"cannot write {path}: it is a directory", hint=f"name a file, e.g. {target / 'report.json'}")
     if not target.parent.is_dir():
         what = "is not a folder" if target.parent.exists() else "does not exist"
-        raise InputError(f"cannot write {path}: folder {target.parent} {what}")
+        raise InputError(f"cannot write {path}: folder {target.parent} {what}", hint="give -o a path in an existing folder")
     try:
         mode = target.stat().st_mode & 0o7777 if target.is_file() else 0o666 & ~_umask()
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}",
+                         hint="give -o a path in a folder you can write to") from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text if text.endswith("\n") else text + "\n")
@@ -294,4 +335,4 @@ def output_format(fmt: str | None, path: str | None) -> str:
     return "table"
 
 
-__all__ = ["FORMS", "add_input_options", "add_output_options", "count_spec", "output_format", "progress", "write_output"]
+__all__ = ["FORMS", "add_input_options", "add_training_options", "add_output_options", "count_spec", "output_format", "progress", "write_output"]

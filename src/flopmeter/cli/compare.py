@@ -10,9 +10,12 @@ from pathlib import Path
 from ..cost import get_convention
 from ..errors import InputError
 from ..render.tables import Table
+from ..render.units import ParamCount
 from ..report.model import tensor_dict
 from ..report.schema import READABLE
 from .common import add_input_options, add_output_options, count_spec, output_format, write_output
+from .perunit import add_per_unit_options, per_unit
+from .reportcheck import check_report, check_threshold
 
 
 def compare_parser() -> argparse.ArgumentParser:
@@ -20,6 +23,7 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="+", metavar="SPEC")
     add_input_options(p)
     add_output_options(p)
+    add_per_unit_options(p)
     return p
 
 
@@ -50,9 +54,10 @@ def run_compare(args) -> int:
                   [False, False, True, True, True, True])
     summaries = []
     for spec in args.specs:
-        r = count_spec(spec, args)
+        r = per_unit(count_spec(spec, args), args)
         unsupported = sum(r.unsupported.values())
-        table.rows.append([r.model, ", ".join(map(repr, r.inputs)), r.params.count, r.macs, r.flops, unsupported])
+        table.rows.append([r.model, ", ".join(map(repr, r.inputs)), ParamCount(r.params.count), r.macs, r.flops,
+                           unsupported])
         summaries.append({"model": r.model, "inputs": [tensor_dict(t) for t in r.inputs], "params": r.params.count,
                           "macs": r.macs, "flops": r.flops, "convention": conv, "unsupported": dict(r.unsupported)})
     _emit(table, fmt, args.raw, args.output, summaries)
@@ -79,6 +84,7 @@ def _load(path: str) -> dict:
         raise InputError(f"{path} is not a flopmeter report ({' or '.join(READABLE)})"
                          + (f": its schema is '{found}'" if isinstance(found, str) else ""),
                          hint="write one with: flopmeter SPEC -o report.json")
+    check_report(data, path)
     return data
 
 
@@ -116,6 +122,7 @@ def _change(old: int, new: int) -> float:
 
 
 def run_diff(args) -> int:
+    check_threshold(args.threshold)
     fmt = output_format(args.format, args.output)
     old, new = _load(args.old), _load(args.new)
     table = Table(["figure", "old", "new", "change"], [False, True, True, False])

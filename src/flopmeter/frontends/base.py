@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,6 +22,7 @@ class InputRequest:
     batch: int | None = None
     seq_len: int | None = None
     dtype: torch.dtype | None = None   # model dtype (--dtype)
+    training: bool = False             # --train: a model in training mode is what is asked for
 
 
 Inputs = tuple[tuple, dict]
@@ -56,11 +59,35 @@ def build_on_meta(factory: Callable[[], nn.Module]) -> nn.Module:
         return factory()
 
 
+def _memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def too_large(shape, dtype: torch.dtype, need: int | None = None) -> InputError:
+    from ..render.units import human_unit
+    need = math.prod(shape) * dtype.itemsize if need is None else need
+    return InputError(f"a real-mode input of {str(dtype).replace('torch.', '')}{list(shape)} needs "
+                      f"{human_unit(need, 'B')}, more memory than there is",
+                      hint="count in fake mode (the default; it allocates nothing), or give a smaller --input")
+
+
 def tensor(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    if dtype.is_floating_point or dtype.is_complex:
-        return torch.randn(shape, dtype=dtype, device=device) if device.type != "meta" else \
-            torch.empty(shape, dtype=dtype, device=device)
-    return torch.zeros(shape, dtype=dtype, device=device)
+    if device.type == "cpu":
+        memory, need = _memory(), math.prod(shape) * dtype.itemsize
+        if memory is not None and need > memory:
+            raise too_large(shape, dtype, need)
+    try:
+        if dtype.is_floating_point or dtype.is_complex:
+            return torch.randn(shape, dtype=dtype, device=device) if device.type != "meta" else \
+                torch.empty(shape, dtype=dtype, device=device)
+        return torch.zeros(shape, dtype=dtype, device=device)
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if isinstance(exc, torch.OutOfMemoryError) or "alloc" in str(exc):
+            raise too_large(shape, dtype) from None
+        raise
 
 
 def shaped_inputs(req: InputRequest, default: list[tuple], float_dtype: torch.dtype):

@@ -18,6 +18,7 @@ import torch
 from ..errors import InputError
 from .base import (InputRequest, Resolved, build_on_meta, default_dtype, import_optional, refuse, refuse_seq_len,
                    shaped_inputs, tensor, unknown_name)
+from .hfcheck import build_error, check_config, config_error, model_class
 
 CONFIGS = Path(__file__).with_name("configs")
 DEFAULT_SEQ_LEN = 128
@@ -79,8 +80,9 @@ def hf_model(spec: str, req: InputRequest) -> Resolved:
     path = _config_path(spec)
     try:
         raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}", hint="give a Hugging Face config.json") from None
+    check_config(raw, path)
     stored = _config_dtype(raw)
     dtype = req.dtype or stored or torch.float32
     model_type = raw.pop("model_type", None)
@@ -88,10 +90,9 @@ def hf_model(spec: str, req: InputRequest) -> Resolved:
         raise InputError(f"{path} has no 'model_type'", hint="is it a Hugging Face config.json?")
     try:
         config = transformers.AutoConfig.for_model(model_type, **raw)
-    except (ValueError, KeyError) as exc:
-        raise InputError(f"transformers cannot build a '{model_type}' config: {exc}") from None
-    archs = getattr(config, "architectures", None) or []
-    cls = getattr(transformers, archs[0], None) if archs else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise config_error(exc, model_type, path, transformers) from None
+    cls = model_class(config, path, transformers)
 
     def factory():
         with default_dtype(dtype):
@@ -99,7 +100,10 @@ def hf_model(spec: str, req: InputRequest) -> Resolved:
         model = model.eval()
         return model.to(dtype) if dtype != torch.float32 else model
 
-    model = build_on_meta(factory)
+    try:
+        model = build_on_meta(factory)
+    except Exception as exc:  # noqa: BLE001  (transformers rejecting the config's values)
+        raise build_error(exc, path) from None
     name = spec if (CONFIGS / f"{spec}.json") == path else str(path)
     notes = []
     if req.dtype is None and stored is not None and stored != torch.float32:

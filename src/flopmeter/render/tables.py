@@ -6,19 +6,24 @@ and written to CSV as a number between 0 and 1). Views:
 
 - ``tree``: the module tree to a depth (module, type, output shape, params, MACs, FLOPs, share);
 - ``keras``: one row per leaf layer (layer and type, output shape, params, MACs, FLOPs), Keras-style;
-- ``ops``: one row per executed op that is not free (module, op, shapes, status, MACs, FLOPs).
+- ``ops``: one row per executed op that is not free (module, op, shapes, status, MACs, FLOPs);
+- ``memory``: per-module memory peaks and the live-bytes timeline (:mod:`.memory`).
+
+With ``report.memory`` the header gains memory lines and the tree and Keras views a column.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cost import get_convention
+from ..cost import ZERO, get_convention
 from ..report import Report
 from ..report.precision import low_precision
-from .units import human, human_unit
+from . import memory
+from .notes import call_note
+from .units import ParamCount, human, human_unit
 
-VIEWS = ("tree", "keras", "ops")
+VIEWS = ("tree", "keras", "ops", "memory")
 
 
 @dataclass
@@ -39,9 +44,9 @@ class Table:
 def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
     conv = get_convention(report.convention)
     p = report.params
-    params = f"{human(p.count, raw)} ({human_unit(p.bytes, 'B', raw)}"
+    params = f"{human(ParamCount(p.count), raw)} ({human_unit(p.bytes, 'B', raw)}"
     params += f" in {' + '.join(sorted(p.bytes_by_dtype))}" if p.bytes_by_dtype else ""     # the weights' dtype
-    params += f"; {human(p.frozen, raw)} frozen)" if p.frozen else ")"
+    params += f"; {human(ParamCount(p.frozen), raw)} frozen)" if p.frozen else ")"
     unsupported = sum(report.unsupported.values())
     if report.mode == "onnx":
         mode = "ONNX graph, shapes from ONNX shape inference (no tensors run)"
@@ -50,7 +55,7 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
                 f"{'no_grad (inference)' if report.inference else 'autograd on'}, torch {report.torch_version}"
                 + (", causal masks counted exactly" if report.causal == "exact" else ""))
     notes = list((getattr(report, "trace", None) and report.trace.extra.get("notes")) or [])
-    return [
+    items = [
         ("model", report.model),
         ("inputs", ", ".join(map(repr, report.inputs))),
         ("params", params),
@@ -60,6 +65,28 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
         ("unsupported", "none" if not unsupported else f"{unsupported} call(s): "
          + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items()))),
     ] + [("note", n) for n in notes]
+    if report.training is not None:
+        items[-1:-1] = training_items(report, raw)
+    return items + memory.header_lines(report, raw)
+
+
+def training_items(report: Report, raw: bool) -> list[tuple[str, str]]:
+    """A training step's FLOPs by phase and its memory."""
+    t, opts = report.training, report.trace.options
+    phases = "  ".join(f"{p} {human_unit(c.flops(report.convention), 'FLOPs', raw)}"
+                       for p, c in report.by_phase.items())
+    per_phase = "; ".join(f"{p}: " + ", ".join(f"{k} ×{v}" for k, v in sorted(ops.items()))
+                          for p, ops in report.unsupported_by_phase.items())
+    return [
+        ("training", f"loss {opts.get('loss')}, optimizer {opts.get('optimizer') or 'none'}"),
+        ("by phase", phases + (f"  (unsupported — {per_phase})" if per_phase else "")),
+        ("memory", f"saved for backward {human_unit(t['saved_bytes'], 'B', raw)}, "
+                   f"gradients {human_unit(t['grad_bytes'], 'B', raw)}, "
+                   f"optimizer state {human_unit(t['optimizer_state_bytes'], 'B', raw)}, "
+                   f"peak of the step {human_unit(t['peak_bytes'], 'B', raw)} (in {t['peak_phase']})"
+                   + (f", autocast weight copies {human_unit(t['autocast_copy_bytes'], 'B', raw)}"
+                      if t.get("autocast_copy_bytes") else "")),
+    ]
 
 
 def _low_precision(report: Report, raw: bool) -> str:
@@ -89,7 +116,13 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
     total = report.flops or 1
     # "torchvision:resnet50" → "resnet50"; a file's "net.py:build" → the model's class
     root_label = report.root.type if ".py:" in report.model else report.model.rsplit(":", 1)[-1]
+    phases = [p for p in report.by_phase if p != "forward"] if report.training is not None else []
+    saved = _saved_totals(report) if phases else {}
+    if phases:                      # a training step: FLOPs per phase and saved bytes (output and MACs give way)
+        t = Table(["module", "type", "params", flops_col, "forward", *phases, "saved", "share"],
+                  [False, False, True, True, True, *[True] * len(phases), True, True])
     t.keys = []
+    paths = []
     for node in report.modules():
         if depth is not None and node.depth > depth:
             continue
@@ -98,9 +131,36 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
             label += f" ×{node.calls}"
         flops = node.total.flops(report.convention)
         t.keys.append({"path": node.path or report.model, "depth": node.depth, "calls": node.calls})
-        t.rows.append([label, node.type, _shape(node.outputs), node.params_total, node.total.macs, flops,
-                       round(flops / total, 6)])
+        if phases:
+            row = [label, node.type, ParamCount(node.params_total), flops,
+                   *[node.by_phase.get(p, ZERO).flops(report.convention) for p in ("forward", *phases)],
+                   saved.get(node.path, 0)]
+        else:
+            output = _shape(node.outputs) or call_note(report, node)     # "fused into 'attn'", "not called"
+            row = [label, node.type, output, ParamCount(node.params_total), node.total.macs, flops]
+        t.rows.append(row + [round(flops / total, 6)])
+        paths.append(node.path)
+    return _memory_column(t, report, paths)
+
+
+def _memory_column(t: Table, report: Report, paths: list[str]) -> Table:
+    if report.memory is not None:
+        t.columns.append(memory.COLUMN + " (B)")
+        t.numeric.append(True)
+        for row, path in zip(t.rows, paths):
+            row.append(memory.column(report, path))
     return t
+
+
+def _saved_totals(report: Report) -> dict[str, int]:
+    """Saved-for-backward bytes per module, subtree totals."""
+    out: dict[str, int] = {}
+    for path, nbytes in report.training["saved_by_module"].items():
+        parts = path.split(".") if path else []
+        for i in range(len(parts) + 1):
+            key = ".".join(parts[:i])
+            out[key] = out.get(key, 0) + nbytes
+    return out
 
 
 def keras_table(report: Report) -> Table:
@@ -111,12 +171,15 @@ def keras_table(report: Report) -> Table:
               [False, False, True, True, True], exact=True)
     trace = getattr(report, "trace", None)
     keras = trace is not None and trace.extra.get("frontend") == "keras"
+    paths = []
     for node in (report.root.children if keras else report.modules()):
         if not keras and (node.children or not node.path):
             continue
         shape = "(" + ", ".join(["None", *map(str, node.outputs[0].shape[1:])]) + ")" if node.outputs else "—"
         t.rows.append([f"{node.path} ({node.type})", shape, node.params_total, node.total.macs,
                        node.total.flops(report.convention)])
+        paths.append(node.path)
+    _memory_column(t, report, paths)
     p = report.params
     t.footer = [("Total params", f"{p.count:,}"), ("Trainable params", f"{p.trainable:,}"),
                 ("Non-trainable params", f"{p.frozen:,}")]
@@ -141,4 +204,6 @@ def view_table(report: Report, view: str, depth: int | None) -> Table:
         return keras_table(report)
     if view == "ops":
         return ops_table(report)
+    if view == "memory":
+        return memory.memory_table(report, depth)
     return tree_table(report, depth)

@@ -7,18 +7,19 @@ import csv
 import io
 
 from ..report import Report
+from .escape import csv_cell, md_text
 from .tables import Table, header_items, percent, view_table
 from .units import human
 
 
 def _md_cell(value, raw: bool) -> str:
-    text = human(value, raw) if isinstance(value, int) else percent(value) if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|")
+    return human(value, raw) if isinstance(value, int) else percent(value) if isinstance(value, float) \
+        else md_text(str(value))
 
 
 def markdown_table(table: Table, raw: bool = False) -> str:
     raw = raw or table.exact
-    lines = ["| " + " | ".join(table.columns) + " |",
+    lines = ["| " + " | ".join(map(md_text, table.columns)) + " |",
              "|" + "|".join("---:" if n else "---" for n in table.numeric) + "|"]
     for row in table.rows:
         cells = [_md_cell(c, raw) for c in row]
@@ -29,11 +30,11 @@ def markdown_table(table: Table, raw: bool = False) -> str:
 
 
 def to_markdown(report: Report, *, view: str = "tree", depth: int | None = 2, raw: bool = False) -> str:
-    out = [f"- **{key}**: {value.replace('|', chr(92) + '|')}" for key, value in header_items(report, raw)]
+    out = [f"- **{key}**: {md_text(value)}" for key, value in header_items(report, raw)]
     table = view_table(report, view, depth)
     out += ["", markdown_table(table, raw)]
     if table.footer:
-        out += [""] + [f"- **{k}**: {v}" for k, v in table.footer]
+        out += [""] + [f"- **{md_text(k)}**: {md_text(v)}" for k, v in table.footer]
     return "\n".join(out) + "\n"
 
 
@@ -48,8 +49,8 @@ def table_csv(table: Table) -> str:
         keys = [k if isinstance(k, dict) else {"path": k} for k in table.keys]     # a plain path is a key too
         writer.writerow([*keys[0], *table.columns[1:]])
         for key, row in zip(keys, table.rows):
-            writer.writerow([*key.values(), *row[1:]])
+            writer.writerow([csv_cell(c) for c in (*key.values(), *row[1:])])
     else:
         writer.writerow(table.columns)
-        writer.writerows(table.rows)
+        writer.writerows([csv_cell(c) for c in row] for row in table.rows)
     return buf.getvalue()

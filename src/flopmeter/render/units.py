@@ -5,11 +5,18 @@ from __future__ import annotations
 _PREFIXES = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
 
 
+class ParamCount(int):
+    """A number of parameters: shown with B for billions (6.74B, as people write for LLMs),
+    where operation counts keep the SI prefix G. Otherwise a plain int (CSV, JSON)."""
+
+
 def human(n: int | float, raw: bool = False) -> str:
     if raw:
         return f"{int(n):,}"
     for scale, prefix in _PREFIXES:
         if abs(n) >= scale:
+            if prefix == "G" and isinstance(n, ParamCount):
+                prefix = "B"
             value = n / scale
             return f"{value:.3g}{prefix}" if value < 100 else f"{value:.0f}{prefix}"
     return f"{int(n)}"

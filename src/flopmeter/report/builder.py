@@ -15,6 +15,7 @@ from ..formulas.attention import with_causal
 from ..trace.events import tensors_in
 from ..trace.model import Trace
 from .model import ModuleNode, OpRow, Report, TensorStats
+from .training import training_memory
 
 
 def tensor_stats(params, kind: str) -> TensorStats:
@@ -40,14 +41,19 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
 
     rows: list[OpRow] = []
     own: dict[str, Cost] = defaultdict(Cost)
+    own_phase: dict[str, dict[str, Cost]] = defaultdict(dict)
     unsupported: Counter = Counter()
+    unsupported_phase: dict[str, Counter] = defaultdict(Counter)
     for ev in trace.events:
         status, cost = registry.classify(ev)
         rows.append(OpRow(ev, status, cost))
         if status == UNSUPPORTED:
             unsupported[ev.op] += 1
+            unsupported_phase[ev.phase][ev.op] += 1
         elif not cost.is_zero:
             own[ev.module] = own[ev.module] + cost
+            phases = own_phase[ev.module]
+            phases[ev.phase] = phases.get(ev.phase, ZERO) + cost
     if strict and unsupported:
         raise UnsupportedOpsError(dict(unsupported))
 
@@ -60,6 +66,7 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
     for m in trace.modules:
         nodes[m.path] = ModuleNode(m.path, m.type, m.calls, own.get(m.path, ZERO), ZERO, params_own.get(m.path, 0),
                                    0, tensors_in(m.outputs[0]) if m.outputs else [])
+        nodes[m.path].by_phase = dict(own_phase.get(m.path, {}))
         if m.path:
             nodes[m.path.rpartition(".")[0]].children.append(nodes[m.path])
     root = nodes[""]
@@ -70,7 +77,8 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
         inference=trace.inference, torch_version=trace.torch_version, inputs=list(trace.inputs), root=root,
         ops=rows, unsupported=dict(unsupported), params=tensor_stats(trace.params, "param"),
         buffers=tensor_stats(trace.params, "buffer"), causal=causal, trace=trace, strict=strict,
-        registry=base,
+        registry=base, unsupported_by_phase={k: dict(v) for k, v in unsupported_phase.items()},
+        training=training_memory(trace),
     )
 
 
@@ -80,4 +88,6 @@ def _sum_tree(node: ModuleNode) -> None:
         _sum_tree(child)
         total = total + child.total
         params += child.params_total
+        for phase, cost in child.by_phase.items():
+            node.by_phase[phase] = node.by_phase.get(phase, ZERO) + cost
     node.total, node.params_total = total, params

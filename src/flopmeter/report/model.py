@@ -49,6 +49,7 @@ class ModuleNode:
     params_total: int
     outputs: list = field(default_factory=list)      # output metas of its first call
     children: list["ModuleNode"] = field(default_factory=list)
+    by_phase: dict = field(default_factory=dict)      # phase → Cost of the subtree (forward, backward, …)
 
     @property
     def name(self) -> str:
@@ -71,6 +72,8 @@ class ModuleNode:
             "flops_total": self.total.flops(convention),
             "outputs": [tensor_dict(t) for t in self.outputs if isinstance(t, TensorRef)],
             "children": [c.to_dict(convention) for c in self.children],
+            **({"by_phase": {p: {**c.to_dict(), "flops": c.flops(convention)} for p, c in self.by_phase.items()}}
+               if set(self.by_phase) - {"forward"} else {}),
         }
 
 
@@ -115,6 +118,15 @@ class Report:
     trace: Any = field(default=None, repr=False, compare=False)      # the Trace it was built from
     strict: bool = False
     registry: Any = field(default=None, repr=False, compare=False)   # the registry it was costed with
+    memory: Any = field(default=None, repr=False, compare=False)     # flopmeter.memory.MemoryReport, when asked
+    unsupported_by_phase: dict = field(default_factory=dict)          # phase → {op: calls}
+    training: dict | None = None      # a training step's memory: saved, gradients, optimizer state, peak
+
+    @property
+    def by_phase(self) -> dict[str, Cost]:
+        """phase → Cost of the whole model (``forward``; a training step adds ``backward``,
+        ``recompute`` and ``optimizer``)."""
+        return dict(self.root.by_phase)
 
     # -- totals -------------------------------------------------------------
     @property
@@ -196,6 +208,12 @@ class Report:
             "unsupported": dict(self.unsupported),
             "modules": self.root.to_dict(conv.name),
         }
+        if self.memory is not None:
+            d["memory"] = self.memory.to_dict()
+        if self.training is not None:
+            d["totals_by_phase"] = {p: {**c.to_dict(), "flops": c.flops(conv)} for p, c in self.by_phase.items()}
+            d["unsupported_by_phase"] = self.unsupported_by_phase
+            d["training"] = {k: v for k, v in self.trace.options.items() if k in ("loss", "optimizer")} | self.training
         if ops:
             d["ops"] = [r.to_dict() for r in self.ops]
         return d
@@ -222,6 +240,13 @@ class Report:
             from ..errors import OptionsError
             raise OptionsError(f"unknown view '{view}'", hint="use 'modules' or 'ops'")
         return pd.DataFrame.from_records(records)
+
+    def __repr__(self) -> str:
+        """Short: the model, its totals and the convention (the full tree is ``rich.print(report)``)."""
+        unsupported = sum(self.unsupported.values())
+        return (f"Report(model={self.model!r}, params={self.params.count:,}, macs={self.macs:,}, "
+                f"flops={self.flops:,}, convention={self.convention!r}, mode={self.mode!r}, "
+                f"unsupported={unsupported:,} call(s))")
 
     def __rich__(self):
         from ..render.terminal import render

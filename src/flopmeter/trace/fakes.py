@@ -60,9 +60,16 @@ def fake_substitutes(model: nn.Module, device: torch.device) -> tuple[RecordingF
     return mode, fakes
 
 
+class Substitutes(dict):
+    """id(tensor) → stand-in; ``refs`` keeps the stand-ins' TensorRefs between runs (fake mode's
+    cached stand-ins: the same model gives the same references)."""
+
+    refs = None
+
+
 def substitutes(named, make) -> dict[int, torch.Tensor]:
     """id(tensor) → make(tensor) for (name, tensor) pairs; a tensor under several names gets one."""
-    made: dict[int, torch.Tensor] = {}
+    made: dict[int, torch.Tensor] = Substitutes()
     for _, t in named:
         if id(t) not in made:
             made[id(t)] = make(t)
@@ -74,7 +81,7 @@ def real_substitutes(model: nn.Module) -> dict[int, torch.Tensor]:
     def clone(t: torch.Tensor) -> torch.Tensor:
         c = t.detach().clone()
         return c.requires_grad_(True) if t.requires_grad else c
-    return substitutes(named_tensors(model), clone)
+    return dict(substitutes(named_tensors(model), clone))      # fresh clones each run: nothing to keep
 
 
 def shadow(model: nn.Module, tensors: dict[int, torch.Tensor]) -> nn.Module:
@@ -91,6 +98,11 @@ def shadow(model: nn.Module, tensors: dict[int, torch.Tensor]) -> nn.Module:
         attrs["_parameters"] = {k: None if p is None else tensors.get(id(p), p) for k, p in m._parameters.items()}
         attrs["_buffers"] = {k: None if b is None else tensors.get(id(b), b) for k, b in m._buffers.items()}
         attrs["_modules"] = {k: None if c is None else copy(c) for k, c in m._modules.items()}
+        if type(m).__name__ == "OptimizedModule" and "_orig_mod" in m._modules:
+            # torch.compile keeps a wrapped bound method of the *user's* module as its forward:
+            # the shadow calls its own copy of that module, eagerly
+            attrs["forward"] = attrs["_modules"]["_orig_mod"].__call__
+            attrs.pop("_forward", None)
         new.__dict__.update(attrs)
         return new
 

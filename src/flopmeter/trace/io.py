@@ -130,10 +130,17 @@ def trace_from_dict(d: dict) -> Trace:
 def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
     """Write ``trace`` to ``path`` (gzip'd JSON), atomically: a failed write leaves no file."""
     target = Path(path)
-    if not target.parent.exists():
-        raise InputError(f"cannot write {target}: folder {target.parent} does not exist")
+    if target.is_dir():
+        raise InputError(f"cannot write {target}: it is a directory", hint=f"name a file, e.g. {target / 'run.fmtrace'}")
+    if not target.parent.is_dir():
+        raise InputError(f"cannot write {target}: folder {target.parent} does not exist",
+                         hint="give a path in an existing folder")
     data = json.dumps(trace_to_dict(trace), separators=(",", ":")).encode()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}",
+                         hint="give a path in a folder you can write to") from None
     try:
         with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
             f.write(data)

@@ -19,9 +19,14 @@ import torch
 from torch import nn
 
 
+_QUANTIZED = ("torch.ao.nn.quantized", "torch.nn.quantized", "torch.ao.nn.intrinsic.quantized")
+
+
 def packed_weights(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     out: list[tuple[str, torch.Tensor]] = []
     for path, module in model.named_modules():
+        if not type(module).__module__.startswith(_QUANTIZED):     # only quantized modules pack weights
+            continue
         fp16 = torch.float16 in (getattr(module, "dtype", None), getattr(module, "weight_dtype", None))
         for attr, value in vars(module).items():
             if isinstance(value, torch.ScriptObject):

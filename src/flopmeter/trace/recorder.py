@@ -14,6 +14,7 @@ from typing import Any
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .dtypes import check_dtypes
 from .events import OpEvent, signature
 from .modules import ModuleStack
 from .refs import Refs
@@ -106,6 +107,7 @@ class RecordingFakeMode(FakeTensorMode):
         super().__init__(**kwargs)
         self.recording: Recording | None = None
         self._depth = 0
+        self._types = ()
 
     @contextmanager
     def recording_to(self, recording: Recording):
@@ -122,7 +124,12 @@ class RecordingFakeMode(FakeTensorMode):
             return super().__torch_dispatch__(func, types, args, kwargs)
         self._depth += 1
         try:
-            return recording.run(func, args, kwargs or {},
-                                 lambda f, a, k: super(RecordingFakeMode, self).__torch_dispatch__(f, types, a, k))
+            self._types = types
+            return recording.run(func, args, kwargs or {}, self._checked_call)
         finally:
             self._depth -= 1
+
+    def _checked_call(self, func, args, kwargs):
+        """The fake kernel, after the dtype check real kernels make (fake kernels do not)."""
+        check_dtypes(func, args)
+        return super().__torch_dispatch__(func, self._types, args, kwargs)

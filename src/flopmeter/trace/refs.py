@@ -19,10 +19,16 @@ from .events import TensorRef, to_meta
 from .model import StorageInfo
 
 
+def _address(t: torch.Tensor) -> int | None:
+    try:
+        return t.untyped_storage()._cdata
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
+
+
 class Refs:
     def __init__(self) -> None:
         self._seen: dict[int, tuple] = {}          # id(tensor) → (weakref, its latest TensorRef)
-        self._expected: dict[int, str] = {}        # id(tensor) → role when first seen (param, buffer)
         self._by_address: dict[int, int] = {}      # storage address → storage id (while alive)
         self._watch: dict[int, weakref.ref] = {}   # storage id → weak reference with a callback
         self.storages: dict[int, StorageInfo] = {}
@@ -56,10 +62,9 @@ class Refs:
     # -- tensors ------------------------------------------------------------
     def ref(self, t: torch.Tensor, role: str | None = None, created: int | None = None, *,
             fresh: bool = False) -> TensorRef:
-        """The TensorRef of ``t``. Unseen tensors get a new id and a role (``role``, else the
-        one registered with :meth:`expect`, else ``act``); an unseen storage is created at
-        ``created`` (default: the current event; before the run for parameters, buffers and
-        inputs). A seen tensor's snapshot is reused unless ``fresh`` (an op's results: an
+        """The TensorRef of ``t``. Unseen tensors get a new id and a role (``role``, else ``act``);
+        an unseen storage is created at ``created`` (default: the current event; before the run
+        for parameters, buffers and inputs). A seen tensor's snapshot is reused unless ``fresh`` (an op's results: an
         in-place op may have changed its shape, strides or storage)."""
         key = id(t)
         entry = self._seen.get(key)
@@ -71,7 +76,7 @@ class Refs:
         else:
             tid = self._next_tensor
             self._next_tensor += 1
-            role = role or self._expected.get(key, "act")
+            role = role or "act"
             if created is None and role != "act":
                 created = -1
             r = self._snapshot(t, tid, role, self.events if created is None else created)
@@ -90,9 +95,26 @@ class Refs:
         return TensorRef(tuple(t.shape), t.dtype, id=tid, storage=self._storage(t, created, device), stride=stride,
                          offset=offset, device=device, requires_grad=t.requires_grad, role=role)
 
-    def expect(self, t: torch.Tensor, role: str) -> None:
-        """``t`` (a parameter's or buffer's stand-in) has ``role`` when the run first sees it."""
-        self._expected[id(t)] = role
+    def preloaded(self, tensors: list[tuple[torch.Tensor, str]], cache: list | None) -> list:
+        """Reference ``tensors`` (parameter and buffer stand-ins, with their roles) first, as existing
+        before the run. ``cache`` is what an earlier run of the same stand-ins returned: their
+        snapshots and storages are reused (same ids, as the order is the same); returns the cache."""
+        if cache is None:
+            cache = []
+            for t, role in tensors:
+                r = self.ref(t, role, -1)
+                info = self.storages.get(r.storage)
+                cache.append((r, info.nbytes if info else 0, info.device if info else r.device,
+                              _address(t) if info else None))
+            return cache
+        seen, storages, by_address = self._seen, self.storages, self._by_address
+        for (t, _), (r, nbytes, device, address) in zip(tensors, cache):
+            seen[id(t)] = (weakref.ref(t), r)
+            if r.storage >= 0 and r.storage not in storages:
+                storages[r.storage] = StorageInfo(nbytes, -1, None, device)
+                by_address[address] = r.storage
+        self._next_tensor = len(cache)
+        return cache
 
     def id_of(self, t: torch.Tensor) -> TensorRef | None:
         """The TensorRef of ``t`` if the run saw it, else None."""

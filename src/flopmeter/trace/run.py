@@ -32,10 +32,12 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException, FakeTensor
 
-from ..errors import InputError, ModelForwardError, OptionsError
+from ..errors import FlopmeterError, InputError, ModelForwardError, OptionsError
 from .events import TensorRef, tensors_in
 from .fakes import fake_like, fake_substitutes, named_tensors, real_substitutes, shadow
 from .model import ModuleInfo, ParamInfo, Trace
+from .checks import check_call, real_device
+from .globals import globals_kept
 from .modules import ModuleStack
 from .packed import packed_weights
 from .recorder import Recorder, Recording
@@ -75,6 +77,9 @@ def normalise_input_shape(input_shape) -> list[tuple[int, ...]]:
     """(1, 3, 224, 224) → [(1, 3, 224, 224)]; [(1, 10), (1, 5)] → two inputs."""
     if input_shape is None:
         return []
+    if not isinstance(input_shape, (tuple, list, torch.Size)):
+        raise InputError(f"input_shape must be a tuple of non-negative ints or a list of them, got {input_shape!r}",
+                         hint="for example input_shape=(1, 3, 224, 224)")
     shapes = list(input_shape)
     if shapes and all(isinstance(s, int) for s in shapes):
         shapes = [tuple(shapes)]
@@ -89,14 +94,20 @@ def normalise_input_shape(input_shape) -> list[tuple[int, ...]]:
 
 def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=None,
            mode: str = "fake", device: str | torch.device | None = None, inference: bool = True,
-           module_inputs: bool = False, module_config=None) -> Trace:
+           module_inputs: bool = False, module_config=None, training=None,
+           autocast: torch.dtype | None = None) -> Trace:
     """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace (with every
     module call's input metadata when ``module_inputs`` is set, and each module's
-    ``module_config(module) -> (layer, config)`` when given — explain's closed forms)."""
+    ``module_config(module) -> (layer, config)`` when given — explain's closed forms).
+    ``training``: a :class:`.training.TrainSpec` records a whole training step instead (forward
+    in train mode on the shadow, loss, backward, optimizer step; see :mod:`.training`).
+    ``autocast``: run the forward (and loss) under ``torch.autocast(device, autocast)``; the
+    weight copies it makes are in the trace (``_to_copy`` of parameters)."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if mode not in MODES:
         raise OptionsError(f"unknown mode '{mode}'", hint=f"choose one of: {', '.join(MODES)}")
+    check_call(args, kwargs, input_shape)
     kwargs = dict(kwargs or {})
     shapes = normalise_input_shape(input_shape)
     if shapes and args:
@@ -105,7 +116,9 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         raise InputError("no example inputs", hint="pass tensors after the model, or input_shape=(1, 3, 224, 224)")
 
     found = model_device(model)
-    if device is not None:
+    if mode == "real":
+        target = real_device(found, device)      # never report a device the run did not use
+    elif device is not None:
         target = torch.device(device)
     elif found is not None and found.type != "meta":
         target = found
@@ -114,8 +127,16 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     in_dtype = _first_float_dtype(model)
     script = isinstance(model, torch.jit.ScriptModule)
 
+    if training is not None and target.type != "cpu" and not getattr(torch, target.type).is_available():
+        raise OptionsError(f"a training step on a {target.type} device needs that device here: PyTorch's autograd "
+                           "engine starts a thread per device, also for fake tensors",
+                           hint="count the training step on cpu (the counts do not depend on the device; only "
+                                "the optimizer's foreach default does)")
+    if training is not None and script:
+        raise InputError("a training step cannot be counted on a TorchScript module", hint="count the eager model")
     refs = Refs()
     fake_mode = None
+    train_info = None
     with _RUN_LOCK, torch.random.fork_rng(devices=[]):
         if mode == "fake" and script:
             raise InputError("a TorchScript module runs only in real mode",
@@ -148,20 +169,34 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         as_input = lambda t: refs.ref(t, role="input", created=-1)      # noqa: E731
         inputs = tensors_in(_map_tensors(args, as_input)) + tensors_in(_map_tensors(kwargs, as_input))
         runnable = model if script else shadow(model, tensors)
+        if training is not None:
+            try:
+                runnable.train()              # the shadow's flags only; the user's modules keep theirs
+            except NotImplementedError as exc:          # an exported program's module
+                raise InputError(f"this model cannot be put in train mode for a training step: {exc}",
+                                 hint="count a training step on the eager model") from None
         stack = ModuleStack(runnable, keep_inputs=module_inputs, meta=refs.meta)
         recording = Recording(stack, refs)
-        grad = torch.no_grad() if inference else torch.enable_grad()
+        grad = torch.no_grad() if inference and training is None else torch.enable_grad()
         recorder = fake_mode if fake_mode is not None else Recorder(recording)
         collecting = gc.isenabled()
         gc.disable()        # a run makes many small objects; the cyclic collector would sweep the heap over and over
         try:
-            with grad, stack.installed(), recorder.recording_to(recording):
-                if script:
+            with globals_kept(), grad, stack.installed(), recorder.recording_to(recording):
+                if training is not None:
+                    from .training import train_step
+                    owners = {id(p): (p, names[0].rpartition(".")[0]) for kind, _, p, names in table
+                              if kind == "param" and p is not None}
+                    train_info = train_step(runnable, args, kwargs, recorder, recording, stack, refs, training,
+                                            target, owners, amp=_amp(target, autocast))
+                elif script:
                     _run_script_module(model, recorder, args, kwargs)
                 else:
-                    with recorder:
+                    with recorder, _amp(target, autocast):
                         result = runnable(*args, **kwargs)
                     refs.meta(result)           # outputs never seen by an op still get their storages
+        except FlopmeterError:
+            raise
         except Exception as exc:
             raise _forward_error(exc, model, recording, stack, inputs) from exc
         finally:
@@ -170,14 +205,53 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         params = _resolve_params(table, refs)
         storages = refs.close()
 
+    options = {"mode": mode, "device": str(target), "inference": inference and training is None}
+    if autocast is not None:
+        options["autocast"] = str(autocast).removeprefix("torch.")
+    extra = {}
+    if training is not None:
+        options.update(training=True, loss=training.loss_name, optimizer=training.optimizer)
+        extra["training"] = _training_memory(train_info, params, storages)
+        extra["training"]["autocast_copy_bytes"] = autocast_copy_bytes(recording.events, storages)
     return Trace(events=recording.events, modules=_module_table(model, stack, module_config), params=params,
-                 inputs=inputs, options={"mode": mode, "device": str(target), "inference": inference},
-                 storages=storages, model=type(model).__name__, torch_version=torch.__version__)
+                 inputs=inputs, options=options, storages=storages, model=type(model).__name__,
+                 torch_version=torch.__version__, extra=extra)
+
+
+def _amp(device: torch.device, dtype: torch.dtype | None):
+    import contextlib
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def autocast_copy_bytes(events, storages) -> int:
+    """Bytes of the parameter copies autocast makes (``_to_copy`` of a parameter; each cached
+    once per forward)."""
+    made = {}
+    for ev in events:
+        if ev.op == "aten._to_copy" and ev.phase == "forward":
+            src = ev.arg("self")
+            if getattr(src, "role", None) == "param":
+                for t in ev.outputs:
+                    made[t.storage] = storages[t.storage].nbytes if t.storage in storages else t.nbytes
+    return sum(made.values())
+
+
+def _training_memory(info: dict, params: list[ParamInfo], storages) -> dict:
+    """Saved-for-backward bytes per module (unique storages, parameters and buffers excluded),
+    gradient and optimizer-state bytes."""
+    own = {p.storage for p in params}
+    saved: dict[str, int] = {}
+    for sid, module in info["saved"].items():
+        if sid not in own:
+            saved[module] = saved.get(module, 0) + storages[sid].nbytes
+    return {"saved_bytes": sum(saved.values()), "saved_by_module": saved, "grad_bytes": info["grad_bytes"],
+            "optimizer_state_bytes": info["optimizer_state_bytes"]}
 
 
 def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs) -> list[tuple]:
     """Unique parameters then buffers (first name canonical, later names as aliases) with their
-    stand-ins, each registered with ``refs`` under its role for when the run first sees it."""
+    stand-ins, referenced first (ids and storages from before the run). Cached fake stand-ins
+    keep their references for the next run of the same model (``tensors.refs``)."""
     table: dict[int, list] = {}
     for kind, named in (("param", model.named_parameters(remove_duplicate=False)),
                         ("buffer", model.named_buffers(remove_duplicate=False))):
@@ -186,10 +260,11 @@ def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs)
             if entry is not None:
                 entry[3].append(name)
                 continue
-            sub = tensors.get(id(t))
-            if sub is not None:
-                refs.expect(sub, kind)
-            table[id(t)] = [kind, t, sub, [name]]
+            table[id(t)] = [kind, t, tensors.get(id(t)), [name]]
+    stand_ins = [(sub, kind) for kind, _, sub, _ in table.values() if sub is not None]
+    cache = refs.preloaded(stand_ins, getattr(tensors, "refs", None))
+    if hasattr(tensors, "refs"):
+        tensors.refs = cache
     # quantized modules keep weights in packed objects, not parameters: frozen, at their real size
     return list(table.values()) + [["param", t, None, [name]] for name, t in packed_weights(model)]
 
@@ -249,8 +324,9 @@ def _forward_error(exc: Exception, model: nn.Module, recording: Recording, stack
             f"the forward of {label}{where} depends on tensor values, which fake tensors do not have",
             module=module, op=op, shapes=shapes, data_dependent=True,
             hint="count it in real mode on real (or random) weights: Options(mode='real'), CLI --mode real")
+    step = "the model's forward" if recording.phase == "forward" else f"the training step's {recording.phase}"
     return ModelForwardError(
-        f"the model's forward failed in {label}{where}: {type(exc).__name__}: {first}",
+        f"{step} failed in {label}{where}: {type(exc).__name__}: {first}",
         module=module, op=op, shapes=shapes,
         hint=f"check the model's inputs ({', '.join(map(repr, inputs)) or 'no tensors'}) against what this module expects",
     )

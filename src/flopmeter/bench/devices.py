@@ -1,0 +1,194 @@
+"""Device specs for the roofline: a table of GPUs as data (``devices.json``, each row with its
+source document), calibrated specs of the machine at hand (``flopmeter calibrate``, saved in
+the user's cache directory), and loose name matching.
+
+A :class:`DeviceSpec` holds peak throughput of a matrix product by dtype (FLOP/s; OP/s for
+int8), the fp32 throughput of the vector units for everything that is not a matrix product,
+memory bandwidth (bytes/s) and, for calibrated specs, a per-op launch overhead (s) and the
+throughput of other op classes where they differ from a matrix product or from the vector
+units (``conv``, ``grouped``, ``depthwise`` convolutions and ``pool``), by dtype.
+
+Names match loosely: case, spaces, ``-`` and ``_`` are ignored, a leading vendor word
+(``nvidia``, ``geforce``, ``amd``, ``instinct``, ``tesla``) is dropped, and each row has aliases
+(``h100`` is the SXM card, ``a100`` the 80 GB SXM card). ``local`` (or ``local-cpu``,
+``local-cuda``) is a calibrated spec; a path to a ``.json`` file is read as one spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError, OptionsError, close_matches
+
+TABLE = Path(__file__).with_name("devices.json")
+SPEC_SCHEMA = "flopmeter.device/1"
+DTYPE_KEYS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
+_VENDOR_WORDS = ("nvidia", "geforce", "amd", "instinct", "tesla")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    name: str
+    matrix: dict[str, float]              # dtype key → peak FLOP/s of a matrix product
+    vector: float                         # FLOP/s of elementwise / reduction arithmetic (fp32)
+    bandwidth: float                      # bytes/s of memory traffic
+    source: str                           # where the numbers come from
+    kind: str = "datasheet"               # "datasheet" or "calibrated"
+    memory: float | None = None           # bytes of device memory
+    overhead: float = 0.0                 # seconds per executed op (launch / dispatch), calibrated
+    threads: int | None = None            # CPU threads the calibration ran with
+    url: str | None = None
+    aliases: tuple[str, ...] = ()
+    classes: dict[str, dict[str, float]] = field(default_factory=dict)   # op class → dtype key → FLOP/s
+    extra: dict = field(default_factory=dict)   # calibration details (sizes, raw timings)
+
+    def peak(self, key: str, op_class: str = "matmul") -> tuple[float, str]:
+        """Peak FLOP/s of op class ``op_class`` in dtype ``key`` and the key actually used: an
+        op class without its own figure is a matrix product; a dtype the device has no figure
+        for falls back to fp32 (e.g. bf16 on a T4), as its kernels do."""
+        own = self.classes.get(op_class, {})
+        keys = (key, "fp32") if key == "tf32" else (key,)      # no TF32 figure: TF32 runs at fp32 speed
+        for table in (own, self.matrix):
+            for k in keys:
+                if k in table:
+                    return table[k], k
+        return self.matrix.get("fp32", self.vector), "fp32"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["aliases"] = list(self.aliases)
+        return {"schema": SPEC_SCHEMA, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "device spec") -> "DeviceSpec":
+        if d.get("schema") != SPEC_SCHEMA:
+            raise InputError(f"{where} is not a flopmeter device spec ({SPEC_SCHEMA})",
+                             hint="write one with: flopmeter calibrate")
+        try:
+            return cls(name=str(d["name"]), matrix={str(k): float(v) for k, v in d["matrix"].items()},
+                       vector=float(d["vector"]), bandwidth=float(d["bandwidth"]), source=str(d["source"]),
+                       kind=str(d.get("kind", "calibrated")), memory=d.get("memory"),
+                       overhead=float(d.get("overhead", 0.0)), threads=d.get("threads"), url=d.get("url"),
+                       aliases=tuple(d.get("aliases", ())), extra=dict(d.get("extra", {})),
+                       classes={str(c): {str(k): float(v) for k, v in peaks.items()}
+                                for c, peaks in d.get("classes", {}).items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"{where} is malformed: {exc!r}", hint="write it again with: flopmeter calibrate") from None
+
+
+def dtype_key(dtype: torch.dtype, tf32: bool = False) -> str:
+    """torch dtype → the device table's key (float32 is 'tf32' when TF32 matmuls are allowed)."""
+    if dtype == torch.float32:
+        return "tf32" if tf32 else "fp32"
+    if dtype == torch.bfloat16:
+        return "bf16"
+    if dtype == torch.float16:
+        return "fp16"
+    if dtype.is_floating_point and dtype.itemsize == 1:
+        return "fp8"
+    if dtype in (torch.int8, torch.uint8):
+        return "int8"
+    return "fp32"     # float64, int32/64 and bool: no matrix units; fp32 is the optimistic bound
+
+
+def normalise(name: str) -> str:
+    text = re.sub(r"[\s_\-]+", "", name.strip().lower())
+    for word in _VENDOR_WORDS:
+        if text.startswith(word) and len(text) > len(word):
+            text = text[len(word):]
+    return text
+
+
+@lru_cache(maxsize=1)
+def table() -> tuple[DeviceSpec, ...]:
+    """The device table, one :class:`DeviceSpec` per row of ``devices.json``."""
+    rows = json.loads(TABLE.read_text())["devices"]
+    return tuple(DeviceSpec(
+        name=r["name"], matrix={k: v * 1e12 for k, v in r["tflops"].items()}, vector=r["vector_tflops"] * 1e12,
+        bandwidth=r["bandwidth_gb_s"] * 1e9, source=r["source"], memory=r["memory_gb"] * 1e9, url=r.get("url"),
+        aliases=tuple(r.get("aliases", ()))) for r in rows)
+
+
+def _index() -> dict[str, DeviceSpec]:
+    index: dict[str, DeviceSpec] = {}
+    for spec in table():
+        for key in (spec.name, *spec.aliases):
+            index[normalise(key)] = spec
+    return index
+
+
+# -- calibrated specs in the user's cache directory -------------------------------------------------
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/flopmeter`` (``~/.cache/flopmeter`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "flopmeter"
+
+
+def local_path(device: str) -> Path:
+    return cache_dir() / f"device-local-{device}.json"
+
+
+def save_local(spec: DeviceSpec, device: str) -> Path:
+    """Write a calibrated spec atomically; returns its path."""
+    path = local_path(device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_file(path: str | Path) -> DeviceSpec:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is not a flopmeter device spec ({SPEC_SCHEMA})")
+    return DeviceSpec.from_dict(data, str(path))
+
+
+def _local(name: str) -> DeviceSpec:
+    if name == "local":
+        candidates = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+    else:
+        candidates = [name.removeprefix("local-")]
+    for device in candidates:
+        if local_path(device).is_file():
+            return load_file(local_path(device))
+    device = candidates[-1] if name == "local" else candidates[0]
+    raise InputError(f"no calibrated device spec at {local_path(device)}",
+                     hint=f"measure this machine first: flopmeter calibrate --device {device}")
+
+
+def get_device(name: str | DeviceSpec) -> DeviceSpec:
+    """A device spec by (loose) name, ``local`` for the calibrated one, or a ``.json`` file."""
+    if isinstance(name, DeviceSpec):
+        return name
+    key = normalise(name)
+    if key in ("local", "localcpu", "localcuda"):
+        return _local({"local": "local", "localcpu": "local-cpu", "localcuda": "local-cuda"}[key])
+    if name.endswith(".json"):
+        return load_file(name)
+    index = _index()
+    if key in index:
+        return index[key]
+    close = list(dict.fromkeys(index[k].name for k in close_matches(key, index, n=5)))[:3]
+    hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close else
+            f"known devices: {', '.join(s.name for s in table())}; or 'local' after flopmeter calibrate")
+    raise OptionsError(f"unknown device '{name}'", hint=hint)
+
+
+__all__ = ["DTYPE_KEYS", "DeviceSpec", "cache_dir", "dtype_key", "get_device", "load_file", "local_path",
+           "normalise", "save_local", "table"]

@@ -1,0 +1,91 @@
+"""Check a ``.pt2`` archive before ``torch.export.load`` reads it.
+
+``torch.export.load`` unpickles, with ``weights_only=False``, every weight or constant the
+archive marks ``use_pickle``, the archive's custom and opaque objects, and its sample inputs
+when they do not load with ``weights_only=True``; it also loads the compiled libraries of an
+AOTInductor package. Any of these runs code from the file. So an archive is opened as a zip
+first and every member is checked against what a plain ``torch.export.save`` of an ordinary
+model writes: JSON, raw tensor bytes, and sample inputs that ``weights_only=True`` accepts.
+Anything else is refused unless the user trusts the file (``--trust-pickle``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+
+_PLAIN = {"archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id"}
+_TRUST_HINT = "if you trust this file, add --trust-pickle (loading it may run code from it)"
+
+
+def _refuse(file: Path, why: str) -> InputError:
+    return InputError(f"{file.name} {why}; loading it would run code from the file", hint=_TRUST_HINT)
+
+
+def _config(z: zipfile.ZipFile, name: str, file: Path) -> dict:
+    try:
+        data = json.loads(z.read(name))
+        config = data["config"]
+        if not isinstance(config, dict):
+            raise TypeError
+        return config
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"{file.name} has an unreadable {name}",
+                         hint="write the archive again with torch.export.save") from None
+
+
+def check_pt2(file: Path, trust_pickle: bool = False) -> None:
+    """Raise InputError unless ``file`` is a zip archive that ``torch.export.load`` can read
+    without unpickling or loading compiled code (no check when ``trust_pickle``)."""
+    try:
+        z = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, OSError) as exc:
+        why = "is empty" if file.stat().st_size == 0 else "is not a zip archive"
+        raise InputError(f"{file.name} {why}, so it is not a torch.export program ({type(exc).__name__})",
+                         hint="write one with torch.export.save(torch.export.export(model, inputs), 'model.pt2')") from None
+    if trust_pickle:
+        return
+    with z:
+        names = z.namelist()
+        roots = {n.split("/", 1)[0] for n in names}
+        if len(roots) != 1 or not all("/" in n for n in names):
+            raise _refuse(file, "is not laid out as torch.export.save writes archives")
+        root = roots.pop() + "/"
+        members = {n[len(root):]: n for n in names if not n.endswith("/")}
+        if "archive_version" not in members or not any(m.startswith("models/") for m in members):
+            raise _refuse(file, "is an older or unknown archive format whose contents cannot be checked")
+        raw: set[str] = set()
+        for folder in ("weights", "constants"):
+            for m in members:
+                if m.startswith(f"data/{folder}/") and m.endswith("_config.json"):
+                    for fqn, meta in _config(z, members[m], file).items():
+                        if not isinstance(meta, dict) or meta.get("use_pickle", True):
+                            raise _refuse(file, f"stores {folder[:-1]} '{fqn}' as a pickle")
+                        path = str(meta.get("path_name", ""))
+                        if folder == "constants" and not path.startswith("tensor_"):
+                            raise _refuse(file, f"stores constant '{fqn}' as a pickled object")
+                        raw.add(f"data/{folder}/{path}")
+        for m, name in members.items():
+            if m in _PLAIN or m in raw or m.startswith("extra/"):
+                continue
+            if (m.startswith("models/") or m.startswith("data/")) and m.endswith(".json"):
+                continue
+            if m.startswith("data/sample_inputs/"):
+                _check_sample_inputs(z.read(name), file)
+                continue
+            raise _refuse(file, f"holds '{m}', which is not plain data (pickled objects or compiled code)")
+
+
+def _check_sample_inputs(data: bytes, file: Path) -> None:
+    if not data:
+        return
+    try:
+        torch.load(io.BytesIO(data), weights_only=True)
+    except Exception:  # noqa: BLE001  (any refusal of the safe unpickler)
+        raise _refuse(file, "has sample inputs that are not plain tensors") from None

@@ -1,0 +1,43 @@
+"""Training facts of a report: cost by phase and the memory of the step.
+
+The step's peak comes from the trace's storage lifetimes (``StorageInfo.created`` /
+``freed``): the bytes of the storages alive at each event, maximised. Parameters, buffers
+and inputs are alive from the start; gradients and optimizer state from their creation to the
+end. (Issue 11's memory timeline, when it lands, gives the same sweep with more detail; this
+is the one number the training view needs.)
+"""
+
+from __future__ import annotations
+
+from ..trace.model import Trace
+
+PHASES = ("forward", "recompute", "backward", "optimizer")
+
+
+def step_peak(trace: Trace) -> tuple[int, int]:
+    """(peak bytes of live storages, the index of the first event at which it is reached; -1
+    before the first event)."""
+    n = len(trace.events)
+    delta = [0] * (n + 2)           # delta[i + 1]: change when event i starts (index 0: before the run)
+    for st in trace.storages.values():
+        delta[st.created + 1] += st.nbytes
+        if st.freed is not None and st.freed + 2 <= n + 1:
+            delta[st.freed + 2] -= st.nbytes
+    live = best = 0
+    where = -1
+    for i in range(n + 1):
+        live += delta[i]
+        if live > best:
+            best, where = live, i - 1
+    return best, where
+
+
+def training_memory(trace: Trace) -> dict | None:
+    """Saved-for-backward bytes (total and per module), gradients, optimizer state and the
+    step's peak, for a training trace; None for an inference trace."""
+    info = trace.extra.get("training")
+    if info is None:
+        return None
+    peak, at = step_peak(trace)
+    phase = trace.events[at].phase if 0 <= at < len(trace.events) else "forward"
+    return {**info, "peak_bytes": peak, "peak_event": at, "peak_phase": phase}

@@ -1,0 +1,220 @@
+"""One training step under the recorder: forward with autograd, a loss, backward, an optimizer step.
+
+Runs on the shadow module tree (:func:`.fakes.shadow`) put in train mode — the user's
+modules keep their ``training`` flags. Phases stamped on the events:
+
+- ``forward``: the model's forward and the loss (the loss at the root module);
+- ``backward``: every op the autograd engine runs in ``loss.backward()``, attributed to the
+  module whose forward created the autograd node being run (``node_creation_hook`` tags each
+  node with the module stack at creation; backward looks up ``_current_autograd_node()``);
+- ``recompute``: a module's forward run again inside backward (``torch.utils.checkpoint``),
+  attributed by the module stack as in the forward;
+- ``optimizer``: ``optimizer.step()`` on the stand-in parameters (PyTorch's own optimizer,
+  ``foreach`` where PyTorch picks it by default: on devices with foreach kernels, i.e. not CPU).
+
+Memory the step keeps: saved-for-backward storages (seen by ``saved_tensors_hooks`` during
+forward and loss; parameters and buffers excluded, inputs included) per module, gradient
+bytes and optimizer state bytes, in ``trace.extra["training"]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.autograd.graph import node_creation_hook, saved_tensors_hooks
+from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
+
+from ..errors import InputError, OptionsError
+
+LOSSES = ("sum", "cross-entropy")
+OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
+_KEY = "flopmeter.where"
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """What a training step does after the forward: ``loss`` (a name from LOSSES or
+    ``fn(output) -> scalar tensor``) and ``optimizer`` (a name from OPTIMIZERS, or None)."""
+
+    loss: str | Callable = "sum"
+    optimizer: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.loss, str) and self.loss not in LOSSES:
+            from ..errors import did_you_mean
+            raise OptionsError(f"unknown loss '{self.loss}'",
+                               hint=did_you_mean(self.loss, LOSSES, otherwise=f"choose one of: {', '.join(LOSSES)}"))
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            from ..errors import did_you_mean
+            raise OptionsError(f"unknown optimizer '{self.optimizer}'",
+                               hint=did_you_mean(self.optimizer, OPTIMIZERS,
+                                                 otherwise=f"choose one of: {', '.join(OPTIMIZERS)}"))
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "callable")
+
+
+def _float_outputs(result: Any) -> list[torch.Tensor]:
+    found: list[torch.Tensor] = []
+
+    def walk(v):
+        if isinstance(v, torch.Tensor):
+            if v.is_floating_point() and v.requires_grad:
+                found.append(v)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+    walk(result)
+    return found
+
+
+def make_loss(loss: str | Callable, result: Any) -> torch.Tensor:
+    """The scalar to differentiate: the sum of every float output that needs a gradient, the
+    cross-entropy of the logits (``.logits`` of a Hugging Face output, else the first output)
+    against class 0, or the user's callable."""
+    if callable(loss):
+        value = loss(result)
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise InputError("the loss callable must return a scalar tensor", hint="for example lambda out: out.sum()")
+        return value
+    if loss == "cross-entropy":
+        logits = result.get("logits") if isinstance(result, dict) else None
+        if logits is None:
+            outs = _float_outputs(result)
+            logits = outs[0] if outs else None
+        if logits is None or logits.ndim < 2:
+            raise InputError("cross-entropy needs logits of shape (batch, …, classes)",
+                             hint="use --loss sum, or a loss callable from Python")
+        flat = logits.reshape(-1, logits.shape[-1])
+        target = torch.zeros(flat.shape[0], dtype=torch.long, device=flat.device)
+        return torch.nn.functional.cross_entropy(flat, target)
+    outs = _float_outputs(result)
+    if not outs:
+        raise InputError("no output of the model needs a gradient (every parameter frozen and no input needs one)",
+                         hint="unfreeze a parameter or give an input with requires_grad=True")
+    total = outs[0].sum()
+    for t in outs[1:]:
+        total = total + t.sum()
+    return total
+
+
+def make_optimizer(name: str, params: list[torch.Tensor], device: torch.device):
+    foreach = device.type in _get_foreach_kernels_supported_devices()   # PyTorch's default choice
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=0.1, foreach=foreach)
+    if name == "sgd-momentum":
+        return torch.optim.SGD(params, lr=0.1, momentum=0.9, foreach=foreach)
+    if name == "adam":
+        return torch.optim.Adam(params, foreach=foreach)
+    return torch.optim.AdamW(params, foreach=foreach)
+
+
+class _Saved:
+    """Pack hook: which storages autograd keeps, and in which module they were first saved."""
+
+    def __init__(self, refs, stack):
+        self.refs, self.stack = refs, stack
+        self.where: dict[int, str] = {}      # storage id → module path
+
+    def pack(self, t: torch.Tensor):
+        sid = self.refs.ref(t).storage
+        if sid >= 0 and sid not in self.where:
+            self.where[sid] = self.stack.current
+        return t
+
+    @staticmethod
+    def unpack(t):
+        return t
+
+
+def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, refs, spec: TrainSpec,
+               device: torch.device, owners: dict[int, tuple], amp=None) -> dict:
+    """Run the step (see the module docstring); ``owners``: id(stand-in parameter) → (the
+    stand-in, the path of the module that owns it).
+    Returns the memory facts for ``trace.extra["training"]``; gradients and optimizer state
+    are dropped before returning (the stand-ins are cached between counts)."""
+    saved = _Saved(refs, stack)
+
+    def tag(node) -> None:
+        node.metadata[_KEY] = stack.where()
+
+    def backward_where():
+        if stack.stack:                   # a forward run again inside backward (checkpointing)
+            recording.phase = "recompute"
+            return stack.where()
+        recording.phase = "backward"
+        node = torch._C._current_autograd_node()
+        if node is not None:
+            found = node.metadata.get(_KEY)
+            if found is not None:
+                return found
+        return "", ()
+
+    optimizer = None
+    params = [p for p, _ in owners.values()]
+    trainable = [p for p in params if p.requires_grad]
+    try:
+        with recorder, node_creation_hook(tag):
+            with saved_tensors_hooks(saved.pack, saved.unpack), amp if amp is not None else contextlib.nullcontext():
+                result = model(*args, **kwargs)
+                refs.meta(result)
+                loss = make_loss(spec.loss, result)
+            if not loss.requires_grad:
+                raise InputError("the loss does not depend on anything that needs a gradient",
+                                 hint="unfreeze a parameter or give an input with requires_grad=True")
+            refs.meta(loss)
+            recording.where = backward_where
+            loss.backward()
+            recording.where = stack.where
+            recording.phase = "optimizer"
+            start = len(recording.events)
+            if spec.optimizer is not None and trainable:
+                optimizer = make_optimizer(spec.optimizer, trainable, device)
+                optimizer.step()
+                _attribute_optimizer(recording.events, start, optimizer, owners, refs)
+        grads = {refs.ref(p.grad).storage: p.grad.untyped_storage().nbytes() for p in trainable if p.grad is not None}
+        state = {}
+        if optimizer is not None:
+            for per_param in optimizer.state.values():
+                for v in per_param.values():
+                    if isinstance(v, torch.Tensor):
+                        state[refs.ref(v).storage] = v.untyped_storage().nbytes()
+        del result, loss
+        return {"saved": dict(saved.where), "grad_bytes": sum(grads.values()),
+                "optimizer_state_bytes": sum(state.values())}
+    finally:
+        recording.where = stack.where
+        for p in params:
+            p.grad = None
+        optimizer = None
+
+
+def _attribute_optimizer(events: list, start: int, optimizer, owners: dict[int, tuple], refs) -> None:
+    """Give each optimizer op the module owning the parameter it works on (by the storage of
+    the parameter, its gradient, its state or a temporary made from them among the op's
+    tensors; a ``foreach`` op over many parameters stays at the root)."""
+    from dataclasses import replace
+
+    owner: dict[int, str] = {}
+    for p, path in owners.values():
+        tensors = [p, p.grad, *[v for v in optimizer.state.get(p, {}).values() if isinstance(v, torch.Tensor)]]
+        for t in tensors:
+            if t is not None:
+                owner[refs.ref(t).storage] = path
+    for i in range(start, len(events)):
+        ev = events[i]
+        paths = {owner.get(t.storage) for t in ev.inputs + ev.outputs} - {None}
+        if len(paths) == 1:
+            path = paths.pop()
+            for t in ev.outputs:            # temporaries (denom = sqrt(v)/…) belong to the same parameter
+                owner.setdefault(t.storage, path)
+            parts = path.split(".") if path else []
+            stack = (("", 0),) + tuple((".".join(parts[:k]), 0) for k in range(1, len(parts) + 1))
+            events[i] = replace(ev, module=path, stack=stack)

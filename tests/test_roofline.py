@@ -1,0 +1,170 @@
+"""The roofline estimate: per-op times written out from the device row, bounds, module sums,
+measured ratios and the decoder decode estimate."""
+
+import pytest
+import torch
+from torch import nn
+
+import flopmeter
+from flopmeter.bench.devices import DeviceSpec, get_device
+from flopmeter.bench.roofline import decode_estimate, kv_bytes_per_token, roofline
+
+# H100 SXM row of devices.json (checked in test_h100_row_is_what_the_tests_assume)
+H100_BW = 3350e9          # bytes/s
+H100_FP32 = 67e12         # FLOP/s, fp32 (CUDA cores), also the vector units
+H100_TF32 = 494.5e12
+H100_FP16 = 989.5e12
+
+
+class Add(nn.Module):
+    def forward(self, x, y):
+        return x + y
+
+
+class MatMul(nn.Module):
+    def forward(self, a, b):
+        return a @ b
+
+
+def costed(rl):
+    return [e for e in rl.ops if e.flops or e.bytes]
+
+
+def test_h100_row_is_what_the_tests_assume():
+    h100 = get_device("h100")
+    assert (h100.name, h100.bandwidth, h100.vector) == ("H100 SXM", H100_BW, H100_FP32)
+    assert (h100.matrix["fp32"], h100.matrix["tf32"], h100.matrix["fp16"]) == (H100_FP32, H100_TF32, H100_FP16)
+    assert h100.overhead == 0.0      # a datasheet row has no launch overhead
+
+
+def test_large_elementwise_add_is_memory_bound():
+    n = 4096 * 4096
+    report = flopmeter.count(Add(), torch.empty(4096, 4096), torch.empty(4096, 4096))
+    rl = roofline(report, "h100")
+    (e,) = costed(rl)
+    assert e.flops == n                                   # one add per element
+    assert e.bytes == 3 * n * 4                           # read x and y, write the sum, 4 bytes each
+    assert e.compute_s == pytest.approx(n / H100_FP32)
+    assert e.memory_s == pytest.approx(3 * n * 4 / H100_BW)
+    assert e.bound == "memory"
+    assert e.intensity == pytest.approx(1 / 12)           # FLOPs / byte
+    assert rl.latency == pytest.approx(3 * n * 4 / H100_BW)
+    assert rl.model.bound == "memory"
+
+
+def test_large_matmul_is_compute_bound_fp16_and_tf32():
+    m = 4096
+    a = torch.empty(m, m, dtype=torch.float16)
+    report = flopmeter.count(MatMul(), a, a)
+    rl = roofline(report, "h100")
+    (e,) = costed(rl)
+    assert e.flops == 2 * m ** 3                          # 2 · MACs, MACs = m·m·m
+    assert e.bytes == 3 * m * m * 2                       # read a and b, write the product, 2 bytes each
+    assert e.dtype == "fp16"
+    assert e.compute_s == pytest.approx(2 * m ** 3 / H100_FP16)
+    assert e.memory_s == pytest.approx(3 * m * m * 2 / H100_BW)
+    assert e.bound == "compute" and rl.model.bound == "compute"
+    assert rl.latency == pytest.approx(2 * m ** 3 / H100_FP16)
+    assert rl.throughput == pytest.approx(m / (2 * m ** 3 / H100_FP16))     # batch = first dim of the first input
+
+    a32 = torch.empty(m, m)
+    r32 = flopmeter.count(MatMul(), a32, a32)
+    assert roofline(r32, "h100").latency == pytest.approx(2 * m ** 3 / H100_FP32)
+    assert roofline(r32, "h100", tf32=True).latency == pytest.approx(2 * m ** 3 / H100_TF32)
+
+
+def test_module_sums_bounds_and_measured_ratio():
+    model = nn.Sequential(nn.Linear(4096, 4096, bias=False), nn.ReLU())
+    report = flopmeter.count(model, input_shape=(4096, 4096))
+    rl = roofline(report, "h100", measured={"0": 2e-3, "": 4e-3})
+    lin, relu = rl.modules["0"], rl.modules["1"]
+    n = 4096 * 4096
+    assert lin.time_s == pytest.approx(2 * 4096 ** 3 / H100_FP32)         # fp32 matmul on the CUDA cores
+    assert relu.time_s == pytest.approx(2 * n * 4 / H100_BW)              # read + write n fp32
+    assert (lin.bound, relu.bound) == ("compute", "memory")
+    assert rl.latency == pytest.approx(lin.time_s + relu.time_s)          # a parent is the sum of its ops
+    assert rl.model.bound == "compute"                                    # most of its time is in the matmul
+    assert lin.ratio == pytest.approx(lin.time_s / 2e-3)
+    assert rl.model.ratio == pytest.approx(rl.latency / 4e-3)
+    assert lin.achieved_flops == pytest.approx(2 * 4096 ** 3 / 2e-3)
+    assert relu.ratio is None
+    assert [m.path for m in rl.costliest(2)] == ["0", "1"]
+    d = rl.to_dict()
+    assert d["predicted_s"] == pytest.approx(rl.latency) and d["modules"][1]["bound"] == "compute"
+
+
+def test_overhead_is_added_per_op_that_is_not_free():
+    spec = DeviceSpec("toy", {"fp32": 1e12}, vector=1e11, bandwidth=1e10, source="a test", overhead=5e-6)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU())      # aten.t (free), aten.addmm, aten.relu
+    report = flopmeter.count(model, input_shape=(8, 64))
+    with_overhead = roofline(report, spec)
+    without = roofline(report, spec, overhead=False)
+    assert len(with_overhead.ops) == 2
+    assert with_overhead.latency == pytest.approx(without.latency + 2 * 5e-6)
+    # addmm: 2·8·64·64 FLOPs at 1e12 plus 8·64 bias adds at 1e11, against its bytes at 1e10
+    addmm = without.ops[0]
+    assert addmm.compute_s == pytest.approx(2 * 8 * 64 * 64 / 1e12 + 8 * 64 / 1e11)
+    assert addmm.memory_s == pytest.approx(((8 * 64 + 64 * 64 + 64) * 4 + 8 * 64 * 4) / 1e10)
+
+
+def test_convolutions_use_tf32_by_default_and_their_class_peak():
+    conv = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    report = flopmeter.count(conv, input_shape=(32, 64, 56, 56))
+    macs = 32 * 64 * 56 * 56 * 64 * 3 * 3                   # N·C_out·H·W·C_in·K·K
+    (e,) = costed(roofline(report, "h100"))
+    assert (e.op_class, e.dtype) == ("conv", "tf32")         # cuDNN runs fp32 convolutions as TF32 by default
+    assert e.compute_s == pytest.approx(2 * macs / H100_TF32)
+    (e,) = costed(roofline(report, "h100", conv_tf32=False))
+    assert e.compute_s == pytest.approx(2 * macs / H100_FP32)
+
+    spec = DeviceSpec("calibrated", {"fp32": 1e12}, vector=1e11, bandwidth=1e15, source="a test",
+                      classes={"conv": {"fp32": 5e11}, "depthwise": {"fp32": 1e10}})
+    (e,) = costed(roofline(report, spec))                    # no TF32 here: the conv class's fp32 figure
+    assert (e.op_class, e.dtype) == ("conv", "fp32") and e.compute_s == pytest.approx(2 * macs / 5e11)
+    dw = nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False)
+    (e,) = costed(roofline(flopmeter.count(dw, input_shape=(32, 64, 56, 56)), spec))
+    assert e.op_class == "depthwise"
+    assert e.compute_s == pytest.approx(2 * 32 * 64 * 56 * 56 * 1 * 3 * 3 / 1e10)   # C_in/g = 1
+    grouped = nn.Conv2d(64, 64, 3, padding=1, groups=4, bias=False)
+    spec_g = DeviceSpec("calibrated", {"fp32": 1e12}, vector=1e11, bandwidth=1e15, source="a test",
+                        classes={"grouped": {"fp32": 2e11}, "pool": {"fp32": 1e9}})
+    (e,) = costed(roofline(flopmeter.count(grouped, input_shape=(32, 64, 56, 56)), spec_g))
+    assert e.op_class == "grouped"
+    assert e.compute_s == pytest.approx(2 * 32 * 64 * 56 * 56 * (64 // 4) * 3 * 3 / 2e11)
+    (e,) = costed(roofline(flopmeter.count(nn.MaxPool2d(3, 2, 1), input_shape=(32, 64, 112, 112)), spec_g))
+    assert e.op_class == "pool"
+    assert e.compute_s == pytest.approx(32 * 64 * 56 * 56 * (3 * 3 - 1) / 1e9)       # window − 1 compares per output
+    spec_b = DeviceSpec("calibrated", {"fp32": 1e12}, vector=1e11, bandwidth=1e15, source="a test",
+                        classes={"depthwise": {"fp32": 1e10}, "depthwise:batched": {"fp32": 1e9}})
+    for batch, rate in ((1, 1e10), (32, 1e9)):            # a batch of more than one: the ':batched' figure
+        (e,) = costed(roofline(flopmeter.count(dw, input_shape=(batch, 64, 56, 56)), spec_b))
+        assert e.compute_s == pytest.approx(2 * batch * 64 * 56 * 56 * 1 * 3 * 3 / rate)
+    lin = roofline(flopmeter.count(nn.Linear(64, 64, bias=False), input_shape=(8, 64)), spec)
+    (e,) = costed(lin)
+    assert e.op_class == "matmul" and e.compute_s == pytest.approx(2 * 8 * 64 * 64 / 1e12)
+
+
+def test_a_dtype_without_a_peak_falls_back_to_fp32_and_says_so():
+    a = torch.empty(512, 512, dtype=torch.bfloat16)
+    rl = roofline(flopmeter.count(MatMul(), a, a), "t4")          # Turing: no bf16 tensor cores
+    t4 = get_device("t4")
+    (e,) = costed(rl)
+    assert e.dtype == "fp32" and e.compute_s == pytest.approx(2 * 512 ** 3 / t4.matrix["fp32"])
+    assert any("no bf16" in n for n in rl.notes)
+
+
+def test_kv_cache_and_decode_arithmetic():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=12, n_head=12, n_embd=768)
+    assert kv_bytes_per_token(config, 2) == 2 * 12 * 12 * 64 * 2      # K and V · layers · heads · head_dim · bytes
+    llama = transformers.LlamaConfig(num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
+                                     hidden_size=512)
+    assert kv_bytes_per_token(llama, 2) == 2 * 4 * 2 * 64 * 2         # grouped-query: kv heads, not heads
+
+    model = nn.Sequential(nn.Linear(256, 256, bias=False))
+    report = flopmeter.count(model, input_shape=(2, 256))
+    d = decode_estimate(report, "a100", context=1000, kv_per_token=1024)
+    a100 = get_device("a100")
+    assert d.kv_bytes == 2 * 1000 * 1024                              # batch · context · per token
+    assert d.analytic_s == pytest.approx((256 * 256 * 4 + 2 * 1000 * 1024) / a100.bandwidth)
+    assert d.tokens_per_s == pytest.approx(2 / d.analytic_s)
