@@ -15,21 +15,13 @@ PHASES = ("forward", "recompute", "backward", "optimizer")
 
 
 def step_peak(trace: Trace) -> tuple[int, int]:
-    """(peak bytes of live storages, the index of the first event at which it is reached; -1
-    before the first event)."""
-    n = len(trace.events)
-    delta = [0] * (n + 2)           # delta[i + 1]: change when event i starts (index 0: before the run)
-    for st in trace.storages.values():
-        delta[st.created + 1] += st.nbytes
-        if st.freed is not None and st.freed + 2 <= n + 1:
-            delta[st.freed + 2] -= st.nbytes
-    live = best = 0
-    where = -1
-    for i in range(n + 1):
-        live += delta[i]
-        if live > best:
-            best, where = live, i - 1
-    return best, where
+    """(peak bytes of live storages, the index of the event at which it is reached; -1 before
+    the first event): the memory timeline's peak (:func:`flopmeter.memory.timeline.timeline`),
+    one computation for inference and training alike."""
+    from ..memory.timeline import timeline
+
+    peak = timeline(trace).peak
+    return peak.bytes, peak.event
 
 
 def training_memory(trace: Trace) -> dict | None:
