@@ -1,7 +1,7 @@
 """Format-neutral views of a Report: a header (key/value pairs) and tables of rows.
 
 Cells hold raw numbers; each renderer formats them (human units in the terminal and
-Markdown, exact integers in CSV and with ``raw``; a float is a share, shown as a percentage
+Markdown, exact integers in CSV and with ``raw``; a :class:`Share` is shown as a percentage
 and written to CSV as a number between 0 and 1). Views:
 
 - ``tree``: the module tree to a depth (module, type, output shape, params, MACs, FLOPs, share);
@@ -100,6 +100,21 @@ def _low_precision(report: Report, raw: bool) -> str:
     return "  (of which " + ", ".join(f"{human_unit(v, 'MACs', raw)} {k}" for k, v in low.items()) + ")"
 
 
+class Share(float):
+    """A share of the whole (0.163): shown as '16.3%' in the terminal and Markdown, a plain
+    number in CSV and JSON. Other floats in a table (ms, items/s) are shown as they are."""
+
+
+def cell_text(value) -> str | None:
+    """A float cell as text: a Share as a percentage, any other float as written; None for
+    other cells (integers get human units, strings are escaped by their format)."""
+    if isinstance(value, Share):
+        return percent(value)
+    if isinstance(value, float):
+        return str(value)
+    return None
+
+
 def percent(share: float) -> str:
     """A share cell as the terminal and Markdown show it: 0.163 → '16.3%'."""
     return f"{100 * share:.1f}%"
@@ -138,7 +153,7 @@ def tree_table(report: Report, depth: int | None = 2) -> Table:
         else:
             output = _shape(node.outputs) or call_note(report, node)     # "fused into 'attn'", "not called"
             row = [label, node.type, output, ParamCount(node.params_total), node.total.macs, flops]
-        t.rows.append(row + [round(flops / total, 6)])
+        t.rows.append(row + [Share(round(flops / total, 6))])
         paths.append(node.path)
     return _memory_column(t, report, paths)
 

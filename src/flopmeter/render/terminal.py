@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import MissingDependencyError
 from ..report import Report
-from .tables import Table, header_items, percent, view_table
+from .tables import Table, cell_text, header_items, view_table
 from .units import human
 
 
@@ -28,7 +28,7 @@ def to_rich(table: Table, raw: bool = False):
         else:
             t.add_column(escape(name), overflow="fold")
     for row in table.rows:
-        t.add_row(*(human(c, raw) if isinstance(c, int) else percent(c) if isinstance(c, float) else escape(str(c))
+        t.add_row(*(human(c, raw) if isinstance(c, int) else cell_text(c) if isinstance(c, float) else escape(str(c))
                     for c in row))
     return t
 

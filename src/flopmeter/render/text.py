@@ -8,12 +8,12 @@ import io
 
 from ..report import Report
 from .escape import csv_cell, md_text
-from .tables import Table, header_items, percent, view_table
+from .tables import Table, cell_text, header_items, view_table
 from .units import human
 
 
 def _md_cell(value, raw: bool) -> str:
-    return human(value, raw) if isinstance(value, int) else percent(value) if isinstance(value, float) \
+    return human(value, raw) if isinstance(value, int) else cell_text(value) if isinstance(value, float) \
         else md_text(str(value))
 
 
