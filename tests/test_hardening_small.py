@@ -38,15 +38,18 @@ def test_parameter_counts_in_billions_use_b_and_operation_counts_keep_g():
     assert json.loads(r.to_json())["params"]["count"] == 2_000_000_000
 
 
+class Wrap(nn.Module):
+    """nn.MultiheadAttention under a parent: in eval mode without grad it takes the fused kernel."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x)[0]
+
+
 def test_multihead_attention_out_proj_says_it_is_fused_into_the_parent():
-    class Wrap(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
-
-        def forward(self, x):
-            return self.attn(x, x, x)[0]
-
     model = Wrap().eval()
     r = flopmeter.count(model, torch.randn(1, 5, 16))
     assert r.module("attn.out_proj").calls == 0
@@ -58,14 +61,6 @@ def test_multihead_attention_out_proj_says_it_is_fused_into_the_parent():
 
 
 def test_explain_out_proj_says_its_work_is_in_the_parent():
-    class Wrap(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
-
-        def forward(self, x):
-            return self.attn(x, x, x)[0]
-
     e = flopmeter.explain(Wrap().eval(), "attn.out_proj", torch.randn(1, 5, 16))
     assert "counted in its parent's fused kernel (fused into 'attn')" in e.render()
 
