@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 import flopmeter
 from flopmeter import CONVENTIONS, Cost, Options
 from flopmeter.layers import derive
@@ -38,3 +40,14 @@ def only_row(report, op: str):
     rows = [r for r in report.ops if r.op == op]
     assert len(rows) == 1, [r.op for r in report.ops]
     return rows[0]
+
+
+class Call(nn.Module):
+    """A module whose forward is one function call (the op under test)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)

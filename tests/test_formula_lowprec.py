@@ -14,24 +14,13 @@ import torch.ao.quantization as tq
 from torch import nn
 
 import flopmeter
-from oracle import only_row
+from oracle import Call, only_row
 from flopmeter import Options
 from flopmeter.render.tables import header_items
 
 from guards import assert_unchanged, snapshot
 
 FP8 = torch.float8_e4m3fn
-
-
-class Call(nn.Module):
-    """A module whose forward is one function call (the op under test)."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
 
 
 def count(model, *args, **options):

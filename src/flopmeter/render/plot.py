@@ -83,14 +83,9 @@ def loglog_svg(curves: dict[str, list[tuple[float, float]]], width: int = 640, h
         out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
         for x, y in points:
             out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>')
-        ly = top + 14 + 16 * k
-        out.append(f'<rect x="{left + pw + 10}" y="{ly - 9}" width="10" height="10" fill="{color}"/>'
-                   f'<text x="{left + pw + 24}" y="{ly}">{html.escape(name)}</text>')
+        out.append(_legend_entry(k, name, color, left + pw + 10, top))
     out.append("</svg>")
     return "".join(out)
-
-
-__all__ = ["loglog_svg", "loglog_text", "timeline_svg"]
 
 
 def timeline_svg(series: dict[str, list[int]], width: int = 900, height: int = 260, points: int = 900) -> str:
@@ -116,8 +111,16 @@ def timeline_svg(series: dict[str, list[int]], width: int = 900, height: int = 2
         path = " ".join(f"{'M' if i == 0 else 'L'}{left + i / m * pw:.1f},{top_pad + ph - v / top * ph:.1f}"
                         for i, v in enumerate(reduced))
         out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        ly = top_pad + 14 + 16 * k
-        out.append(f'<rect x="{left + pw + 10}" y="{ly - 9}" width="10" height="10" fill="{color}"/>'
-                   f'<text x="{left + pw + 24}" y="{ly}">{html.escape(name)}</text>')
+        out.append(_legend_entry(k, name, color, left + pw + 10, top_pad))
     out.append("</svg>")
     return "".join(out)
+
+
+def _legend_entry(k: int, name: str, color: str, x: float, top: float) -> str:
+    """The k-th legend entry of a plot: a colour swatch and the (escaped) series name."""
+    y = top + 14 + 16 * k
+    return (f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{x + 14}" y="{y}">{html.escape(name)}</text>')
+
+
+__all__ = ["loglog_svg", "loglog_text", "timeline_svg"]
