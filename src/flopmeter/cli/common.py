@@ -191,10 +191,10 @@ def _from_trace(path: str, args, analyse):
                          hint="re-run the model with those options and --save-trace")
     if analyse is not None:
         raise InputError("explain needs the model, not a saved trace", hint="give the model's SPEC instead")
-    trace = load_trace(path)
-    report = report_from_trace(trace, Options(convention=args.convention, strict=args.strict, causal=args.causal))
-    report.model = trace.model
-    return report
+    return report_from_trace(load_trace(path),        # its model name comes with the trace
+                             Options(convention=args.convention, strict=args.strict, causal=args.causal))
+
+
 def onnx_input_shapes(texts) -> dict | list | None:
     """--input NAME=1x3x224x224 (by name) or --input 1x3x224x224 (in the graph's input order)."""
     named, ordered = {}, []

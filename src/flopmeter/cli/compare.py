@@ -69,10 +69,7 @@ def _load(path: str) -> dict:
     if path.endswith(SUFFIX):
         from ..api import report_from_trace
         from ..trace.io import load_trace
-        trace = load_trace(path)
-        report = report_from_trace(trace)
-        report.model = trace.model
-        return report.to_dict(ops=True)
+        return report_from_trace(load_trace(path)).to_dict(ops=True)
     try:
         data = json.loads(Path(path).read_text())
     except OSError as exc:
