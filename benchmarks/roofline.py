@@ -223,17 +223,13 @@ def layers(args, device, data, json_path) -> None:
     rl = roofline(report, device, measured=measured)
     rows = []
     for m in rl.costliest(10, by="measured"):
-        # fractions of the roofs the estimate used: achieved FLOP/s over the layer's peak (its op
-        # class's, flops / compute_s) and achieved bytes/s over the bandwidth
-        f_frac = m.compute_s / m.measured_s
-        b_frac = m.memory_s / m.measured_s
         rows.append({"path": m.path, "type": m.type, "flops": m.flops, "bytes": m.bytes, "intensity": m.intensity,
                      "predicted_s": m.time_s, "measured_s": m.measured_s, "ratio": m.ratio, "bound": m.bound,
                      "profiler_wall_s": wall.get(m.path),
                      "achieved_flops": m.achieved_flops, "achieved_bytes_s": m.achieved_bandwidth,
-                     "flops_fraction": f_frac, "bandwidth_fraction": b_frac,
-                     "measured_bound": "compute" if f_frac >= max(b_frac, 0.5) else
-                     "memory" if b_frac >= 0.5 else "neither"})
+                     # fractions of the roofs the estimate used (the layer's peak, the bandwidth)
+                     "flops_fraction": m.compute_s / m.measured_s, "bandwidth_fraction": m.memory_s / m.measured_s,
+                     "measured_bound": m.measured_bound})
     leaves = [m for m in rl.leaves() if m.measured_s]
     data["layers"] = {"model": args.layers_model, "batch": args.layers_batch, "clock": args.clock,
                       "sum_profiler_wall_s": sum(wall.values()), "rows": rows, "layers_measured": len(leaves),

@@ -168,3 +168,56 @@ def test_kv_cache_and_decode_arithmetic():
     assert d.kv_bytes == 2 * 1000 * 1024                              # batch · context · per token
     assert d.analytic_s == pytest.approx((256 * 256 * 4 + 2 * 1000 * 1024) / a100.bandwidth)
     assert d.tokens_per_s == pytest.approx(2 / d.analytic_s)
+
+
+def test_measured_bound_reads_the_fractions_of_the_roofs_the_estimate_used():
+    spec = DeviceSpec("toy", {"fp32": 1e12}, vector=1e12, bandwidth=1e11, source="a test")
+    model = nn.Sequential(nn.Linear(512, 512, bias=False), nn.ReLU())
+    report = flopmeter.count(model, input_shape=(512, 512))
+    bare = roofline(report, spec, overhead=False)
+    lin, relu = bare.modules["0"], bare.modules["1"]
+    assert lin.compute_s == pytest.approx(2 * 512 ** 3 / 1e12)             # 2·MACs at the matmul peak
+    assert relu.memory_s == pytest.approx(2 * 512 * 512 * 4 / 1e11)        # read + write, fp32
+    assert (lin.bound, relu.bound) == ("compute", "memory")
+    # the linear measured at 1.5× its compute time reaches 2/3 of the peak: compute; at 3× it reaches 1/3: neither;
+    # the relu at 1.9× its memory time reaches more than half the bandwidth: memory
+    rl = roofline(report, spec, overhead=False,
+                  measured={"0": 1.5 * lin.compute_s, "1": 1.9 * relu.memory_s})
+    assert (rl.modules["0"].measured_bound, rl.modules["1"].measured_bound) == ("compute", "memory")
+    slow = roofline(report, spec, overhead=False, measured={"0": 3 * lin.compute_s})
+    assert slow.modules["0"].measured_bound == "neither" and slow.modules["1"].measured_bound is None
+    assert slow.to_dict()["modules"][1]["measured_bound"] == "neither"
+
+
+def test_bench_roofline_puts_prediction_and_measurement_side_by_side(tmp_path, capsys):
+    from pathlib import Path
+
+    from flopmeter.cli import main
+    data = Path(__file__).parent / "data"
+    model = f"{data / 'sweep_models.py'}:tiny_b"
+    spec = DeviceSpec("toy", {"fp32": 1e11}, vector=1e10, bandwidth=1e10, source="a test", kind="calibrated",
+                      overhead=1e-6)
+    spec_file = tmp_path / "toy.json"
+    spec_file.write_text(__import__("json").dumps(spec.to_dict()))
+    quick = ["--input-size", "8", "--min-time", "0.05", "--max-time", "0.2", "--threads", "1"]
+    assert main(["bench", model, *quick, "--roofline", str(spec_file), "--format", "json"]) == 0
+    out = __import__("json").loads(capsys.readouterr().out)
+    (row,), (layers,), (rl,) = out["rows"], out["layers"], out["roofline"]
+    assert rl["device"]["name"] == "toy" and rl["model"] == row["model"]
+    measured = {m["path"]: m["total"] for m in layers["modules"]}
+    modules = {m["path"]: m for m in rl["modules"]}
+    assert modules[""]["measured_s"] == pytest.approx(row["p50_ms"] / 1e3)   # the model: the unprofiled p50
+    for path, m in modules.items():
+        if path:
+            assert m["measured_s"] == pytest.approx(measured[path])           # a layer: its profiler range
+        assert m["ratio"] == pytest.approx(m["predicted_s"] / m["measured_s"])
+
+    assert main(["bench", model, *quick, "--roofline", str(spec_file), "--top", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "pred/meas" in text and "predicted / measured" in text
+
+    assert main(["bench", model, "--roofline", "h1000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "h100" in err
+    assert main(["bench", model, "--plot", str(tmp_path / "p.png")]) == 2
+    assert "--plot needs --roofline" in capsys.readouterr().err

@@ -22,11 +22,21 @@ def _figure_class():
     return Figure
 
 
-def plot_roofline(rl: Roofline, path: str | Path, *, title: str | None = None) -> Path:
-    """Write the plot to ``path`` (.png, .svg or .pdf); returns the path."""
+def check_plot_path(path: str | Path) -> Path:
+    """A plot path with a known suffix in an existing folder, and matplotlib installed (checked
+    before a long measurement, so that its results are not lost to a typo)."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise InputError(f"cannot tell the plot format of '{path}'", hint=f"use one of {', '.join(FORMATS)}")
+    if not path.parent.exists():
+        raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
+    _figure_class()
+    return path
+
+
+def plot_roofline(rl: Roofline, path: str | Path, *, title: str | None = None) -> Path:
+    """Write the plot to ``path`` (.png, .svg or .pdf); returns the path."""
+    path = check_plot_path(path)
     Figure = _figure_class()
     dev = rl.device
     layers = [m for m in rl.leaves() if m.flops and m.bytes]
@@ -60,10 +70,8 @@ def plot_roofline(rl: Roofline, path: str | Path, *, title: str | None = None) -
     ax.set_title(title or f"{rl.report.model} on {dev.name}, batch {rl.batch}")
     ax.grid(True, which="both", alpha=0.2)
     ax.legend(fontsize=8, loc="lower right")
-    if not path.parent.exists():
-        raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
     fig.savefig(path)
     return path
 
 
-__all__ = ["FORMATS", "plot_roofline"]
+__all__ = ["FORMATS", "check_plot_path", "plot_roofline"]

@@ -108,11 +108,22 @@ class ModuleEstimate:
     def achieved_bandwidth(self) -> float | None:
         return self.bytes / self.measured_s if self.measured_s else None
 
+    @property
+    def measured_bound(self) -> str | None:
+        """What the measurement says: ``compute`` (``memory``) when the achieved FLOP/s (bytes/s)
+        reach at least half of the roof the estimate used for this module (its ops' peaks,
+        the bandwidth) and the larger fraction of the two; ``neither`` when it reaches half of
+        neither (overhead, or kernels far from the roofs)."""
+        if not self.measured_s:
+            return None
+        f_frac, b_frac = self.compute_s / self.measured_s, self.memory_s / self.measured_s
+        return "compute" if f_frac >= max(b_frac, 0.5) else "memory" if b_frac >= 0.5 else "neither"
+
     def to_dict(self) -> dict:
         return {"path": self.path, "type": self.type, "flops": self.flops, "bytes": self.bytes,
                 "compute_s": self.compute_s, "memory_s": self.memory_s, "predicted_s": self.time_s,
                 "bound": self.bound, "intensity": _finite(self.intensity), "ops": self.ops,
-                "measured_s": self.measured_s, "ratio": self.ratio}
+                "measured_s": self.measured_s, "ratio": self.ratio, "measured_bound": self.measured_bound}
 
 
 def _finite(x: float) -> float | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import platform
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
@@ -83,6 +83,7 @@ class Measurement:
     convention: str | None = None
     cuda_event_ms: float | None = None
     layers: object | None = None     # bench.layers.LayerProfile when asked for
+    report: object | None = field(default=None, repr=False)   # the counted Report of the timed call
     warnings: list[str] = field(default_factory=list)
 
     def _q(self, q: float) -> float:
@@ -124,7 +125,8 @@ class Measurement:
         return None if self.flops is None else self.flops / self.p50
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k != "layers"}
+        d = {f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
+             for f in fields(self) if f.name not in ("layers", "report")}
         d.update(p50=self.p50, p90=self.p90, p99=self.p99, mean=self.mean, iqr=self.iqr, spread=self.spread,
                  throughput=self.throughput, achieved_flops=self.achieved_flops)
         if self.layers is not None:
@@ -294,6 +296,7 @@ def measure(model: nn.Module, *args, kwargs: dict | None = None, options: Measur
                                        f"{1e3 * result.p50:.3f} ms (more than 10% apart)")
         report = _count(run_model, args, kwargs, opts, result) if opts.count or opts.layers else None
         if report is not None:
+            result.report = report
             result.flops, result.convention = report.flops, report.convention
             result.bytes = report.total.bytes_read + report.total.bytes_written
         if opts.layers:

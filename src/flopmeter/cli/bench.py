@@ -137,6 +137,56 @@ def layers_summary(profile) -> str:
             f"outside any leaf module")
 
 
+def _roofline_device(args):
+    """The --roofline device spec, read before anything is measured (a misspelt name fails at once)."""
+    if args.top <= 0:
+        raise InputError(f"--top must be positive, got {args.top}")
+    for flag in ("tf32", "plot"):
+        if getattr(args, flag) and not args.roofline:
+            raise OptionsError(f"--{flag} needs --roofline DEVICE_SPEC")
+    if not args.roofline:
+        return None
+    from ..bench.devices import get_device
+    if args.plot:
+        from ..bench.plot import check_plot_path
+        check_plot_path(args.plot)
+    return get_device(args.roofline)
+
+
+def _measured_roofline(m, device, tf32: bool, name: str):
+    """The roofline of the timed call with each module's measured time (the profile's; the model's
+    own is the unprofiled p50)."""
+    from ..bench.roofline import roofline
+    if m.report is None:
+        raise InputError("--roofline: the model could not be counted, so there is nothing to predict",
+                         hint="; ".join(m.warnings) or None)
+    m.report.model = name                      # the spec, not the class name of the counted copy
+    measured = {path: lt.total for path, lt in m.layers.modules.items()}
+    measured[""] = m.p50
+    return roofline(m.report, device, measured=measured, tf32=tf32)
+
+
+def roofline_summary(rl) -> str:
+    model = rl.model
+    return (f"on {rl.device.name} ({rl.device.kind}) predicted {1e3 * model.time_s:.3f} ms per batch of {rl.batch}, "
+            f"{model.bound}-bound; measured p50 {1e3 * model.measured_s:.3f} ms (predicted / measured "
+            f"{model.ratio:.2f}). Layers by measured time (torch.profiler ranges); a layer is measured compute- "
+            f"(memory-) bound when it reaches half the roof the estimate used, 'neither' when it reaches half of neither")
+
+
+def roofline_table(rl, top: int) -> Table:
+    t = Table(["layer", "type", "FLOPs/B", "pred. ms", "meas. ms", "pred/meas", "GFLOP/s", "GB/s", "bound",
+               "meas. bound"],
+              [False, False, True, True, True, True, True, True, False, False])
+    for m in rl.costliest(top, by="measured"):
+        if not m.measured_s:
+            continue
+        t.rows.append([m.path, m.type, _num(m.intensity, 3) if m.bytes else "", _num(1e3 * m.time_s, 4),
+                       _num(1e3 * m.measured_s, 4), _num(m.ratio, 2), _num(m.achieved_flops / 1e9, 2),
+                       _num(m.achieved_bandwidth / 1e9, 2), m.bound, m.measured_bound])
+    return t
+
+
 @contextlib.contextmanager
 def quiet_native_stderr(enabled: bool):
     """The profiler's native library logs start/stop lines to file descriptor 2; hide them for the run."""
@@ -164,6 +214,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", action="store_true", help="also time every module and op type (torch.profiler)")
     p.add_argument("--depth", type=int, default=2, help="module depth of the --layers table (-1: all)")
     p.add_argument("--layer-iterations", type=int, default=3, help="forwards in the --layers profile (default 3)")
+    r = p.add_argument_group("roofline")
+    r.add_argument("--roofline", metavar="DEVICE_SPEC",
+                   help="predicted latency per layer on this device spec (e.g. local after flopmeter calibrate, "
+                        "h100) next to the measured one and their ratio (implies --layers)")
+    r.add_argument("--top", type=int, default=10, help="layers of the --roofline table, costliest measured first "
+                                                       "(default 10)")
+    r.add_argument("--tf32", action="store_true", help="--roofline: float32 matrix products run as TF32")
+    r.add_argument("--plot", metavar="FILE", help="--roofline: write the roofline plot with the measured points "
+                                                  "(.png, .svg, .pdf; the plots extra)")
     add_output_options(p)
     return p
 
@@ -172,8 +231,10 @@ def run(args) -> int:
     from ..bench.survey import count_row, expand, measure_row
 
     fmt = output_format(args.format, args.output)
+    device_spec = _roofline_device(args)
+    args.layers = args.layers or device_spec is not None
     opts, sizes, batches = survey_options(args, measure=True)
-    rows, profiles = [], []
+    rows, profiles, rooflines = [], [], []
     for case in expand(args.specs, sizes, batches):
         with progress(f"counting {case.spec} …"):
             row = count_row(case, opts, catch=False)
@@ -186,6 +247,11 @@ def run(args) -> int:
         if m.layers is not None:
             m.layers.convention = opts.convention
             profiles.append((row, m.layers))
+        if device_spec is not None:
+            rooflines.append((row, _measured_roofline(m, device_spec, args.tf32, row["model"])))
+    if args.plot and rooflines:
+        from ..bench.plot import plot_roofline
+        plot_roofline(rooflines[0][1], args.plot)
     measured = [r for r in rows if r.get("p50_ms") is not None]
     if measured:
         r = measured[0]
@@ -194,6 +260,8 @@ def run(args) -> int:
     if fmt == "json":
         out = {"rows": rows, "layers": [dict(p.to_dict(), model=r["model"], size=r["size"], batch=r["batch"])
                                         for r, p in profiles]}
+        if rooflines:
+            out["roofline"] = [dict(rl.to_dict(), size=r["size"], batch_size=r["batch"]) for r, rl in rooflines]
         write_output(json.dumps(out, indent=2), args.output)
         return 0
     from ..render import get_renderer
@@ -204,6 +272,9 @@ def run(args) -> int:
         title = f"{r['model']} {r['input']}"
         parts += [f"\n{title}: {layers_summary(prof)}\n", renderer.table(layers_table(prof, depth), args.raw),
                   "", renderer.table(ops_table(prof), args.raw)]
+    for r, rl in rooflines:
+        parts += [f"\n{r['model']} {r['input']}: {roofline_summary(rl)}\n",
+                  renderer.table(roofline_table(rl, args.top), args.raw)]
     write_output("\n".join(parts), args.output)
     return 0
 
