@@ -148,8 +148,10 @@ def count_row(case: Case, opts: SurveyOptions, *, catch: bool = True) -> dict:
 
 
 def measure_row(case: Case, opts: SurveyOptions, row: dict, *, layers: bool = False, catch: bool = True,
-                layer_iterations: int = 3):
-    """Add the measured columns to a counted ``row`` (in place). Returns the Measurement, or None on failure."""
+                layer_iterations: int = 3, count: bool = False):
+    """Add the measured columns to a counted ``row`` (in place). Returns the Measurement, or None on failure.
+    ``count`` (or ``layers``) also counts the timed call itself (its dtype, device and layout) into
+    the Measurement's ``report``."""
     from .timing import MeasureOptions, measure
 
     if row.get("error"):
@@ -163,7 +165,7 @@ def measure_row(case: Case, opts: SurveyOptions, row: dict, *, layers: bool = Fa
             args, kwargs = resolved.make_inputs(device)
         m = measure(model, *args, kwargs=kwargs, options=MeasureOptions(    # device, dtype: for file models' inputs
             device=opts.device, dtype=_dtype(opts.dtype), channels_last=opts.channels_last, min_time=opts.min_time, max_time=opts.max_time,
-            threads=opts.threads, count=layers, layers=layers, layer_iterations=layer_iterations,
+            threads=opts.threads, count=count or layers, layers=layers, layer_iterations=layer_iterations,
             convention=opts.convention))
         m.flops, m.convention = row["flops"], row["convention"]
         row.update(device=m.device, device_name=m.device_name, threads=m.threads, dtype=m.dtype,

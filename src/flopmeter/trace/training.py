@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from torch.autograd.graph import node_creation_hook, saved_tensors_hooks
+from torch.autograd.graph import saved_tensors_hooks
 from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
 
 from ..errors import InputError, OptionsError
@@ -32,6 +32,17 @@ from ..errors import InputError, OptionsError
 LOSSES = ("sum", "cross-entropy")
 OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
 _KEY = "flopmeter.where"
+
+
+def _node_creation_hook():
+    """``torch.autograd.graph.node_creation_hook`` (newer PyTorch releases): it tags each autograd
+    node with the module that created it, which is how backward ops find their module."""
+    hook = getattr(torch.autograd.graph, "node_creation_hook", None)
+    if hook is None:
+        raise OptionsError(f"counting a training step needs a newer PyTorch than {torch.__version__} "
+                           "(torch.autograd.graph.node_creation_hook, to attribute backward ops to modules)",
+                           hint="upgrade torch, or count the forward only")
+    return hook
 
 
 @dataclass(frozen=True)
@@ -157,6 +168,7 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
                 return found
         return "", ()
 
+    node_creation_hook = _node_creation_hook()
     optimizer = None
     params = [p for p, _ in owners.values()]
     trainable = [p for p in params if p.requires_grad]
