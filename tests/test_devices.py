@@ -86,6 +86,7 @@ def test_calibrate_arithmetic_with_a_fake_timer():
     assert spec.classes["conv:batched"]["fp32"] == pytest.approx(2 * 4 * 128 * 28 * 28 * 128 * 9 / 0.01)
     assert spec.classes["grouped:batched"]["bf16"] == pytest.approx(2 * 4 * 256 * 28 * 28 * (256 // 16) * 9 / 0.01)
     assert spec.classes["depthwise"]["fp32"] == pytest.approx(2 * 1 * 128 * 28 * 28 * 1 * 9 / 0.01)
+    assert spec.classes["pointwise:batched"]["fp32"] == pytest.approx(2 * 4 * 128 * 56 * 56 * 128 * 1 / 0.01)
     assert spec.classes["pool:batched"]["fp32"] == pytest.approx(4 * 64 * 28 * 28 * (3 * 3 - 1) / 0.01)
 
 

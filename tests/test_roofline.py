@@ -139,6 +139,16 @@ def test_convolutions_use_tf32_by_default_and_their_class_peak():
     for batch, rate in ((1, 1e10), (32, 1e9)):            # a batch of more than one: the ':batched' figure
         (e,) = costed(roofline(flopmeter.count(dw, input_shape=(batch, 64, 56, 56)), spec_b))
         assert e.compute_s == pytest.approx(2 * batch * 64 * 56 * 56 * 1 * 3 * 3 / rate)
+    pw = flopmeter.count(nn.Conv2d(64, 128, 1, bias=False), input_shape=(32, 64, 56, 56))
+    pw_macs = 32 * 128 * 56 * 56 * 64                        # N·C_out·H·W·C_in, K = 1
+    (e,) = costed(roofline(pw, spec))                       # a spec without a pointwise figure: conv's
+    assert e.op_class == "conv" and e.compute_s == pytest.approx(2 * pw_macs / 5e11)
+    spec_pw = DeviceSpec("calibrated", {"fp32": 1e12}, vector=1e11, bandwidth=1e15, source="a test",
+                         classes={"conv": {"fp32": 5e11}, "pointwise": {"fp32": 2e11}})
+    (e,) = costed(roofline(pw, spec_pw))
+    assert e.op_class == "pointwise" and e.compute_s == pytest.approx(2 * pw_macs / 2e11)
+    (e,) = costed(roofline(report, spec_pw))                # a 3 × 3 convolution keeps conv's figure
+    assert e.op_class == "conv" and e.compute_s == pytest.approx(2 * macs / 5e11)
     lin = roofline(flopmeter.count(nn.Linear(64, 64, bias=False), input_shape=(8, 64)), spec)
     (e,) = costed(lin)
     assert e.op_class == "matmul" and e.compute_s == pytest.approx(2 * 8 * 64 * 64 / 1e12)

@@ -8,7 +8,9 @@ blocks; CUDA is synchronised by its timer), at the thread count given (default: 
   without fp16 units, gets a smaller ``n``), capped at ``max_n``. Dtypes a device cannot
   multiply are left out (listed in ``extra['skipped']``).
 - **op classes with kernels of their own**, in each float dtype timed above: ``conv`` (3 × 3,
-  128 → 128 channels on 28 × 28), ``grouped`` (3 × 3, 256 channels in groups of 16, on
+  128 → 128 channels on 28 × 28), ``pointwise`` (1 × 1, 128 → 128 channels on 56 × 56: a
+  matrix product with a short inner dimension, which oneDNN runs at a fraction of a 3 × 3
+  convolution's rate on NCHW tensors), ``grouped`` (3 × 3, 256 channels in groups of 16, on
   28 × 28), ``depthwise`` (3 × 3, 128 channels on 28 × 28) and ``pool`` (3 × 3 max pool,
   stride 2, 64 channels on 56 × 56). Their kernels are not a matrix product's (oneDNN,
   cuDNN), and on a CPU grouped, depthwise and pooling kernels are far slower per FLOP. On a
@@ -107,6 +109,7 @@ def _matmul(key: str, device: torch.device, measure: Measure, max_n: int, target
 # op classes with kernels of their own: (statement, channels, H = W, groups, kernel, stride); a batch of `size`
 KERNELS = {
     "conv": ("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", 128, 28, 1, 3, 1),
+    "pointwise": ("torch.nn.functional.conv2d(x, w, groups=g)", 128, 56, 1, 1, 1),
     "grouped": ("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", 256, 28, 16, 3, 1),
     "depthwise": ("torch.nn.functional.conv2d(x, w, padding=1, groups=g)", 128, 28, 128, 3, 1),
     "pool": ("torch.nn.functional.max_pool2d(x, 3, 2, 1)", 64, 56, 1, 3, 2),

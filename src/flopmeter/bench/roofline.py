@@ -7,7 +7,8 @@ For every op of a :class:`~flopmeter.Report` that is not free::
     time    = max(compute, memory)  (+ the spec's per-op overhead, when asked)
 
 ``peak[dtype]`` is the device's peak for the op's class and dtype: the class is ``conv`` for
-a convolution, ``grouped`` for one in groups of several input channels, ``depthwise`` for
+a convolution, ``pointwise`` for a 1 × 1 one in a single group (``conv``'s figure where the
+spec has none for it), ``grouped`` for one in groups of several input channels, ``depthwise`` for
 one with a single input channel per group, ``matmul`` for any other op with MACs; a class
 without its own figure (every datasheet row) uses the matrix-product peak. Ops without MACs
 run at ``vector``, or at their class's own figure (``pool``: max and average pooling) where
@@ -38,7 +39,7 @@ from .devices import DeviceSpec, dtype_key, get_device
 class OpEstimate:
     module: str
     op: str
-    op_class: str            # matmul, conv, grouped, depthwise, pool or vector (":batched": batch > 1)
+    op_class: str            # matmul, conv, pointwise, grouped, depthwise, pool or vector (":batched": batch > 1)
     dtype: str               # the device-table key whose peak was used
     flops: int               # 2·MACs + elementwise + transcendental
     bytes: int
@@ -188,11 +189,13 @@ CONV_OPS = frozenset({"aten.convolution", "aten._convolution", "aten.conv1d", "a
                       "aten.conv_transpose1d", "aten.conv_transpose2d", "aten.conv_transpose3d"})
 POOL_OPS = frozenset(f"aten.{kind}_pool{d}d{suffix}" for kind in ("max", "avg") for d in (1, 2, 3)
                      for suffix in ("", "_with_indices") if not (kind == "avg" and suffix))
-CONV_CLASSES = ("conv", "grouped", "depthwise")
+CONV_CLASSES = ("conv", "pointwise", "grouped", "depthwise")
+FALLBACK = {"pointwise": "conv"}      # a class a spec may lack → the class whose figure it uses then
 
 
 def op_class(row) -> str:
-    """The op's class, for its peak: ``conv`` (a convolution), ``grouped`` (in groups of more
+    """The op's class, for its peak: ``conv`` (a convolution), ``pointwise`` (a 1 × 1 convolution
+    in one group), ``grouped`` (in groups of more
     than one input channel), ``depthwise`` (one input channel per group: a weight of shape
     [C_out, 1, …] on an input of more than one channel), ``matmul`` (any other op with MACs),
     ``pool`` (max and average pooling windows) or ``vector`` (other arithmetic)."""
@@ -205,6 +208,8 @@ def op_class(row) -> str:
             c_in = x.shape[1] if x.ndim == w.ndim else x.shape[0]       # batched or unbatched input
             if w.shape[1] < c_in:
                 return "depthwise" if w.shape[1] == 1 else "grouped"
+            if all(k == 1 for k in w.shape[2:]):
+                return "pointwise"
         return "conv"
     return "matmul"
 
@@ -229,6 +234,8 @@ def estimate_op(row, device: DeviceSpec, *, tf32: bool = False, conv_tf32: bool 
     c = row.cost
     dtype = _op_dtype(row)
     cls = op_class(row)
+    if cls in FALLBACK and not any(c.split(":")[0] == cls for c in device.classes):
+        cls = FALLBACK[cls]
     key = dtype_key(dtype, conv_tf32 if cls in CONV_CLASSES else tf32) if dtype is not None else "fp32"
     if f"{cls}:batched" in device.classes and op_batch(row) > 1:
         cls = f"{cls}:batched"        # a calibrated figure for a batch of more than one
