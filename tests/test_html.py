@@ -1,9 +1,12 @@
 """The HTML renderer without a browser: registered as a format, self-contained, escaped,
 sections that follow the report dict's keys, and compare tables as HTML with bar charts."""
 
+import base64
 import json
 import re
+from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -112,3 +115,37 @@ def test_compare_as_html_has_a_bar_chart_per_figure(tmp_path, capsys):
     # one chart per numeric column: params, MACs, FLOPs, unsupported
     assert page.count('<svg class="bars"') == 4
     assert page.count("torchvision:resnet18") >= 5 and "<table" in page
+
+
+def test_roofline_and_bench_html_are_one_escaped_document(tmp_path, capsys):
+    """`roofline --format html` and `bench --roofline --format html`: one document (not a text
+    header and several pages glued together) with the plot inline and every model string escaped."""
+    pytest.importorskip("matplotlib")
+    from flopmeter.bench.roofline import roofline
+    from flopmeter.cli.roofline import plot_block, view_table
+    from flopmeter.render.html import Image, document_html
+
+    rl = roofline(flopmeter.count(hostile_model(), hostile_input()), "h100")
+    heading, image = plot_block(rl)
+    assert isinstance(image, Image) and image.data.startswith(b"<?xml") and b"<svg" in image.data
+    page = document_html([("model", PAYLOAD)], [(heading, image), (TYPE_PAYLOAD, view_table(rl, "tree", None, 5, False)),
+                                                ("note", PAYLOAD)])
+    assert page.count("<!DOCTYPE html>") == 1 and "<script" not in page      # no data, so no script at all
+    assert PAYLOAD not in page and TYPE_PAYLOAD not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3          # the fact, the table's row, the note
+    src = re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', page).group(1)
+    assert base64.b64decode(src) == image.data                                # the plot, inline, intact
+
+    out = tmp_path / "rl.html"
+    assert main(["roofline", "torchvision:resnet18", "--device-spec", "h100", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.count("<!DOCTYPE html>") == 1
+    assert "H100 SXM" in text and 'src="data:image/svg+xml;base64,' in text
+
+    model = f"{Path(__file__).parent / 'data' / 'sweep_models.py'}:tiny_b"
+    out = tmp_path / "bench.html"
+    assert main(["bench", model, "--input-size", "8", "--min-time", "0.05", "--max-time", "0.2", "--threads", "1",
+                 "--roofline", "h100", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert text.count("<!DOCTYPE html>") == 1 and text.count("<table") >= 5   # survey, layers, ops, roofline (+ facts)
+    assert "pred/meas" in text and 'src="data:image/svg+xml;base64,' in text

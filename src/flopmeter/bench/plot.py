@@ -5,6 +5,7 @@ for the vector units."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from ..errors import InputError, MissingDependencyError
@@ -37,6 +38,19 @@ def check_plot_path(path: str | Path) -> Path:
 def plot_roofline(rl: Roofline, path: str | Path, *, title: str | None = None) -> Path:
     """Write the plot to ``path`` (.png, .svg or .pdf); returns the path."""
     path = check_plot_path(path)
+    roofline_figure(rl, title=title).savefig(path)
+    return path
+
+
+def roofline_svg(rl: Roofline, *, title: str | None = None) -> bytes:
+    """The plot as SVG bytes (for the HTML report)."""
+    buffer = io.BytesIO()
+    roofline_figure(rl, title=title).savefig(buffer, format="svg")
+    return buffer.getvalue()
+
+
+def roofline_figure(rl: Roofline, *, title: str | None = None):
+    """The plot as a matplotlib Figure."""
     Figure = _figure_class()
     dev = rl.device
     layers = [m for m in rl.leaves() if m.flops and m.bytes]
@@ -70,8 +84,7 @@ def plot_roofline(rl: Roofline, path: str | Path, *, title: str | None = None) -
     ax.set_title(title or f"{rl.report.model} on {dev.name}, batch {rl.batch}")
     ax.grid(True, which="both", alpha=0.2)
     ax.legend(fontsize=8, loc="lower right")
-    fig.savefig(path)
-    return path
+    return fig
 
 
-__all__ = ["FORMATS", "check_plot_path", "plot_roofline"]
+__all__ = ["FORMATS", "check_plot_path", "plot_roofline", "roofline_figure", "roofline_svg"]

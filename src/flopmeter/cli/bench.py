@@ -137,6 +137,29 @@ def layers_summary(profile) -> str:
             f"outside any leaf module")
 
 
+def _html(rows, profiles, rooflines, args, opts) -> str:
+    """One HTML document: the survey table, then each model's layer and op tables, then each
+    roofline comparison with its plot."""
+    from ..render.html import document_html
+    from .roofline import plot_block
+    facts = []
+    measured = [r for r in rows if r.get("p50_ms") is not None]
+    if measured:
+        r = measured[0]
+        facts.append(("measured on", f"{r['device_name']} ({r['device']}), {r['threads']} thread(s), {r['dtype']}, "
+                                     f"torch inference_mode, eval, random weights (seed 0)"))
+    blocks = [("Measured", survey_table(rows, measured=True, convention=opts.convention))]
+    depth = None if args.depth < 0 else args.depth
+    for r, prof in profiles:
+        title = f"{r['model']} {r['input']}"
+        blocks += [(f"{title}: time per module", layers_summary(prof)), ("", layers_table(prof, depth)),
+                   (f"{title}: time per op type", ops_table(prof))]
+    for r, rl in rooflines:
+        blocks += [(f"{r['model']} {r['input']}: predicted and measured per layer", roofline_summary(rl)),
+                   ("", roofline_table(rl, args.top)), plot_block(rl)]
+    return document_html(facts, blocks, args.raw)
+
+
 def _roofline_device(args):
     """The --roofline device spec, read before anything is measured (a misspelt name fails at once)."""
     if args.top <= 0:
@@ -263,6 +286,9 @@ def run(args) -> int:
         if rooflines:
             out["roofline"] = [dict(rl.to_dict(), size=r["size"], batch_size=r["batch"]) for r, rl in rooflines]
         write_output(json.dumps(out, indent=2), args.output)
+        return 0
+    if fmt == "html":
+        write_output(_html(rows, profiles, rooflines, args, opts), args.output)
         return 0
     from ..render import get_renderer
     renderer = get_renderer(fmt)

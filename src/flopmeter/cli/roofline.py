@@ -162,6 +162,12 @@ def run(args) -> int:
         write_output(body, args.output)
         return 0
     items = header(rl, decode)
+    if fmt == "html":
+        from ..render.html import document_html
+        title = {"tree": "modules", "layers": "the costliest layers", "ops": "the costliest ops"}[args.view]
+        write_output(document_html(items, [plot_block(rl), (f"Predicted time: {title}", table)], args.raw),
+                     args.output)
+        return 0
     if fmt == "md":
         head = "\n".join(f"**{k}**: {v.replace('|', chr(92) + '|')}  " for k, v in items)
     else:
@@ -171,10 +177,23 @@ def run(args) -> int:
     return 0
 
 
+def plot_block(rl: Roofline) -> tuple[str, object]:
+    """The roofline plot for an HTML page: an inline SVG, or a line saying why there is none."""
+    from ..bench.plot import roofline_svg
+    from ..errors import MissingDependencyError
+    from ..render.html import Image
+    try:
+        return "Roofline", Image("image/svg+xml", roofline_svg(rl), f"roofline of {rl.report.model} on {rl.device.name}")
+    except MissingDependencyError as exc:
+        return "Roofline", f"no plot: {exc} (pip install 'flopmeter[plots]')"
+    except InputError as exc:
+        return "Roofline", f"no plot: {exc}"
+
+
 def _param_itemsize(report) -> int:
     """Bytes per element of the model's parameters (the KV cache is kept in the same dtype)."""
     p = report.params
     return round(p.bytes / p.count) if p.count else 4
 
 
-__all__ = ["parser", "run", "view_table"]
+__all__ = ["parser", "plot_block", "run", "view_table"]

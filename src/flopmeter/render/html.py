@@ -19,9 +19,11 @@ end the data block), and the JavaScript only ever sets ``textContent``.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
+from dataclasses import dataclass
 from importlib import resources
 
 from .tables import Table, header_items
@@ -246,6 +248,38 @@ def report_dict_html(d: dict, *, header: list[tuple[str, str]], depth: int | Non
     return page(f"flopmeter: {d['model']}", "\n".join(parts), data)
 
 
+@dataclass(frozen=True)
+class Image:
+    """A picture for :func:`document_html` (a matplotlib SVG or PNG), inlined as a data: URI."""
+
+    mime: str
+    data: bytes
+    alt: str
+
+
+def document_html(facts: list[tuple[str, str]], blocks: list[tuple[str, object]], raw: bool = False,
+                  title: str = "flopmeter") -> str:
+    """One document of several parts (bench with its per-layer tables, a roofline with its plot):
+    the facts in the header, then per block a heading and a :class:`Table`, an :class:`Image` or
+    a paragraph of text."""
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
+    parts = [f'<header><h1>{_e(title)}</h1><table class="facts">{rows}</table></header>']
+    for heading, block in blocks:
+        parts.append("<section>" + (f"<h2>{_e(heading)}</h2>" if heading else ""))
+        if isinstance(block, Table):
+            parts.append(html_table(block.columns, block.rows, block.numeric, raw or block.exact))
+            if block.footer:
+                parts.append('<table class="facts">' + "".join(
+                    f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in block.footer) + "</table>")
+        elif isinstance(block, Image):
+            data = base64.b64encode(block.data).decode("ascii")
+            parts.append(f'<img alt="{_e(block.alt)}" src="data:{_e(block.mime)};base64,{data}" style="max-width:100%">')
+        else:
+            parts.append(f"<p>{_e(block)}</p>")
+        parts.append("</section>")
+    return page(title, "\n".join(parts))
+
+
 def table_html(table: Table, raw: bool = False) -> str:
     """A table that is not a single report (compare, diff, scaling): the table, then a bar
     chart per numeric column across the rows (or log-log curves when the table has them)."""
@@ -265,4 +299,4 @@ def table_html(table: Table, raw: bool = False) -> str:
     return page("flopmeter", "\n".join(parts))
 
 
-__all__ = ["bars_svg", "json_for_script", "page", "report_html", "table_html"]
+__all__ = ["Image", "bars_svg", "document_html", "json_for_script", "page", "report_html", "table_html"]
