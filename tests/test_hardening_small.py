@@ -124,3 +124,15 @@ def test_compare_per_sample(tmp_path, capsys):
     assert main(["compare", spec, "--per-sample", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["macs"] == 8 * 8 * 8 * 3 * 3 * 3 and "per sample" in rows[0]["model"]
+
+
+def test_training_on_a_torch_without_node_creation_hook_is_a_clear_error(monkeypatch):
+    """Older PyTorch releases (2.11, say) have no torch.autograd.graph.node_creation_hook: a
+    training count says so, in one line, instead of flopmeter failing to import."""
+    from flopmeter.errors import OptionsError
+
+    monkeypatch.delattr(torch.autograd.graph, "node_creation_hook", raising=False)
+    with pytest.raises(OptionsError, match="needs a newer PyTorch") as exc:
+        flopmeter.count(torch.nn.Linear(4, 4), torch.randn(2, 4), options=flopmeter.Options(training=True))
+    assert exc.value.hint == "upgrade torch, or count the forward only"
+    assert flopmeter.count(torch.nn.Linear(4, 4), torch.randn(2, 4)).macs == 2 * 4 * 4     # inference still counts
