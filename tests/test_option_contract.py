@@ -128,6 +128,8 @@ OPTIONS = {
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.filterwarnings("ignore")
 def test_every_option_takes_effect_or_is_refused(capsys, specs, kind, option):
+    if option in ("train", "autocast") and not hasattr(torch.autograd.graph, "node_creation_hook"):
+        pytest.skip("training counts need torch.autograd.graph.node_creation_hook (a newer PyTorch)")
     spec, needed = specs[kind]
     make_args, refused, check = OPTIONS[option]
     args = make_args(kind)
@@ -167,6 +169,8 @@ def test_a_factory_in_training_mode_is_refused_with_the_training_option(capsys):
     assert code == 2 and "returned a model in training mode" in err[0]
     assert "model.eval()" in err[1] and "--train" in err[1]
     # with --train a model in training mode is what is asked for
+    if not hasattr(torch.autograd.graph, "node_creation_hook"):
+        return                            # training counts need a newer PyTorch (the refusal above still holds)
     assert main([f"{DATA / 'tiny_model.py'}:in_training", "--train", "--format", "json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["totals_by_phase"]["backward"]["macs"] > 0
