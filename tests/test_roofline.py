@@ -231,3 +231,23 @@ def test_bench_roofline_puts_prediction_and_measurement_side_by_side(tmp_path, c
     assert err.startswith("error:") and "h100" in err
     assert main(["bench", model, "--plot", str(tmp_path / "p.png")]) == 2
     assert "--plot needs --roofline" in capsys.readouterr().err
+
+
+def test_bench_roofline_local_is_the_calibration_of_the_device_being_timed(tmp_path, monkeypatch):
+    """On a machine with a GPU and both calibrations saved, `bench --device cpu --roofline local`
+    compares with the CPU's calibration, not the GPU's (which `local` means elsewhere there)."""
+    from argparse import Namespace
+
+    from flopmeter.bench.devices import save_local
+    from flopmeter.cli.bench import _roofline_device
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for device, rate in (("cpu", 1e11), ("cuda", 1e14)):
+        save_local(DeviceSpec(f"local-{device}", {"fp32": rate}, vector=rate / 10, bandwidth=1e10, source="a test",
+                              kind="calibrated"), device)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_device("local").name == "local-cuda"                    # elsewhere, local prefers the GPU
+    for device in ("cpu", "cuda"):
+        args = Namespace(roofline="local", device=device, top=10, tf32=False, plot=None)
+        assert _roofline_device(args).name == f"local-{device}"
+    args = Namespace(roofline="h100", device="cpu", top=10, tf32=False, plot=None)
+    assert _roofline_device(args).name == "H100 SXM"                    # a named device is what it names

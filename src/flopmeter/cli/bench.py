@@ -173,7 +173,9 @@ def _roofline_device(args):
     if args.plot:
         from ..bench.plot import check_plot_path
         check_plot_path(args.plot)
-    return get_device(args.roofline)
+    from ..bench.devices import normalise
+    name = f"local-{args.device}" if normalise(args.roofline) == "local" else args.roofline
+    return get_device(name)            # 'local': the calibration of the device being timed
 
 
 def _measured_roofline(m, device, tf32: bool, name: str):
