@@ -5,18 +5,8 @@ fake mode the recording is done by the FakeTensorMode itself (:class:`RecordingF
 which saves a second Python dispatch layer per op; it records only the ops that reach it from
 the model (depth 0), not those of its own decompositions — what a mode on top would see.
 
-The fake mode's dispatch memo. FakeTensor caches each op's output metadata, but making its
-cache key (every tensor's metadata read afresh, through a dataclass, for every op) is about
-a third of a count. The recorder already holds a snapshot of every tensor an op gets, so
-:meth:`.Refs.keyed` makes, in the same pass as the TensorRefs, a key from parts made once per
-snapshot: the op, the global state FakeTensor keys on (default dtype and device, inference
-mode) and every argument — a tensor by dtype, shape, strides, offset, device, layout, storage
-size, conjugate/negative/inference bits and ``requires_grad``. The first time a key is seen,
-the op goes through FakeTensor as before and the memo keeps FakeTensor's own cache entry for
-it (or "bypass" where FakeTensor does not cache); afterwards the entry is replayed through
-FakeTensor's own ``_output_from_cache_entry`` — the very objects a FakeTensor cache hit makes.
-Our key holds everything FakeTensor's does, so a memo hit is a FakeTensor cache hit; tensors
-FakeTensor does not cache (real tensors, constants, other modes' fakes, sparse) have no key.
+In fake mode, an op whose arguments the recorder can key goes through the dispatch memo
+(:mod:`.memo`) instead of FakeTensor's own cache lookup.
 """
 
 from __future__ import annotations
@@ -26,11 +16,12 @@ from typing import Any
 
 import torch
 from torch._subclasses.fake_tensor import (FakeTensor, FakeTensorMode, _BypassDispatchCache, _CacheKeyState,
-                                           _device_handler, _DispatchCacheValidEntry)
+                                           _device_handler)
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .dtypes import check_dtypes
 from .events import OpEvent, signature
+from .memo import BYPASS, MEMO, UNSAFE_VIEW, Replay
 from .modules import ModuleStack
 from .refs import Refs
 
@@ -150,16 +141,15 @@ class RecordingFakeMode(FakeTensorMode):
             self.recording = None
             recording.refs.keyer = keyer
 
-    def tensor_key(self, t: torch.Tensor):
+    def tensor_key(self, t: torch.Tensor, ref):
         """The part of a dispatch key that stands for ``t`` (its metadata as FakeTensor's cache
-        key reads it, ``requires_grad`` apart), or None where FakeTensor would not cache."""
-        if type(t) is not FakeTensor or t.fake_mode is not self or t.constant is not None:
+        key reads it, ``requires_grad`` apart; shape, strides, offset, dtype and device from its
+        snapshot ``ref``), or None where FakeTensor would not cache."""
+        if (type(t) is not FakeTensor or t.fake_mode is not self or t.constant is not None
+                or t.layout is not torch.strided or t._has_symbolic_sizes_strides):
             return None
-        layout = t.layout
-        if layout is not torch.strided or t._has_symbolic_sizes_strides:
-            return None
-        return (t.dtype, tuple(t.shape), t.stride(), t.storage_offset(), t.fake_device, t.untyped_storage().nbytes(),
-                t.is_conj(), t.is_neg(), t.is_inference())
+        return (ref.dtype, ref.shape, ref.stride, ref.offset, ref.device, t.untyped_storage().nbytes(), t.is_conj(),
+                t.is_neg(), t.is_inference())
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is _PRIM_DEVICE:                     # what FakeTensor answers first, before anything
@@ -183,31 +173,30 @@ class RecordingFakeMode(FakeTensorMode):
         key = (id(func), torch.get_default_dtype(), torch._C._get_default_device(), torch.is_inference_mode_enabled(),
                key)
         try:
-            entry = _MEMO.get(key)
+            replay = MEMO.get(key)
         except TypeError:                            # an argument that cannot be hashed
             return super().__torch_dispatch__(func, self._types, args, kwargs)
-        if entry is not None:
-            if entry is _BYPASS:
-                return super().__torch_dispatch__(func, self._types, args, kwargs)
-            return self._output_from_cache_entry(_STATE, entry, None, func, args)
-        return self._first_call(func, args, kwargs, key)
+        if replay is None:
+            return self._first_call(func, args, kwargs, key)
+        if replay is BYPASS:
+            return super().__torch_dispatch__(func, self._types, args, kwargs)
+        return replay(self, args)
 
     def _first_call(self, func, args, kwargs, key):
-        """Dispatch through FakeTensor and keep its cache entry for ``key`` (or _BYPASS)."""
+        """Dispatch through FakeTensor and keep its cache entry for ``key`` as a Replay (or BYPASS)."""
         try:
             fkey = self._cache_key(_CacheKeyState(None), func, args, kwargs)
         except _BypassDispatchCache:
             fkey = None
         out = super().__torch_dispatch__(func, self._types, args, kwargs)
-        entry = FakeTensorMode.cache.get(fkey) if fkey is not None else None
-        _MEMO[key] = entry if type(entry) is _DispatchCacheValidEntry else _BYPASS
+        replay = Replay.of_entry(FakeTensorMode.cache.get(fkey), func) if fkey is not None else None
+        if replay is None and func is UNSAFE_VIEW:
+            replay = Replay.of_alias(self, out, args[0])
+        MEMO[key] = BYPASS if replay is None else replay
         return out
 
 
 _PRIM_DEVICE = torch.ops.prim.device.default
-_BYPASS = object()
-_MEMO: dict = {}                  # our key → FakeTensor's cache entry for it, or _BYPASS
-_STATE = _CacheKeyState(None)     # replaying an entry reads it only for symbolic sizes (none here)
 
 
 def _tracing() -> bool:

@@ -45,7 +45,7 @@ class Refs:
         self._next_tensor = 0
         self.events = 0                            # events recorded so far (the recorder sets it)
         self.closed = False
-        self.keyer = None                          # tensor → hashable key part, or None (see keyed)
+        self.keyer = None                          # (tensor, its TensorRef) → hashable key part, or None
 
     # -- storages -----------------------------------------------------------
     def _storage(self, t: torch.Tensor, created: int, device: str) -> int:
@@ -164,7 +164,7 @@ class Refs:
                 entry = self._seen[key]
             part = entry[2]
             if part is _UNSET:
-                part = entry[2] = self.keyer(v) if self.keyer is not None else None
+                part = entry[2] = self.keyer(v, entry[1]) if self.keyer is not None else None
             if part is None:
                 self._nokey = True
             parts.append(part)
