@@ -7,7 +7,8 @@ already holds a snapshot of every tensor an op gets, so :meth:`.Refs.keyed` make
 pass as the TensorRefs, a key from parts made once per snapshot: the op, the global state
 FakeTensor keys on (default dtype and device, inference mode) and every argument — a tensor
 by dtype, shape, strides, offset, device, storage size, conjugate/negative/inference bits and
-``requires_grad`` (:meth:`.RecordingFakeMode.tensor_key`). Our key holds everything
+``requires_grad`` (:meth:`.RecordingFakeMode.tensor_key`; each distinct part is numbered once,
+so a key is a flat tuple of small values that hashes fast). Our key holds everything
 FakeTensor's does, so a memo hit is a FakeTensor cache hit.
 
 The first time a key is seen the op goes through FakeTensor as before, and the memo keeps
@@ -28,6 +29,7 @@ from torch._subclasses.fake_tensor import FakeTensor, _DispatchCacheValidEntry, 
 
 BYPASS = object()
 MEMO: dict = {}                  # key → Replay or BYPASS (process-wide, like FakeTensor's own cache)
+PARTS: dict = {}                 # a tensor's key part → a small int standing for it in keys
 UNSAFE_VIEW = torch.ops.aten._unsafe_view.default
 
 _VALUE, _ARG, _NEW = 0, 1, 2

@@ -21,7 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .dtypes import check_dtypes
 from .events import OpEvent, signature
-from .memo import BYPASS, MEMO, UNSAFE_VIEW, Replay
+from .memo import BYPASS, MEMO, PARTS, UNSAFE_VIEW, Replay
 from .modules import ModuleStack
 from .refs import Refs
 
@@ -148,8 +148,9 @@ class RecordingFakeMode(FakeTensorMode):
         if (type(t) is not FakeTensor or t.fake_mode is not self or t.constant is not None
                 or t.layout is not torch.strided or t._has_symbolic_sizes_strides):
             return None
-        return (ref.dtype, ref.shape, ref.stride, ref.offset, ref.device, t.untyped_storage().nbytes(), t.is_conj(),
+        part = (ref.dtype, ref.shape, ref.stride, ref.offset, ref.device, t.untyped_storage().nbytes(), t.is_conj(),
                 t.is_neg(), t.is_inference())
+        return PARTS.setdefault(part, len(PARTS))       # an int: an op's key hashes fast
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is _PRIM_DEVICE:                     # what FakeTensor answers first, before anything
