@@ -82,7 +82,7 @@ def baseline_counter(src: str):
     return lambda model, inputs: module.count(model, *inputs).macs
 
 
-def measure(name: str, batch: int, counters: dict, repeat: int, max_gmacs: float) -> dict:
+def measure(name: str, batch: int, counters: dict, repeat: int, max_gmacs: float, stat=statistics.median) -> dict:
     model, inputs = build(name, batch)
     macs = flopmeter_macs(model, inputs)
     if macs > max_gmacs * 1e9:
@@ -108,7 +108,7 @@ def measure(name: str, batch: int, counters: dict, repeat: int, max_gmacs: float
             times["meta"].append(timed(plain_forward, meta_model, meta_inputs)[0])
         for key, fn in live.items():
             times[key].append(timed(fn, model, inputs)[0])
-    ms = {key: statistics.median(v) for key, v in times.items()}
+    ms = {key: stat(v) for key, v in times.items()}
     ratio = {key: ms[key] / ms["forward"] for key in live}
     if "meta" in ms:
         ratio["meta"] = ms["meta"] / ms["forward"]
@@ -167,6 +167,9 @@ def main() -> None:
                         help="skip models whose forward (at that batch) exceeds this many GMACs (default 100)")
     parser.add_argument("--baseline", metavar="SRC", help="also time the flopmeter package under SRC (another "
                                                           "checkout's src folder), as 'baseline'")
+    parser.add_argument("--best", action="store_true", help="per model the best round of each, not the median "
+                                                            "(steadier on a machine shared with other jobs)")
+    parser.add_argument("--torchvision", action="store_true", help="the torchvision classification zoo only")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own); 1 on a shared machine, "
                                                     "where a multi-threaded forward waits for busy cores")
     args = parser.parse_args()
@@ -180,15 +183,16 @@ def main() -> None:
         counters = {k: v for k, v in counters.items() if k in args.counters}
     if args.baseline:
         counters = {"baseline": baseline_counter(args.baseline), **counters}
-    names = args.models or [*torchvision_names(), *HF]
+    names = args.models or [*torchvision_names(), *(() if args.torchvision else HF)]
     print(f"torch {torch.__version__}, flopmeter {flopmeter.__version__}, torch threads {torch.get_num_threads()}, "
-          f"CPUs {os.cpu_count()}, repeat {args.repeat}, counters: {', '.join(counters)}")
+          f"CPUs {os.cpu_count()}, repeat {args.repeat} ({'best' if args.best else 'median'}), "
+          f"counters: {', '.join(counters)}")
     for note in notes:
         print(f"note: {note}")
     for batch in args.batch:
         start, rows = time.perf_counter(), []
         for name in names:
-            rows.append(measure(name, batch, counters, args.repeat, args.max_gmacs))
+            rows.append(measure(name, batch, counters, args.repeat, args.max_gmacs, min if args.best else statistics.median))
             print(f"  {name} ({time.perf_counter() - start:.0f} s)", flush=True)
         render(rows, list(counters), batch)
 
