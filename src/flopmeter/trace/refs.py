@@ -33,6 +33,7 @@ def _address(t: torch.Tensor) -> int | None:
 
 
 _UNSET = object()
+_INTS = object()         # in a key: a list or tuple of ints follows, as one tuple
 
 
 class Refs:
@@ -143,16 +144,24 @@ class Refs:
     _nokey = False
 
     def _walk(self, value, parts: list):
-        kind = type(value)
-        parts.append(kind)
-        parts.append(len(value))
+        append = parts.append
+        append(type(value))
+        append(len(value))
         if isinstance(value, dict):
             out = {}
             for k, v in value.items():
-                parts.append(k)
+                append(k)
                 out[k] = self._item(v, parts)
             return out
-        out = [self._item(v, parts) for v in value]
+        out = []
+        for v in value:
+            kind = type(v)
+            if kind is int or kind is float or kind is bool or v is None:
+                append(kind)
+                append(v)
+                out.append(v)
+            else:
+                out.append(self._item(v, parts))
         return out if isinstance(value, list) else tuple(out)     # named tuples become plain tuples
 
     def _item(self, v, parts: list):
@@ -170,9 +179,16 @@ class Refs:
             parts.append(part)
             parts.append(v.requires_grad)
             return entry[1]
+        kind = type(v)
+        if (kind is list or kind is tuple) and v and all(type(i) is int for i in v):
+            parts.append(kind)                 # sizes, strides, dims: one part for the lot
+            parts.append(_INTS)
+            ints = tuple(v)
+            parts.append(ints)
+            return list(v) if kind is list else ints
         if isinstance(v, (list, tuple, dict)):
             return self._walk(v, parts)
-        parts.append(type(v))
+        parts.append(kind)
         parts.append(v)
         return v
 
