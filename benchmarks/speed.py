@@ -10,17 +10,29 @@ runs once in turn (load drift hits all alike); per model the medians' ratios to 
 are kept, and the summary prints their median and worst case per counter. A counter that
 fails on a model is marked ``err`` there and left out of its summary.
 
+The floor: the same forward on the meta device (a copy of the model moved to ``meta``, meta
+inputs; no kernels run, only shapes are computed — what any fake-tensor analysis must at least
+do), timed in the same rounds. The table shows flopmeter ÷ meta forward next to the ratios to
+the bare forward, and a closing line counts the models on which flopmeter is below
+FlopCounterMode and within 1.1× the meta forward. ``--baseline SRC`` also times the flopmeter
+found under the folder ``SRC`` (another checkout's ``src``) side by side, as ``baseline``.
+
     python benchmarks/speed.py                              # batch 1 and 32, all counters
     python benchmarks/speed.py --batch 1 --counters flopmeter --models resnet50 vit_b_16
+    python benchmarks/speed.py --batch 1 --counters flopmeter fcm --max-gmacs 20 --baseline /tmp/old/src
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib.util
 import os
 import statistics
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -54,13 +66,34 @@ def build(name: str, batch: int):
     return model, spec.make_inputs(torch.device("cpu"))[0]
 
 
-def measure(name: str, batch: int, counters: dict, repeat: int, max_gmacs: float) -> dict:
+def meta_copy(model, inputs):
+    """(a copy of ``model`` on the meta device, ``inputs`` on the meta device)."""
+    return copy.deepcopy(model).to("meta"), tuple(x.to("meta") if isinstance(x, torch.Tensor) else x for x in inputs)
+
+
+def baseline_counter(src: str):
+    """flopmeter_macs with the flopmeter package under ``src``, imported as ``flopmeter_baseline``."""
+    root = Path(src) / "flopmeter"
+    spec = importlib.util.spec_from_file_location("flopmeter_baseline", root / "__init__.py",
+                                                  submodule_search_locations=[str(root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["flopmeter_baseline"] = module
+    spec.loader.exec_module(module)
+    return lambda model, inputs: module.count(model, *inputs).macs
+
+
+def measure(name: str, batch: int, counters: dict, repeat: int, max_gmacs: float, stat=statistics.median) -> dict:
     model, inputs = build(name, batch)
     macs = flopmeter_macs(model, inputs)
     if macs > max_gmacs * 1e9:
         return {"model": name, "macs": macs, "skipped": True}
     plain_forward(model, inputs)
     failed = {}
+    meta_model, meta_inputs = meta_copy(model, inputs)
+    try:
+        plain_forward(meta_model, meta_inputs)
+    except Exception as exc:                       # noqa: BLE001 — data-dependent forwards fail on meta
+        failed["meta"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
     for key, fn in counters.items():              # warm-up; a counter that fails is dropped here
         try:
             if fn(model, inputs) is None:
@@ -68,19 +101,27 @@ def measure(name: str, batch: int, counters: dict, repeat: int, max_gmacs: float
         except Exception as exc:                   # noqa: BLE001 — other tools' failures are data
             failed[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
     live = {k: fn for k, fn in counters.items() if k not in failed}
-    times: dict[str, list[float]] = {key: [] for key in ("forward", *live)}
+    times: dict[str, list[float]] = {key: [] for key in ("forward", *(() if "meta" in failed else ("meta",)), *live)}
     for _ in range(repeat):
         times["forward"].append(timed(plain_forward, model, inputs)[0])
+        if "meta" in times:
+            times["meta"].append(timed(plain_forward, meta_model, meta_inputs)[0])
         for key, fn in live.items():
             times[key].append(timed(fn, model, inputs)[0])
-    ms = {key: statistics.median(v) for key, v in times.items()}
-    return {"model": name, "macs": macs, "skipped": False, "ms": ms, "failed": failed,
-            "ratio": {key: ms[key] / ms["forward"] for key in live}}
+    ms = {key: stat(v) for key, v in times.items()}
+    ratio = {key: ms[key] / ms["forward"] for key in live}
+    if "meta" in ms:
+        ratio["meta"] = ms["meta"] / ms["forward"]
+        for key in ("flopmeter", "baseline"):
+            if key in live:
+                ratio[f"{key}/meta"] = ms[key] / ms["meta"]
+    return {"model": name, "macs": macs, "skipped": False, "ms": ms, "failed": failed, "ratio": ratio}
 
 
-def render(rows: list[dict], keys: list[str], batch: int) -> None:
+def render(rows: list[dict], counters: list[str], batch: int) -> None:
     done = [r for r in rows if not r["skipped"]]
-    head = ["model", "GMACs", "forward ms", *(f"{k} /fwd" for k in keys)]
+    keys = ["meta", *counters, *(f"{k}/meta" for k in ("flopmeter", "baseline") if k in counters)]
+    head = ["model", "GMACs", "forward ms", *(k if k.endswith("/meta") else f"{k} /fwd" for k in keys)]
     table = [[r["model"], f"{r['macs'] / 1e9:.2f}", f"{r['ms']['forward']:.1f}",
               *(f"{r['ratio'][k]:.2f}" if k in r["ratio"] else "err" for k in keys)] for r in done]
     for label, agg in (("median", statistics.median), ("worst", max)):
@@ -96,6 +137,23 @@ def render(rows: list[dict], keys: list[str], batch: int) -> None:
             print(f"skipped {r['model']}: {r['macs'] / 1e9:.0f} GMACs per forward is over --max-gmacs")
         for key, why in r.get("failed", {}).items():
             print(f"{key} failed on {r['model']}: {why}")
+    goals(done)
+
+
+def goals(done: list[dict]) -> None:
+    """The closing line: on how many models flopmeter is below FlopCounterMode and within 1.1×
+    the meta forward (and which models miss)."""
+    for key in ("flopmeter", "baseline"):
+        both = [r for r in done if key in r["ratio"] and "fcm" in r["ratio"]]
+        if both:
+            slower = [r["model"] for r in both if r["ratio"][key] >= r["ratio"]["fcm"]]
+            print(f"{key} below FlopCounterMode on {len(both) - len(slower)} of {len(both)} models"
+                  + (f" (not on: {', '.join(slower)})" if slower else ""))
+        floor = [r for r in done if f"{key}/meta" in r["ratio"]]
+        if floor:
+            over = [f"{r['model']} {r['ratio'][key + '/meta']:.2f}" for r in floor if r["ratio"][f"{key}/meta"] > 1.1]
+            print(f"{key} within 1.1x the meta forward on {len(floor) - len(over)} of {len(floor)} models"
+                  + (f" (not on: {', '.join(over)})" if over else ""))
 
 
 def main() -> None:
@@ -107,22 +165,34 @@ def main() -> None:
                                                       "torchprofile calflops)")
     parser.add_argument("--max-gmacs", type=float, default=100.0,
                         help="skip models whose forward (at that batch) exceeds this many GMACs (default 100)")
+    parser.add_argument("--baseline", metavar="SRC", help="also time the flopmeter package under SRC (another "
+                                                          "checkout's src folder), as 'baseline'")
+    parser.add_argument("--best", action="store_true", help="per model the best round of each, not the median "
+                                                            "(steadier on a machine shared with other jobs)")
+    parser.add_argument("--torchvision", action="store_true", help="the torchvision classification zoo only")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own); 1 on a shared machine, "
+                                                    "where a multi-threaded forward waits for busy cores")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     tools, notes = optional_tools()
     counters = {"flopmeter": flopmeter_macs, "fcm": lambda m, x: sum(flop_counter_mode(m, x).values()) // 2, **tools}
     if args.counters:
         counters = {k: v for k, v in counters.items() if k in args.counters}
-    names = args.models or [*torchvision_names(), *HF]
+    if args.baseline:
+        counters = {"baseline": baseline_counter(args.baseline), **counters}
+    names = args.models or [*torchvision_names(), *(() if args.torchvision else HF)]
     print(f"torch {torch.__version__}, flopmeter {flopmeter.__version__}, torch threads {torch.get_num_threads()}, "
-          f"CPUs {os.cpu_count()}, repeat {args.repeat}, counters: {', '.join(counters)}")
+          f"CPUs {os.cpu_count()}, repeat {args.repeat} ({'best' if args.best else 'median'}), "
+          f"counters: {', '.join(counters)}")
     for note in notes:
         print(f"note: {note}")
     for batch in args.batch:
         start, rows = time.perf_counter(), []
         for name in names:
-            rows.append(measure(name, batch, counters, args.repeat, args.max_gmacs))
+            rows.append(measure(name, batch, counters, args.repeat, args.max_gmacs, min if args.best else statistics.median))
             print(f"  {name} ({time.perf_counter() - start:.0f} s)", flush=True)
         render(rows, list(counters), batch)
 

@@ -40,20 +40,28 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
     conv = get_convention(convention)
 
     rows: list[OpRow] = []
-    own: dict[str, Cost] = defaultdict(Cost)
-    own_phase: dict[str, dict[str, Cost]] = defaultdict(dict)
+    groups: dict[tuple[str, str], list[Cost]] = {}       # (module, phase) → its ops' costs, summed once below
     unsupported: Counter = Counter()
     unsupported_phase: dict[str, Counter] = defaultdict(Counter)
+    classify = registry.classify
     for ev in trace.events:
-        status, cost = registry.classify(ev)
+        status, cost = classify(ev)
         rows.append(OpRow(ev, status, cost))
         if status == UNSUPPORTED:
             unsupported[ev.op] += 1
             unsupported_phase[ev.phase][ev.op] += 1
         elif not cost.is_zero:
-            own[ev.module] = own[ev.module] + cost
-            phases = own_phase[ev.module]
-            phases[ev.phase] = phases.get(ev.phase, ZERO) + cost
+            group = groups.get((ev.module, ev.phase))
+            if group is None:
+                groups[(ev.module, ev.phase)] = [cost]
+            else:
+                group.append(cost)
+    own: dict[str, Cost] = {}
+    own_phase: dict[str, dict[str, Cost]] = defaultdict(dict)
+    for (module, phase), costs in groups.items():
+        cost = _sum(costs)
+        own_phase[module][phase] = cost
+        own[module] = own[module] + cost if module in own else cost
     if strict and unsupported:
         raise UnsupportedOpsError(dict(unsupported))
 
@@ -80,6 +88,15 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
         registry=base, unsupported_by_phase={k: dict(v) for k, v in unsupported_phase.items()},
         training=training_memory(trace),
     )
+
+
+def _sum(costs: list[Cost]) -> Cost:
+    """The sum of ``costs``, made as one Cost."""
+    if len(costs) == 1:
+        return costs[0]
+    return Cost(sum(c.macs for c in costs), sum(c.dots for c in costs), sum(c.elementwise for c in costs),
+                sum(c.transcendental for c in costs), sum(c.bytes_read for c in costs),
+                sum(c.bytes_written for c in costs))
 
 
 def _sum_tree(node: ModuleNode) -> None:

@@ -7,11 +7,17 @@ callback on the storage's Python object: PyTorch keeps that object alive exactly
 the storage (for fake tensors too), so the callback fires when the program drops the last
 tensor using it — which is when eager PyTorch frees the memory. Nothing is allocated and no
 tensor is kept alive by this bookkeeping.
+
+:meth:`Refs.keyed` gives, in the same pass that makes an op's TensorRefs, a hashable key of the
+op's arguments for the fake mode's dispatch memo (:mod:`.recorder`): each tensor's part of the
+key is made once per snapshot by ``keyer`` (the fake mode's), like the snapshot itself, and
+re-made when an op returns the tensor or when an op that can change a storage's size runs.
 """
 
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
 import torch
 
@@ -26,9 +32,13 @@ def _address(t: torch.Tensor) -> int | None:
         return None
 
 
+_UNSET = object()
+_INTS = object()         # in a key: a list or tuple of ints follows, as one tuple
+
+
 class Refs:
     def __init__(self) -> None:
-        self._seen: dict[int, tuple] = {}          # id(tensor) → (weakref, its latest TensorRef)
+        self._seen: dict[int, list] = {}           # id(tensor) → [weakref, its latest TensorRef, its key part]
         self._by_address: dict[int, int] = {}      # storage address → storage id (while alive)
         self._watch: dict[int, weakref.ref] = {}   # storage id → weak reference with a callback
         self.storages: dict[int, StorageInfo] = {}
@@ -36,6 +46,7 @@ class Refs:
         self._next_tensor = 0
         self.events = 0                            # events recorded so far (the recorder sets it)
         self.closed = False
+        self.keyer = None                          # (tensor, its TensorRef) → hashable key part, or None
 
     # -- storages -----------------------------------------------------------
     def _storage(self, t: torch.Tensor, created: int, device: str) -> int:
@@ -72,15 +83,16 @@ class Refs:
             if not fresh:
                 return entry[1]
             old = entry[1]
-            r = self._snapshot(t, old.id, old.role, self.events)
-        else:
-            tid = self._next_tensor
-            self._next_tensor += 1
-            role = role or "act"
-            if created is None and role != "act":
-                created = -1
-            r = self._snapshot(t, tid, role, self.events if created is None else created)
-        self._seen[key] = (weakref.ref(t), r)
+            entry[1] = r = self._snapshot(t, old.id, old.role, self.events)
+            entry[2] = _UNSET
+            return r
+        tid = self._next_tensor
+        self._next_tensor += 1
+        role = role or "act"
+        if created is None and role != "act":
+            created = -1
+        r = self._snapshot(t, tid, role, self.events if created is None else created)
+        self._seen[key] = [weakref.ref(t), r, _UNSET]
         return r
 
     def _snapshot(self, t: torch.Tensor, tid: int, role: str, created: int) -> TensorRef:
@@ -109,12 +121,82 @@ class Refs:
             return cache
         seen, storages, by_address = self._seen, self.storages, self._by_address
         for (t, _), (r, nbytes, device, address) in zip(tensors, cache):
-            seen[id(t)] = (weakref.ref(t), r)
+            seen[id(t)] = [weakref.ref(t), r, _UNSET]
             if r.storage >= 0 and r.storage not in storages:
                 storages[r.storage] = StorageInfo(nbytes, -1, None, device)
                 by_address[address] = r.storage
         self._next_tensor = len(cache)
         return cache
+
+    def keyed(self, args: tuple, kwargs: dict) -> tuple[Any, Any, tuple | None]:
+        """(``meta(args)``, ``meta(kwargs)``, a hashable key of both) in one pass. The key names
+        every argument by type and value, every container by type and length, every tensor by
+        its key part (``keyer(tensor)``, made once per snapshot) and its ``requires_grad``; it is
+        None when a tensor has no key part (``keyer`` gives None, or is not set)."""
+        parts: list = []
+        self._nokey = False
+        margs = self._walk(args, parts)
+        mkwargs = self._walk(kwargs, parts) if kwargs else {}
+        if not kwargs:
+            parts.append(0)
+        return margs, mkwargs, (None if self._nokey else tuple(parts))
+
+    _nokey = False
+
+    def _walk(self, value, parts: list):
+        append = parts.append
+        append(type(value))
+        append(len(value))
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                append(k)
+                out[k] = self._item(v, parts)
+            return out
+        out = []
+        for v in value:
+            kind = type(v)
+            if kind is int or kind is float or kind is bool or v is None:
+                append(kind)
+                append(v)
+                out.append(v)
+            else:
+                out.append(self._item(v, parts))
+        return out if isinstance(value, list) else tuple(out)     # named tuples become plain tuples
+
+    def _item(self, v, parts: list):
+        if isinstance(v, torch.Tensor):
+            key = id(v)
+            entry = self._seen.get(key)
+            if entry is None or entry[0]() is not v:
+                self.ref(v)
+                entry = self._seen[key]
+            part = entry[2]
+            if part is _UNSET:
+                part = entry[2] = self.keyer(v, entry[1]) if self.keyer is not None else None
+            if part is None:
+                self._nokey = True
+            parts.append(part)
+            parts.append(v.requires_grad)
+            return entry[1]
+        kind = type(v)
+        if (kind is list or kind is tuple) and v and all(type(i) is int for i in v):
+            parts.append(kind)                 # sizes, strides, dims: one part for the lot
+            parts.append(_INTS)
+            ints = tuple(v)
+            parts.append(ints)
+            return list(v) if kind is list else ints
+        if isinstance(v, (list, tuple, dict)):
+            return self._walk(v, parts)
+        parts.append(kind)
+        parts.append(v)
+        return v
+
+    def forget_keys(self) -> None:
+        """Re-make every tensor's key part on its next use (an op may have resized a storage that
+        other tensors share)."""
+        for entry in self._seen.values():
+            entry[2] = _UNSET
 
     def id_of(self, t: torch.Tensor) -> TensorRef | None:
         """The TensorRef of ``t`` if the run saw it, else None."""

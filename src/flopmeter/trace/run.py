@@ -12,6 +12,8 @@ Process-wide state, all of it (documented here once):
   fake mode records into one run at a time);
 - ``fakes._CACHE``: the fake parameters of each model, weakly keyed on the model;
 - ``recorder._KEYS`` and ``events._SIGNATURES``: op name and argument names per op overload;
+- ``memo.MEMO`` and ``memo.PARTS``: the fake mode's dispatch memo (an op's fake results per key of its
+  arguments, as FakeTensor's own process-wide cache keeps them) and the numbers of tensor key parts;
 - ``formulas.registry._RULES``: the generic rule (view, pointwise) read off each op's schema.
 
 The cyclic garbage collector is paused during the forward (restored in ``finally``): a run

@@ -1,0 +1,118 @@
+"""Where a fake-mode count's time goes: a cProfile of ``flopmeter.count`` split by who spends it.
+
+Each function's own time (and that of the C functions it calls) is put in one group by the
+file it lives in: PyTorch's fake tensors (FakeTensor, its dispatch cache, meta kernels and
+decompositions), PyTorch's dispatch wrappers around a Python mode, the model's own Python and
+``nn.Module`` calls, flopmeter's recording (refs, events, module stack, the dispatch memo,
+shadow and parameter tables) and flopmeter's report (formulas, costing, the module tree).
+Shares are of the profiled time (cProfile slows Python calls more than C, so they lean toward
+Python-heavy parts); per op, the time inside the recording mode's dispatch is listed for the
+ops that take the most, with how many ran.
+
+    python benchmarks/count_profile.py swin_t efficientnet_b0 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import cProfile
+import pstats
+import time
+import warnings
+
+import torch
+
+import flopmeter
+from flopmeter.trace import recorder
+
+GROUPS = (
+    ("PyTorch fake tensors", ("torch/_subclasses/", "torch/_prims_common", "torch/_meta_registrations", "torch/_decomp",
+                              "torch/_refs", "torch/_prims/", "torch/utils/_pytree", "torch/_library", "torch/_ops",
+                              "torch/fx/", "torch/_higher_order_ops", "torch/_guards", "torch/_logging")),
+    ("PyTorch mode dispatch", ("torch/_dynamo/", "torch/_compile", "torch/utils/_python_dispatch", "torch/utils/_stats")),
+    ("model Python, nn.Module", ("torch/nn/", "torchvision/", "transformers/", "timm/", "torch/functional",
+                                 "torch/_tensor", "torch/overrides")),
+    ("flopmeter recording", ("flopmeter/trace/",)),
+    ("flopmeter report", ("flopmeter/report/", "flopmeter/formulas/", "flopmeter/cost", "flopmeter/memory/",
+                          "flopmeter/api")),
+)
+
+
+def group_of(filename: str) -> str:
+    for name, parts in GROUPS:
+        if any(p in filename for p in parts):
+            return name
+    return "other"
+
+
+def split(stats: pstats.Stats) -> collections.Counter:
+    """Own time per group; a C function's time goes to its callers' groups, in proportion."""
+    out: collections.Counter = collections.Counter()
+    for (filename, _, _), (_, _, own, _, callers) in stats.stats.items():
+        if filename != "~":
+            out[group_of(filename)] += own
+            continue
+        total = sum(c[2] for c in callers.values()) or 1.0
+        for (caller_file, _, _), c in callers.items():
+            out[group_of(caller_file)] += own * c[2] / total
+    return out
+
+
+def per_op(model, inputs, runs: int) -> tuple[collections.Counter, collections.Counter]:
+    """Seconds inside the recording mode's dispatch, and calls, per op (outermost ops only)."""
+    spent: collections.Counter = collections.Counter()
+    calls: collections.Counter = collections.Counter()
+    original = recorder.RecordingFakeMode.__torch_dispatch__
+
+    def timed(self, func, types, args=(), kwargs=None):
+        if self._depth or self.recording is None:
+            return original(self, func, types, args, kwargs)
+        start = time.perf_counter()
+        try:
+            return original(self, func, types, args, kwargs)
+        finally:
+            spent[str(func)] += time.perf_counter() - start
+            calls[str(func)] += 1
+
+    recorder.RecordingFakeMode.__torch_dispatch__ = timed
+    try:
+        for _ in range(runs):
+            flopmeter.count(model, *inputs)
+    finally:
+        recorder.RecordingFakeMode.__torch_dispatch__ = original
+    return spent, calls
+
+
+def main() -> None:
+    from speed import build
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ops", type=int, default=8, help="ops listed per model (default 8)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    for name in args.models:
+        model, inputs = build(name, 1)
+        flopmeter.count(model, *inputs)                    # warm: fakes and caches made
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(args.runs):
+            report = flopmeter.count(model, *inputs)
+        profile.disable()
+        groups = split(pstats.Stats(profile))
+        total = sum(groups.values())
+        print(f"\n{name}: {len(report.trace.events)} events; profiled count {total / args.runs * 1e3:.1f} ms")
+        for group, seconds in groups.most_common():
+            print(f"  {seconds / total * 100:5.1f} %  {group}")
+        spent, calls = per_op(model, inputs, args.runs)
+        inside = sum(spent.values())
+        print(f"  in the recording mode's dispatch, unprofiled: {inside / args.runs * 1e3:.1f} ms per count")
+        for op, seconds in spent.most_common(args.ops):
+            print(f"    {op:42s} {calls[op] // args.runs:5d} calls  {seconds / args.runs * 1e3:6.2f} ms  "
+                  f"{seconds / calls[op] * 1e6:6.1f} µs each")
+
+
+if __name__ == "__main__":
+    main()

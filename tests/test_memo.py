@@ -1,0 +1,95 @@
+"""The fake mode's dispatch memo (trace/memo.py) changes nothing but speed: a trace recorded
+with it equals, event by event and tensor by tensor, one recorded through FakeTensor alone, and
+a memo hit makes the results FakeTensor itself makes."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor
+
+import flopmeter
+from flopmeter import Options
+from flopmeter.trace import memo, recorder
+from flopmeter.trace.io import trace_to_dict
+
+
+class Mixed(nn.Module):
+    """Views, in-place ops, a Linear on a 3-d input (mm + _unsafe_view), a transposed matmul, an
+    out= op, a resize of a storage a view shares, a factory call and a constant from a Python int."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        y = self.fc(x).relu_()                         # [2, 5, 8]
+        z = y.transpose(1, 2) @ y                      # [2, 8, 8]
+        buf = torch.empty(0, dtype=x.dtype, device=x.device)
+        torch.add(z, 1, out=buf)                       # resizes buf's storage
+        flat = buf.view(-1)
+        buf.resize_(2, 8, 16)                          # the storage 'flat' shares grows
+        mask = torch.zeros(4, 4, device=x.device)
+        mask[1:3, 1:3] = 3                             # a constant (lift_fresh) filled in
+        return self.norm(y) + flat.sum() + mask.sum() + buf[..., :8].mean()
+
+
+def _record(model, *args, memo_on: bool, options=None) -> dict:
+    saved = recorder.RecordingFakeMode.tensor_key
+    if not memo_on:
+        recorder.RecordingFakeMode.tensor_key = lambda self, t, ref: None      # no key: FakeTensor alone
+    try:
+        report = flopmeter.count(model, *args, options=options)
+    finally:
+        recorder.RecordingFakeMode.tensor_key = saved
+    return json.loads(json.dumps(trace_to_dict(report.trace), default=str))
+
+
+@pytest.mark.parametrize("options", [None, Options(memory=True), Options(training=True)], ids=["count", "memory",
+                                                                                                 "training"])
+def test_trace_with_memo_equals_fakes_alone(options):
+    model, x = Mixed(), torch.randn(2, 5, 8)
+    if options is not None and options.training:
+        model, x = nn.Sequential(nn.Linear(8, 8), nn.GELU(), nn.Linear(8, 3)), torch.randn(2, 5, 8)
+    without = _record(model, x, memo_on=False, options=options)
+    first = _record(model, x, memo_on=True, options=options)      # fills the memo
+    again = _record(model, x, memo_on=True, options=options)      # replays it
+    assert first == without
+    assert again == without
+    ops = {ev[0] for ev in without["events"]}
+    assert options is not None or {"aten._unsafe_view", "aten.resize_", "aten.lift_fresh"} <= ops
+
+
+def test_memo_hit_makes_what_fakes_make():
+    """A replayed result has FakeTensor's metadata and aliasing: a view shares its input's
+    storage, an in-place op returns its input, an _unsafe_view shares its input's storage."""
+    mode = recorder.RecordingFakeMode()
+    with mode:
+        x = torch.empty(2, 3, 4)
+    results = []
+
+    def run(fn):
+        from flopmeter.trace.modules import ModuleStack
+        from flopmeter.trace.refs import Refs
+        rec = recorder.Recording(ModuleStack(nn.Identity()), Refs())
+        with mode.recording_to(rec), mode:
+            out = fn(x)
+        results.append(out)
+        return out
+
+    ops = [lambda t: t.transpose(0, 1), lambda t: t.relu(), lambda t: torch.ops.aten._unsafe_view(t, [6, 4]),
+           lambda t: t.add_(1), lambda t: t.max(dim=1)]
+    for fn in ops:
+        first, second = run(fn), run(fn)           # the second comes from the memo
+        for a, b in zip(first if isinstance(first, tuple) else (first,), second if isinstance(second, tuple)
+                        else (second,)):
+            assert type(b) is FakeTensor and b.fake_mode is mode
+            assert (a.shape, a.stride(), a.storage_offset(), a.dtype, a.device, a.requires_grad) == \
+                   (b.shape, b.stride(), b.storage_offset(), b.dtype, b.device, b.requires_grad)
+            shares = a.untyped_storage()._cdata == x.untyped_storage()._cdata
+            assert shares == (b.untyped_storage()._cdata == x.untyped_storage()._cdata)
+    assert results[6] is x and results[7] is x                 # add_ returns its input, from the memo too
+    assert results[5].untyped_storage()._cdata == x.untyped_storage()._cdata       # _unsafe_view aliases
+    assert any(type(r) is memo.Replay for r in memo.MEMO.values())
