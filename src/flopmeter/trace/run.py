@@ -42,6 +42,7 @@ from .modules import ModuleStack
 from .packed import packed_weights
 from .recorder import Recorder, Recording
 from .refs import Refs
+from .replay import Replayer, enabled as replay_enabled
 
 MODES = ("fake", "real")
 _RUN_LOCK = threading.RLock()
@@ -95,14 +96,16 @@ def normalise_input_shape(input_shape) -> list[tuple[int, ...]]:
 def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=None,
            mode: str = "fake", device: str | torch.device | None = None, inference: bool = True,
            module_inputs: bool = False, module_config=None, training=None,
-           autocast: torch.dtype | None = None) -> Trace:
+           autocast: torch.dtype | None = None, replay: bool | None = None) -> Trace:
     """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace (with every
     module call's input metadata when ``module_inputs`` is set, and each module's
     ``module_config(module) -> (layer, config)`` when given — explain's closed forms).
     ``training``: a :class:`.training.TrainSpec` records a whole training step instead (forward
     in train mode on the shadow, loss, backward, optimizer step; see :mod:`.training`).
     ``autocast``: run the forward (and loss) under ``torch.autocast(device, autocast)``; the
-    weight copies it makes are in the trace (``_to_copy`` of parameters)."""
+    weight copies it makes are in the trace (``_to_copy`` of parameters).
+    ``replay``: replay repeated module calls (:mod:`.replay`; fake-mode inference only);
+    default: on unless ``FLOPMETER_REPLAY=0``."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if mode not in MODES:
@@ -179,6 +182,10 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         recording = Recording(stack, refs)
         grad = torch.no_grad() if inference and training is None else torch.enable_grad()
         recorder = fake_mode if fake_mode is not None else Recorder(recording)
+        replayer = None
+        if (replay_enabled() if replay is None else replay) and fake_mode is not None and training is None:
+            replayer = Replayer(recording, refs, stack, fake_mode)
+            replayer.install(runnable)
         collecting = gc.isenabled()
         gc.disable()        # a run makes many small objects; the cyclic collector would sweep the heap over and over
         try:
@@ -209,6 +216,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     if autocast is not None:
         options["autocast"] = str(autocast).removeprefix("torch.")
     extra = {}
+    if replayer is not None:
+        extra["replay"] = replayer.stats()
     if training is not None:
         options.update(training=True, loss=training.loss_name, optimizer=training.optimizer)
         extra["training"] = _training_memory(train_info, params, storages)
