@@ -14,6 +14,7 @@ from ..formulas import REGISTRY, UNSUPPORTED, Registry
 from ..formulas.attention import with_causal
 from ..trace.events import tensors_in
 from ..trace.model import Trace
+from ..trace.run import gc_paused
 from .model import ModuleNode, OpRow, Report, TensorStats
 from .training import training_memory
 
@@ -32,10 +33,12 @@ def tensor_stats(params, kind: str) -> TensorStats:
     return TensorStats(count, trainable, count - trainable, tensors, dict(by_dtype))
 
 
+@gc_paused          # it makes an object or two per event: the cyclic collector would sweep the heap over and over
 def build_report(trace: Trace, *, registry: Registry | None = None, convention: str = "dot",
                  strict: bool = False, causal: str = "full") -> Report:
     """The Report of ``trace``, costed with (a copy of) ``registry`` under ``causal``."""
     base = registry or REGISTRY
+    builtin = registry is None or registry is REGISTRY
     registry = with_causal(base.copy(), causal)
     conv = get_convention(convention)
 
@@ -44,8 +47,13 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
     own_phase: dict[str, dict[str, Cost]] = defaultdict(dict)
     unsupported: Counter = Counter()
     unsupported_phase: dict[str, Counter] = defaultdict(Counter)
-    for ev in trace.events:
-        status, cost = registry.classify(ev)
+    source = _sources(trace) if builtin and trace.replayed else None
+    for i, ev in enumerate(trace.events):
+        j = source[i] if source is not None else -1
+        if j >= 0:                  # a replayed op: the built-in formulas read arguments, never ids or modules
+            status, cost = rows[j].status, rows[j].cost
+        else:
+            status, cost = registry.classify(ev)
         rows.append(OpRow(ev, status, cost))
         if status == UNSUPPORTED:
             unsupported[ev.op] += 1
@@ -80,6 +88,14 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
         registry=base, unsupported_by_phase={k: dict(v) for k, v in unsupported_phase.items()},
         training=training_memory(trace),
     )
+
+
+def _sources(trace: Trace) -> list[int]:
+    """For each event, the index of the event it was replayed from (-1: none)."""
+    source = [-1] * len(trace.events)
+    for start, length, src in trace.replayed:
+        source[start:start + length] = range(src, src + length)
+    return source
 
 
 def _sum_tree(node: ModuleNode) -> None:

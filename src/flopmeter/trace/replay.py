@@ -45,8 +45,9 @@ from collections import OrderedDict, defaultdict
 
 import torch
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensor
+from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
 
+from .emit import Compiled, clone
 from .events import OpEvent, TensorRef
 from .model import StorageInfo
 
@@ -289,6 +290,7 @@ class Template:
         self.prefix = ""
         self.call0: dict[str, int] = {}          # relpath → its call count before the call
         self.relax_refused = False
+        self._compiled: Compiled | None = None
 
     def normal(self) -> tuple:
         """The call with every id relative: two templates of the same computation are equal."""
@@ -316,6 +318,36 @@ class Template:
                                                        for k, kind, v in self.cache[3]))
         held = tuple(ref(r) for r in self.held)
         return evs, tuple(self.storages), mods, walk(self.output), held, cache, self.n_tensors
+
+    def compiled(self) -> Compiled:
+        """The events as a generated function, and the new references a replay makes
+        (``spec``: template ref, id offset, input slot of its storage or None, storage offset)."""
+        if self._compiled is None:
+            self.slots = sorted(set(self.ext.values()) | set(self.ext_storage.values()))
+            slot_no = {slot: k for k, slot in enumerate(self.slots)}
+            self.spec, self.rindex = [], {}
+
+            def index(r: TensorRef):
+                slot = self.ext.get(r.id)
+                if slot is not None:
+                    return ("X", slot_no[slot])
+                k = self.rindex.get(id(r))
+                if k is None:
+                    k = self.rindex[id(r)] = len(self.spec)
+                    sslot = self.ext_storage.get(r.storage)
+                    self.spec.append((r, r.id - self.tbase, None if sslot is None else slot_no[sslot],
+                                      r.storage - self.sbase))
+                return ("R", k)
+            self.index = index
+            compiled = Compiled(self.events, index)
+            for _, _, outs, ins in self.modules:
+                _refs_in((outs, ins), found := [])
+                for r in found:
+                    index(r)
+            for r in self.held:
+                index(r)
+            self._compiled = compiled
+        return self._compiled
 
     def _sid(self, sid: int):
         return self.ext_storage.get(sid, sid - self.sbase)
@@ -380,6 +412,7 @@ class Replayer:
         self.replayed = self.recorded = 0
         self.reasons: dict[str, int] = defaultdict(int)
         self._devices: dict[str, torch.device] = {}
+        self.spans: list[tuple[int, int, int]] = []      # (start, length, source) of each replayed call
 
     def stats(self) -> dict:
         return {"replayed": self.replayed, "recorded": self.recorded, "refused": sum(self.reasons.values()),
@@ -668,53 +701,22 @@ class Replayer:
                     or _canon({k: v for k, v in cache.__dict__.items() if k != "layers"}, ctx) != tpl.cache[2]):
                 return False, None
 
+        comp = tpl.compiled()
         start, tbase, sbase = len(rec.events), refs._next_tensor, len(refs.storages)
-        dt, ds = tbase - tpl.tbase, sbase - tpl.sbase
-        ext, ext_storage = tpl.ext, tpl.ext_storage
-        memo: dict[int, TensorRef] = {}
+        X = [now[slot] for slot in tpl.slots]
+        R = [clone(r, tbase + d, sbase + s if xs is None else X[xs].storage) for r, d, xs, s in tpl.spec]
+        ext, rindex, slot_no = tpl.ext, tpl.rindex, {slot: k for k, slot in enumerate(tpl.slots)}
 
         def ref(r: TensorRef) -> TensorRef:
-            new = memo.get(id(r))
-            if new is None:
-                slot = ext.get(r.id)
-                if slot is not None:
-                    new = now[slot]
-                else:
-                    sslot = ext_storage.get(r.storage)
-                    new = TensorRef(r.shape, r.dtype, id=r.id + dt,
-                                    storage=now[sslot].storage if sslot is not None else r.storage + ds,
-                                    stride=r.stride, offset=r.offset, device=r.device,
-                                    requires_grad=r.requires_grad, role=r.role)
-                memo[id(r)] = new
-            return new
+            slot = ext.get(r.id)
+            return X[slot_no[slot]] if slot is not None else R[rindex[id(r)]]
 
-        cut = len(tpl.prefix)
-        paths: dict[str, str] = {}
-
-        def where(p: str) -> str:
-            new = paths.get(p)
-            if new is None:
-                new = paths[p] = path + p[cut:]
-            return new
-
-        calls = {rel: stack.calls.get(_join(path, rel), 0) for rel in tpl.call0}
-        entry, depth = stack.stack, tpl.depth
-        stacks: dict[int, tuple] = {}
-
-        def stack_of(s: tuple) -> tuple:
-            new = stacks.get(id(s))
-            if new is None:
-                inner = []
-                for p, i in s[depth:]:
-                    rel = p[cut + 1:]
-                    inner.append((where(p), i - tpl.call0[rel] + calls[rel]))
-                new = stacks[id(s)] = entry + tuple(inner)
-            return new
-
+        cut, depth, entry = len(tpl.prefix), tpl.depth, stack.stack
+        calls = {rel: stack.calls.get(_join(path, rel), 0) - c for rel, c in tpl.call0.items()}
+        S = [entry + tuple((path + p[cut:], i + calls[p[cut + 1:]]) for p, i in s[depth:]) for s in comp.stacks]
+        M = [path + p[cut:] for p in comp.paths]
         events = rec.events
-        for e in tpl.events:
-            events.append(OpEvent(e.op, e.overload, _walk(e.args, ref), _walk(e.kwargs, ref) if e.kwargs else e.kwargs,
-                                  _walk(e.out, ref), where(e.module), stack_of(e.stack), e.phase, e.sig))
+        comp.emit(R, X, comp.constants, M, S, events.append, OpEvent)
         refs.replayed(tpl.n_tensors, [StorageInfo(n, created + start, None if freed is None else freed + start, device)
                                       for n, created, freed, device in tpl.storages])
         made = self._make(tpl, ref, objects)
@@ -729,6 +731,7 @@ class Replayer:
         if layer is not None:
             for k, kind, v in tpl.cache[3]:
                 layer.__dict__[k] = self._leaf(v, made, objects) if kind == "t" else v
+        self.spans.append((start, len(tpl.events), tpl.start))
         self.replayed += 1
         return True, self._build(tpl.output, made, objects)
 
@@ -747,24 +750,38 @@ class Replayer:
 
     def _make(self, tpl: Template, ref, objects) -> list[torch.Tensor]:
         """New fake tensors for what the call leaves alive (outputs, cache), with the recorded
-        shapes, strides and storages (views of an input's storage where it was one)."""
+        shapes, strides and storages (views of an input's storage where it was one). Made from
+        meta tensors, as the fake mode makes them, without an op through the mode."""
         made, bases = [], {}
-        mode, refs = self.mode, self.refs
+        mode, refs, convert = self.mode, self.refs, self.mode.fake_tensor_converter.from_meta_and_device
         recording, mode.recording = mode.recording, None        # making them is not an op of the model
         try:
             for r in tpl.held:
                 new = ref(r)
-                device = self._devices.get(new.device) or self._devices.setdefault(new.device, torch.device(new.device))
+                device = self._devices.get(new.device)
+                if device is None:
+                    device = self._devices[new.device] = torch.device(new.device)
                 sslot = tpl.ext_storage.get(r.storage)
                 if sslot is not None:
                     t = objects[sslot].as_strided(new.shape, new.stride, new.offset)
                 else:
-                    nbytes = tpl.storages[r.storage - tpl.sbase][0]
-                    base = bases.get(new.storage)
-                    if base is None:
-                        base = bases[new.storage] = torch.empty(nbytes // new.dtype.itemsize, dtype=new.dtype,
-                                                               device=device)
-                    t = base.as_strided(new.shape, new.stride, new.offset)
+                    with unset_fake_temporarily():
+                        nbytes = tpl.storages[r.storage - tpl.sbase][0]
+                        base = bases.get(new.storage)
+                        if base is None and new.offset == 0:
+                            meta = torch.empty_strided(new.shape, new.stride, dtype=new.dtype, device="meta")
+                            if meta.untyped_storage().nbytes() != nbytes:
+                                meta = None
+                        else:
+                            meta = None
+                        if meta is None:
+                            if base is None:
+                                base = bases[new.storage] = torch.empty(nbytes // new.dtype.itemsize, dtype=new.dtype,
+                                                                       device="meta")
+                            meta = base.as_strided(new.shape, new.stride, new.offset)
+                        else:
+                            bases[new.storage] = meta
+                    t = convert(mode, meta, device)
                 refs.adopt(t, new)
                 made.append(t)
         finally:

@@ -14,7 +14,7 @@ Process-wide state, all of it (documented here once):
 - ``recorder._KEYS`` and ``events._SIGNATURES``: op name and argument names per op overload;
 - ``formulas.registry._RULES``: the generic rule (view, pointwise) read off each op's schema.
 
-The cyclic garbage collector is paused during the forward (restored in ``finally``): a run
+The cyclic garbage collector is paused during the whole recording (restored in ``finally``): a run
 makes many small objects, and on a large model the collector would sweep the heap hundreds of
 times (a 70B Llama count: 19 s → 13 s). Tensors that only a reference cycle keeps alive are
 then freed after the run, not at whatever moment the collector would have run in eager mode.
@@ -24,6 +24,7 @@ Each run costs with its own copy of the formula registry (``api.run``).
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 from typing import Any
@@ -93,6 +94,21 @@ def normalise_input_shape(input_shape) -> list[tuple[int, ...]]:
     return out
 
 
+def gc_paused(fn):
+    """``fn`` with the cyclic garbage collector paused (see the module docstring)."""
+    @functools.wraps(fn)
+    def paused(*args, **kwargs):
+        collecting = gc.isenabled()
+        gc.disable()        # a run makes many small objects; the cyclic collector would sweep the heap over and over
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if collecting:
+                gc.enable()
+    return paused
+
+
+@gc_paused
 def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=None,
            mode: str = "fake", device: str | torch.device | None = None, inference: bool = True,
            module_inputs: bool = False, module_config=None, training=None,
@@ -186,8 +202,6 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         if (replay_enabled() if replay is None else replay) and fake_mode is not None and training is None:
             replayer = Replayer(recording, refs, stack, fake_mode)
             replayer.install(runnable)
-        collecting = gc.isenabled()
-        gc.disable()        # a run makes many small objects; the cyclic collector would sweep the heap over and over
         try:
             with globals_kept(), grad, stack.installed(), recorder.recording_to(recording):
                 if training is not None:
@@ -206,9 +220,6 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
             raise
         except Exception as exc:
             raise _forward_error(exc, model, recording, stack, inputs) from exc
-        finally:
-            if collecting:
-                gc.enable()
         params = _resolve_params(table, refs)
         storages = refs.close()
 
@@ -224,7 +235,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         extra["training"]["autocast_copy_bytes"] = autocast_copy_bytes(recording.events, storages)
     return Trace(events=recording.events, modules=_module_table(model, stack, module_config), params=params,
                  inputs=inputs, options=options, storages=storages, model=type(model).__name__,
-                 torch_version=torch.__version__, extra=extra)
+                 torch_version=torch.__version__, extra=extra, replayed=replayer.spans if replayer else [])
 
 
 def _amp(device: torch.device, dtype: torch.dtype | None):
