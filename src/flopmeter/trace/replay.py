@@ -264,7 +264,7 @@ def _refs_in(value, out: list) -> None:
     elif t is dict:
         for v in value.values():
             _refs_in(v, out)
-    elif t in _PLAIN or t is str:
+    elif t in _PLAIN or t is str or value is CACHE_ARG:
         pass
     else:
         raise Unsafe(f"a {t.__name__} kept in the trace")
@@ -387,16 +387,36 @@ def _cache_state(cache) -> tuple:
     return own, [(type(layer), _canon(layer.__dict__, ctx)) for layer in cache.layers]
 
 
-def _walk(value, fn):
+class _CacheArg:
+    """Stands, in a recorded call's module inputs, for the cache argument of the call."""
+
+
+CACHE_ARG = _CacheArg()
+
+
+def _walk(value, fn, cache=None):
+    """``value`` with each TensorRef replaced by ``fn(ref)`` and :data:`CACHE_ARG` by ``cache``."""
     t = type(value)
     if t is TensorRef:
         return fn(value)
     if t is tuple:
-        return tuple(_walk(v, fn) for v in value)
+        return tuple(_walk(v, fn, cache) for v in value)
     if t is list:
-        return [_walk(v, fn) for v in value]
+        return [_walk(v, fn, cache) for v in value]
     if t is dict:
-        return {k: _walk(v, fn) for k, v in value.items()}
+        return {k: _walk(v, fn, cache) for k, v in value.items()}
+    return cache if value is CACHE_ARG else value
+
+
+def _swap(value, old):
+    """``value`` with the object ``old`` replaced by :data:`CACHE_ARG`."""
+    t = type(value)
+    if value is old:
+        return CACHE_ARG
+    if t is tuple or t is list:
+        return t(_swap(v, old) for v in value)
+    if t is dict:
+        return {k: _swap(v, old) for k, v in value.items()}
     return value
 
 
@@ -410,31 +430,39 @@ class Replayer:
         self.depth = 0
         self.uses = 0                            # Python uses of a watched layer_idx (outside the cache)
         self.replayed = self.recorded = 0
+        self.by_type: dict[str, int] = defaultdict(int)     # replayed calls per module class
         self.reasons: dict[str, int] = defaultdict(int)
         self._devices: dict[str, torch.device] = {}
         self.spans: list[tuple[int, int, int]] = []      # (start, length, source) of each replayed call
 
     def stats(self) -> dict:
         return {"replayed": self.replayed, "recorded": self.recorded, "refused": sum(self.reasons.values()),
-                "reasons": dict(self.reasons)}
+                "reasons": dict(self.reasons), "replayed_by_type": dict(self.by_type)}
 
     def _refuse(self, reason: str) -> None:
         self.reasons[reason] += 1
 
     # -- installing on the shadow ------------------------------------------------------
     def install(self, root: nn.Module) -> None:
-        """Route the forward of every repeated module class of the shadow through :meth:`call`."""
+        """Route the forward of every module of the shadow that has a structural twin (same
+        class, parameter and buffer shapes, submodule tree) through :meth:`call`."""
         mods = list(root.named_modules())
-        counts: dict[type, int] = defaultdict(int)
-        for _, m in mods:
-            counts[type(m)] += 1
-            idx = m.__dict__.get("layer_idx")
+        sig_of: dict[int, int] = {}
+        interned: dict[tuple, int] = {}
+        counts: dict[int, int] = defaultdict(int)
+        for _, m in reversed(mods):            # submodules before their parents
+            d = m.__dict__
+            idx = d.get("layer_idx")
             if type(idx) is int:
-                w = Watched(idx)
+                w = d["layer_idx"] = Watched(idx)
                 w.log = self
-                m.__dict__["layer_idx"] = w
+            shape = (type(m), tuple((k, None if t is None else (t.shape, t.dtype)) for k, t in d["_parameters"].items()),
+                     tuple((k, None if t is None else (t.shape, t.dtype)) for k, t in d["_buffers"].items()),
+                     tuple((k, sig_of.get(id(c))) for k, c in d["_modules"].items()))
+            sig = sig_of[id(m)] = interned.setdefault(shape, len(interned))
+            counts[sig] += 1
         for name, m in mods[1:]:
-            if counts[type(m)] < 2 or "forward" in m.__dict__ or isinstance(m, torch.jit.ScriptModule):
+            if counts[sig_of[id(m)]] < 2 or "forward" in m.__dict__ or isinstance(m, torch.jit.ScriptModule):
                 continue
             m.__dict__["forward"] = self._wrapper(m, name)
 
@@ -579,6 +607,8 @@ class Replayer:
         for p, (c0, o0, i0) in before.items():
             n = stack.calls.get(p, 0) - c0
             outs, ins = list(stack.outputs.get(p, ())[o0:]), list(stack.inputs.get(p, ())[i0:])
+            if caches:
+                outs, ins = _swap(outs, caches[0]), _swap(ins, caches[0])
             if n or outs or ins:
                 found = []
                 _refs_in((outs, ins), found)
@@ -723,16 +753,18 @@ class Replayer:
         for rel, n, outs, ins in tpl.modules:
             p = _join(path, rel)
             stack.calls[p] += n
+            cache = caches[0] if caches else None
             if outs:
-                stack.outputs[p].extend(_walk(o, ref) for o in outs)
+                stack.outputs[p].extend(_walk(o, ref, cache) for o in outs)
             if ins:
-                stack.inputs[p].extend(_walk(i, ref) for i in ins)
+                stack.inputs[p].extend(_walk(i, ref, cache) for i in ins)
         refs.events = len(events)
         if layer is not None:
             for k, kind, v in tpl.cache[3]:
                 layer.__dict__[k] = self._leaf(v, made, objects) if kind == "t" else v
         self.spans.append((start, len(tpl.events), tpl.start))
         self.replayed += 1
+        self.by_type[type(module).__name__] += 1
         return True, self._build(tpl.output, made, objects)
 
     def _leaf(self, leaf, made, objects):
