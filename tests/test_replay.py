@@ -200,6 +200,14 @@ def test_blocks_with_a_forward_hook_are_not_replayed():
     assert "Block" not in stats["replayed_by_type"] and stats["reasons"]["a hook on the module"] == 4
     assert len(calls) == 2 * 4          # the hooks ran on every call of both runs
 
+    seen = []
+    handle = nn.modules.module.register_module_forward_hook(lambda m, i, o: seen.append(type(m).__name__))
+    try:
+        stats = assert_same(Stack(Block), (torch.randn(2, 8),))
+    finally:
+        handle.remove()
+    assert stats["replayed"] == 0 and seen.count("Linear") == 2 * 4
+
 
 def test_blocks_that_differ_in_an_attribute_replay_only_their_twins():
     model = Stack(Block)

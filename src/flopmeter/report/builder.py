@@ -47,13 +47,33 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
     own_phase: dict[str, dict[str, Cost]] = defaultdict(dict)
     unsupported: Counter = Counter()
     unsupported_phase: dict[str, Counter] = defaultdict(Counter)
-    source = _sources(trace) if builtin and trace.replayed else None
-    for i, ev in enumerate(trace.events):
-        j = source[i] if source is not None else -1
-        if j >= 0:                  # a replayed op: the built-in formulas read arguments, never ids or modules
-            status, cost = rows[j].status, rows[j].cost
-        else:
-            status, cost = registry.classify(ev)
+    events = trace.events
+    # a replayed module call (trace/replay.py) costs what the call it copies cost: the built-in
+    # formulas read an op's arguments, never tensor ids or module paths
+    spans = {start: (length, src) for start, length, src in trace.replayed} if builtin else {}
+    sums: dict[tuple[int, int], tuple] = {}
+    i, n = 0, len(events)
+    while i < n:
+        span = spans.get(i)
+        if span is not None:
+            length, src = span
+            for k in range(length):
+                row = rows[src + k]
+                rows.append(OpRow(events[i + k], row.status, row.cost))
+            per_module, missing = sums.get(span) or sums.setdefault(span, _span_sums(rows, src, length))
+            for offset, phase, cost in per_module:
+                module = events[i + offset].module
+                own[module] = own[module] + cost
+                phases = own_phase[module]
+                phases[phase] = phases.get(phase, ZERO) + cost
+            for (phase, op), count in missing:
+                unsupported[op] += count
+                unsupported_phase[phase][op] += count
+            i += length
+            continue
+        ev = events[i]
+        i += 1
+        status, cost = registry.classify(ev)
         rows.append(OpRow(ev, status, cost))
         if status == UNSUPPORTED:
             unsupported[ev.op] += 1
@@ -90,12 +110,24 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
     )
 
 
-def _sources(trace: Trace) -> list[int]:
-    """For each event, the index of the event it was replayed from (-1: none)."""
-    source = [-1] * len(trace.events)
-    for start, length, src in trace.replayed:
-        source[start:start + length] = range(src, src + length)
-    return source
+def _span_sums(rows: list[OpRow], src: int, length: int) -> tuple[list, list]:
+    """The costs of rows[src:src + length] summed per (module, phase) — each with the offset of
+    its first op, where the replayed copy's module path is read — and its unsupported ops counted."""
+    first: dict[tuple[str, str], int] = {}
+    costs: dict[tuple[str, str], Cost] = {}
+    missing: Counter = Counter()
+    for k in range(length):
+        row = rows[src + k]
+        ev = row.event
+        if row.status == UNSUPPORTED:
+            missing[(ev.phase, ev.op)] += 1
+        elif not row.cost.is_zero:
+            key = (ev.module, ev.phase)
+            if key in costs:
+                costs[key] = costs[key] + row.cost
+            else:
+                first[key], costs[key] = k, row.cost
+    return [(first[key], key[1], cost) for key, cost in costs.items()], list(missing.items())
 
 
 def _sum_tree(node: ModuleNode) -> None:

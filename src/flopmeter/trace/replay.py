@@ -45,6 +45,7 @@ from collections import OrderedDict, defaultdict
 
 import torch
 from torch import nn
+from torch.nn.modules import module as module_mod
 from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
 
 from .emit import Compiled, clone
@@ -52,6 +53,7 @@ from .events import OpEvent, TensorRef
 from .model import StorageInfo
 
 ENV = "FLOPMETER_REPLAY"
+_GLOBAL_HOOKS = (module_mod._global_forward_pre_hooks, module_mod._global_forward_hooks)
 
 
 def enabled() -> bool:
@@ -478,6 +480,9 @@ class Replayer:
 
     # -- one call ----------------------------------------------------------------------
     def call(self, module, path, forward, args, kwargs):
+        if len(_GLOBAL_HOOKS[0]) > 1 or len(_GLOBAL_HOOKS[1]) > 1:     # the module stack's own are one each
+            self._refuse("a global module hook")
+            return forward(*args, **kwargs)
         try:
             ctx = _Ctx()
             tree = subtree_key(module, ctx)
