@@ -23,7 +23,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
 from .recorder import RecordingFakeMode
 
@@ -44,7 +44,7 @@ def fake_like(mode: FakeTensorMode, t: torch.Tensor, device: torch.device) -> to
     for a model of many thousands of parameters."""
     with unset_fake_temporarily():
         meta = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
-    f = mode.fake_tensor_converter.from_meta_and_device(mode, meta, torch.device(device))
+    f = FakeTensor(mode, meta, torch.device(device))        # what the mode's own kernels make
     if t.requires_grad:
         f.requires_grad_(True)
     return f

@@ -790,7 +790,7 @@ class Replayer:
         shapes, strides and storages (views of an input's storage where it was one). Made from
         meta tensors, as the fake mode makes them, without an op through the mode."""
         made, bases = [], {}
-        mode, refs, convert = self.mode, self.refs, self.mode.fake_tensor_converter.from_meta_and_device
+        mode, refs = self.mode, self.refs
         recording, mode.recording = mode.recording, None        # making them is not an op of the model
         try:
             for r in tpl.held:
@@ -818,7 +818,7 @@ class Replayer:
                             meta = base.as_strided(new.shape, new.stride, new.offset)
                         else:
                             bases[new.storage] = meta
-                    t = convert(mode, meta, device)
+                    t = FakeTensor(mode, meta, device)      # what the mode's own kernels make
                 refs.adopt(t, new)
                 made.append(t)
         finally:
