@@ -31,8 +31,50 @@ _CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionar
 _COPIED = (dict, list, OrderedDict)
 
 
-def named_tensors(model: nn.Module):
-    """Every parameter and buffer under every name (tied tensors under each of their names)."""
+_LISTS = (nn.Module.named_modules, nn.Module.named_parameters, nn.Module.named_buffers)
+_PLAIN_LISTING: set[type] = set()
+
+
+def all_modules(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """``named_modules(remove_duplicate=False)`` as a list, walked here (torch's nested
+    generators cost a second on a model of 80,000 modules); None when a module's class lists
+    its modules, parameters or buffers its own way (then ask torch)."""
+    out = []
+    stack = [("", model)]
+    while stack:
+        prefix, m = stack.pop()
+        kind = type(m)
+        if kind not in _PLAIN_LISTING:
+            if (kind.named_modules, kind.named_parameters, kind.named_buffers) != _LISTS:
+                return None
+            _PLAIN_LISTING.add(kind)
+        out.append((prefix, m))
+        children = m._modules
+        if children:
+            stack.extend(reversed([(f"{prefix}.{k}" if prefix else k, c) for k, c in children.items() if c is not None]))
+    return out
+
+
+def named_tensors(model: nn.Module, kinds: tuple[str, ...] = ("param", "buffer")) -> list[tuple[str, torch.Tensor]]:
+    """Every parameter and buffer under every name (tied tensors under each of their names), in
+    the order of ``named_parameters(remove_duplicate=False)`` then ``named_buffers(…)``."""
+    mods = all_modules(model)
+    out: list[tuple[str, torch.Tensor]] = []
+    for kind in kinds:
+        if mods is None:
+            listing = model.named_parameters if kind == "param" else model.named_buffers
+            out.extend(listing(remove_duplicate=False))
+            continue
+        group = "_parameters" if kind == "param" else "_buffers"
+        for prefix, m in mods:
+            for k, t in getattr(m, group).items():
+                if t is not None:
+                    out.append((f"{prefix}.{k}" if prefix else k, t))
+    return out
+
+
+def first_tensors(model: nn.Module):
+    """Parameters then buffers, lazily (for a caller that stops at the first)."""
     yield from model.named_parameters(remove_duplicate=False)
     yield from model.named_buffers(remove_duplicate=False)
 
@@ -52,7 +94,7 @@ def fake_like(mode: FakeTensorMode, t: torch.Tensor, device: torch.device) -> to
 
 def fake_substitutes(model: nn.Module, device: torch.device) -> tuple[RecordingFakeMode, dict[int, torch.Tensor]]:
     """The (recording) fake mode and id(tensor) → fake for every parameter and buffer."""
-    named = list(named_tensors(model))
+    named = named_tensors(model)
     signature = (str(device), tuple((name, id(t), t.shape, t.stride(), t.dtype, t.requires_grad)
                                     for name, t in named))
     cached = _CACHE.get(model)

@@ -35,7 +35,7 @@ from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicO
 
 from ..errors import FlopmeterError, InputError, ModelForwardError, OptionsError
 from .events import TensorRef, tensors_in
-from .fakes import fake_like, fake_substitutes, named_tensors, real_substitutes, shadow
+from .fakes import fake_like, fake_substitutes, first_tensors, named_tensors, real_substitutes, shadow
 from .model import ModuleInfo, ParamInfo, Trace
 from .checks import check_call, real_device
 from .globals import globals_kept
@@ -50,13 +50,13 @@ _RUN_LOCK = threading.RLock()
 
 
 def model_device(model: nn.Module) -> torch.device | None:
-    for t in named_tensors(model):
+    for t in first_tensors(model):
         return t[1].device
     return None
 
 
 def _first_float_dtype(model: nn.Module) -> torch.dtype:
-    for _, p in named_tensors(model):
+    for _, p in first_tensors(model):
         if p.is_floating_point():
             return p.dtype
     return torch.float32
@@ -273,8 +273,7 @@ def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs)
     stand-ins, referenced first (ids and storages from before the run). Cached fake stand-ins
     keep their references for the next run of the same model (``tensors.refs``)."""
     table: dict[int, list] = {}
-    for kind, named in (("param", model.named_parameters(remove_duplicate=False)),
-                        ("buffer", model.named_buffers(remove_duplicate=False))):
+    for kind, named in (("param", named_tensors(model, ("param",))), ("buffer", named_tensors(model, ("buffer",)))):
         for name, t in named:
             entry = table.get(id(t))
             if entry is not None:
