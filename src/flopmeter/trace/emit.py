@@ -35,6 +35,17 @@ clone = _NS["clone"]
 """A copy of a TensorRef with another id and storage (every slot copied, whatever they are)."""
 
 
+def _has_ref(value) -> bool:
+    t = type(value)
+    if t is TensorRef:
+        return True
+    if t is tuple or t is list:
+        return any(_has_ref(v) for v in value)
+    if t is dict:
+        return any(_has_ref(v) for v in value.values())
+    return False
+
+
 class Compiled:
     """A template's events as a generated function (see the module docstring).
 
@@ -72,6 +83,8 @@ class Compiled:
 
     def _code(self, value, index) -> str:
         t = type(value)
+        if (t is tuple or t is list) and value and not _has_ref(value):
+            return self._const(value)           # shared by every replay: a trace's events are read, never written
         if t is TensorRef:
             kind, k = index(value)
             return f"{kind}[{k}]"

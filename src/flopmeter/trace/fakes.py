@@ -55,21 +55,21 @@ def all_modules(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
     return out
 
 
-def named_tensors(model: nn.Module, kinds: tuple[str, ...] = ("param", "buffer")) -> list[tuple[str, torch.Tensor]]:
+def named_tensors(model: nn.Module, *, tagged: bool = False) -> list[tuple]:
     """Every parameter and buffer under every name (tied tensors under each of their names), in
-    the order of ``named_parameters(remove_duplicate=False)`` then ``named_buffers(…)``."""
+    the order of ``named_parameters(remove_duplicate=False)`` then ``named_buffers(…)``: (name,
+    tensor) pairs, or (``"param"``/``"buffer"``, name, tensor) when ``tagged``."""
     mods = all_modules(model)
-    out: list[tuple[str, torch.Tensor]] = []
-    for kind in kinds:
+    out: list[tuple] = []
+    for kind in ("param", "buffer"):
         if mods is None:
             listing = model.named_parameters if kind == "param" else model.named_buffers
-            out.extend(listing(remove_duplicate=False))
-            continue
-        group = "_parameters" if kind == "param" else "_buffers"
-        for prefix, m in mods:
-            for k, t in getattr(m, group).items():
-                if t is not None:
-                    out.append((f"{prefix}.{k}" if prefix else k, t))
+            named = listing(remove_duplicate=False)
+        else:
+            group = "_parameters" if kind == "param" else "_buffers"
+            named = ((f"{prefix}.{k}" if prefix else k, t) for prefix, m in mods
+                     for k, t in getattr(m, group).items() if t is not None)
+        out.extend(((kind, name, t) for name, t in named) if tagged else named)
     return out
 
 

@@ -143,11 +143,12 @@ def _canon(v, ctx, depth=0):
 
 
 class _Ctx:
-    __slots__ = ("idx", "objects")
+    __slots__ = ("idx", "objects", "tensors")
 
     def __init__(self):
         self.idx: set[int] = set()
         self.objects: dict[int, tuple] = {}
+        self.tensors: dict[str, torch.Tensor] = {}      # relative name → parameter or buffer
 
 
 def _tmeta(t: torch.Tensor | None):
@@ -162,17 +163,21 @@ def subtree_key(module: nn.Module, ctx: _Ctx) -> tuple:
     """The module's class, attributes, parameters and buffers, and those of its submodules."""
     out = []
     slots: dict[int, int] = {}
+    named = ctx.tensors
     for rel, m in module.named_modules():
         d = m.__dict__
         for h in _HOOKS:
             if d.get(h):
                 raise Unsafe("a hook on the module")
-        attrs = tuple((k, _canon(v, ctx)) for k, v in d.items() if k not in _MODULE_KEYS)
+        attrs = tuple((k, _canon(d[k], ctx)) for k in sorted(d.keys() - _MODULE_KEYS))
         tensors = []
         for group in (d["_parameters"], d["_buffers"]):
             for k, t in group.items():
-                tied = slots.setdefault(id(t), len(slots)) if t is not None else None
-                tensors.append((k, tied, _tmeta(t)))
+                if t is None:
+                    tensors.append((k, None, None))
+                    continue
+                tensors.append((k, slots.setdefault(id(t), len(slots)), _tmeta(t)))
+                named.setdefault(f"{rel}.{k}" if rel else k, t)
         out.append((rel, type(m), d["training"], attrs, tuple(tensors), tuple(d["_modules"])))
     return tuple(out)
 
@@ -516,8 +521,11 @@ class Replayer:
                     tpl.relax_refused = True
                     self._refuse(reason or "calls at two layer_idx differ")
                 return out
-        done, out = self.replay(tpl, module, path, args, tensors, caches, idx)
-        return out if done else forward(*args, **kwargs)
+        done, out = self.replay(tpl, ctx.tensors, path, args, tensors, caches, idx)
+        if not done:
+            return forward(*args, **kwargs)
+        self.by_type[type(module).__name__] += 1
+        return out
 
     # -- recording a call in full -------------------------------------------------------
     def record(self, module, path, forward, args, kwargs, tree, tensors, caches, idx):
@@ -708,7 +716,7 @@ class Replayer:
         return (layers[j][0], layers[j][1], own, tuple(writes))
 
     # -- replaying a call ---------------------------------------------------------------
-    def replay(self, tpl: Template, module, path, args, tensors, caches, idx):
+    def replay(self, tpl: Template, own, path, args, tensors, caches, idx):
         """Re-emit ``tpl`` for this call; (False, None) when a precondition fails (run it in full)."""
         rec, refs, stack = self.recording, self.refs, self.stack
         now: dict[tuple, TensorRef] = {}
@@ -720,7 +728,7 @@ class Replayer:
             now[("in", k)], objects[("in", k)] = r, t
         for slot in set(tpl.ext.values()) | set(tpl.ext_storage.values()):
             if slot[0] == "p" and slot not in now:
-                t = _tensor_named(module, slot[1])
+                t = own[slot[1]]
                 r = refs.id_of(t)
                 if r is None:
                     return False, None
@@ -769,7 +777,6 @@ class Replayer:
                 layer.__dict__[k] = self._leaf(v, made, objects) if kind == "t" else v
         self.spans.append((start, len(tpl.events), tpl.start))
         self.replayed += 1
-        self.by_type[type(module).__name__] += 1
         return True, self._build(tpl.output, made, objects)
 
     def _leaf(self, leaf, made, objects):

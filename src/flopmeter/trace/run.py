@@ -273,13 +273,12 @@ def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs)
     stand-ins, referenced first (ids and storages from before the run). Cached fake stand-ins
     keep their references for the next run of the same model (``tensors.refs``)."""
     table: dict[int, list] = {}
-    for kind, named in (("param", named_tensors(model, ("param",))), ("buffer", named_tensors(model, ("buffer",)))):
-        for name, t in named:
-            entry = table.get(id(t))
-            if entry is not None:
-                entry[3].append(name)
-                continue
-            table[id(t)] = [kind, t, tensors.get(id(t)), [name]]
+    for kind, name, t in named_tensors(model, tagged=True):
+        entry = table.get(id(t))
+        if entry is not None:
+            entry[3].append(name)
+            continue
+        table[id(t)] = [kind, t, tensors.get(id(t)), [name]]
     stand_ins = [(sub, kind) for kind, _, sub, _ in table.values() if sub is not None]
     cache = refs.preloaded(stand_ins, getattr(tensors, "refs", None))
     if hasattr(tensors, "refs"):
