@@ -69,14 +69,23 @@ class Unsafe(Exception):
 _CACHE_FILE = os.path.join("transformers", "cache_utils.py")
 
 
+class Uses:
+    """How many Python uses of a watched ``layer_idx`` were seen (outside the cache)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self):
+        self.n = 0
+
+
 class Watched(int):
     """A shadow module's ``layer_idx``: an int that notes every Python use of it made outside
-    ``transformers.cache_utils`` (its value and behaviour are those of the int)."""
+    ``transformers.cache_utils`` in ``log`` (its value and behaviour are those of the int)."""
 
     def _used(self):
         frame = sys._getframe(2)
         if not frame.f_code.co_filename.endswith(_CACHE_FILE):
-            self.log.uses += 1
+            self.log.n += 1
 
 
 def _watching(name):
@@ -435,7 +444,7 @@ class Replayer:
         self.templates: dict[tuple, Template] = {}
         self.refused: dict[tuple, str] = {}
         self.depth = 0
-        self.uses = 0                            # Python uses of a watched layer_idx (outside the cache)
+        self.uses = Uses()                       # Python uses of a watched layer_idx (outside the cache)
         self.replayed = self.recorded = 0
         self.by_type: dict[str, int] = defaultdict(int)     # replayed calls per module class
         self.reasons: dict[str, int] = defaultdict(int)
@@ -462,7 +471,7 @@ class Replayer:
             idx = d.get("layer_idx")
             if type(idx) is int:
                 w = d["layer_idx"] = Watched(idx)
-                w.log = self
+                w.log = self.uses
             shape = (type(m), tuple((k, None if t is None else (t.shape, t.dtype)) for k, t in d["_parameters"].items()),
                      tuple((k, None if t is None else (t.shape, t.dtype)) for k, t in d["_buffers"].items()),
                      tuple((k, sig_of.get(id(c))) for k, c in d["_modules"].items()))
@@ -546,7 +555,7 @@ class Replayer:
         before = {p: (stack.calls.get(p, 0), len(stack.outputs.get(p, ())), len(stack.inputs.get(p, ()))) for p in desc}
         cache_before = [_cache_state(c) for c in caches]
         entry = stack.stack
-        start, tbase, sbase, uses = len(rec.events), refs._next_tensor, len(refs.storages), self.uses
+        start, tbase, sbase, uses = len(rec.events), refs._next_tensor, len(refs.storages), self.uses.n
         self.depth += 1
         try:
             out = forward(*args, **kwargs)
@@ -556,7 +565,7 @@ class Replayer:
             if shared:
                 raise Unsafe("a submodule shared with another part of the model")
             tpl = Template()
-            tpl.prefix, tpl.idx, tpl.idx_used, tpl.depth = path, idx, self.uses != uses, len(entry)
+            tpl.prefix, tpl.idx, tpl.idx_used, tpl.depth = path, idx, self.uses.n != uses, len(entry)
             tpl.start, tpl.tbase, tpl.sbase = start, tbase, sbase
             tpl.call0 = {p[len(path) + 1:]: c for p, (c, _, _) in before.items()}
             self._check_state(module, tree, own, tensors, tpl)
