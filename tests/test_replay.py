@@ -138,6 +138,11 @@ def test_outputs_that_are_inputs_or_views_of_them():
     stats = assert_same(Net(), (torch.randn(4, 4),))
     assert stats["replayed_by_type"] == {"View": 2}
 
+    # calls without a single op (dropout in eval returns its input): replayed, nothing to copy
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1), nn.Linear(4, 4), nn.Dropout(0.1), nn.Dropout(0.1)).eval()
+    stats = assert_same(model, (torch.randn(2, 4),))
+    assert stats["replayed_by_type"] == {"Linear": 1, "Dropout": 2}
+
 
 # -- models where replay must be refused --------------------------------------------------
 

@@ -50,7 +50,7 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
     events = trace.events
     # a replayed module call (trace/replay.py) costs what the call it copies cost: the built-in
     # formulas read an op's arguments, never tensor ids or module paths
-    spans = {start: (length, src) for start, length, src in trace.replayed} if builtin else {}
+    spans = {start: (length, src) for start, length, src in trace.replayed if length} if builtin else {}
     sums: dict[tuple[int, int], tuple] = {}
     i, n = 0, len(events)
     while i < n:

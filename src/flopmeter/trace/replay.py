@@ -784,7 +784,8 @@ class Replayer:
         if layer is not None:
             for k, kind, v in tpl.cache[3]:
                 layer.__dict__[k] = self._leaf(v, made, objects) if kind == "t" else v
-        self.spans.append((start, len(tpl.events), tpl.start))
+        if tpl.events:
+            self.spans.append((start, len(tpl.events), tpl.start))
         self.replayed += 1
         return True, self._build(tpl.output, made, objects)
 
