@@ -337,5 +337,4 @@ def test_replay_off_switch_and_real_mode(monkeypatch):
     assert record(Stack(Block), (torch.randn(2, 8),), None).extra["replay"]["replayed"] == 3
     assert "replay" not in record(Stack(Block), (torch.randn(2, 8),), None, mode="real").extra
     # with autograd on (inference=False) nothing is replayed
-    trace = record(Stack(Block), (torch.randn(2, 8),), None, inference=False)
-    assert trace.extra["replay"]["replayed"] == 0
+    assert "replay" not in record(Stack(Block), (torch.randn(2, 8),), None, inference=False).extra

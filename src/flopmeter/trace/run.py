@@ -199,7 +199,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         grad = torch.no_grad() if inference and training is None else torch.enable_grad()
         recorder = fake_mode if fake_mode is not None else Recorder(recording)
         replayer = None
-        if (replay_enabled() if replay is None else replay) and fake_mode is not None and training is None:
+        if (replay_enabled() if replay is None else replay) and fake_mode is not None and inference and training is None:
             replayer = Replayer(recording, refs, stack, fake_mode)
             replayer.install(runnable)
         try:
