@@ -338,3 +338,15 @@ def test_replay_off_switch_and_real_mode(monkeypatch):
     assert "replay" not in record(Stack(Block), (torch.randn(2, 8),), None, mode="real").extra
     # with autograd on (inference=False) nothing is replayed
     assert "replay" not in record(Stack(Block), (torch.randn(2, 8),), None, inference=False).extra
+
+
+def test_a_saved_replayed_trace_gives_the_same_report(tmp_path):
+    from flopmeter.trace.io import load_trace, save_trace
+    cfg = transformers.LlamaConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                                   num_key_value_heads=2, intermediate_size=128, vocab_size=100)
+    trace, report = run(on_meta(transformers.LlamaForCausalLM, cfg), meta_ids(), None, None, flopmeter.Options())
+    assert trace.replayed                       # the report copied the replayed calls' costs
+    save_trace(trace, tmp_path / "llama.fmtrace")
+    loaded = load_trace(tmp_path / "llama.fmtrace")
+    assert not loaded.replayed                  # not saved: a loaded trace is costed op by op
+    assert flopmeter.report_from_trace(loaded).to_dict() == report.to_dict()

@@ -85,8 +85,13 @@ def fake_like(mode: FakeTensorMode, t: torch.Tensor, device: torch.device) -> to
     (``empty_strided`` under the mode makes it this way) at a fifth of the cost, which matters
     for a model of many thousands of parameters."""
     with unset_fake_temporarily():
-        meta = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
-    f = FakeTensor(mode, meta, torch.device(device))        # what the mode's own kernels make
+        return _fake(mode, t, torch.device(device))
+
+
+def _fake(mode: FakeTensorMode, t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """:func:`fake_like` where no fake mode is active."""
+    meta = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+    f = FakeTensor(mode, meta, device)        # what the mode's own kernels make
     if t.requires_grad:
         f.requires_grad_(True)
     return f
@@ -101,7 +106,9 @@ def fake_substitutes(model: nn.Module, device: torch.device) -> tuple[RecordingF
     if cached is not None and cached[0] == signature:
         return cached[1], cached[2]
     mode = RecordingFakeMode(allow_non_fake_inputs=True)
-    fakes = substitutes(named, lambda t: fake_like(mode, t, device))
+    target = torch.device(device)
+    with unset_fake_temporarily():
+        fakes = substitutes(named, lambda t: _fake(mode, t, target))
     _CACHE[model] = (signature, mode, fakes)
     return mode, fakes
 

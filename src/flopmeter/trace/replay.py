@@ -466,12 +466,19 @@ class Replayer:
         sig_of: dict[int, int] = {}
         interned: dict[tuple, int] = {}
         counts: dict[int, int] = defaultdict(int)
+        classes: dict[type, int] = defaultdict(int)
+        for _, m in mods:
+            classes[type(m)] += 1
         for _, m in reversed(mods):            # submodules before their parents
             d = m.__dict__
             idx = d.get("layer_idx")
             if type(idx) is int:
                 w = d["layer_idx"] = Watched(idx)
                 w.log = self.uses
+            if classes[type(m)] < 2:           # no twin: a signature of its own
+                sig = sig_of[id(m)] = -len(sig_of) - 1
+                counts[sig] = 1
+                continue
             shape = (type(m), tuple((k, None if t is None else (t.shape, t.dtype)) for k, t in d["_parameters"].items()),
                      tuple((k, None if t is None else (t.shape, t.dtype)) for k, t in d["_buffers"].items()),
                      tuple((k, sig_of.get(id(c))) for k, c in d["_modules"].items()))
