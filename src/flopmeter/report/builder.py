@@ -14,6 +14,7 @@ from ..formulas import REGISTRY, UNSUPPORTED, Registry
 from ..formulas.attention import with_causal
 from ..trace.events import tensors_in
 from ..trace.model import Trace
+from ..trace.run import gc_paused
 from .model import ModuleNode, OpRow, Report, TensorStats
 from .training import training_memory
 
@@ -32,10 +33,12 @@ def tensor_stats(params, kind: str) -> TensorStats:
     return TensorStats(count, trainable, count - trainable, tensors, dict(by_dtype))
 
 
+@gc_paused          # it makes an object or two per event: the cyclic collector would sweep the heap over and over
 def build_report(trace: Trace, *, registry: Registry | None = None, convention: str = "dot",
                  strict: bool = False, causal: str = "full") -> Report:
     """The Report of ``trace``, costed with (a copy of) ``registry`` under ``causal``."""
     base = registry or REGISTRY
+    builtin = registry is None or registry is REGISTRY
     registry = with_causal(base.copy(), causal)
     conv = get_convention(convention)
 
@@ -44,7 +47,29 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
     unsupported: Counter = Counter()
     unsupported_phase: dict[str, Counter] = defaultdict(Counter)
     classify = registry.classify
-    for ev in trace.events:
+    events = trace.events
+    # a replayed module call (trace/replay.py) costs what the call it copies cost: the built-in
+    # formulas read an op's arguments, never tensor ids or module paths
+    spans = {start: (length, src) for start, length, src in trace.replayed if length} if builtin else {}
+    sums: dict[tuple[int, int], tuple] = {}
+    i, n = 0, len(events)
+    while i < n:
+        span = spans.get(i)
+        if span is not None:
+            length, src = span
+            for k in range(length):
+                row = rows[src + k]
+                rows.append(OpRow(events[i + k], row.status, row.cost))
+            per_module, missing = sums.get(span) or sums.setdefault(span, _span_sums(rows, src, length))
+            for offset, phase, cost in per_module:
+                groups.setdefault((events[i + offset].module, phase), []).append(cost)
+            for (phase, op), count in missing:
+                unsupported[op] += count
+                unsupported_phase[phase][op] += count
+            i += length
+            continue
+        ev = events[i]
+        i += 1
         status, cost = classify(ev)
         rows.append(OpRow(ev, status, cost))
         if status == UNSUPPORTED:
@@ -97,6 +122,26 @@ def _sum(costs: list[Cost]) -> Cost:
     return Cost(sum(c.macs for c in costs), sum(c.dots for c in costs), sum(c.elementwise for c in costs),
                 sum(c.transcendental for c in costs), sum(c.bytes_read for c in costs),
                 sum(c.bytes_written for c in costs))
+
+
+def _span_sums(rows: list[OpRow], src: int, length: int) -> tuple[list, list]:
+    """The costs of rows[src:src + length] summed per (module, phase) — each with the offset of
+    its first op, where the replayed copy's module path is read — and its unsupported ops counted."""
+    first: dict[tuple[str, str], int] = {}
+    costs: dict[tuple[str, str], list[Cost]] = {}
+    missing: Counter = Counter()
+    for k in range(length):
+        row = rows[src + k]
+        ev = row.event
+        if row.status == UNSUPPORTED:
+            missing[(ev.phase, ev.op)] += 1
+        elif not row.cost.is_zero:
+            key = (ev.module, ev.phase)
+            if key in costs:
+                costs[key].append(row.cost)
+            else:
+                first[key], costs[key] = k, [row.cost]
+    return [(first[key], key[1], _sum(c)) for key, c in costs.items()], list(missing.items())
 
 
 def _sum_tree(node: ModuleNode) -> None:

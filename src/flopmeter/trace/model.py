@@ -88,6 +88,9 @@ class Trace:
     torch_version: str = ""
     schema: str = TRACE_SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
+    # (start, length, source): events[start:start + length] are a module call replayed from
+    # events[source:source + length] (trace/replay.py); a report costs them by copying. Not saved.
+    replayed: list[tuple[int, int, int]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def mode(self) -> str:

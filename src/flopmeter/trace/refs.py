@@ -214,6 +214,24 @@ class Refs:
     def _fresh(self, t: torch.Tensor) -> TensorRef:
         return self.ref(t, fresh=True)
 
+    # -- module replay (trace/replay.py) --------------------------------------
+    def replayed(self, tensors: int, storages: list[StorageInfo]) -> None:
+        """Take the next ``tensors`` ids and ``storages`` (in id order) for a replayed module call."""
+        self._next_tensor += tensors
+        for info in storages:
+            self.storages[len(self.storages)] = info
+
+    def adopt(self, t: torch.Tensor, ref: TensorRef) -> None:
+        """``t`` (made by a replay) is the tensor ``ref`` describes; its storage, if new, is
+        watched from now on."""
+        self._seen[id(t)] = (weakref.ref(t), ref)
+        sid = ref.storage
+        if sid >= 0 and sid not in self._watch:
+            st = t.untyped_storage()
+            address = st._cdata
+            self._by_address[address] = sid
+            self._watch[sid] = weakref.ref(st, lambda _, sid=sid, address=address: self._freed(sid, address))
+
     def close(self) -> dict[int, StorageInfo]:
         """Stop watching (later frees are after the run) and return the storages."""
         self.closed = True

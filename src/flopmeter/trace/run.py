@@ -16,7 +16,7 @@ Process-wide state, all of it (documented here once):
   arguments, as FakeTensor's own process-wide cache keeps them) and the numbers of tensor key parts;
 - ``formulas.registry._RULES``: the generic rule (view, pointwise) read off each op's schema.
 
-The cyclic garbage collector is paused during the forward (restored in ``finally``): a run
+The cyclic garbage collector is paused during the whole recording (restored in ``finally``): a run
 makes many small objects, and on a large model the collector would sweep the heap hundreds of
 times (a 70B Llama count: 19 s → 13 s). Tensors that only a reference cycle keeps alive are
 then freed after the run, not at whatever moment the collector would have run in eager mode.
@@ -26,6 +26,7 @@ Each run costs with its own copy of the formula registry (``api.run``).
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 from typing import Any
@@ -36,7 +37,7 @@ from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicO
 
 from ..errors import FlopmeterError, InputError, ModelForwardError, OptionsError
 from .events import TensorRef, tensors_in
-from .fakes import fake_like, fake_substitutes, named_tensors, real_substitutes, shadow
+from .fakes import fake_like, fake_substitutes, first_tensors, named_tensors, real_substitutes, shadow
 from .model import ModuleInfo, ParamInfo, Trace
 from .checks import check_call, real_device
 from .globals import globals_kept
@@ -44,19 +45,20 @@ from .modules import ModuleStack
 from .packed import packed_weights
 from .recorder import Recorder, Recording
 from .refs import Refs
+from .replay import Replayer, enabled as replay_enabled
 
 MODES = ("fake", "real")
 _RUN_LOCK = threading.RLock()
 
 
 def model_device(model: nn.Module) -> torch.device | None:
-    for t in named_tensors(model):
+    for t in first_tensors(model):
         return t[1].device
     return None
 
 
 def _first_float_dtype(model: nn.Module) -> torch.dtype:
-    for _, p in named_tensors(model):
+    for _, p in first_tensors(model):
         if p.is_floating_point():
             return p.dtype
     return torch.float32
@@ -94,17 +96,34 @@ def normalise_input_shape(input_shape) -> list[tuple[int, ...]]:
     return out
 
 
+def gc_paused(fn):
+    """``fn`` with the cyclic garbage collector paused (see the module docstring)."""
+    @functools.wraps(fn)
+    def paused(*args, **kwargs):
+        collecting = gc.isenabled()
+        gc.disable()        # a run makes many small objects; the cyclic collector would sweep the heap over and over
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if collecting:
+                gc.enable()
+    return paused
+
+
+@gc_paused
 def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=None,
            mode: str = "fake", device: str | torch.device | None = None, inference: bool = True,
            module_inputs: bool = False, module_config=None, training=None,
-           autocast: torch.dtype | None = None) -> Trace:
+           autocast: torch.dtype | None = None, replay: bool | None = None) -> Trace:
     """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace (with every
     module call's input metadata when ``module_inputs`` is set, and each module's
     ``module_config(module) -> (layer, config)`` when given — explain's closed forms).
     ``training``: a :class:`.training.TrainSpec` records a whole training step instead (forward
     in train mode on the shadow, loss, backward, optimizer step; see :mod:`.training`).
     ``autocast``: run the forward (and loss) under ``torch.autocast(device, autocast)``; the
-    weight copies it makes are in the trace (``_to_copy`` of parameters)."""
+    weight copies it makes are in the trace (``_to_copy`` of parameters).
+    ``replay``: replay repeated module calls (:mod:`.replay`; fake-mode inference only);
+    default: on unless ``FLOPMETER_REPLAY=0``."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if mode not in MODES:
@@ -181,8 +200,10 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         recording = Recording(stack, refs)
         grad = torch.no_grad() if inference and training is None else torch.enable_grad()
         recorder = fake_mode if fake_mode is not None else Recorder(recording)
-        collecting = gc.isenabled()
-        gc.disable()        # a run makes many small objects; the cyclic collector would sweep the heap over and over
+        replayer = None
+        if (replay_enabled() if replay is None else replay) and fake_mode is not None and inference and training is None:
+            replayer = Replayer(recording, refs, stack, fake_mode)
+            replayer.install(runnable)
         try:
             with globals_kept(), grad, stack.installed(), recorder.recording_to(recording):
                 if training is not None:
@@ -201,9 +222,6 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
             raise
         except Exception as exc:
             raise _forward_error(exc, model, recording, stack, inputs) from exc
-        finally:
-            if collecting:
-                gc.enable()
         params = _resolve_params(table, refs)
         storages = refs.close()
 
@@ -211,13 +229,15 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     if autocast is not None:
         options["autocast"] = str(autocast).removeprefix("torch.")
     extra = {}
+    if replayer is not None:
+        extra["replay"] = replayer.stats()
     if training is not None:
         options.update(training=True, loss=training.loss_name, optimizer=training.optimizer)
         extra["training"] = _training_memory(train_info, params, storages)
         extra["training"]["autocast_copy_bytes"] = autocast_copy_bytes(recording.events, storages)
     return Trace(events=recording.events, modules=_module_table(model, stack, module_config), params=params,
                  inputs=inputs, options=options, storages=storages, model=type(model).__name__,
-                 torch_version=torch.__version__, extra=extra)
+                 torch_version=torch.__version__, extra=extra, replayed=replayer.spans if replayer else [])
 
 
 def _amp(device: torch.device, dtype: torch.dtype | None):
@@ -255,14 +275,12 @@ def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs)
     stand-ins, referenced first (ids and storages from before the run). Cached fake stand-ins
     keep their references for the next run of the same model (``tensors.refs``)."""
     table: dict[int, list] = {}
-    for kind, named in (("param", model.named_parameters(remove_duplicate=False)),
-                        ("buffer", model.named_buffers(remove_duplicate=False))):
-        for name, t in named:
-            entry = table.get(id(t))
-            if entry is not None:
-                entry[3].append(name)
-                continue
-            table[id(t)] = [kind, t, tensors.get(id(t)), [name]]
+    for kind, name, t in named_tensors(model, tagged=True):
+        entry = table.get(id(t))
+        if entry is not None:
+            entry[3].append(name)
+            continue
+        table[id(t)] = [kind, t, tensors.get(id(t)), [name]]
     stand_ins = [(sub, kind) for kind, _, sub, _ in table.values() if sub is not None]
     cache = refs.preloaded(stand_ins, getattr(tensors, "refs", None))
     if hasattr(tensors, "refs"):
