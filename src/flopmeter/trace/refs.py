@@ -224,7 +224,7 @@ class Refs:
     def adopt(self, t: torch.Tensor, ref: TensorRef) -> None:
         """``t`` (made by a replay) is the tensor ``ref`` describes; its storage, if new, is
         watched from now on."""
-        self._seen[id(t)] = (weakref.ref(t), ref)
+        self._seen[id(t)] = [weakref.ref(t), ref, _UNSET]      # [tensor, its ref, its memo key part]
         sid = ref.storage
         if sid >= 0 and sid not in self._watch:
             st = t.untyped_storage()
