@@ -13,6 +13,13 @@ from flopmeter.api import run
 from flopmeter.trace import record
 from flopmeter.trace.events import TensorRef
 
+
+@pytest.fixture(autouse=True)
+def _replay_small_models(monkeypatch):
+    """These models repeat a block 2-6 times; by default only blocks with 8 or more twins are
+    candidates (replay.MIN_TWINS), so every block with a twin is one here."""
+    monkeypatch.setenv("FLOPMETER_REPLAY_MIN_TWINS", "2")
+
 transformers = pytest.importorskip("transformers")
 
 
@@ -117,13 +124,18 @@ def test_resnet_blocks():
     stats = assert_same(model, (torch.randn(1, 3, 64, 64),))
     # per stage: block 0 (with a downsample) is unique, block 1 recorded, the rest replayed: 1 + 2 + 4 + 1
     assert stats["replayed_by_type"]["Bottleneck"] == 8
-    # the stem's in-place ReLU writes its input: refused
-    assert stats["reasons"]["an in-place write to a tensor the call did not create"] > 0
+    # layers without submodules (the ReLUs, convolutions, norms) are not candidates: a few ops each
+    assert set(stats["replayed_by_type"]) == {"Bottleneck"}
 
 
 def test_outputs_that_are_inputs_or_views_of_them():
     class View(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.same = nn.Identity()          # a submodule: layers without any are not candidates
+
         def forward(self, x):
+            x = self.same(x)
             return x, x[:, 1:], x.t()
 
     class Net(nn.Module):
@@ -139,9 +151,10 @@ def test_outputs_that_are_inputs_or_views_of_them():
     assert stats["replayed_by_type"] == {"View": 2}
 
     # calls without a single op (dropout in eval returns its input): replayed, nothing to copy
-    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1), nn.Linear(4, 4), nn.Dropout(0.1), nn.Dropout(0.1)).eval()
+    drop = lambda: nn.Sequential(nn.Dropout(0.1))        # noqa: E731 — a block (layers alone are not candidates)
+    model = nn.Sequential(nn.Linear(4, 4), drop(), nn.Linear(4, 4), drop(), drop()).eval()
     stats = assert_same(model, (torch.randn(2, 4),))
-    assert stats["replayed_by_type"] == {"Linear": 1, "Dropout": 2}
+    assert stats["replayed_by_type"] == {"Sequential": 2}
 
 
 # -- models where replay must be refused --------------------------------------------------

@@ -51,6 +51,10 @@ from .events import OpEvent, TensorRef
 from .model import StorageInfo
 
 ENV = "FLOPMETER_REPLAY"
+# replay pays where a block repeats many times (transformer layers); keying the calls of a
+# block with a few twins (a CNN's stages) costs more than replaying saves (measured: 1.2-1.5x
+# the count of densenet121, efficientnet_b0, mobilenet_v3_small with every twin a candidate)
+MIN_TWINS = 8            # FLOPMETER_REPLAY_MIN_TWINS overrides it (the tests use small models)
 _GLOBAL_HOOKS = (module_mod._global_forward_pre_hooks, module_mod._global_forward_hooks)
 
 
@@ -275,6 +279,7 @@ class Replayer:
         """Route the forward of every module of the shadow that has a structural twin (same
         class, parameter and buffer shapes, submodule tree) through :meth:`call`."""
         mods = list(root.named_modules())
+        min_twins = int(os.environ.get("FLOPMETER_REPLAY_MIN_TWINS", MIN_TWINS))
         sig_of: dict[int, int] = {}
         interned: dict[tuple, int] = {}
         counts: dict[int, int] = defaultdict(int)
@@ -297,8 +302,10 @@ class Replayer:
             sig = sig_of[id(m)] = interned.setdefault(shape, len(interned))
             counts[sig] += 1
         for name, m in mods[1:]:
-            if counts[sig_of[id(m)]] < 2 or "forward" in m.__dict__ or isinstance(m, torch.jit.ScriptModule):
+            if counts[sig_of[id(m)]] < min_twins or "forward" in m.__dict__ or isinstance(m, torch.jit.ScriptModule):
                 continue
+            if not m.__dict__["_modules"]:     # a layer without submodules: a few ops, which the dispatch
+                continue                       # memo already makes cheap; keying every call costs more
             m.__dict__["forward"] = self._wrapper(m, name)
 
     def _wrapper(self, module: nn.Module, path: str):
