@@ -305,18 +305,21 @@ class SpecialLayer(nn.Module):
         return x * 2 if self.layer_idx == 3 else x
 
 
+class Stack(nn.Module):
+    """Five layers of one class, given their layer_idx, run in order."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layers = nn.ModuleList(layer(i) for i in range(5))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
 def test_layer_idx_used_outside_the_cache_is_not_relaxed():
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = nn.ModuleList(SpecialLayer(i) for i in range(5))
-
-        def forward(self, x):
-            for layer in self.layers:
-                x = layer(x)
-            return x
-
-    stats = assert_same(Net(), (torch.randn(2, 8),))
+    stats = assert_same(Stack(SpecialLayer), (torch.randn(2, 8),))
     assert "SpecialLayer" not in stats["replayed_by_type"]
     assert stats["reasons"]["layer_idx used outside the cache"] == 4      # layer 0 recorded, 1-4 refused
 
@@ -329,17 +332,7 @@ class WidthLayer(SpecialLayer):
 
 
 def test_layer_idx_reaching_an_op_is_caught_by_the_second_recording():
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = nn.ModuleList(WidthLayer(i) for i in range(5))
-
-        def forward(self, x):
-            for layer in self.layers:
-                x = layer(x)
-            return x
-
-    stats = assert_same(Net(), (torch.randn(2, 8),))
+    stats = assert_same(Stack(WidthLayer), (torch.randn(2, 8),))
     assert "WidthLayer" not in stats["replayed_by_type"]
 
 
