@@ -305,7 +305,7 @@ class SpecialLayer(nn.Module):
         return x * 2 if self.layer_idx == 3 else x
 
 
-class Stack(nn.Module):
+class LayerStack(nn.Module):
     """Five layers of one class, given their layer_idx, run in order."""
 
     def __init__(self, layer):
@@ -319,7 +319,7 @@ class Stack(nn.Module):
 
 
 def test_layer_idx_used_outside_the_cache_is_not_relaxed():
-    stats = assert_same(Stack(SpecialLayer), (torch.randn(2, 8),))
+    stats = assert_same(LayerStack(SpecialLayer), (torch.randn(2, 8),))
     assert "SpecialLayer" not in stats["replayed_by_type"]
     assert stats["reasons"]["layer_idx used outside the cache"] == 4      # layer 0 recorded, 1-4 refused
 
@@ -332,7 +332,7 @@ class WidthLayer(SpecialLayer):
 
 
 def test_layer_idx_reaching_an_op_is_caught_by_the_second_recording():
-    stats = assert_same(Stack(WidthLayer), (torch.randn(2, 8),))
+    stats = assert_same(LayerStack(WidthLayer), (torch.randn(2, 8),))
     assert "WidthLayer" not in stats["replayed_by_type"]
 
 
