@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from flopmeter.cli import main
+from flopmeter.trace import training
 
 DATA = Path(__file__).parent / "data"
 TINY_MACS = 1 * 8 * 16 * 16 * 3 * 3 * 3 + 1 * 512 * 10      # conv N·C_out·H·W·C_in·K·K + linear N·in·out
@@ -128,7 +129,7 @@ OPTIONS = {
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.filterwarnings("ignore")
 def test_every_option_takes_effect_or_is_refused(capsys, specs, kind, option):
-    if option in ("train", "autocast") and not hasattr(torch.autograd.graph, "node_creation_hook"):
+    if option in ("train", "autocast") and not training.supported():
         pytest.skip("training counts need torch.autograd.graph.node_creation_hook (a newer PyTorch)")
     spec, needed = specs[kind]
     make_args, refused, check = OPTIONS[option]
@@ -169,7 +170,7 @@ def test_a_factory_in_training_mode_is_refused_with_the_training_option(capsys):
     assert code == 2 and "returned a model in training mode" in err[0]
     assert "model.eval()" in err[1] and "--train" in err[1]
     # with --train a model in training mode is what is asked for
-    if not hasattr(torch.autograd.graph, "node_creation_hook"):
+    if not training.supported():
         return                            # training counts need a newer PyTorch (the refusal above still holds)
     assert main([f"{DATA / 'tiny_model.py'}:in_training", "--train", "--format", "json"]) == 0
     d = json.loads(capsys.readouterr().out)

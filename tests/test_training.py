@@ -11,11 +11,11 @@ from torch.utils.checkpoint import checkpoint
 
 import flopmeter
 from flopmeter import ModelForwardError, Options
+from flopmeter.trace import training
 
 from guards import assert_unchanged, snapshot
 
-# training counts need torch.autograd.graph.node_creation_hook (newer PyTorch releases)
-pytestmark = pytest.mark.skipif(not hasattr(torch.autograd.graph, "node_creation_hook"),
+pytestmark = pytest.mark.skipif(not training.supported(),
                                 reason="this PyTorch has no torch.autograd.graph.node_creation_hook")
 
 TRAIN = Options(training=True)
@@ -238,7 +238,6 @@ def test_loss_callable():
 def test_foreach_optimizers_count_as_the_for_loop(monkeypatch, name, per_element, transcendental):
     """PyTorch picks foreach on devices with foreach kernels (CUDA); made to pick it on CPU here,
     the ``_foreach_*`` ops count the same per element as the for-loop."""
-    import flopmeter.trace.training as training
 
     monkeypatch.setattr(training, "_get_foreach_kernels_supported_devices", lambda: ["cpu"])
     model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
@@ -277,7 +276,6 @@ def test_step_peak_closed_form():
 @pytest.mark.parametrize("name,per_element", [("adam", 6), ("adamw", 7)])
 def test_fused_adam_counts_as_the_for_loop(monkeypatch, name, per_element):
     """``fused=True`` (opt-in in PyTorch): ``_foreach_add_`` on the steps, then one ``_fused_adam(w)_``."""
-    import flopmeter.trace.training as training
 
     cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
     monkeypatch.setattr(training, "make_optimizer", lambda n, params, device: cls(params, fused=True))

@@ -10,11 +10,11 @@ import torch
 import flopmeter
 from flopmeter import Options
 from flopmeter.cli import main
+from flopmeter.trace import training
 
 from tiny_model import Tiny
 
-# training counts need torch.autograd.graph.node_creation_hook (newer PyTorch releases)
-pytestmark = pytest.mark.skipif(not hasattr(torch.autograd.graph, "node_creation_hook"),
+pytestmark = pytest.mark.skipif(not training.supported(),
                                 reason="this PyTorch has no torch.autograd.graph.node_creation_hook")
 
 DATA = Path(__file__).parent / "data"

@@ -18,9 +18,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import flopmeter
 from flopmeter import Options
+from flopmeter.trace import training
 
-# training counts need torch.autograd.graph.node_creation_hook (newer PyTorch releases)
-pytestmark = pytest.mark.skipif(not hasattr(torch.autograd.graph, "node_creation_hook"),
+pytestmark = pytest.mark.skipif(not training.supported(),
                                 reason="this PyTorch has no torch.autograd.graph.node_creation_hook")
 
 torchvision = pytest.importorskip("torchvision")

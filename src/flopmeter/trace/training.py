@@ -34,15 +34,20 @@ OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
 _KEY = "flopmeter.where"
 
 
+def supported() -> bool:
+    """Whether this PyTorch can count a training step: it needs
+    ``torch.autograd.graph.node_creation_hook`` (newer releases than 2.11), which tags each
+    autograd node with the module that created it, which is how backward ops find their module."""
+    return hasattr(torch.autograd.graph, "node_creation_hook")
+
+
 def _node_creation_hook():
-    """``torch.autograd.graph.node_creation_hook`` (newer PyTorch releases): it tags each autograd
-    node with the module that created it, which is how backward ops find their module."""
-    hook = getattr(torch.autograd.graph, "node_creation_hook", None)
-    if hook is None:
+    """``torch.autograd.graph.node_creation_hook``, or a clear error where :func:`supported` is False."""
+    if not supported():
         raise OptionsError(f"counting a training step needs a newer PyTorch than {torch.__version__} "
                            "(torch.autograd.graph.node_creation_hook, to attribute backward ops to modules)",
                            hint="upgrade torch, or count the forward only")
-    return hook
+    return torch.autograd.graph.node_creation_hook
 
 
 @dataclass(frozen=True)
