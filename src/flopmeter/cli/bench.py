@@ -137,17 +137,21 @@ def layers_summary(profile) -> str:
             f"outside any leaf module")
 
 
-def _html(rows, profiles, rooflines, args, opts) -> str:
+def measured_on(rows: list[dict]) -> str | None:
+    """What the first measured row ran on and how (None when nothing was measured)."""
+    r = next((r for r in rows if r.get("p50_ms") is not None), None)
+    if r is None:
+        return None
+    return (f"{r['device_name']} ({r['device']}), {r['threads']} thread(s), {r['dtype']}, "
+            "torch inference_mode, eval, random weights (seed 0)")
+
+
+def _html(rows, profiles, rooflines, args, opts, where: str | None) -> str:
     """One HTML document: the survey table, then each model's layer and op tables, then each
     roofline comparison with its plot."""
     from ..render.html import document_html
     from .roofline import plot_block
-    facts = []
-    measured = [r for r in rows if r.get("p50_ms") is not None]
-    if measured:
-        r = measured[0]
-        facts.append(("measured on", f"{r['device_name']} ({r['device']}), {r['threads']} thread(s), {r['dtype']}, "
-                                     f"torch inference_mode, eval, random weights (seed 0)"))
+    facts = [("measured on", where)] if where else []
     blocks = [("Measured", survey_table(rows, measured=True, convention=opts.convention))]
     depth = None if args.depth < 0 else args.depth
     for r, prof in profiles:
@@ -169,11 +173,10 @@ def _roofline_device(args):
             raise OptionsError(f"--{flag} needs --roofline DEVICE_SPEC")
     if not args.roofline:
         return None
-    from ..bench.devices import get_device
+    from ..bench.devices import get_device, normalise
     if args.plot:
         from ..bench.plot import check_plot_path
         check_plot_path(args.plot)
-    from ..bench.devices import normalise
     name = f"local-{args.device}" if normalise(args.roofline) == "local" else args.roofline
     return get_device(name)            # 'local': the calibration of the device being timed
 
@@ -277,11 +280,9 @@ def run(args) -> int:
     if args.plot and rooflines:
         from ..bench.plot import plot_roofline
         plot_roofline(rooflines[0][1], args.plot)
-    measured = [r for r in rows if r.get("p50_ms") is not None]
-    if measured:
-        r = measured[0]
-        note(f"measured on {r['device_name']} ({r['device']}), {r['threads']} thread(s), {r['dtype']}, "
-             f"torch inference_mode, eval, random weights (seed 0)")
+    where = measured_on(rows)
+    if where:
+        note(f"measured on {where}")
     if fmt == "json":
         out = {"rows": rows, "layers": [dict(p.to_dict(), model=r["model"], size=r["size"], batch=r["batch"])
                                         for r, p in profiles]}
@@ -290,7 +291,7 @@ def run(args) -> int:
         write_output(json.dumps(out, indent=2), args.output)
         return 0
     if fmt == "html":
-        write_output(_html(rows, profiles, rooflines, args, opts), args.output)
+        write_output(_html(rows, profiles, rooflines, args, opts, where), args.output)
         return 0
     from ..render import get_renderer
     renderer = get_renderer(fmt)

@@ -213,8 +213,7 @@ def _memory_section(memory: dict) -> str:
 def report_dict_html(d: dict, *, header: list[tuple[str, str]], depth: int | None = 2, raw: bool = False) -> str:
     metrics, rows = flatten_modules(d["modules"], _memory_modules(d.get("memory")))
     conv = d["convention"]["name"]
-    head = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in header)
-    parts = [f'<header><h1 id="title">{_e(d["model"])}</h1><table class="facts">{head}</table></header>',
+    parts = [f'<header><h1 id="title">{_e(d["model"])}</h1>{facts_table(header)}</header>',
              '<section id="treemap-section"><h2>Where the cost goes</h2>'
              '<div class="controls"><label>size by <select id="metric"></select></label> '
              '<span id="treemap-crumbs"></span></div>'
@@ -248,6 +247,12 @@ def report_dict_html(d: dict, *, header: list[tuple[str, str]], depth: int | Non
     return page(f"flopmeter: {d['model']}", "\n".join(parts), data)
 
 
+def facts_table(items: list[tuple[str, str]]) -> str:
+    """(name, value) pairs as the two-column facts table of a page header (both escaped)."""
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items)
+    return f'<table class="facts">{rows}</table>'
+
+
 @dataclass(frozen=True)
 class Image:
     """A picture for :func:`document_html` (a matplotlib SVG or PNG), inlined as a data: URI."""
@@ -262,15 +267,13 @@ def document_html(facts: list[tuple[str, str]], blocks: list[tuple[str, object]]
     """One document of several parts (bench with its per-layer tables, a roofline with its plot):
     the facts in the header, then per block a heading and a :class:`Table`, an :class:`Image` or
     a paragraph of text."""
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
-    parts = [f'<header><h1>{_e(title)}</h1><table class="facts">{rows}</table></header>']
+    parts = [f'<header><h1>{_e(title)}</h1>{facts_table(facts)}</header>']
     for heading, block in blocks:
         parts.append("<section>" + (f"<h2>{_e(heading)}</h2>" if heading else ""))
         if isinstance(block, Table):
             parts.append(html_table(block.columns, block.rows, block.numeric, raw or block.exact))
             if block.footer:
-                parts.append('<table class="facts">' + "".join(
-                    f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in block.footer) + "</table>")
+                parts.append(facts_table(block.footer))
         elif isinstance(block, Image):
             data = base64.b64encode(block.data).decode("ascii")
             parts.append(f'<img alt="{_e(block.alt)}" src="data:{_e(block.mime)};base64,{data}" style="max-width:100%">')
@@ -285,8 +288,7 @@ def table_html(table: Table, raw: bool = False) -> str:
     chart per numeric column across the rows (or log-log curves when the table has them)."""
     raw = raw or table.exact
     labels = [str(r[0]) for r in table.rows]
-    facts = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in table.footer)
-    parts = [f'<header><h1>flopmeter</h1><table class="facts">{facts}</table></header>', "<section>",
+    parts = [f'<header><h1>flopmeter</h1>{facts_table(table.footer)}</header>', "<section>",
              html_table(table.columns, table.rows, table.numeric, raw), "</section>"]
     if table.curves:
         from .plot import loglog_svg
