@@ -122,7 +122,7 @@ def _measure(spec: str, batch: int, dtype: str, layers: bool):
 def models_section(res: Results, batches=(1, 64)) -> None:
     from flopmeter.bench.roofline import roofline
 
-    local = _local_cuda()
+    local = _local_spec()
     sheet = datasheet_row(gpu_name()) if DEVICE == "cuda" else datasheet_row("h100")
     if DEVICE == "cpu":
         batches = (1,)
@@ -160,7 +160,7 @@ def models_section(res: Results, batches=(1, 64)) -> None:
                 print(json.dumps(r, default=str), flush=True)
 
 
-def _local_cuda():
+def _local_spec():
     from flopmeter.bench.devices import get_device
     try:
         return get_device(f"local-{DEVICE}")
@@ -173,7 +173,7 @@ def layers_section(res: Results, spec="torchvision:resnet50", batch=64) -> None:
 
     if DEVICE == "cpu":
         spec, batch = "torchvision:resnet18", 1
-    device = _local_cuda()
+    device = _local_spec()
     row, m = _measure(spec, batch, "float16", layers=True)
     measured = {p: lt.total for p, lt in m.layers.modules.items()}
     measured[""] = m.p50

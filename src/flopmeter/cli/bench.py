@@ -250,7 +250,7 @@ def parser() -> argparse.ArgumentParser:
                                                        "(default 10)")
     r.add_argument("--tf32", action="store_true", help="--roofline: float32 matrix products run as TF32")
     r.add_argument("--plot", metavar="FILE", help="--roofline: write the roofline plot with the measured points "
-                                                  "(.png, .svg, .pdf; the plots extra)")
+                                                  "of the first SPEC (.png, .svg, .pdf; the plots extra)")
     add_output_options(p)
     return p
 
