@@ -73,7 +73,7 @@ def test_memo_hit_makes_what_fakes_make():
     def run(fn):
         from flopmeter.trace.modules import ModuleStack
         from flopmeter.trace.refs import Refs
-        rec = recorder.Recording(ModuleStack(nn.Identity()), Refs())
+        rec = recorder.Recording(ModuleStack(list(nn.Identity().named_modules())), Refs())
         with mode.recording_to(rec), mode:
             out = fn(x)
         results.append(out)

@@ -16,7 +16,7 @@ from .frontends.keras import KerasView, as_torch_module
 from .report import Report, build_report
 from .trace import Trace, record
 from .trace.lazy import materialised
-from .trace.run import MODES, normalise_input_shape
+from .trace.run import MODES, gc_paused, normalise_input_shape
 from .trace.checks import check_device
 from .trace.compiled import compiled_counted_eagerly
 from .trace.training import TrainSpec
@@ -93,20 +93,24 @@ def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=
     return run(model, args, kwargs, input_shape, options or Options())[1]
 
 
+@gc_paused
 def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options: Options, *,
         module_inputs: bool = False) -> tuple[Trace, Report]:
     """Record one forward and cost it (with a copy of the registry): the Trace and its Report.
     ``module_inputs`` also keeps what ``explain`` needs: each module call's inputs and the
-    configuration of the standard layers."""
+    configuration of the standard layers. The cyclic garbage collector is paused throughout, as
+    for the recording (:mod:`.trace.run`): the whole count allocates, and a collection started by
+    the count's own allocations would sweep the model's heap (a second on a model of 80,000
+    modules), not garbage."""
     model = as_torch_module(model)     # a Keras 3 model: a view with its layers' names
     config = None
     if module_inputs:
         from .layers.standin import layer_config as config
-    with compiled_counted_eagerly(model) as model:            # the module behind torch.compile
-        model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode)   # lazy modules
+    with compiled_counted_eagerly(model) as (model, walk):    # the module behind torch.compile; one walk of it
+        model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode, walk)   # lazy modules
         trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
                        inference=options.inference, module_inputs=module_inputs, module_config=config,
-                       training=options.train_spec(), autocast=AUTOCAST.get(options.autocast))
+                       training=options.train_spec(), autocast=AUTOCAST.get(options.autocast), walk=walk)
     if isinstance(model, KerasView):
         model.finish_trace(trace)
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import FlopmeterNote
+from .walk import ModelWalk
 
 
 def _optimized_type():
@@ -32,22 +33,24 @@ def original(model):
 
 @contextlib.contextmanager
 def compiled_counted_eagerly(model: nn.Module):
-    """Yield the module to count: ``model``, or the original behind a compiled ``model``."""
-    optimized = _optimized_type()
-    if optimized is None or not isinstance(model, nn.Module):
-        yield model
+    """Yield (the module to count, its :class:`.walk.ModelWalk`): ``model``, or the original
+    behind a compiled ``model``; (``model``, None) when it is not a module."""
+    if not isinstance(model, nn.Module):
+        yield model, None
         return
-    if isinstance(model, optimized):
+    optimized = _optimized_type()
+    if optimized is not None and isinstance(model, optimized):
         model = model._orig_mod
         warnings.warn("the model is torch.compile'd; counted the original module it wraps (same "
                       "parameters and forward; the compiled kernels may fuse ops but do the same arithmetic)",
                       FlopmeterNote, stacklevel=5)
-    inner = [name for name, m in model.named_modules() if isinstance(m, optimized)]
+    walk = ModelWalk(model)
+    inner = [name for name, m in walk.modules() if isinstance(m, optimized)] if optimized is not None else []
     if not inner:
-        yield model
+        yield model, walk
         return
     warnings.warn(f"{len(inner)} submodule(s) are torch.compile'd ({', '.join(repr(n) for n in inner[:3])}"
                   f"{', …' if len(inner) > 3 else ''}); counted their original forward (eager), listed under "
                   "'_orig_mod'", FlopmeterNote, stacklevel=5)
     with torch.compiler.set_stance("force_eager"):
-        yield model
+        yield model, walk

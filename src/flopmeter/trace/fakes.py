@@ -26,51 +26,18 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
 from .recorder import RecordingFakeMode
+from .walk import ModelWalk
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 _COPIED = (dict, list, OrderedDict)
-
-
-_LISTS = (nn.Module.named_modules, nn.Module.named_parameters, nn.Module.named_buffers)
-_PLAIN_LISTING: set[type] = set()
-
-
-def all_modules(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
-    """``named_modules(remove_duplicate=False)`` as a list, walked here (torch's nested
-    generators cost a second on a model of 80,000 modules); None when a module's class lists
-    its modules, parameters or buffers its own way (then ask torch)."""
-    out = []
-    stack = [("", model)]
-    while stack:
-        prefix, m = stack.pop()
-        kind = type(m)
-        if kind not in _PLAIN_LISTING:
-            if (kind.named_modules, kind.named_parameters, kind.named_buffers) != _LISTS:
-                return None
-            _PLAIN_LISTING.add(kind)
-        out.append((prefix, m))
-        children = m._modules
-        if children:
-            stack.extend(reversed([(f"{prefix}.{k}" if prefix else k, c) for k, c in children.items() if c is not None]))
-    return out
 
 
 def named_tensors(model: nn.Module, *, tagged: bool = False) -> list[tuple]:
     """Every parameter and buffer under every name (tied tensors under each of their names), in
     the order of ``named_parameters(remove_duplicate=False)`` then ``named_buffers(…)``: (name,
     tensor) pairs, or (``"param"``/``"buffer"``, name, tensor) when ``tagged``."""
-    mods = all_modules(model)
-    out: list[tuple] = []
-    for kind in ("param", "buffer"):
-        if mods is None:
-            listing = model.named_parameters if kind == "param" else model.named_buffers
-            named = listing(remove_duplicate=False)
-        else:
-            group = "_parameters" if kind == "param" else "_buffers"
-            named = ((f"{prefix}.{k}" if prefix else k, t) for prefix, m in mods
-                     for k, t in getattr(m, group).items() if t is not None)
-        out.extend(((kind, name, t) for name, t in named) if tagged else named)
-    return out
+    walk = ModelWalk(model)
+    return walk.tensors() if tagged else walk.named_tensors()
 
 
 def first_tensors(model: nn.Module):
@@ -97,11 +64,11 @@ def _fake(mode: FakeTensorMode, t: torch.Tensor, device: torch.device) -> torch.
     return f
 
 
-def fake_substitutes(model: nn.Module, device: torch.device) -> tuple[RecordingFakeMode, dict[int, torch.Tensor]]:
+def fake_substitutes(walk: ModelWalk, device: torch.device) -> tuple[RecordingFakeMode, dict[int, torch.Tensor]]:
     """The (recording) fake mode and id(tensor) → fake for every parameter and buffer."""
-    named = named_tensors(model)
+    model, named = walk.model, walk.tensors()
     signature = (str(device), tuple((name, id(t), t.shape, t.stride(), t.dtype, t.requires_grad)
-                                    for name, t in named))
+                                    for _, name, t in named))
     cached = _CACHE.get(model)
     if cached is not None and cached[0] == signature:
         return cached[1], cached[2]
@@ -121,42 +88,51 @@ class Substitutes(dict):
 
 
 def substitutes(named, make) -> dict[int, torch.Tensor]:
-    """id(tensor) → make(tensor) for (name, tensor) pairs; a tensor under several names gets one."""
+    """id(tensor) → make(tensor) for tuples ending in a tensor; a tensor under several names gets one."""
     made: dict[int, torch.Tensor] = Substitutes()
-    for _, t in named:
+    for *_, t in named:
         if id(t) not in made:
             made[id(t)] = make(t)
     return made
 
 
-def real_substitutes(model: nn.Module) -> dict[int, torch.Tensor]:
+def real_substitutes(walk: ModelWalk) -> dict[int, torch.Tensor]:
     """Clones of every parameter and buffer (``requires_grad`` kept): the forward may write them."""
     def clone(t: torch.Tensor) -> torch.Tensor:
         c = t.detach().clone()
         return c.requires_grad_(True) if t.requires_grad else c
-    return dict(substitutes(named_tensors(model), clone))      # fresh clones each run: nothing to keep
+    return dict(substitutes(walk.tensors(), clone))      # fresh clones each run: nothing to keep
 
 
-def shadow(model: nn.Module, tensors: dict[int, torch.Tensor]) -> nn.Module:
-    """A copy of ``model``'s module tree running on ``tensors`` (id(original) → stand-in)."""
+def shadow(walk: ModelWalk, tensors: dict[int, torch.Tensor]) -> ModelWalk:
+    """A copy of the walked model's module tree running on ``tensors`` (id(original) →
+    stand-in), as the walk of the copy (``.model``)."""
     memo: dict[int, nn.Module] = {}
+    pending: list[nn.Module] = []
 
-    def copy(m: nn.Module) -> nn.Module:
-        done = memo.get(id(m))
-        if done is not None:
-            return done
-        new = object.__new__(type(m))
-        memo[id(m)] = new
-        attrs = {k: (v.copy() if type(v) in _COPIED else v) for k, v in m.__dict__.items()}
-        attrs["_parameters"] = {k: None if p is None else tensors.get(id(p), p) for k, p in m._parameters.items()}
-        attrs["_buffers"] = {k: None if b is None else tensors.get(id(b), b) for k, b in m._buffers.items()}
-        attrs["_modules"] = {k: None if c is None else copy(c) for k, c in m._modules.items()}
+    def copy_of(m: nn.Module) -> nn.Module:          # made empty now, filled from ``pending``
+        new = memo.get(id(m))
+        if new is None:
+            new = memo[id(m)] = object.__new__(type(m))
+            pending.append(m)
+        return new
+
+    copy_of(walk.model)
+    get, copied = tensors.get, _COPIED
+    while pending:                               # a loop, not a recursion: trees can be deep
+        m = pending.pop()
+        attrs = m.__dict__.copy()
+        for k, v in attrs.items():
+            if type(v) in copied:
+                attrs[k] = v.copy()
+        attrs["_parameters"] = {k: None if p is None else get(id(p), p) for k, p in m._parameters.items()}
+        buffers = m._buffers
+        attrs["_buffers"] = {k: None if b is None else get(id(b), b) for k, b in buffers.items()} if buffers else {}
+        attrs["_modules"] = {k: None if c is None else copy_of(c) for k, c in m._modules.items()}
         if type(m).__name__ == "OptimizedModule" and "_orig_mod" in m._modules:
             # torch.compile keeps a wrapped bound method of the *user's* module as its forward:
             # the shadow calls its own copy of that module, eagerly
             attrs["forward"] = attrs["_modules"]["_orig_mod"].__call__
             attrs.pop("_forward", None)
-        new.__dict__.update(attrs)
-        return new
-
-    return copy(model)
+        memo[id(m)].__dict__.update(attrs)
+    return walk.mapped(memo[id(walk.model)], memo)

@@ -34,20 +34,22 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_l
 from ..errors import FlopmeterError, InputError, ModelForwardError
 from .events import tensors_in, to_meta
 from .fakes import named_tensors
+from .walk import ModelWalk
 from .run import _RUN_LOCK
 
 _HINT = ("run the model once on an example input before counting it (that initialises its lazy "
          "modules), or replace the lazy modules by their eager forms (nn.Linear for nn.LazyLinear …)")
 
 
-def has_lazy(model: nn.Module) -> bool:
-    return any(is_lazy(t) for _, t in named_tensors(model))
+def has_lazy(model: nn.Module, walk: ModelWalk | None = None) -> bool:
+    return any(is_lazy(t) for _, _, t in (walk or ModelWalk(model)).tensors())
 
 
 def materialised(model: nn.Module, args: tuple, kwargs: dict | None, shapes: list[tuple[int, ...]],
-                 mode: str) -> nn.Module:
-    """``model`` itself when nothing in it is lazy, else a materialised copy (module docstring)."""
-    if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule) or not has_lazy(model):
+                 mode: str, walk: ModelWalk | None = None) -> nn.Module:
+    """``model`` itself when nothing in it is lazy, else a materialised copy (module docstring).
+    ``walk``: the model's walk, when the caller has one."""
+    if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule) or not has_lazy(model, walk):
         return model
     try:
         twin = copy.deepcopy(model, _memo(model, "meta" if mode == "fake" else None))

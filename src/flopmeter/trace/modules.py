@@ -22,11 +22,12 @@ from .events import to_meta
 
 
 class ModuleStack:
-    def __init__(self, model: nn.Module, *, keep_inputs: bool = False, meta=to_meta):
+    def __init__(self, modules: list[tuple[str, nn.Module]], *, keep_inputs: bool = False, meta=to_meta):
+        """``modules``: the run's ``named_modules()`` pairs (a shared module once, under its first
+        and canonical name)."""
         self.keep_inputs = keep_inputs
         self.meta = meta                 # tensor structure → TensorRefs (the run's identities)
-        # named_modules() removes duplicates: a shared module keeps its first (canonical) name
-        self.names: dict[int, str] = {id(m): name for name, m in model.named_modules()}
+        self.names: dict[int, str] = {id(m): name for name, m in modules}
         self.stack: tuple = ()           # ((path, call_index), …), outermost first
         self.current: str = ""           # innermost path, "" before the root is entered
         self._pushed: list[int] = []     # ids of modules pushed, to pop symmetrically

@@ -22,9 +22,10 @@ from torch import nn
 _QUANTIZED = ("torch.ao.nn.quantized", "torch.nn.quantized", "torch.ao.nn.intrinsic.quantized")
 
 
-def packed_weights(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+def packed_weights(modules: list[tuple[str, nn.Module]]) -> list[tuple[str, torch.Tensor]]:
+    """(name, weight) of every packed weight in ``modules`` (``named_modules()`` pairs)."""
     out: list[tuple[str, torch.Tensor]] = []
-    for path, module in model.named_modules():
+    for path, module in modules:
         if not type(module).__module__.startswith(_QUANTIZED):     # only quantized modules pack weights
             continue
         fp16 = torch.float16 in (getattr(module, "dtype", None), getattr(module, "weight_dtype", None))

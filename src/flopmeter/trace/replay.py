@@ -275,10 +275,10 @@ class Replayer:
         self.reasons[reason] += 1
 
     # -- installing on the shadow ------------------------------------------------------
-    def install(self, root: nn.Module) -> None:
-        """Route the forward of every module of the shadow that has a structural twin (same
-        class, parameter and buffer shapes, submodule tree) through :meth:`call`."""
-        mods = list(root.named_modules())
+    def install(self, mods: list[tuple[str, nn.Module]]) -> None:
+        """Route the forward of every module of the shadow (its ``named_modules()`` pairs) that
+        has a structural twin (same class, parameter and buffer shapes, submodule tree) through
+        :meth:`call`."""
         min_twins = int(os.environ.get("FLOPMETER_REPLAY_MIN_TWINS", MIN_TWINS))
         sig_of: dict[int, int] = {}
         interned: dict[tuple, int] = {}

@@ -37,7 +37,7 @@ from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicO
 
 from ..errors import FlopmeterError, InputError, ModelForwardError, OptionsError
 from .events import TensorRef, tensors_in
-from .fakes import fake_like, fake_substitutes, first_tensors, named_tensors, real_substitutes, shadow
+from .fakes import fake_like, fake_substitutes, first_tensors, real_substitutes, shadow
 from .model import ModuleInfo, ParamInfo, Trace
 from .checks import check_call, real_device
 from .globals import globals_kept
@@ -46,6 +46,7 @@ from .packed import packed_weights
 from .recorder import Recorder, Recording
 from .refs import Refs
 from .replay import Replayer, enabled as replay_enabled
+from .walk import ModelWalk
 
 MODES = ("fake", "real")
 _RUN_LOCK = threading.RLock()
@@ -114,7 +115,7 @@ def gc_paused(fn):
 def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=None,
            mode: str = "fake", device: str | torch.device | None = None, inference: bool = True,
            module_inputs: bool = False, module_config=None, training=None,
-           autocast: torch.dtype | None = None, replay: bool | None = None) -> Trace:
+           autocast: torch.dtype | None = None, replay: bool | None = None, walk: ModelWalk | None = None) -> Trace:
     """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace (with every
     module call's input metadata when ``module_inputs`` is set, and each module's
     ``module_config(module) -> (layer, config)`` when given — explain's closed forms).
@@ -123,7 +124,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     ``autocast``: run the forward (and loss) under ``torch.autocast(device, autocast)``; the
     weight copies it makes are in the trace (``_to_copy`` of parameters).
     ``replay``: replay repeated module calls (:mod:`.replay`; fake-mode inference only);
-    default: on unless ``FLOPMETER_REPLAY=0``."""
+    default: on unless ``FLOPMETER_REPLAY=0``. ``walk``: the model's :class:`.walk.ModelWalk`, when
+    the caller has one."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if mode not in MODES:
@@ -136,6 +138,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     if not args and not kwargs and not shapes:
         raise InputError("no example inputs", hint="pass tensors after the model, or input_shape=(1, 3, 224, 224)")
 
+    if walk is None or walk.model is not model:
+        walk = ModelWalk(model)
     found = model_device(model)
     if mode == "real":
         target = real_device(found, device)      # never report a device the run did not use
@@ -163,7 +167,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
             raise InputError("a TorchScript module runs only in real mode",
                              hint="use mode='real' (CLI: --mode real), or count the eager model")
         if mode == "fake":
-            fake_mode, tensors = fake_substitutes(model, target)
+            fake_mode, tensors = fake_substitutes(walk, target)
 
             def fake_input(t: torch.Tensor) -> torch.Tensor:
                 if isinstance(t, FakeTensor):
@@ -178,32 +182,33 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                 with fake_mode:
                     args = tuple(torch.empty(s, dtype=in_dtype, device=target) for s in shapes)
         else:
-            for name, t in named_tensors(model):
+            for _, name, t in walk.tensors():
                 if t.device.type == "meta":
                     raise InputError(f"real mode needs real weights, but '{name}' is on the meta device",
                                      hint="use mode='fake' (the default) for models without weights")
-            tensors = {} if script else real_substitutes(model)
+            tensors = {} if script else real_substitutes(walk)
             if shapes:
                 args = tuple(torch.randn(s, dtype=in_dtype, device=target) for s in shapes)
 
-        table = _param_table(model, tensors, refs)
+        table = _param_table(walk, tensors, refs)
         as_input = lambda t: refs.ref(t, role="input", created=-1)      # noqa: E731
         inputs = tensors_in(_map_tensors(args, as_input)) + tensors_in(_map_tensors(kwargs, as_input))
-        runnable = model if script else shadow(model, tensors)
+        run_walk = walk if script else shadow(walk, tensors)
+        runnable = run_walk.model
         if training is not None:
             try:
                 runnable.train()              # the shadow's flags only; the user's modules keep theirs
             except NotImplementedError as exc:          # an exported program's module
                 raise InputError(f"this model cannot be put in train mode for a training step: {exc}",
                                  hint="count a training step on the eager model") from None
-        stack = ModuleStack(runnable, keep_inputs=module_inputs, meta=refs.meta)
+        stack = ModuleStack(run_walk.modules(), keep_inputs=module_inputs, meta=refs.meta)
         recording = Recording(stack, refs)
         grad = torch.no_grad() if inference and training is None else torch.enable_grad()
         recorder = fake_mode if fake_mode is not None else Recorder(recording)
         replayer = None
         if (replay_enabled() if replay is None else replay) and fake_mode is not None and inference and training is None:
             replayer = Replayer(recording, refs, stack, fake_mode)
-            replayer.install(runnable)
+            replayer.install(run_walk.modules())
         try:
             with globals_kept(), grad, stack.installed(), recorder.recording_to(recording):
                 if training is not None:
@@ -235,7 +240,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         options.update(training=True, loss=training.loss_name, optimizer=training.optimizer)
         extra["training"] = _training_memory(train_info, params, storages)
         extra["training"]["autocast_copy_bytes"] = autocast_copy_bytes(recording.events, storages)
-    return Trace(events=recording.events, modules=_module_table(model, stack, module_config), params=params,
+    return Trace(events=recording.events, modules=_module_table(walk, stack, module_config), params=params,
                  inputs=inputs, options=options, storages=storages, model=type(model).__name__,
                  torch_version=torch.__version__, extra=extra, replayed=replayer.spans if replayer else [])
 
@@ -270,12 +275,12 @@ def _training_memory(info: dict, params: list[ParamInfo], storages) -> dict:
             "optimizer_state_bytes": info["optimizer_state_bytes"]}
 
 
-def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs) -> list[tuple]:
+def _param_table(walk: ModelWalk, tensors: dict[int, torch.Tensor], refs: Refs) -> list[tuple]:
     """Unique parameters then buffers (first name canonical, later names as aliases) with their
     stand-ins, referenced first (ids and storages from before the run). Cached fake stand-ins
     keep their references for the next run of the same model (``tensors.refs``)."""
     table: dict[int, list] = {}
-    for kind, name, t in named_tensors(model, tagged=True):
+    for kind, name, t in walk.tensors():
         entry = table.get(id(t))
         if entry is not None:
             entry[3].append(name)
@@ -286,7 +291,7 @@ def _param_table(model: nn.Module, tensors: dict[int, torch.Tensor], refs: Refs)
     if hasattr(tensors, "refs"):
         tensors.refs = cache
     # quantized modules keep weights in packed objects, not parameters: frozen, at their real size
-    return list(table.values()) + [["param", t, None, [name]] for name, t in packed_weights(model)]
+    return list(table.values()) + [["param", t, None, [name]] for name, t in packed_weights(walk.modules())]
 
 
 def _resolve_params(table: list[tuple], refs: Refs) -> list[ParamInfo]:
@@ -300,9 +305,9 @@ def _resolve_params(table: list[tuple], refs: Refs) -> list[ParamInfo]:
     return out
 
 
-def _module_table(model: nn.Module, stack: ModuleStack, module_config) -> list[ModuleInfo]:
+def _module_table(walk: ModelWalk, stack: ModuleStack, module_config) -> list[ModuleInfo]:
     out = []
-    for path, module in model.named_modules():
+    for path, module in walk.modules():
         info = ModuleInfo(path, type(module).__name__, stack.calls.get(path, 0),
                           list(stack.outputs.get(path, [])), list(stack.inputs.get(path, [])))
         if module_config is not None:
