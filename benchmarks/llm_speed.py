@@ -15,6 +15,13 @@ replay on and with ``FLOPMETER_REPLAY=0`` — and whether the two reports are eq
 ``to_dict()``). Replay on and off run side by side in this one process; the goals are 405B
 under 3 s and 6,000 layers under 10 s of analysis with replay on.
 
+A count pauses Python's cyclic garbage collector while it runs (``flopmeter.api.run``); the
+objects it makes and keeps (the trace and report: millions for 6,000 layers) are then looked at
+by the collector's next pass over the young generation, which Python runs at the first
+allocation after the collector is back on — in practice still inside the call, so it is in the
+analysis time. Whatever of that pass is still pending afterwards is timed right after the
+analysis (``gc.collect(0)``) and added, so the figure the goal is checked on holds it either way.
+
     python benchmarks/llm_speed.py                      # both configs, replay on and off
     python benchmarks/llm_speed.py --configs 405b       # one of them
     python benchmarks/llm_speed.py --skip-off-6000      # the full run of 6,000 layers takes minutes
@@ -23,6 +30,7 @@ under 3 s and 6,000 layers under 10 s of analysis with replay on.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -71,14 +79,19 @@ def build(path: Path, seq: int):
 
 
 def analysis(path: Path, seq: int, replay: bool):
-    """(build seconds, analysis seconds, report, replay counters) on a freshly built model."""
+    """(build seconds, analysis seconds, seconds of the collector's pass after it, report, replay
+    counters) on a freshly built model."""
     import flopmeter
     built, model, args, kwargs = build(path, seq)
+    gc.collect()                 # the build's own garbage and its pending pass: not the count's
     os.environ["FLOPMETER_REPLAY"] = "1" if replay else "0"
     t = time.perf_counter()
     trace, report = flopmeter.api.run(model, args, kwargs, None, flopmeter.Options())
     seconds = time.perf_counter() - t
-    return built, seconds, report, trace.extra.get("replay")
+    t = time.perf_counter()
+    gc.collect(0)                # the young generation: everything the count made and kept
+    collect = time.perf_counter() - t
+    return built, seconds, collect, report, trace.extra.get("replay")
 
 
 def main() -> None:
@@ -96,16 +109,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name in args.configs:
             path, seq = config(name, Path(folder))
-            built, on, report, stats = analysis(path, seq, replay=True)
+            built, on, collect, report, stats = analysis(path, seq, replay=True)
+            on += collect
             label = "Llama-3.1-405B shape" if name == "405b" else f"llama-7b with {int(name):,} layers"
             print(f"\n{label}, batch 1, sequence {seq}: {report.macs / 1e12:.3f} TMACs, {len(report.ops):,} ops")
             print(f"  build on meta           {built:8.2f} s")
             print(f"  analysis, replay on     {on:8.2f} s   ({stats['replayed']} calls replayed, "
-                  f"{stats['recorded']} recorded)")
+                  f"{stats['recorded']} recorded; {collect:.2f} s of it the collector's pass still pending after the call)")
             if name != "405b" and args.skip_off_6000 and int(name) >= 6000:
                 print("  analysis, replay off    skipped (--skip-off-6000)")
                 continue
-            _, off, full, _ = analysis(path, seq, replay=False)
+            _, off, collect, full, _ = analysis(path, seq, replay=False)
+            off += collect
             same = full.to_dict() == report.to_dict()
             print(f"  analysis, replay off    {off:8.2f} s   ({off / on:.1f}× the replayed run)")
             print(f"  reports equal           {'yes' if same else 'NO'}")

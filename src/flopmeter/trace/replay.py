@@ -286,6 +286,12 @@ class Replayer:
         classes: dict[type, int] = defaultdict(int)
         for _, m in mods:
             classes[type(m)] += 1
+        blocks: dict[type, int] = defaultdict(int)
+        for _, m in mods:
+            if m.__dict__["_modules"]:
+                blocks[type(m)] += 1
+        if not any(n >= min_twins for n in blocks.values()):
+            return                             # no block class repeats enough: nothing to replay
         for _, m in reversed(mods):            # submodules before their parents
             d = m.__dict__
             idx = d.get("layer_idx")

@@ -58,6 +58,33 @@ def model_device(model: nn.Module) -> torch.device | None:
     return None
 
 
+def _unaliased(tensors: list[torch.Tensor]) -> bool:
+    """Whether no real input is a view and no two distinct ones share a storage."""
+    seen: dict[int, int] = {}
+    for t in tensors:
+        if t.device.type == "meta" or isinstance(t, FakeTensor):
+            continue
+        if type(t) is not torch.Tensor or t.layout != torch.strided or t._is_view():
+            return False
+        if seen.setdefault(t.untyped_storage().data_ptr(), id(t)) != id(t):
+            return False
+    return True
+
+
+def _input_fake(mode, t: torch.Tensor, target: torch.device, quick: bool) -> torch.Tensor:
+    """The fake of an example input. A meta tensor, and when no input is a view or shares a
+    storage (``quick``) a plain dense tensor filling its storage, is made from its metadata
+    (:func:`.fakes.fake_like`: a fifth of the cost); anything else goes through ``from_tensor``,
+    which keeps views and shared storages."""
+    if t.device.type == "meta":
+        return fake_like(mode, t, target)
+    if quick and type(t) is torch.Tensor and t.storage_offset() == 0:
+        fake = fake_like(mode, t, t.device)
+        if fake.untyped_storage().nbytes() == t.untyped_storage().nbytes():
+            return fake
+    return mode.from_tensor(t)
+
+
 def _first_float_dtype(model: nn.Module) -> torch.dtype:
     for _, p in first_tensors(model):
         if p.is_floating_point():
@@ -169,12 +196,18 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         if mode == "fake":
             fake_mode, tensors = fake_substitutes(walk, target)
 
+            made: dict[int, torch.Tensor] = {}         # an input given twice is one tensor
+            given: list[torch.Tensor] = []
+            _map_tensors((args, kwargs), given.append)
+            quick = _unaliased(given)
+
             def fake_input(t: torch.Tensor) -> torch.Tensor:
                 if isinstance(t, FakeTensor):
                     return t
-                if t.device.type == "meta":
-                    return fake_like(fake_mode, t, target)
-                return fake_mode.from_tensor(t)
+                done = made.get(id(t))
+                if done is None:
+                    done = made[id(t)] = _input_fake(fake_mode, t, target, quick)
+                return done
 
             args = _map_tensors(args, fake_input)
             kwargs = _map_tensors(kwargs, fake_input)
