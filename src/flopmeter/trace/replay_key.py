@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor
 
+from .walk import ModelWalk
+
 
 class Unsafe(Exception):
     """This call cannot be replayed (the reason is the message)."""
@@ -129,7 +131,7 @@ def subtree_key(module: nn.Module, ctx: _Ctx) -> tuple:
     out = []
     slots: dict[int, int] = {}
     named = ctx.tensors
-    for rel, m in module.named_modules():
+    for rel, m in ModelWalk(module).modules():
         d = m.__dict__
         for h in _HOOKS:
             if d.get(h):
