@@ -32,18 +32,21 @@ class Mixed(nn.Module):
         flat = buf.view(-1)
         buf.resize_(2, 8, 16)                          # the storage 'flat' shares grows
         mask = torch.zeros(4, 4, device=x.device)
-        mask[1:3, 1:3] = 3                             # a constant (lift_fresh) filled in
-        return self.norm(y) + flat.sum() + mask.sum() + buf[..., :8].mean()
+        for k, (a, b) in enumerate(((0, 1), (1, 3), (3, 4), (1, 3))):
+            mask[a:b, a:b] = k                         # constants (lift_fresh) filled in, one value twice
+        scale = torch.tensor(2.5)                      # a lifted constant whose value is read
+        return self.norm(y) * scale.item() + flat.sum() + mask.sum() + buf[..., :8].mean()
 
 
 def _record(model, *args, memo_on: bool, options=None) -> dict:
-    saved = recorder.RecordingFakeMode.tensor_key
+    saved = recorder.RecordingFakeMode.tensor_key, recorder.RecordingFakeMode._lifted
     if not memo_on:
         recorder.RecordingFakeMode.tensor_key = lambda self, t, ref: None      # no key: FakeTensor alone
+        recorder.RecordingFakeMode._lifted = lambda self, args, kwargs: None   # FakeTensor lifts constants too
     try:
         report = flopmeter.count(model, *args, options=options)
     finally:
-        recorder.RecordingFakeMode.tensor_key = saved
+        recorder.RecordingFakeMode.tensor_key, recorder.RecordingFakeMode._lifted = saved
     return json.loads(json.dumps(trace_to_dict(report.trace), default=str))
 
 
@@ -93,3 +96,63 @@ def test_memo_hit_makes_what_fakes_make():
     assert results[6] is x and results[7] is x                 # add_ returns its input, from the memo too
     assert results[5].untyped_storage()._cdata == x.untyped_storage()._cdata       # _unsafe_view aliases
     assert any(type(r) is memo.Replay for r in memo.MEMO.values())
+
+
+@pytest.mark.filterwarnings("ignore:Accessing the data pointer of FakeTensor")
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_fake_shortcut_makes_what_the_constructor_makes(requires_grad):
+    """RecordingFakeMode.fake copies a new fake's attributes in one step: the tensor it makes is
+    FakeTensor's own, attribute for attribute, on the same device with the same dispatch keys."""
+    from torch._subclasses.fake_tensor import FakeTensor
+    mode = recorder.RecordingFakeMode(allow_non_fake_inputs=True)
+    target = torch.device("cpu")
+
+    def meta():
+        return torch.empty_strided((2, 3), (1, 2), device="meta").requires_grad_(requires_grad)
+    mode.fake(meta(), target)                                   # the first: through the constructor, checked
+    fast, slow = mode.fake(meta(), target), FakeTensor(mode, meta(), target)
+    assert type(fast) is FakeTensor and fast.fake_mode is mode
+    assert fast.__dict__ == slow.__dict__
+    assert (fast.device, fast.shape, fast.stride(), fast.requires_grad) == (slow.device, slow.shape, slow.stride(),
+                                                                             slow.requires_grad)
+    assert torch._C._dispatch_keys(fast) == torch._C._dispatch_keys(slow)
+
+    def data_ptr(t):                 # what asking for the data pointer does (raise or answer; warnings: once per process)
+        try:
+            t.data_ptr()
+            return None
+        except Exception as exc:  # noqa: BLE001
+            return type(exc)
+    assert data_ptr(fast) == data_ptr(slow)
+    with mode:
+        assert (fast + 1).shape == (2, 3)
+
+
+def test_lifted_constant_is_what_fake_tensor_makes():
+    """torch.tensor(number) in the mode: the quick lift gives FakeTensor's own constant fake."""
+    values = (3, 2.5, True, -7, float("nan"))
+    made, modes = [], []
+    for quick in (True, False):
+        mode = recorder.RecordingFakeMode(allow_non_fake_inputs=True)
+        modes.append(mode)
+        if not quick:
+            mode._lifted = lambda args, kwargs: None
+        from flopmeter.trace.modules import ModuleStack
+        from flopmeter.trace.refs import Refs
+        rec = recorder.Recording(ModuleStack(list(nn.Identity().named_modules())), Refs())
+        with mode.recording_to(rec), mode:
+            made.append([torch.tensor(v) for v in values] + [torch.tensor(1.5, dtype=torch.float64),
+                                                             torch.tensor([4], dtype=torch.int32)])
+    for quick, slow in zip(*made):
+        assert type(quick) is FakeTensor and quick.constant is not None
+        assert (quick.shape, quick.stride(), quick.dtype, quick.device) == (slow.shape, slow.stride(), slow.dtype,
+                                                                            slow.device)
+        assert torch.equal(quick.constant, slow.constant) or quick.constant.isnan().all() and slow.constant.isnan().all()
+        assert quick.constant.dtype == slow.constant.dtype
+        assert quick.untyped_storage().nbytes() == slow.untyped_storage().nbytes()
+        assert sorted(quick.__dict__) == sorted(slow.__dict__)
+        for fake, mode in ((quick, modes[0]), (slow, modes[1])):        # an in-place write to an alias un-constants it
+            assert any(ref() is fake for refs in mode.fake_tensor_converter.constant_storage_mapping.values()
+                       for ref in refs)
+        assert {k: v for k, v in quick.__dict__.items() if k not in ("constant", "fake_mode")} == \
+            {k: v for k, v in slow.__dict__.items() if k not in ("constant", "fake_mode")}

@@ -58,7 +58,7 @@ def fake_like(mode: FakeTensorMode, t: torch.Tensor, device: torch.device) -> to
 def _fake(mode: FakeTensorMode, t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """:func:`fake_like` where no fake mode is active."""
     meta = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
-    f = FakeTensor(mode, meta, device)        # what the mode's own kernels make
+    f = mode.fake(meta, device)               # what the mode's own kernels make
     if t.requires_grad:
         f.requires_grad_(True)
     return f

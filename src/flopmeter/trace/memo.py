@@ -69,6 +69,11 @@ class Replay:
         return cls(tuple(specs), entry.is_output_tuple)
 
     @classmethod
+    def in_place(cls) -> "Replay":
+        """An op that returns its first argument, written in place, metadata unchanged."""
+        return cls(((_ARG, 0),), False)
+
+    @classmethod
     def of_alias(cls, mode, out, src) -> "Replay | None":
         """``out`` as a view of ``src``'s storage, where it is a plain fake tensor that is one."""
         plain = (type(out) is FakeTensor and out.fake_mode is mode and out.constant is None
@@ -99,6 +104,6 @@ class Replay:
         outs = []
         for spec, empty in zip(specs, made):
             kind = spec[0]
-            outs.append(FakeTensor(mode, empty, spec[8]) if kind == _NEW else args[spec[1]] if kind == _ARG
+            outs.append(mode.fake(empty, spec[8]) if kind == _NEW else args[spec[1]] if kind == _ARG
                         else spec[1])
         return tuple(outs) if self.is_tuple else outs[0]

@@ -11,12 +11,14 @@ In fake mode, an op whose arguments the recorder can key goes through the dispat
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch._subclasses.fake_tensor import (FakeTensor, FakeTensorMode, _BypassDispatchCache, _CacheKeyState,
                                            _device_handler)
+from torch.utils._mode_utils import no_dispatch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .dtypes import check_dtypes
@@ -127,6 +129,62 @@ class RecordingFakeMode(FakeTensorMode):
         self.recording: Recording | None = None
         self._depth = 0
         self._types = ()
+        self._made: dict[torch.device, dict | None] = {}     # device → a new fake's attributes (None: no shortcut)
+
+    def fake(self, meta: torch.Tensor, device: torch.device) -> FakeTensor:
+        """``FakeTensor(self, meta, device)``: the fake tensor this mode's kernels make of a meta
+        tensor, made faster — FakeTensor's constructor sets a dozen attributes one by one, through
+        descriptors, to values that depend only on the mode and the device; here they are copied
+        in one step from the first fake made for that device. The shortcut is taken only after
+        checking, on that first fake, that it makes the same tensor: the same attributes, device,
+        dispatch keys and ``requires_grad`` (else — a device FakeTensor renames, another PyTorch
+        — every fake on that device goes through the constructor)."""
+        attrs = self._made.get(device, _UNSEEN)
+        if attrs is None:
+            return FakeTensor(self, meta, device)
+        if attrs is _UNSEEN:
+            made = FakeTensor(self, meta, device)
+            self._made[device] = _shortcut(self, made, device)
+            return made
+        t = _MAKE_SUBCLASS(FakeTensor, meta, meta.requires_grad, dispatch_device=True, device_for_backend_keys=device)
+        self._guard(t)
+        t.__dict__.update(attrs)
+        t.fake_mode = self
+        return t
+
+    def _lifted(self, args, kwargs) -> FakeTensor | None:
+        """``torch.tensor(number)``'s lift of a one-element real tensor into the mode, as FakeTensor
+        makes it — a fake whose ``constant`` is a clone of the value (so ``item()`` and constant
+        propagation work) — from the value's metadata instead of FakeTensor's meta conversion
+        (most of the ~0.4 ms such a lift costs; Swin's attention mask makes 45 per forward).
+        None for anything else (then FakeTensor lifts it)."""
+        t = args[0] if len(args) == 1 and not kwargs else None
+        if (type(t) is not torch.Tensor or t.numel() != 1 or t.layout is not torch.strided or t.requires_grad
+                or t.device.type == "meta" or t.is_quantized or t.is_conj() or t.is_neg()):
+            return None
+        if self.shape_env is not None or self.fake_tensor_converter.export or torch._guards.TracingContext.try_get():
+            return None                  # FakeTensor's lift differs when tracing
+        with no_dispatch():
+            value = t.clone()
+        meta = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")
+        fake = self.fake(meta, value.device)
+        fake.constant = value
+        # what from_real_tensor adds: a 0-d CPU integer or float64 constant remembers its item(), and
+        # the constant's storage is mapped to the fake (an in-place write to an alias un-constants it)
+        if value.dim() == 0 and value.device.type == "cpu" and value.dtype in _ITEM_MEMO_DTYPES:
+            with no_dispatch():
+                number = value.item()
+            if not math.isnan(number) and not math.isinf(number):
+                fake.item_memo = number
+        self.fake_tensor_converter.add_constant_storage_mapping(fake)
+        return fake
+
+    def _guard(self, t: torch.Tensor) -> None:
+        """What FakeTensor's constructor does about ``data_ptr`` on a new fake."""
+        if self._allow_unsafe_data_ptr_access:
+            torch._C._set_warn_deprecated_on_mutable_data_ptr(t)
+        else:
+            torch._C._set_throw_on_mutable_data_ptr(t)
 
     @contextmanager
     def recording_to(self, recording: Recording):
@@ -145,11 +203,16 @@ class RecordingFakeMode(FakeTensorMode):
         """The part of a dispatch key that stands for ``t`` (its metadata as FakeTensor's cache
         key reads it, ``requires_grad`` apart; shape, strides, offset, dtype and device from its
         snapshot ``ref``), or None where FakeTensor would not cache."""
-        if (type(t) is not FakeTensor or t.fake_mode is not self or t.constant is not None
-                or t.layout is not torch.strided or t._has_symbolic_sizes_strides):
+        if (type(t) is not FakeTensor or t.fake_mode is not self or t.layout is not torch.strided
+                or t._has_symbolic_sizes_strides):
             return None
         part = (ref.dtype, ref.shape, ref.stride, ref.offset, ref.device, t.untyped_storage().nbytes(), t.is_conj(),
                 t.is_neg(), t.is_inference())
+        constant = t.constant
+        if constant is not None:         # a one-element constant (a lifted Python number): keyed by its value too
+            if type(constant) is not torch.Tensor or constant.numel() != 1:
+                return None
+            part = (*part, "constant", constant.item())
         return PARTS.setdefault(part, len(PARTS))       # an int: an op's key hashes fast
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -169,6 +232,10 @@ class RecordingFakeMode(FakeTensorMode):
         """The fake kernel, after the dtype check real kernels make (fake kernels do not); through
         the memo when the arguments have a key."""
         check_dtypes(func, args)
+        if func in _LIFTS:
+            lifted = self._lifted(args, kwargs)
+            if lifted is not None:
+                return lifted
         if key is None:
             return super().__torch_dispatch__(func, self._types, args, kwargs)
         key = (id(func), torch.get_default_dtype(), torch._C._get_default_device(), torch.is_inference_mode_enabled(),
@@ -193,11 +260,38 @@ class RecordingFakeMode(FakeTensorMode):
         replay = Replay.of_entry(FakeTensorMode.cache.get(fkey), func) if fkey is not None else None
         if replay is None and func is UNSAFE_VIEW:
             replay = Replay.of_alias(self, out, args[0])
+        if replay is None and func is _FILL and out is args[0] and args[0].constant is None:
+            replay = Replay.in_place()          # FakeTensor does not cache a fill with a constant value
         MEMO[key] = BYPASS if replay is None else replay
         return out
 
 
 _PRIM_DEVICE = torch.ops.prim.device.default
+_LIFTS = (torch.ops.aten.lift_fresh.default, torch.ops.aten.lift_fresh_copy.default)
+_FILL = torch.ops.aten.fill_.Tensor
+_ITEM_MEMO_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.float64)
+_MAKE_SUBCLASS = torch.Tensor._make_subclass
+_UNSEEN = object()
+
+
+def _shortcut(mode: RecordingFakeMode, made: FakeTensor, device: torch.device) -> dict | None:
+    """The attributes a new fake on ``device`` gets (without the mode), if a fake made from them
+    is the same as ``made``, FakeTensor's own; else None."""
+    try:
+        from torch._subclasses.fake_tensor import FakeTensorConfig
+        if FakeTensorConfig.debug or made.fake_device != device:
+            return None
+        attrs = {k: v for k, v in made.__dict__.items() if k != "fake_mode"}
+        meta = torch.empty_strided(made.shape, made.stride(), dtype=made.dtype, device="meta")
+        twin = _MAKE_SUBCLASS(FakeTensor, meta, made.requires_grad, dispatch_device=True, device_for_backend_keys=device)
+        mode._guard(twin)
+        twin.__dict__.update(attrs)
+        twin.fake_mode = mode
+        same = (twin.__dict__ == made.__dict__ and twin.device == made.device and twin.requires_grad == made.requires_grad
+                and torch._C._dispatch_keys(twin) == torch._C._dispatch_keys(made))
+        return attrs if same else None
+    except Exception:       # noqa: BLE001 — any surprise: no shortcut, FakeTensor's constructor every time
+        return None
 
 
 def _tracing() -> bool:

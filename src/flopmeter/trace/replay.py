@@ -667,7 +667,7 @@ class Replayer:
                             meta = base.as_strided(new.shape, new.stride, new.offset)
                         else:
                             bases[new.storage] = meta
-                    t = FakeTensor(mode, meta, device)      # what the mode's own kernels make
+                    t = mode.fake(meta, device)             # what the mode's own kernels make
                 refs.adopt(t, new)
                 made.append(t)
         finally:
