@@ -231,24 +231,23 @@ class RecordingFakeMode(FakeTensorMode):
     def _checked_call(self, func, args, kwargs, key):
         """The fake kernel, after the dtype check real kernels make (fake kernels do not); through
         the memo when the arguments have a key."""
+        if key is not None:
+            key = (id(func), torch.get_default_dtype(), torch._C._get_default_device(),
+                   torch.is_inference_mode_enabled(), key)
+            try:
+                replay = MEMO.get(key)
+            except TypeError:                        # an argument that cannot be hashed
+                replay = BYPASS
+            if replay is not None and replay is not BYPASS:
+                return replay(self, args)            # its dtypes (in the key) were checked at its first call
         check_dtypes(func, args)
         if func in _LIFTS:
             lifted = self._lifted(args, kwargs)
             if lifted is not None:
                 return lifted
-        if key is None:
+        if key is None or replay is BYPASS:
             return super().__torch_dispatch__(func, self._types, args, kwargs)
-        key = (id(func), torch.get_default_dtype(), torch._C._get_default_device(), torch.is_inference_mode_enabled(),
-               key)
-        try:
-            replay = MEMO.get(key)
-        except TypeError:                            # an argument that cannot be hashed
-            return super().__torch_dispatch__(func, self._types, args, kwargs)
-        if replay is None:
-            return self._first_call(func, args, kwargs, key)
-        if replay is BYPASS:
-            return super().__torch_dispatch__(func, self._types, args, kwargs)
-        return replay(self, args)
+        return self._first_call(func, args, kwargs, key)
 
     def _first_call(self, func, args, kwargs, key):
         """Dispatch through FakeTensor and keep its cache entry for ``key`` as a Replay (or BYPASS)."""
