@@ -16,10 +16,13 @@ Process-wide state, all of it (documented here once):
   arguments, as FakeTensor's own process-wide cache keeps them) and the numbers of tensor key parts;
 - ``formulas.registry._RULES``: the generic rule (view, pointwise) read off each op's schema.
 
-The cyclic garbage collector is paused during the whole recording (restored in ``finally``): a run
-makes many small objects, and on a large model the collector would sweep the heap hundreds of
-times (a 70B Llama count: 19 s → 13 s). Tensors that only a reference cycle keeps alive are
-then freed after the run, not at whatever moment the collector would have run in eager mode.
+The cyclic garbage collector is paused during the whole recording (restored in ``finally``), and
+``flopmeter.api.run`` pauses it for the whole count around it: a run makes many small objects, and
+on a large model the collector would sweep the heap hundreds of times (a 70B Llama count: 19 s →
+13 s); a collection started by the count's own allocations before the recording would also sweep
+the model just built (2 s for a 6,000-layer Llama). Tensors that only a reference cycle keeps alive
+are then freed after the run, not at whatever moment the collector would have run in eager mode;
+Python's first pass over the objects the count keeps runs at the first allocation after it.
 
 Each run costs with its own copy of the formula registry (``api.run``).
 """
