@@ -156,3 +156,42 @@ def test_lifted_constant_is_what_fake_tensor_makes():
                        for ref in refs)
         assert {k: v for k, v in quick.__dict__.items() if k not in ("constant", "fake_mode")} == \
             {k: v for k, v in slow.__dict__.items() if k not in ("constant", "fake_mode")}
+
+
+class _AliasWrite(nn.Module):
+    """A constant made plain by a write through an alias, then used: FakeTensor caches the op on
+    the now-plain tensor; a later genuine constant of the same value must not get that entry."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(1, 1)
+
+    def forward(self, x):
+        h = self.lin(x).sum()
+        c = torch.tensor(2.0)
+        _ = c + 0                      # c seen (and keyed, if constants had key parts) as a constant
+        c.view(()).add_(h)             # an alias written: FakeTensor drops c's constant
+        _ = c * 3                      # cached by FakeTensor for the plain c
+        return x * (torch.tensor(2.0) * 3).item()      # a genuine constant: its value is still known
+
+
+def test_a_constant_made_plain_through_an_alias_does_not_poison_the_memo():
+    x = torch.randn(1, 1)
+    expected = _AliasWrite()(x).shape                  # runs eagerly
+    assert flopmeter.count(_AliasWrite(), x).trace.events[-1].out.shape == expected
+    later = flopmeter.count(nn.Identity(), x)           # the process-wide memo left sound for other models
+    assert later.macs == 0
+
+
+def test_constants_add_nothing_to_the_process_wide_memo_per_count():
+    class Nan(nn.Module):
+        def forward(self, x):
+            mask = torch.zeros(2, 2)
+            mask[0, 0] = float("nan")                   # a lifted NaN filled in
+            return x + mask.sum()
+    x = torch.randn(2, 2)
+    flopmeter.count(Nan(), x)
+    sizes = len(memo.PARTS), len(memo.MEMO)
+    for _ in range(3):
+        flopmeter.count(Nan(), x)
+    assert (len(memo.PARTS), len(memo.MEMO)) == sizes

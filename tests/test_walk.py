@@ -114,3 +114,16 @@ def test_quick_input_fakes_count_the_same_as_from_tensor():
         run_mod._unaliased = original
     assert quick.inputs == slow.inputs
     assert [(e.op, e.args, e.out) for e in quick.events] == [(e.op, e.args, e.out) for e in slow.events]
+
+
+def test_an_inference_mode_input_fails_as_it_does_in_eager():
+    """The quick input path keeps no inference flag: such inputs go through from_tensor."""
+    class InPlace(nn.Module):
+        def forward(self, x):
+            return x.add_(1)
+    with torch.inference_mode():
+        x = torch.randn(2, 3)
+    with pytest.raises(RuntimeError, match="[Ii]nference tensor"):
+        InPlace()(x)
+    with pytest.raises(flopmeter.ModelForwardError, match="[Ii]nference tensor"):
+        flopmeter.count(InPlace(), x)

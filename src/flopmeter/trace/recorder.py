@@ -152,6 +152,23 @@ class RecordingFakeMode(FakeTensorMode):
         t.fake_mode = self
         return t
 
+    def _fill_key(self, args, kwargs):
+        """The memo key of ``fill_(tensor, value)`` where ``value`` is a one-element constant (a
+        lifted Python number, which has no key part: FakeTensor never caches an op on a constant):
+        the tensor's key part and the value's metadata, read now. Such a fill writes the tensor in
+        place and returns it, whatever the value; its first call goes through FakeTensor (which
+        checks it), later ones return the tensor (:meth:`_first_call`). None when it is not one."""
+        if kwargs or len(args) != 2:
+            return None
+        dst, value = args
+        if (type(dst) is not FakeTensor or type(value) is not FakeTensor or dst.constant is not None
+                or value.fake_mode is not self or type(value.constant) is not torch.Tensor or value.numel() != 1):
+            return None
+        part = self.recording.refs.key_part(dst) if self.recording is not None else None
+        if part is None:
+            return None
+        return ("fill", part, dst.requires_grad, value.dtype, tuple(value.shape), value.device, value.requires_grad)
+
     def _lifted(self, args, kwargs) -> FakeTensor | None:
         """``torch.tensor(number)``'s lift of a one-element real tensor into the mode, as FakeTensor
         makes it — a fake whose ``constant`` is a clone of the value (so ``item()`` and constant
@@ -203,16 +220,11 @@ class RecordingFakeMode(FakeTensorMode):
         """The part of a dispatch key that stands for ``t`` (its metadata as FakeTensor's cache
         key reads it, ``requires_grad`` apart; shape, strides, offset, dtype and device from its
         snapshot ``ref``), or None where FakeTensor would not cache."""
-        if (type(t) is not FakeTensor or t.fake_mode is not self or t.layout is not torch.strided
-                or t._has_symbolic_sizes_strides):
+        if (type(t) is not FakeTensor or t.fake_mode is not self or t.constant is not None
+                or t.layout is not torch.strided or t._has_symbolic_sizes_strides):
             return None
         part = (ref.dtype, ref.shape, ref.stride, ref.offset, ref.device, t.untyped_storage().nbytes(), t.is_conj(),
                 t.is_neg(), t.is_inference())
-        constant = t.constant
-        if constant is not None:         # a one-element constant (a lifted Python number): keyed by its value too
-            if type(constant) is not torch.Tensor or constant.numel() != 1:
-                return None
-            part = (*part, "constant", constant.item())
         return PARTS.setdefault(part, len(PARTS))       # an int: an op's key hashes fast
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -231,6 +243,8 @@ class RecordingFakeMode(FakeTensorMode):
     def _checked_call(self, func, args, kwargs, key):
         """The fake kernel, after the dtype check real kernels make (fake kernels do not); through
         the memo when the arguments have a key."""
+        if key is None and func is _FILL:
+            key = self._fill_key(args, kwargs)
         if key is not None:
             key = (id(func), torch.get_default_dtype(), torch._C._get_default_device(),
                    torch.is_inference_mode_enabled(), key)
@@ -260,7 +274,7 @@ class RecordingFakeMode(FakeTensorMode):
         if replay is None and func is UNSAFE_VIEW:
             replay = Replay.of_alias(self, out, args[0])
         if replay is None and func is _FILL and out is args[0] and args[0].constant is None:
-            replay = Replay.in_place()          # FakeTensor does not cache a fill with a constant value
+            replay = Replay.in_place()          # FakeTensor does not cache a fill with a constant value (_fill_key)
         MEMO[key] = BYPASS if replay is None else replay
         return out
 

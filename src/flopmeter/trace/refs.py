@@ -192,6 +192,15 @@ class Refs:
         parts.append(v)
         return v
 
+    def key_part(self, t: torch.Tensor):
+        """``t``'s key part (made once per snapshot, as :meth:`keyed` makes it), or None."""
+        entry = self._seen.get(id(t))
+        if entry is None or entry[0]() is not t or self.keyer is None:
+            return None
+        if entry[2] is _UNSET:
+            entry[2] = self.keyer(t, entry[1])
+        return entry[2]
+
     def forget_keys(self) -> None:
         """Re-make every tensor's key part on its next use (an op may have resized a storage that
         other tensors share)."""

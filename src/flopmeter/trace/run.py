@@ -67,7 +67,7 @@ def _unaliased(tensors: list[torch.Tensor]) -> bool:
     for t in tensors:
         if t.device.type == "meta" or isinstance(t, FakeTensor):
             continue
-        if type(t) is not torch.Tensor or t.layout != torch.strided or t._is_view():
+        if type(t) is not torch.Tensor or t.layout != torch.strided or t._is_view() or t.is_quantized:
             return False
         if seen.setdefault(t.untyped_storage().data_ptr(), id(t)) != id(t):
             return False
@@ -76,12 +76,14 @@ def _unaliased(tensors: list[torch.Tensor]) -> bool:
 
 def _input_fake(mode, t: torch.Tensor, target: torch.device, quick: bool) -> torch.Tensor:
     """The fake of an example input. A meta tensor, and when no input is a view or shares a
-    storage (``quick``) a plain dense tensor filling its storage, is made from its metadata
-    (:func:`.fakes.fake_like`: a fifth of the cost); anything else goes through ``from_tensor``,
-    which keeps views and shared storages."""
+    storage (``quick``) a plain dense tensor filling its storage (not an inference tensor, not
+    needing grad, no conjugate or negative bit), is made from its metadata (:func:`.fakes.fake_like`:
+    a fifth of the cost); anything else goes through ``from_tensor``, which keeps views, shared
+    storages and those flags."""
     if t.device.type == "meta":
         return fake_like(mode, t, target)
-    if quick and type(t) is torch.Tensor and t.storage_offset() == 0:
+    if (quick and type(t) is torch.Tensor and t.storage_offset() == 0 and not t.requires_grad and not t.is_inference()
+            and not t.is_conj() and not t.is_neg()):
         fake = fake_like(mode, t, t.device)
         if fake.untyped_storage().nbytes() == t.untyped_storage().nbytes():
             return fake
