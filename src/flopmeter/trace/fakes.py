@@ -32,12 +32,10 @@ _CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionar
 _COPIED = (dict, list, OrderedDict)
 
 
-def named_tensors(model: nn.Module, *, tagged: bool = False) -> list[tuple]:
+def named_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """Every parameter and buffer under every name (tied tensors under each of their names), in
-    the order of ``named_parameters(remove_duplicate=False)`` then ``named_buffers(…)``: (name,
-    tensor) pairs, or (``"param"``/``"buffer"``, name, tensor) when ``tagged``."""
-    walk = ModelWalk(model)
-    return walk.tensors() if tagged else walk.named_tensors()
+    the order of ``named_parameters(remove_duplicate=False)`` then ``named_buffers(…)``."""
+    return ModelWalk(model).named_tensors()
 
 
 def first_tensors(model: nn.Module):

@@ -146,8 +146,15 @@ class RecordingFakeMode(FakeTensorMode):
             made = FakeTensor(self, meta, device)
             self._made[device] = _shortcut(self, made, device)
             return made
+        return self._assembled(meta, device, attrs)
+
+    def _assembled(self, meta: torch.Tensor, device: torch.device, attrs: dict) -> FakeTensor:
+        """A fake of ``meta`` on ``device`` with the constructor's ``attrs`` (all but the mode)."""
         t = _MAKE_SUBCLASS(FakeTensor, meta, meta.requires_grad, dispatch_device=True, device_for_backend_keys=device)
-        self._guard(t)
+        if self._allow_unsafe_data_ptr_access:        # what FakeTensor's constructor does about data_ptr
+            torch._C._set_warn_deprecated_on_mutable_data_ptr(t)
+        else:
+            torch._C._set_throw_on_mutable_data_ptr(t)
         t.__dict__.update(attrs)
         t.fake_mode = self
         return t
@@ -196,13 +203,6 @@ class RecordingFakeMode(FakeTensorMode):
         self.fake_tensor_converter.add_constant_storage_mapping(fake)
         return fake
 
-    def _guard(self, t: torch.Tensor) -> None:
-        """What FakeTensor's constructor does about ``data_ptr`` on a new fake."""
-        if self._allow_unsafe_data_ptr_access:
-            torch._C._set_warn_deprecated_on_mutable_data_ptr(t)
-        else:
-            torch._C._set_throw_on_mutable_data_ptr(t)
-
     @contextmanager
     def recording_to(self, recording: Recording):
         """Record into ``recording`` for the duration (the mode is reused across runs)."""
@@ -245,6 +245,7 @@ class RecordingFakeMode(FakeTensorMode):
         the memo when the arguments have a key."""
         if key is None and func is _FILL:
             key = self._fill_key(args, kwargs)
+        replay = None
         if key is not None:
             key = (id(func), torch.get_default_dtype(), torch._C._get_default_device(),
                    torch.is_inference_mode_enabled(), key)
@@ -296,10 +297,7 @@ def _shortcut(mode: RecordingFakeMode, made: FakeTensor, device: torch.device) -
             return None
         attrs = {k: v for k, v in made.__dict__.items() if k != "fake_mode"}
         meta = torch.empty_strided(made.shape, made.stride(), dtype=made.dtype, device="meta")
-        twin = _MAKE_SUBCLASS(FakeTensor, meta, made.requires_grad, dispatch_device=True, device_for_backend_keys=device)
-        mode._guard(twin)
-        twin.__dict__.update(attrs)
-        twin.fake_mode = mode
+        twin = mode._assembled(meta.requires_grad_(made.requires_grad), device, attrs)
         same = (twin.__dict__ == made.__dict__ and twin.device == made.device and twin.requires_grad == made.requires_grad
                 and torch._C._dispatch_keys(twin) == torch._C._dispatch_keys(made))
         return attrs if same else None

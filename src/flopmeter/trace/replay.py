@@ -284,10 +284,9 @@ class Replayer:
         interned: dict[tuple, int] = {}
         counts: dict[int, int] = defaultdict(int)
         classes: dict[type, int] = defaultdict(int)
+        blocks: dict[type, int] = defaultdict(int)      # instances with submodules, per class
         for _, m in mods:
             classes[type(m)] += 1
-        blocks: dict[type, int] = defaultdict(int)
-        for _, m in mods:
             if m.__dict__["_modules"]:
                 blocks[type(m)] += 1
         if not any(n >= min_twins for n in blocks.values()):
