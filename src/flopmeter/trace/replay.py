@@ -325,7 +325,7 @@ class Replayer:
 
     # -- one call ----------------------------------------------------------------------
     def call(self, module, path, forward, args, kwargs):
-        if len(_GLOBAL_HOOKS[0]) > 1 or len(_GLOBAL_HOOKS[1]) > 1:     # the module stack's own are one each
+        if _GLOBAL_HOOKS[0] or _GLOBAL_HOOKS[1]:     # a user's global hook would see the skipped calls
             self._refuse("a global module hook")
             return forward(*args, **kwargs)
         try:

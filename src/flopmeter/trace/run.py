@@ -3,13 +3,12 @@
 The user's model is never run and never modified: the forward runs on a shadow of its module
 tree (:func:`.fakes.shadow`) holding our own tensors — fakes in fake mode, clones in real mode
 (so in-place writes and BatchNorm running statistics land on copies) — while the module stack
-uses global hooks that are removed in ``finally`` and the RNG state is forked and restored.
+wraps the forwards of the shadow's modules only, and the RNG state is forked and restored.
 A forward of the same model running in another thread meanwhile is unaffected.
 
 Process-wide state, all of it (documented here once):
 
-- ``_RUN_LOCK``: counts run one at a time (the module-stack hooks are global and a cached
-  fake mode records into one run at a time);
+- ``_RUN_LOCK``: counts run one at a time (a cached fake mode records into one run at a time);
 - ``fakes._CACHE``: the fake parameters of each model, weakly keyed on the model;
 - ``recorder._KEYS`` and ``events._SIGNATURES``: op name and argument names per op overload;
 - ``memo.MEMO`` and ``memo.PARTS``: the fake mode's dispatch memo (an op's fake results per key of its
@@ -256,7 +255,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                     train_info = train_step(runnable, args, kwargs, recorder, recording, stack, refs, training,
                                             target, owners, amp=_amp(target, autocast))
                 elif script:
-                    _run_script_module(model, recorder, args, kwargs)
+                    _run_script_module(model, recorder, stack, args, kwargs)
                 else:
                     with recorder, _amp(target, autocast):
                         result = runnable(*args, **kwargs)
@@ -354,13 +353,13 @@ def _module_table(walk: ModelWalk, stack: ModuleStack, module_config) -> list[Mo
     return out
 
 
-def _run_script_module(model, recorder: Recorder, args, kwargs) -> None:
-    """TorchScript cannot swap tensors (no stateless API) and calls no Python hooks: run it
-    as is, every op at the root, and put its buffers back afterwards."""
+def _run_script_module(model, recorder: Recorder, stack: ModuleStack, args, kwargs) -> None:
+    """TorchScript cannot swap tensors (no stateless API) and runs no Python in its submodules:
+    run it as is, every op at the root, and put its buffers back afterwards."""
     saved = [(b, b.clone()) for b in model.buffers()]
     try:
         with recorder:
-            model(*args, **kwargs)
+            stack.call("", model, args, kwargs)
     finally:
         with torch.no_grad():
             for b, value in saved:
