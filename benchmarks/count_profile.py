@@ -7,7 +7,10 @@ decompositions), PyTorch's dispatch wrappers around a Python mode, the model's o
 shadow and parameter tables) and flopmeter's report (formulas, costing, the module tree).
 Shares are of the profiled time (cProfile slows Python calls more than C, so they lean toward
 Python-heavy parts); per op, the time inside the recording mode's dispatch is listed for the
-ops that take the most, with how many ran.
+ops that take the most, with how many ran. First, unprofiled (best of ``--runs``, each timed
+right after an untimed call of the same): the count, the model's forward on the meta device,
+and that forward under a pass-through dispatch mode — what PyTorch charges any op-level
+recorder (its own FlopCounterMode and FakeTensorMode too) before it records anything.
 
     python benchmarks/count_profile.py swin_t efficientnet_b0 --runs 3
 """
@@ -84,6 +87,21 @@ def per_op(model, inputs, runs: int) -> tuple[collections.Counter, collections.C
     return spent, calls
 
 
+def floors(model, inputs, runs: int) -> str:
+    """The unprofiled line: count, meta forward, meta forward under a pass-through mode."""
+    from speed import meta_copy, mode_forward, warm_timed
+    from counters import plain_forward
+    meta_model, meta_inputs = meta_copy(model, inputs)
+    best = {"count": [], "meta": [], "mode": []}
+    for _ in range(max(runs, 5)):
+        best["count"].append(warm_timed(lambda m, x: flopmeter.count(m, *x), model, inputs))
+        best["meta"].append(warm_timed(plain_forward, meta_model, meta_inputs))
+        best["mode"].append(warm_timed(mode_forward, meta_model, meta_inputs))
+    count, meta, mode = (min(best[k]) for k in ("count", "meta", "mode"))
+    return (f"  unprofiled: count {count:.2f} ms = {count / meta:.2f}x the meta forward ({meta:.2f} ms); "
+            f"the meta forward under a pass-through dispatch mode {mode:.2f} ms = {mode / meta:.2f}x")
+
+
 def main() -> None:
     from speed import build
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -104,6 +122,7 @@ def main() -> None:
         groups = split(pstats.Stats(profile))
         total = sum(groups.values())
         print(f"\n{name}: {len(report.trace.events)} events; profiled count {total / args.runs * 1e3:.1f} ms")
+        print(floors(model, inputs, args.runs))
         for group, seconds in groups.most_common():
             print(f"  {seconds / total * 100:5.1f} %  {group}")
         spent, calls = per_op(model, inputs, args.runs)

@@ -6,7 +6,8 @@ no CPU forward to compare with), at the batch sizes asked for, this times side b
 one process: a bare ``torch.no_grad()`` forward, ``flopmeter.count`` (fake mode), PyTorch's
 FlopCounterMode and the other counters that are installed (ptflops, fvcore, thop,
 torchprofile, calflops). Each gets one warm-up, then ``--repeat`` rounds in which every one
-runs once in turn (load drift hits all alike); per model the medians' ratios to the forward
+runs in turn, twice, the second call timed (so none pays for the caches the one before it
+evicted; load drift hits all alike); per model the medians' ratios to the forward
 are kept, and the summary prints their median and worst case per counter. A counter that
 fails on a model is marked ``err`` there and left out of its summary.
 
@@ -35,6 +36,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import flopmeter
 from flopmeter.frontends import InputRequest, resolve
@@ -71,6 +73,19 @@ def meta_copy(model, inputs):
     return copy.deepcopy(model).to("meta"), tuple(x.to("meta") if isinstance(x, torch.Tensor) else x for x in inputs)
 
 
+class PassThrough(TorchDispatchMode):
+    """Hands every op to Python and runs it unchanged."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+def mode_forward(model, inputs):
+    """A no_grad forward with every op going through :class:`PassThrough`."""
+    with PassThrough():
+        plain_forward(model, inputs)
+
+
 def baseline_counter(src: str):
     """flopmeter_macs with the flopmeter package under ``src``, imported as ``flopmeter_baseline``."""
     root = Path(src) / "flopmeter"
@@ -80,6 +95,14 @@ def baseline_counter(src: str):
     sys.modules["flopmeter_baseline"] = module
     spec.loader.exec_module(module)
     return lambda model, inputs: module.count(model, *inputs).macs
+
+
+def warm_timed(fn, *args) -> float:
+    """Milliseconds of ``fn(*args)`` run right after an untimed call of the same: a large
+    model's real forward evicts the caches, and whatever ran next paid for refilling them (a
+    meta forward timed after alexnet's took 1.5x as long as one timed after another)."""
+    fn(*args)
+    return timed(fn, *args)[0]
 
 
 def measure(name: str, batch: int, counters: dict, repeat: int, max_gmacs: float, stat=statistics.median) -> dict:
@@ -101,17 +124,20 @@ def measure(name: str, batch: int, counters: dict, repeat: int, max_gmacs: float
         except Exception as exc:                   # noqa: BLE001 — other tools' failures are data
             failed[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
     live = {k: fn for k, fn in counters.items() if k not in failed}
-    times: dict[str, list[float]] = {key: [] for key in ("forward", *(() if "meta" in failed else ("meta",)), *live)}
+    floors = () if "meta" in failed else ("meta", "mode")
+    times: dict[str, list[float]] = {key: [] for key in ("forward", *floors, *live)}
     for _ in range(repeat):
-        times["forward"].append(timed(plain_forward, model, inputs)[0])
+        times["forward"].append(warm_timed(plain_forward, model, inputs))
         if "meta" in times:
-            times["meta"].append(timed(plain_forward, meta_model, meta_inputs)[0])
+            times["meta"].append(warm_timed(plain_forward, meta_model, meta_inputs))
+            times["mode"].append(warm_timed(mode_forward, meta_model, meta_inputs))
         for key, fn in live.items():
-            times[key].append(timed(fn, model, inputs)[0])
+            times[key].append(warm_timed(fn, model, inputs))
     ms = {key: stat(v) for key, v in times.items()}
     ratio = {key: ms[key] / ms["forward"] for key in live}
     if "meta" in ms:
         ratio["meta"] = ms["meta"] / ms["forward"]
+        ratio["mode/meta"] = ms["mode"] / ms["meta"]
         for key in ("flopmeter", "baseline"):
             if key in live:
                 ratio[f"{key}/meta"] = ms[key] / ms["meta"]
@@ -120,7 +146,7 @@ def measure(name: str, batch: int, counters: dict, repeat: int, max_gmacs: float
 
 def render(rows: list[dict], counters: list[str], batch: int) -> None:
     done = [r for r in rows if not r["skipped"]]
-    keys = ["meta", *counters, *(f"{k}/meta" for k in ("flopmeter", "baseline") if k in counters)]
+    keys = ["meta", *counters, "mode/meta", *(f"{k}/meta" for k in ("flopmeter", "baseline") if k in counters)]
     head = ["model", "GMACs", "forward ms", *(k if k.endswith("/meta") else f"{k} /fwd" for k in keys)]
     table = [[r["model"], f"{r['macs'] / 1e9:.2f}", f"{r['ms']['forward']:.1f}",
               *(f"{r['ratio'][k]:.2f}" if k in r["ratio"] else "err" for k in keys)] for r in done]
@@ -151,7 +177,8 @@ def goals(done: list[dict]) -> None:
                   + (f" (not on: {', '.join(slower)})" if slower else ""))
         floor = [r for r in done if f"{key}/meta" in r["ratio"]]
         if floor:
-            over = [f"{r['model']} {r['ratio'][key + '/meta']:.2f}" for r in floor if r["ratio"][f"{key}/meta"] > 1.1]
+            over = [f"{r['model']} {r['ratio'][key + '/meta']:.2f} (pass-through mode {r['ratio']['mode/meta']:.2f})"
+                    for r in floor if r["ratio"][f"{key}/meta"] > 1.1]
             print(f"{key} within 1.1x the meta forward on {len(floor) - len(over)} of {len(floor)} models"
                   + (f" (not on: {', '.join(over)})" if over else ""))
 
