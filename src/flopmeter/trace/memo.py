@@ -40,10 +40,11 @@ class Replay:
     returned in place (``_ARG``), or a new fake tensor (``_NEW``: its metadata and, for a view,
     the argument whose storage it shares)."""
 
-    __slots__ = ("specs", "is_tuple")
+    __slots__ = ("specs", "is_tuple", "makes")
 
     def __init__(self, specs: tuple, is_tuple: bool):
         self.specs, self.is_tuple = specs, is_tuple
+        self.makes = any(spec[0] == _NEW for spec in specs)     # else no kernel-invocation context is needed
 
     @classmethod
     def of_entry(cls, entry, func) -> "Replay | None":
@@ -86,6 +87,9 @@ class Replay:
 
     def __call__(self, mode, args):
         specs = self.specs
+        if not self.makes:                       # in place (relu_, add_, fill_…) or constants only
+            outs = [args[spec[1]] if spec[0] == _ARG else spec[1] for spec in specs]
+            return tuple(outs) if self.is_tuple else outs[0]
         made = []
         with in_kernel_invocation_manager(mode):
             for spec in specs:
