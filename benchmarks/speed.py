@@ -100,7 +100,8 @@ def baseline_counter(src: str):
 def warm_timed(fn, *args) -> float:
     """Milliseconds of ``fn(*args)`` run right after an untimed call of the same: a large
     model's real forward evicts the caches, and whatever ran next paid for refilling them (a
-    meta forward timed after alexnet's took 1.5x as long as one timed after another)."""
+    meta forward timed right after the real forward took 1.4-1.8x as long as one timed after
+    another meta forward on alexnet, vgg16 and squeezenet1_1)."""
     fn(*args)
     return timed(fn, *args)[0]
 
