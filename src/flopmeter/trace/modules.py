@@ -67,9 +67,11 @@ class ModuleStack:
 
     @contextmanager
     def installed(self):
-        """Route the forward of every module given (but TorchScript's, which run no Python)
-        through :meth:`call` for the duration; an instance-level ``forward`` a module already had
-        (replay's, a compiled module's) is called inside. The module's own forward pre-hooks
+        """Route the forward of every module given through :meth:`call` for the duration; an
+        instance-level ``forward`` a module already had (replay's, a compiled module's) is called
+        inside. A TorchScript submodule's copy is wrapped too (its call from Python is one call,
+        its own submodules run no Python); a scripted *model* runs as is, not wrapped (its
+        modules are the user's: :func:`.run.record` pushes its root with :meth:`call`). The module's own forward pre-hooks
         (``weight_norm``'s, say) run inside its call too; its forward hooks run in its parent's,
         as they did under global hooks. The modules must be the run's own copies: their hook
         dicts are changed in place (and put back)."""
@@ -77,8 +79,6 @@ class ModuleStack:
         hooks: list[tuple[dict, dict]] = []
         try:
             for name, m in self.modules:
-                if isinstance(m, torch.jit.ScriptModule):
-                    continue
                 d = m.__dict__
                 own = d.get("forward", _NONE)
                 d["forward"] = self._wrapper(name, m.forward)
@@ -104,6 +104,10 @@ class ModuleStack:
         def forward_in_stack(*args, **kwargs):
             return call(name, forward, args, kwargs)
         forward_in_stack.__wrapped__ = forward       # inspect.signature(module.forward) still reads the model's
+        for attr in ("__self__", "__func__"):         # what a bound method has (self.forward.__func__ is …)
+            value = getattr(forward, attr, _NONE)
+            if value is not _NONE:
+                setattr(forward_in_stack, attr, value)
         return forward_in_stack
 
     def _pre_hook(self, name: str, hook):

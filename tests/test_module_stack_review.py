@@ -1,0 +1,64 @@
+"""Review of the module stack without global hooks (70faa5a): cases the old global hooks
+attributed that the instance-level forwards must attribute too (commit 09666da behaviour)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import flopmeter
+from flopmeter import Options
+
+from guards import assert_unchanged, snapshot
+
+
+class HasScriptedChild(nn.Module):
+    """A plain model holding a TorchScript submodule (the old global hooks pushed it: its
+    ``__call__`` is ``nn.Module``'s)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scripted = torch.jit.script(nn.Sequential(nn.Linear(4, 3), nn.ReLU()))
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.scripted(x))
+
+
+@pytest.mark.parametrize("mode", ["fake", "real"])
+def test_a_scripted_submodule_is_a_call_of_its_own(mode):
+    model = HasScriptedChild()
+    x = torch.randn(2, 4)
+    scripted_forward = model.scripted.__dict__["forward"]
+    before = snapshot(model)
+    r = flopmeter.count(model, x, options=Options(mode=mode))
+    assert {ev.module for ev in r.trace.events if ev.op == "aten.addmm"} == {"scripted", "head"}
+    calls = {m.path: m.calls for m in r.trace.modules}
+    assert calls["scripted"] == 1
+    node = {n.path: n for n in r.root.walk()}["scripted"]
+    assert node.total.macs == 2 * 4 * 3                       # N·in·out of its Linear
+    assert_unchanged(model, before)
+    assert "forward" not in model.__dict__ and "forward" not in model.head.__dict__
+    assert model.scripted.__dict__["forward"] is scripted_forward      # TorchScript keeps its method there
+
+
+class UsesItsBoundForward(nn.Module):
+    """Reads ``self.forward.__func__`` / ``__self__`` (what a bound method has; code that checks
+    whether a forward is overridden or compiles it reads them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        assert self.forward.__func__ is type(self).forward
+        assert self.forward.__self__ is self
+        return self.lin(x)
+
+
+def test_a_forward_reading_its_bound_method_attributes_still_runs():
+    model = nn.Sequential(UsesItsBoundForward())
+    r = flopmeter.count(model, torch.randn(2, 4))
+    assert r.macs == 2 * 4 * 4
+    assert {ev.module for ev in r.trace.events if ev.op == "aten.addmm"} == {"0.lin"}
