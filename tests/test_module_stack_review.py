@@ -13,13 +13,24 @@ from flopmeter import Options
 from guards import assert_unchanged, snapshot
 
 
+class Layers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(4, 3), nn.ReLU()])     # scripted: no forward of its own
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
 class HasScriptedChild(nn.Module):
     """A plain model holding a TorchScript submodule (the old global hooks pushed it: its
     ``__call__`` is ``nn.Module``'s)."""
 
     def __init__(self):
         super().__init__()
-        self.scripted = torch.jit.script(nn.Sequential(nn.Linear(4, 3), nn.ReLU()))
+        self.scripted = torch.jit.script(Layers())
         self.head = nn.Linear(3, 2)
 
     def forward(self, x):

@@ -81,7 +81,11 @@ class ModuleStack:
             for name, m in self.modules:
                 d = m.__dict__
                 own = d.get("forward", _NONE)
-                d["forward"] = self._wrapper(name, m.forward)
+                try:
+                    forward = m.forward
+                except AttributeError:        # a TorchScript container (a scripted ModuleList) has none
+                    continue
+                d["forward"] = self._wrapper(name, forward)
                 wrapped.append((d, own))
                 pre = d.get("_forward_pre_hooks")
                 if pre:
