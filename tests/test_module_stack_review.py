@@ -115,3 +115,55 @@ class HooksItsChildOnFirstCall(nn.Module):
 def test_a_pre_hook_registered_during_the_forward_runs_in_its_module():
     r = flopmeter.count(HooksItsChildOnFirstCall(), torch.randn(2, 4))
     assert {ev.module for ev in r.trace.events if ev.op == "aten.exp"} == {"lin"}
+
+
+class RaisesCaughtThenFails(nn.Module):
+    """A child's exception caught by the forward, then a later child's uncaught one."""
+
+    def __init__(self):
+        super().__init__()
+        self.tried = Raises(ValueError("caught by the parent"))
+        self.lin = nn.Linear(4, 4)
+        self.fails = Raises(RuntimeError("the real failure"))
+
+    def forward(self, x):
+        try:
+            self.tried(x)
+        except ValueError:
+            pass
+        return self.fails(self.lin(x))
+
+
+class Raises(nn.Module):
+    def __init__(self, exc):
+        super().__init__()
+        self.exc = exc
+
+    def forward(self, x):
+        raise self.exc
+
+
+class WrapsItsChildsError(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = Raises(KeyError("inner"))
+
+    def forward(self, x):
+        try:
+            return self.inner(x)
+        except KeyError as exc:
+            raise RuntimeError("wrapped") from exc
+
+
+@pytest.mark.parametrize("mode", ["fake", "real"])
+def test_a_failure_after_a_caught_one_names_the_module_that_failed(mode):
+    with pytest.raises(flopmeter.ModelForwardError) as info:
+        flopmeter.count(RaisesCaughtThenFails(), torch.randn(2, 4), options=Options(mode=mode))
+    assert info.value.module == "fails"
+    assert "the real failure" in str(info.value)
+
+
+def test_an_error_raised_while_handling_a_childs_names_the_child():
+    with pytest.raises(flopmeter.ModelForwardError) as info:
+        flopmeter.count(nn.Sequential(WrapsItsChildsError()), torch.randn(2, 4))
+    assert info.value.module == "0.inner"

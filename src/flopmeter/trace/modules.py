@@ -38,7 +38,8 @@ class ModuleStack:
         self.calls: dict[str, int] = defaultdict(int)
         self.outputs: dict[str, list] = defaultdict(list)   # path → output metas per call
         self.inputs: dict[str, list] = defaultdict(list)    # path → (args, kwargs) metas per call
-        self.error_stack: tuple | None = None   # the stack when a forward first raised
+        self.error_stack: tuple | None = None   # the stack where the last exception to leave a forward was raised
+        self._raised: BaseException | None = None  # that exception
 
     def call(self, name: str, forward, args: tuple, kwargs: dict):
         """``forward(*args, **kwargs)`` as a call of the module at ``name``."""
@@ -50,9 +51,11 @@ class ModuleStack:
         self.current = name
         try:
             output = forward(*args, **kwargs)
-        except BaseException:
-            if self.error_stack is None:
-                self.error_stack = self.stack
+        except BaseException as exc:
+            # the innermost call it left (the same exception, or one raised while handling it,
+            # passes through the outer calls); one a parent caught is replaced by a later one
+            if not _caused_by(exc, self._raised):
+                self._raised, self.error_stack = exc, self.stack
             raise
         finally:
             self.stack, self.current = outer, outer_current
@@ -128,3 +131,14 @@ class ModuleStack:
 
 
 _NONE = object()
+
+
+def _caused_by(exc: BaseException, earlier: BaseException | None) -> bool:
+    """Whether ``exc`` is ``earlier`` or was raised while handling it (its cause/context chain)."""
+    for _ in range(100):                     # a chain can be long, never a cycle worth following
+        if exc is None or earlier is None:
+            return False
+        if exc is earlier:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
