@@ -167,3 +167,41 @@ def test_an_error_raised_while_handling_a_childs_names_the_child():
     with pytest.raises(flopmeter.ModelForwardError) as info:
         flopmeter.count(nn.Sequential(WrapsItsChildsError()), torch.randn(2, 4))
     assert info.value.module == "0.inner"
+
+
+class MapsOverAList(nn.Module):
+    """Calls ``self.forward`` on each item of a list input (a direct call of its own forward:
+    part of the one call), or ``self(…)`` when ``through_call`` (a new call, as torch sees it)."""
+
+    def __init__(self, through_call: bool = False):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.through_call = through_call
+
+    def forward(self, x):
+        if isinstance(x, list):
+            return torch.stack([self(t) if self.through_call else self.forward(t) for t in x])
+        return self.lin(x)
+
+
+class CallsItTwice(nn.Module):
+    def __init__(self, through_call: bool):
+        super().__init__()
+        self.block = MapsOverAList(through_call)
+
+    def forward(self, x):
+        return self.block([x, x]).sum(0)
+
+
+def test_a_forward_calling_its_own_forward_is_one_call():
+    r = flopmeter.count(CallsItTwice(through_call=False), torch.randn(2, 4))
+    calls = {m.path: m.calls for m in r.trace.modules}
+    assert calls["block"] == 1 and calls["block.lin"] == 2
+    assert {ev.stack for ev in r.trace.events if ev.op == "aten.addmm"} == {
+        (("", 0), ("block", 0), ("block.lin", i)) for i in range(2)}
+
+
+def test_a_forward_calling_itself_through_call_is_a_call_each_time():
+    r = flopmeter.count(CallsItTwice(through_call=True), torch.randn(2, 4))
+    calls = {m.path: m.calls for m in r.trace.modules}
+    assert calls["block"] == 3 and calls["block.lin"] == 2

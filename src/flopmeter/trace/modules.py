@@ -7,7 +7,8 @@ taken off in ``finally``). Nothing is registered in torch's global hook registry
 running in another thread meanwhile is neither seen nor slowed, and a module call keeps
 ``nn.Module``'s fast path (a global hook sends every call through the slow one; on vgg16 the
 count went from 2.1 to 1.8 times a meta-device forward, measured side by side). A module
-whose ``forward`` is called directly is attributed like one called through ``__call__``.
+whose ``forward`` is called directly is attributed like one called through ``__call__`` (but
+from inside its own forward: ``self.forward(item)`` is part of the call it is in).
 Modules outside the counted model (say one built inside
 ``forward``) are not pushed: their ops go to the enclosing module. Each call's outputs are kept
 as metadata, and its inputs (positional and keyword) when ``keep_inputs`` is set (``explain``
@@ -16,6 +17,7 @@ needs them; a plain count does not).
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from contextlib import contextmanager
 
@@ -109,6 +111,8 @@ class ModuleStack:
         call = self.call
 
         def forward_in_stack(*args, **kwargs):
+            if self.current == name and sys._getframe(1).f_code not in _MODULE_CALLS:
+                return forward(*args, **kwargs)     # its forward calling self.forward(…): part of this call
             return call(name, forward, args, kwargs)
         forward_in_stack.__wrapped__ = forward       # inspect.signature(module.forward) still reads the model's
         for attr in ("__self__", "__func__"):         # what a bound method has (self.forward.__func__ is …)
@@ -131,6 +135,9 @@ class ModuleStack:
 
 
 _NONE = object()
+# nn.Module's own calls of ``self.forward`` (``module(…)``, under jit tracing too): a new call even
+# inside the module's own forward (a recursion through ``self(…)``, pushed under global hooks too)
+_MODULE_CALLS = frozenset({nn.Module._call_impl.__code__, nn.Module._slow_forward.__code__})
 
 
 def _caused_by(exc: BaseException, earlier: BaseException | None) -> bool:
