@@ -40,8 +40,8 @@ class ModuleStack:
         self.calls: dict[str, int] = defaultdict(int)
         self.outputs: dict[str, list] = defaultdict(list)   # path → output metas per call
         self.inputs: dict[str, list] = defaultdict(list)    # path → (args, kwargs) metas per call
-        self.error_stack: tuple | None = None   # the stack where the last exception to leave a forward was raised
-        self._raised: BaseException | None = None  # that exception
+        self.error_stack: tuple | None = None   # the stack in which the exception now leaving a forward left the first one
+        self._raised: int | None = None         # id() of that exception (never the object: its frames hold tensors)
 
     def call(self, name: str, forward, args: tuple, kwargs: dict):
         """``forward(*args, **kwargs)`` as a call of the module at ``name``."""
@@ -54,13 +54,14 @@ class ModuleStack:
         try:
             output = forward(*args, **kwargs)
         except BaseException as exc:
-            # the innermost call it left (the same exception, or one raised while handling it,
-            # passes through the outer calls); one a parent caught is replaced by a later one
-            if not _caused_by(exc, self._raised):
-                self._raised, self.error_stack = exc, self.stack
+            # the innermost call it left; the same exception (or one raised while handling it)
+            # passing through the outer calls keeps that stack, a later one replaces it
+            if self._raised is None or not _caused_by(exc, self._raised):
+                self._raised, self.error_stack = id(exc), self.stack
             raise
         finally:
             self.stack, self.current = outer, outer_current
+        self._raised = None                     # an exception caught on the way is over
         if self.keep_inputs:
             self.inputs[name].append((self.meta(args), self.meta(kwargs)))
         self.outputs[name].append(self.meta(output))
@@ -76,10 +77,10 @@ class ModuleStack:
         instance-level ``forward`` a module already had (replay's, a compiled module's) is called
         inside. A TorchScript submodule's copy is wrapped too (its call from Python is one call,
         its own submodules run no Python); a scripted *model* runs as is, not wrapped (its
-        modules are the user's: :func:`.run.record` pushes its root with :meth:`call`). The module's own forward pre-hooks
-        (``weight_norm``'s, say) run inside its call too; its forward hooks run in its parent's,
-        as they did under global hooks. The modules must be the run's own copies: their hook
-        dicts are changed in place (and put back)."""
+        modules are the user's: :func:`.run.record` pushes its root with :meth:`call`). The
+        module's own forward pre-hooks (``weight_norm``'s, say) run inside its call too; its
+        forward hooks run in its parent's, as they did under global hooks. The modules must be
+        the run's own copies: their hook dicts are changed in place (and put back)."""
         wrapped: list[tuple[dict, object]] = []
         hooks: list[tuple[dict, dict]] = []
         try:
@@ -140,12 +141,13 @@ _NONE = object()
 _MODULE_CALLS = frozenset({nn.Module._call_impl.__code__, nn.Module._slow_forward.__code__})
 
 
-def _caused_by(exc: BaseException, earlier: BaseException | None) -> bool:
-    """Whether ``exc`` is ``earlier`` or was raised while handling it (its cause/context chain)."""
-    for _ in range(100):                     # a chain can be long, never a cycle worth following
-        if exc is None or earlier is None:
+def _caused_by(exc: BaseException | None, earlier: int) -> bool:
+    """Whether ``exc`` is the exception with id ``earlier`` (alive: it is being raised) or was
+    raised while handling it (its ``__cause__``/``__context__`` chain, which keeps it alive)."""
+    for _ in range(100):                     # a chain can cycle; a long one is cut short
+        if exc is None:
             return False
-        if exc is earlier:
+        if id(exc) == earlier:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
