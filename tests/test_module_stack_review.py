@@ -201,7 +201,22 @@ def test_a_forward_calling_its_own_forward_is_one_call():
         (("", 0), ("block", 0), ("block.lin", i)) for i in range(2)}
 
 
-def test_a_forward_calling_itself_through_call_is_a_call_each_time():
-    r = flopmeter.count(CallsItTwice(through_call=True), torch.randn(2, 4))
+@pytest.mark.parametrize("hooked", [False, True])      # with a hook, torch calls forward from a nested function
+def test_a_forward_calling_itself_through_call_is_a_call_each_time(hooked):
+    model = CallsItTwice(through_call=True)
+    if hooked:
+        model.block.register_forward_hook(lambda m, args, out: None)
+    r = flopmeter.count(model, torch.randn(2, 4))
     calls = {m.path: m.calls for m in r.trace.modules}
     assert calls["block"] == 3 and calls["block.lin"] == 2
+
+
+def test_a_root_with_hooks_is_pushed():
+    model = nn.Sequential(nn.Linear(4, 4))
+    model.register_forward_pre_hook(lambda m, args: (args[0] * 2,))
+    model.register_forward_hook(lambda m, args, out: out * 3)
+    r = flopmeter.count(model, torch.randn(2, 4))
+    assert {m.path: m.calls for m in r.trace.modules}[""] == 1
+    # the pre-hook's op in the root's call, the forward hook's after it (as under global hooks)
+    assert [ev.stack for ev in r.trace.events if ev.op in ("aten.mul",)] == [(("", 0),), ()]
+    assert {ev.stack for ev in r.trace.events if ev.op == "aten.addmm"} == {(("", 0), ("0", 0))}

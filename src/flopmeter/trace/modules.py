@@ -18,6 +18,7 @@ needs them; a plain count does not).
 from __future__ import annotations
 
 import sys
+import types
 from collections import defaultdict
 from contextlib import contextmanager
 
@@ -112,7 +113,7 @@ class ModuleStack:
         call = self.call
 
         def forward_in_stack(*args, **kwargs):
-            if self.current == name and sys._getframe(1).f_code not in _MODULE_CALLS:
+            if self.stack and self.current == name and sys._getframe(1).f_code not in _MODULE_CALLS:
                 return forward(*args, **kwargs)     # its forward calling self.forward(…): part of this call
             return call(name, forward, args, kwargs)
         forward_in_stack.__wrapped__ = forward       # inspect.signature(module.forward) still reads the model's
@@ -138,7 +139,18 @@ class ModuleStack:
 _NONE = object()
 # nn.Module's own calls of ``self.forward`` (``module(…)``, under jit tracing too): a new call even
 # inside the module's own forward (a recursion through ``self(…)``, pushed under global hooks too)
-_MODULE_CALLS = frozenset({nn.Module._call_impl.__code__, nn.Module._slow_forward.__code__})
+def _codes(*functions) -> frozenset:
+    """The code objects of ``functions`` and of the functions nested in them (``_call_impl``
+    calls the forward from a nested ``inner`` when the module has hooks)."""
+    out, todo = set(), [f.__code__ for f in functions]
+    while todo:
+        code = todo.pop()
+        out.add(code)
+        todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return frozenset(out)
+
+
+_MODULE_CALLS = _codes(nn.Module._call_impl, nn.Module._slow_forward)
 
 
 def _caused_by(exc: BaseException | None, earlier: int) -> bool:
