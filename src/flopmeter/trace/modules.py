@@ -41,7 +41,7 @@ class ModuleStack:
         self.calls: dict[str, int] = defaultdict(int)
         self.outputs: dict[str, list] = defaultdict(list)   # path → output metas per call
         self.inputs: dict[str, list] = defaultdict(list)    # path → (args, kwargs) metas per call
-        self.error_stack: tuple | None = None   # the stack in which the exception now leaving a forward left the first one
+        self.error_stack: tuple | None = None   # the stack of the innermost call the failing exception left
         self._raised: int | None = None         # id() of that exception (never the object: its frames hold tensors)
 
     def call(self, name: str, forward, args: tuple, kwargs: dict):
