@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import gc
 import threading
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -247,7 +248,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
             replayer = Replayer(recording, refs, stack, fake_mode)
             replayer.install(run_walk.modules())
         try:
-            with globals_kept(), grad, stack.installed(), recorder.recording_to(recording):
+            with globals_kept(), grad, (nullcontext() if script else stack.installed()), recorder.recording_to(recording):
                 if training is not None:
                     from .training import train_step
                     owners = {id(p): (p, names[0].rpartition(".")[0]) for kind, _, p, names in table
