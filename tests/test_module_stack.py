@@ -179,3 +179,26 @@ def test_a_scripted_model_is_one_call_of_its_root():
     assert {m.path: m.calls for m in r.trace.modules}[""] == 1
     assert {ev.module for ev in r.trace.events} == {""}
     assert r.macs == 2 * 4 * 3
+
+
+@pytest.mark.parametrize("mode", ["fake", "real"])
+@pytest.mark.parametrize("kind", ["pre", "forward"])
+def test_a_hook_that_removes_itself_stays_on_the_users_model(mode, kind):
+    """The shadow's hook dicts are copies, but a hook's handle points at the user's dict."""
+    model = nn.Sequential(nn.Linear(4, 4))
+    handles = {}
+    if kind == "pre":
+        handles["h"] = model[0].register_forward_pre_hook(lambda m, args: handles["h"].remove(), with_kwargs=False)
+    else:
+        handles["h"] = model[0].register_forward_hook(lambda m, args, out: handles["h"].remove(), always_call=True)
+    x = torch.randn(2, 4)
+    before = snapshot(model)
+    r = flopmeter.count(model, x, options=Options(mode=mode))
+    assert r.macs == 2 * 4 * 4
+    assert_unchanged(model, before)
+    hooks = model[0]._forward_pre_hooks if kind == "pre" else model[0]._forward_hooks
+    assert list(hooks) == [handles["h"].id]
+    if kind == "forward":
+        assert list(model[0]._forward_hooks_always_called) == [handles["h"].id]
+    model(x)                                   # the user's own call still runs it once, and it goes
+    assert not hooks

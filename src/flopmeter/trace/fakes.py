@@ -104,7 +104,11 @@ def real_substitutes(walk: ModelWalk) -> dict[int, torch.Tensor]:
 
 def shadow(walk: ModelWalk, tensors: dict[int, torch.Tensor]) -> ModelWalk:
     """A copy of the walked model's module tree running on ``tensors`` (id(original) →
-    stand-in), as the walk of the copy (``.model``)."""
+    stand-in), as the walk of the copy (``.model``). The copy's hook dicts are its own, but a
+    hook's ``RemovableHandle`` points at the original's dict: a hook that removes itself would
+    remove itself from the user's module. So every non-empty hook dict of the original is kept
+    too, in the walk's ``hooks_kept`` ((original dict, its items) pairs), for
+    :func:`restore_hooks` after the run."""
     memo: dict[int, nn.Module] = {}
     pending: list[nn.Module] = []
 
@@ -117,12 +121,15 @@ def shadow(walk: ModelWalk, tensors: dict[int, torch.Tensor]) -> ModelWalk:
 
     copy_of(walk.model)
     get, copied = tensors.get, _COPIED
+    kept: list[tuple[dict, dict]] = []
     while pending:                               # a loop, not a recursion: trees can be deep
         m = pending.pop()
         attrs = m.__dict__.copy()
         for k, v in attrs.items():
             if type(v) in copied:
                 attrs[k] = v.copy()
+                if v and "hooks" in k:
+                    kept.append((v, v.copy()))
         attrs["_parameters"] = {k: None if p is None else get(id(p), p) for k, p in m._parameters.items()}
         buffers = m._buffers
         attrs["_buffers"] = {k: None if b is None else get(id(b), b) for k, b in buffers.items()} if buffers else {}
@@ -133,4 +140,14 @@ def shadow(walk: ModelWalk, tensors: dict[int, torch.Tensor]) -> ModelWalk:
             attrs["forward"] = attrs["_modules"]["_orig_mod"].__call__
             attrs.pop("_forward", None)
         memo[id(m)].__dict__.update(attrs)
-    return walk.mapped(memo[id(walk.model)], memo)
+    copy = walk.mapped(memo[id(walk.model)], memo)
+    copy.hooks_kept = kept
+    return copy
+
+
+def restore_hooks(kept: list[tuple[dict, dict]]) -> None:
+    """Put back the user's hook dicts a run changed (:func:`shadow`)."""
+    for original, items in kept:
+        if original.keys() != items.keys():
+            original.clear()
+            original.update(items)

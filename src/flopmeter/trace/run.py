@@ -40,7 +40,7 @@ from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicO
 
 from ..errors import FlopmeterError, InputError, ModelForwardError, OptionsError
 from .events import TensorRef, tensors_in
-from .fakes import fake_like, fake_substitutes, first_tensors, real_substitutes, shadow
+from .fakes import fake_like, fake_substitutes, first_tensors, real_substitutes, restore_hooks, shadow
 from .model import ModuleInfo, ParamInfo, Trace
 from .checks import check_call, real_device
 from .globals import globals_kept
@@ -265,6 +265,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
             raise
         except Exception as exc:
             raise _forward_error(exc, model, recording, stack, inputs) from exc
+        finally:
+            restore_hooks(run_walk.hooks_kept)
         params = _resolve_params(table, refs)
         storages = refs.close()
 

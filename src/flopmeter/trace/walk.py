@@ -47,6 +47,7 @@ class ModelWalk:
         self._all = listing if walked else all_modules(model)
         self._modules: list[tuple[str, nn.Module]] | None = None
         self._tensors: list[tuple[str, str, torch.Tensor]] | None = None
+        self.hooks_kept: list[tuple[dict, dict]] = []     # a shadow's: the originals' hook dicts (fakes.shadow)
 
     def modules(self) -> list[tuple[str, nn.Module]]:
         """``list(model.named_modules())``."""
