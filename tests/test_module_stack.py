@@ -202,3 +202,36 @@ def test_a_hook_that_removes_itself_stays_on_the_users_model(mode, kind):
         assert list(model[0]._forward_hooks_always_called) == [handles["h"].id]
     model(x)                                   # the user's own call still runs it once, and it goes
     assert not hooks
+
+
+class ScriptedChild(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.s = torch.jit.script(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.s(x))
+
+
+@pytest.mark.parametrize("mode", ["fake", "real"])
+def test_a_scripted_childs_buffers_are_put_back(mode):
+    """The shadow's copy of a TorchScript submodule shares its C++ module (tensors and flags)
+    with the user's: a train-mode BatchNorm inside it would update the user's statistics."""
+    model = ScriptedChild().train()
+    x = torch.randn(3, 4)
+    before = snapshot(model)
+    r = flopmeter.count(model, x, options=Options(mode=mode))
+    assert r.macs == 3 * 4 * 4 + 3 * 4 * 2
+    assert {m.path: m.calls for m in r.trace.modules}["s"] == 1
+    assert_unchanged(model, before)
+    assert int(model.s[1].num_batches_tracked) == 0
+
+
+def test_a_training_count_through_a_scripted_child_is_refused():
+    model = ScriptedChild().eval()
+    x = torch.randn(3, 4)
+    before = snapshot(model)
+    with pytest.raises(flopmeter.InputError, match="TorchScript submodule 's'"):
+        flopmeter.count(model, x, options=Options(training=True))
+    assert_unchanged(model, before)

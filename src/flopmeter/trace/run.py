@@ -191,6 +191,14 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                                 "the optimizer's foreach default does)")
     if training is not None and script:
         raise InputError("a training step cannot be counted on a TorchScript module", hint="count the eager model")
+    # a TorchScript submodule's copy in the shadow shares its C++ module, tensors and flags with
+    # the user's: its buffers are kept and put back, and a training step (whose backward would
+    # write the user's gradients) is refused
+    scripted = [] if script else [(path, m) for path, m in walk.modules() if isinstance(m, torch.jit.ScriptModule)]
+    if training is not None and scripted:
+        raise InputError(f"a training step cannot be counted through the TorchScript submodule '{scripted[0][0]}': "
+                         "its parameters are the model's own, not stand-ins", hint="script the model after counting, "
+                         "or count the forward only")
     refs = Refs()
     fake_mode = None
     train_info = None
@@ -247,6 +255,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         if (replay_enabled() if replay is None else replay) and fake_mode is not None and inference and training is None:
             replayer = Replayer(recording, refs, stack, fake_mode)
             replayer.install(run_walk.modules())
+        kept = _buffers_kept(m for _, m in scripted)
         try:
             with globals_kept(), grad, (nullcontext() if script else stack.installed()), recorder.recording_to(recording):
                 if training is not None:
@@ -267,6 +276,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
             raise _forward_error(exc, model, recording, stack, inputs) from exc
         finally:
             restore_hooks(run_walk.hooks_kept)
+            _put_back(kept)
         params = _resolve_params(table, refs)
         storages = refs.close()
 
@@ -359,14 +369,30 @@ def _module_table(walk: ModelWalk, stack: ModuleStack, module_config) -> list[Mo
 def _run_script_module(model, recorder: Recorder, stack: ModuleStack, args, kwargs) -> None:
     """TorchScript cannot swap tensors (no stateless API) and runs no Python in its submodules:
     run it as is, every op at the root, and put its buffers back afterwards."""
-    saved = [(b, b.clone()) for b in model.buffers()]
+    saved = _buffers_kept([model])
     try:
         with recorder:
             stack.call("", model, args, kwargs)
     finally:
-        with torch.no_grad():
-            for b, value in saved:
-                b.copy_(value)
+        _put_back(saved)
+
+
+def _buffers_kept(modules) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(buffer, a copy of it) for every buffer of ``modules``, once each."""
+    seen: set[int] = set()
+    out = []
+    for m in modules:
+        for b in m.buffers():
+            if id(b) not in seen:
+                seen.add(id(b))
+                out.append((b, b.clone()))
+    return out
+
+
+def _put_back(kept: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    with torch.no_grad():
+        for b, value in kept:
+            b.copy_(value)
 
 
 def _forward_error(exc: Exception, model: nn.Module, recording: Recording, stack: ModuleStack,
