@@ -235,3 +235,30 @@ def test_a_training_count_through_a_scripted_child_is_refused():
     with pytest.raises(flopmeter.InputError, match="TorchScript submodule 's'"):
         flopmeter.count(model, x, options=Options(training=True))
     assert_unchanged(model, before)
+
+
+class ForwardChosenInInit(nn.Module):
+    """Picks its forward in ``__init__`` as timm's fasternet does: ``self.forward`` is a method
+    bound to the module itself, kept in its ``__dict__``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 1)
+        self.forward = self.forward_slicing
+
+    def forward_slicing(self, x):
+        self.last_shape = tuple(x.shape)                 # written on the module that runs
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("mode", ["fake", "real"])
+def test_a_forward_bound_in_init_runs_on_the_shadow(mode):
+    model = nn.Sequential(ForwardChosenInInit())
+    x = torch.randn(1, 2, 3, 3)
+    before = snapshot(model)
+    r = flopmeter.count(model, x, options=Options(mode=mode))
+    assert "last_shape" not in model[0].__dict__          # the user's module did not run
+    assert_unchanged(model, before)
+    calls = {m.path: m.calls for m in r.trace.modules}
+    assert calls["0"] == 1 and calls["0.conv"] == 1
+    assert r.root.children[0].children[0].total.macs == 1 * 2 * 3 * 3 * 2      # N·C_out·H·W·C_in

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from types import MethodType
 
 import torch
 from torch import nn
@@ -108,7 +109,8 @@ def shadow(walk: ModelWalk, tensors: dict[int, torch.Tensor]) -> ModelWalk:
     hook's ``RemovableHandle`` points at the original's dict: a hook that removes itself would
     remove itself from the user's module. So every non-empty hook dict of the original is kept
     too, in the walk's ``hooks_kept`` ((original dict, its items) pairs), for
-    :func:`restore_hooks` after the run."""
+    :func:`restore_hooks` after the run. A bound method of a module of the tree kept as an
+    attribute (``self.forward = self.forward_slicing``) is bound to that module's copy."""
     memo: dict[int, nn.Module] = {}
     pending: list[nn.Module] = []
 
@@ -122,14 +124,23 @@ def shadow(walk: ModelWalk, tensors: dict[int, torch.Tensor]) -> ModelWalk:
     copy_of(walk.model)
     get, copied = tensors.get, _COPIED
     kept: list[tuple[dict, dict]] = []
+    tree: set[int] | None = None                 # ids of the tree's modules, read when first needed
     while pending:                               # a loop, not a recursion: trees can be deep
         m = pending.pop()
         attrs = m.__dict__.copy()
         for k, v in attrs.items():
-            if type(v) in copied:
+            kind = type(v)
+            if kind in copied:
                 attrs[k] = v.copy()
                 if v and "hooks" in k:
                     kept.append((v, v.copy()))
+            elif kind is MethodType and isinstance(v.__self__, nn.Module):
+                # a method of a module of the tree kept as an attribute (timm's fasternet sets
+                # ``self.forward = self.forward_slicing``): bound to that module's copy instead
+                if tree is None:
+                    tree = {id(x) for _, x in walk.modules()}
+                if id(v.__self__) in tree:
+                    attrs[k] = MethodType(v.__func__, copy_of(v.__self__))
         attrs["_parameters"] = {k: None if p is None else get(id(p), p) for k, p in m._parameters.items()}
         buffers = m._buffers
         attrs["_buffers"] = {k: None if b is None else get(id(b), b) for k, b in buffers.items()} if buffers else {}
