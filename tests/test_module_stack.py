@@ -262,3 +262,13 @@ def test_a_forward_bound_in_init_runs_on_the_shadow(mode):
     calls = {m.path: m.calls for m in r.trace.modules}
     assert calls["0"] == 1 and calls["0.conv"] == 1
     assert r.root.children[0].children[0].total.macs == 1 * 2 * 3 * 3 * 2      # N·C_out·H·W·C_in
+
+
+def test_a_scripted_models_buffers_are_put_back():
+    model = torch.jit.script(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))).train()
+    x = torch.randn(3, 4)
+    before = snapshot(model)
+    r = flopmeter.count(model, x, options=Options(mode="real"))
+    assert r.macs == 3 * 4 * 4
+    assert_unchanged(model, before)
+    assert int(model[1].num_batches_tracked) == 0

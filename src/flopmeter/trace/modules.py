@@ -49,9 +49,7 @@ class ModuleStack:
         calls = self.calls
         idx = calls[name]
         calls[name] = idx + 1
-        outer, outer_current = self.stack, self.current
-        self.stack = outer + ((name, idx),)
-        self.current = name
+        outer = self._enter(name, idx)
         try:
             output = forward(*args, **kwargs)
         except BaseException as exc:
@@ -61,7 +59,7 @@ class ModuleStack:
                 self._raised, self.error_stack = id(exc), self.stack
             raise
         finally:
-            self.stack, self.current = outer, outer_current
+            self.stack, self.current = outer
         self._raised = None                     # an exception caught on the way is over
         if self.keep_inputs:
             self.inputs[name].append((self.meta(args), self.meta(kwargs)))
@@ -126,14 +124,19 @@ class ModuleStack:
     def _pre_hook(self, name: str, hook):
         """``hook`` run as part of the next call of the module at ``name``."""
         def hook_in_stack(*args, **kwargs):
-            outer, outer_current = self.stack, self.current
-            self.stack = outer + ((name, self.calls[name]),)
-            self.current = name
+            outer = self._enter(name, self.calls[name])
             try:
                 return hook(*args, **kwargs)
             finally:
-                self.stack, self.current = outer, outer_current
+                self.stack, self.current = outer
         return hook_in_stack
+
+    def _enter(self, name: str, idx: int) -> tuple[tuple, str]:
+        """Push call ``idx`` of the module at ``name``; returns what to restore (stack, current)."""
+        outer = self.stack, self.current
+        self.stack = outer[0] + ((name, idx),)
+        self.current = name
+        return outer
 
 
 _NONE = object()

@@ -191,10 +191,11 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                                 "the optimizer's foreach default does)")
     if training is not None and script:
         raise InputError("a training step cannot be counted on a TorchScript module", hint="count the eager model")
-    # a TorchScript submodule's copy in the shadow shares its C++ module, tensors and flags with
-    # the user's: its buffers are kept and put back, and a training step (whose backward would
-    # write the user's gradients) is refused
-    scripted = [] if script else [(path, m) for path, m in walk.modules() if isinstance(m, torch.jit.ScriptModule)]
+    # TorchScript modules cannot swap tensors: a scripted model runs as is, and a scripted
+    # submodule's copy in the shadow shares its C++ module, tensors and flags with the user's. So
+    # their buffers are kept and put back, and a training step (whose backward would write the
+    # user's gradients) is refused
+    scripted = [(path, m) for path, m in walk.modules() if isinstance(m, torch.jit.ScriptModule)]
     if training is not None and scripted:
         raise InputError(f"a training step cannot be counted through the TorchScript submodule '{scripted[0][0]}': "
                          "its parameters are the model's own, not stand-ins", hint="script the model after counting, "
@@ -367,14 +368,10 @@ def _module_table(walk: ModelWalk, stack: ModuleStack, module_config) -> list[Mo
 
 
 def _run_script_module(model, recorder: Recorder, stack: ModuleStack, args, kwargs) -> None:
-    """TorchScript cannot swap tensors (no stateless API) and runs no Python in its submodules:
-    run it as is, every op at the root, and put its buffers back afterwards."""
-    saved = _buffers_kept([model])
-    try:
-        with recorder:
-            stack.call("", model, args, kwargs)
-    finally:
-        _put_back(saved)
+    """A TorchScript model runs no Python in its submodules: run it as is, every op at the root
+    (its buffers are put back by :func:`record`, as every scripted module's are)."""
+    with recorder:
+        stack.call("", model, args, kwargs)
 
 
 def _buffers_kept(modules) -> list[tuple[torch.Tensor, torch.Tensor]]:
