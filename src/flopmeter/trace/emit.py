@@ -46,6 +46,25 @@ def _has_ref(value) -> bool:
     return False
 
 
+_FUNCTIONS: dict[str, object] = {}
+_KEPT = 512          # generated functions kept across runs (a model's templates repeat from count to count)
+
+
+def _function(source: str):
+    """The ``emit`` function of ``source``, compiled once: the source holds only indices into
+    the call's arguments (never a value), so the same source is the same function for every
+    template that generates it, in this run or a later one."""
+    emit = _FUNCTIONS.get(source)
+    if emit is None:
+        ns: dict = {}
+        exec(compile(source, "<flopmeter.trace.emit>", "exec"), ns)      # noqa: S102 — our own source
+        emit = ns["emit"]
+        if len(_FUNCTIONS) >= _KEPT:
+            _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
+        _FUNCTIONS[source] = emit
+    return emit
+
+
 class Compiled:
     """A template's events as a generated function (see the module docstring).
 
@@ -73,9 +92,7 @@ class Compiled:
                      self._const(ev.phase), self._const(ev.sig)]
             lines.append(f"    append(OpEvent({', '.join(parts)}))")
         lines.append("    return None")
-        ns: dict = {}
-        exec(compile("\n".join(lines), "<flopmeter.trace.emit>", "exec"), ns)      # noqa: S102 — our own source
-        self.emit = ns["emit"]
+        self.emit = _function("\n".join(lines))
 
     def _const(self, value) -> str:
         self.constants.append(value)
