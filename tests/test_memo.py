@@ -195,3 +195,47 @@ def test_constants_add_nothing_to_the_process_wide_memo_per_count():
     for _ in range(3):
         flopmeter.count(Nan(), x)
     assert (len(memo.PARTS), len(memo.MEMO)) == sizes
+
+
+def _rows(report) -> list[tuple]:
+    return [(row.event.op, row.event.module, row.status, row.cost) for row in report.ops]
+
+
+@pytest.mark.parametrize("causal", ["full", "exact"])
+def test_costs_kept_on_memo_entries_equal_the_formulas(causal):
+    """The report costs an op once per memo key and reads later events' costs from the entry
+    (OpEvent.memo). Every row, in a first count and in a second one (all hits), equals the row a
+    copy of the registry gives — a copy never uses the kept costs — and the kept costs are used."""
+    from flopmeter.formulas import REGISTRY
+    model, x = Mixed(), torch.randn(2, 5, 8)
+    first = flopmeter.count(model, x, options=Options(causal=causal))
+    again = flopmeter.count(model, x, options=Options(causal=causal))
+    plain = flopmeter.count(model, x, options=Options(causal=causal, registry=REGISTRY.copy()))
+    assert _rows(first) == _rows(plain) and _rows(again) == _rows(plain)
+    assert again.total == plain.total
+    kept = [row.event.memo for row in again.ops if row.event.memo is not None]
+    assert len(kept) >= len(again.ops) // 2
+    assert all(row.event.memo.costs[(REGISTRY.version, causal)] == (row.status, row.cost)
+               for row in again.ops if row.event.memo is not None)
+
+
+def test_a_formula_changed_after_a_count_is_used_by_the_next_count():
+    """The kept costs belong to one version of the registry: a formula registered or replaced on
+    the global registry after a count is what the next count uses, and putting it back restores
+    the earlier costs."""
+    from flopmeter.cost import Cost
+    from flopmeter.formulas import REGISTRY
+    model, x = nn.Sequential(nn.Linear(4, 4), nn.ReLU()), torch.randn(3, 4)
+    before = flopmeter.count(model, x)
+    relu_rows = [row for row in before.ops if row.event.op == "aten.relu"]
+    assert relu_rows and relu_rows[0].event.memo is not None
+    saved = REGISTRY._formulas["aten.relu"]
+    REGISTRY.override("aten.relu", lambda ev: Cost(elementwise=1000 * ev.outputs[0].numel), own_bytes=True)
+    try:
+        changed = flopmeter.count(model, x)
+    finally:
+        REGISTRY.override("aten.relu", saved[0], own_bytes=saved[1])
+    after = flopmeter.count(model, x)
+    relu = [row.cost for row in changed.ops if row.event.op == "aten.relu"]
+    assert relu == [Cost(elementwise=1000 * 3 * 4)]
+    assert _rows(after) == _rows(before)

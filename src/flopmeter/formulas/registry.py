@@ -72,6 +72,7 @@ class Registry:
         self._formulas: dict[str, tuple[Formula, bool]] = {}
         self._free: set[str] = set()
         self._precision: dict[str, Precision] = {}
+        self.version = 0             # bumped by every change: costs kept per memo entry are per version
 
     # -- building -----------------------------------------------------------
     def register(self, *names: str, own_bytes: bool = False, precision: Precision | None = None):
@@ -88,6 +89,7 @@ class Registry:
                 if name in self._formulas or name in self._free:
                     raise ValueError(f"a formula for {name} is already registered")
                 self._formulas[name] = (fn, own_bytes)
+                self.version += 1
                 if precision is not None:
                     self._precision[name] = precision
             return fn
@@ -98,6 +100,7 @@ class Registry:
             if name in self._formulas or name in self._free:
                 raise ValueError(f"{name} is already registered")
             self._free.add(name)
+            self.version += 1
 
     def copy(self) -> "Registry":
         new = Registry()
@@ -114,6 +117,7 @@ class Registry:
         self._free.discard(name)
         if precision is not None:
             self._precision[name] = precision
+        self.version += 1
         if fn is None:
             self._free.add(name)
         else:

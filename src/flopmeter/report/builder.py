@@ -51,6 +51,7 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
     # a replayed module call (trace/replay.py) costs what the call it copies cost: the built-in
     # formulas read an op's arguments, never tensor ids or module paths
     spans = {start: (length, src) for start, length, src in trace.replayed if length} if builtin else {}
+    version = (base.version, causal)
     sums: dict[tuple[int, int], tuple] = {}
     i, n = 0, len(events)
     while i < n:
@@ -70,7 +71,14 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
             continue
         ev = events[i]
         i += 1
-        status, cost = classify(ev)
+        entry = ev.memo if builtin else None
+        if entry is None:
+            status, cost = classify(ev)
+        else:                                            # costed once per memo key (trace/memo.py)
+            known = entry.costs.get(version)
+            if known is None:
+                known = entry.costs[version] = classify(ev)
+            status, cost = known
         rows.append(OpRow(ev, status, cost))
         if status == UNSUPPORTED:
             unsupported[ev.op] += 1

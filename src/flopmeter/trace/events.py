@@ -14,7 +14,7 @@ by naming its attributes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -169,7 +169,9 @@ class OpEvent:
     ``module`` is the innermost module path ("" is the root); ``stack`` the whole path of
     module calls, outermost first, each as ``(path, call_index)``; ``phase`` is ``forward``,
     ``backward`` or ``optimizer``. ``sig`` names the positional arguments (from the op schema,
-    or given by a front end such as ONNX).
+    or given by a front end such as ONNX). ``memo`` is the fake mode's dispatch-memo entry the op
+    went through (:class:`.memo.Replay`), which keeps the op's cost for every later event of the
+    same key; None for anything else. It is not part of the event's value (not compared, not saved).
     """
 
     op: str                      # "aten.mm" — namespace.packet, the registry key
@@ -181,6 +183,7 @@ class OpEvent:
     stack: tuple
     phase: str = "forward"
     sig: Signature | None = None
+    memo: Any = field(default=None, compare=False, repr=False)
 
     @property
     def inputs(self) -> list[TensorRef]:

@@ -20,6 +20,10 @@ for an in-place op), wrapped in a FakeTensor of the cached device — in one ker
 context for all results. One op FakeTensor never caches is kept too: ``aten._unsafe_view``
 (every Linear on a 3-d input ends in one), whose result shares its input's storage although
 the op is not marked as a view; it is replayed as a view of its input.
+
+An event made through a memo entry points at it (``OpEvent.memo``): the entry's key fixes
+everything a built-in formula reads (the op, its arguments' metadata and so its results'), so
+the report costs an op once per key and reads the cost from the entry for later events.
 """
 
 from __future__ import annotations
@@ -40,11 +44,12 @@ class Replay:
     returned in place (``_ARG``), or a new fake tensor (``_NEW``: its metadata and, for a view,
     the argument whose storage it shares)."""
 
-    __slots__ = ("specs", "is_tuple", "makes")
+    __slots__ = ("specs", "is_tuple", "makes", "costs")
 
     def __init__(self, specs: tuple, is_tuple: bool):
         self.specs, self.is_tuple = specs, is_tuple
         self.makes = any(spec[0] == _NEW for spec in specs)     # else no kernel-invocation context is needed
+        self.costs: dict = {}    # (registry version, causal) → (status, Cost) of the op for this key (report/builder.py)
 
     @classmethod
     def of_entry(cls, entry, func) -> "Replay | None":

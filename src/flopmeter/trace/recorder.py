@@ -75,6 +75,7 @@ class Recording:
         self.events: list[OpEvent] = []
         self.failure: Failure | None = None
         self.where = modules.where
+        self.entry = None            # the memo entry (Replay) the op in flight went through, set by the fake mode
 
     def run(self, func, args, kwargs, call):
         """``call(func, args, kwargs, key)`` and record it as an event (or as the failure);
@@ -87,6 +88,7 @@ class Recording:
             margs, mkwargs, key = refs.keyed(args, kwargs)
         else:
             margs, mkwargs, key = refs.meta(args), refs.meta(kwargs), None
+        self.entry = None
         try:
             out = call(func, args, kwargs, key)
         except Exception:
@@ -97,7 +99,8 @@ class Recording:
         if resizes:
             refs.forget_keys()
         module, stack = self.where()
-        self.events.append(OpEvent(name, overload, margs, mkwargs, refs.fresh(out), module, stack, self.phase, sig))
+        self.events.append(OpEvent(name, overload, margs, mkwargs, refs.fresh(out), module, stack, self.phase, sig,
+                                   self.entry))
         refs.events = len(self.events)
         return out
 
@@ -254,6 +257,7 @@ class RecordingFakeMode(FakeTensorMode):
             except TypeError:                        # an argument that cannot be hashed
                 replay = BYPASS
             if replay is not None and replay is not BYPASS:
+                self.recording.entry = replay
                 return replay(self, args)            # its dtypes (in the key) were checked at its first call
         check_dtypes(func, args)
         if func in _LIFTS:
@@ -277,6 +281,7 @@ class RecordingFakeMode(FakeTensorMode):
         if replay is None and func is _FILL and out is args[0] and args[0].constant is None:
             replay = Replay.in_place()          # FakeTensor does not cache a fill with a constant value (_fill_key)
         MEMO[key] = BYPASS if replay is None else replay
+        self.recording.entry = replay
         return out
 
 
