@@ -10,7 +10,12 @@ Python-heavy parts); per op, the time inside the recording mode's dispatch is li
 ops that take the most, with how many ran. First, unprofiled (best of ``--runs``, each timed
 right after an untimed call of the same): the count, the model's forward on the meta device,
 and that forward under a pass-through dispatch mode — what PyTorch charges any op-level
-recorder (its own FlopCounterMode and FakeTensorMode too) before it records anything.
+recorder (its own FlopCounterMode and FakeTensorMode too) before it records anything. Then
+the count split into four parts that add up to it: the meta forward, PyTorch's mode dispatch
+(pass-through minus meta), flopmeter inside the forward (the count's forward minus the
+pass-through one: negative where the dispatch memo skips meta kernels the plain forward runs)
+and flopmeter's work once per count outside the forward (the shadow copy of the module tree,
+the parameter and module tables, replay's install and the report, each wall-clocked).
 
     python benchmarks/count_profile.py swin_t efficientnet_b0 --runs 3
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import cProfile
 import pstats
 import time
@@ -87,19 +93,71 @@ def per_op(model, inputs, runs: int) -> tuple[collections.Counter, collections.C
     return spent, calls
 
 
-def floors(model, inputs, runs: int) -> str:
-    """The unprofiled line: count, meta forward, meta forward under a pass-through mode."""
+# flopmeter's work done once per count, outside the model's forward: (module, function) wrapped
+# with a wall clock while the decomposition is timed
+PER_COUNT = (("flopmeter.trace.run", "fake_substitutes"), ("flopmeter.trace.run", "_param_table"),
+             ("flopmeter.trace.run", "shadow"), ("flopmeter.trace.replay", "Replayer.install"),
+             ("flopmeter.trace.run", "_resolve_params"), ("flopmeter.trace.run", "_module_table"),
+             ("flopmeter.api", "build_report"))
+
+
+@contextlib.contextmanager
+def clocked(spent: collections.Counter):
+    """Every PER_COUNT function adds its wall time to ``spent`` (by name) while inside."""
+    import importlib
+    undo = []
+    for module_name, qualname in PER_COUNT:
+        owner = importlib.import_module(module_name)
+        *outer, name = qualname.split(".")
+        for part in outer:
+            owner = getattr(owner, part)
+        original = getattr(owner, name)
+
+        def wrapped(*a, _f=original, _n=name, **k):
+            start = time.perf_counter()
+            try:
+                return _f(*a, **k)
+            finally:
+                spent[_n] += time.perf_counter() - start
+        setattr(owner, name, wrapped)
+        undo.append((owner, name, original))
+    try:
+        yield spent
+    finally:
+        for owner, name, original in undo:
+            setattr(owner, name, original)
+
+
+def floors(model, inputs, runs: int) -> list[str]:
+    """The unprofiled lines: count, meta forward, meta forward under a pass-through mode, and the
+    count split into the meta forward, PyTorch's mode dispatch, flopmeter inside the forward and
+    flopmeter's work once per count (best of ``runs`` each; the split's parts are differences of
+    those bests, so they add up to the count exactly and may be negative where flopmeter's forward
+    is faster than the pass-through one)."""
     from speed import meta_copy, mode_forward, warm_timed
     from counters import plain_forward
     meta_model, meta_inputs = meta_copy(model, inputs)
-    best = {"count": [], "meta": [], "mode": []}
+    best = {"count": [], "meta": [], "mode": [], "fixed": []}
+    per_phase: collections.Counter = collections.Counter()
     for _ in range(max(runs, 5)):
         best["count"].append(warm_timed(lambda m, x: flopmeter.count(m, *x), model, inputs))
         best["meta"].append(warm_timed(plain_forward, meta_model, meta_inputs))
         best["mode"].append(warm_timed(mode_forward, meta_model, meta_inputs))
-    count, meta, mode = (min(best[k]) for k in ("count", "meta", "mode"))
-    return (f"  unprofiled: count {count:.2f} ms = {count / meta:.2f}x the meta forward ({meta:.2f} ms); "
-            f"the meta forward under a pass-through dispatch mode {mode:.2f} ms = {mode / meta:.2f}x")
+        with clocked(collections.Counter()) as spent:
+            flopmeter.count(model, *inputs)
+        best["fixed"].append(sum(spent.values()) * 1e3)
+        if best["fixed"][-1] == min(best["fixed"]):
+            per_phase = spent
+    count, meta, mode, fixed = (min(best[k]) for k in ("count", "meta", "mode", "fixed"))
+    forward = count - fixed
+    phases = ", ".join(f"{name} {seconds * 1e3:.2f}" for name, seconds in per_phase.most_common())
+    return [f"  unprofiled: count {count:.2f} ms = {count / meta:.2f}x the meta forward ({meta:.2f} ms); "
+            f"the meta forward under a pass-through dispatch mode {mode:.2f} ms = {mode / meta:.2f}x",
+            f"  the count, split (ms): meta forward {meta:.2f} + PyTorch's mode dispatch {mode - meta:.2f} "
+            f"+ flopmeter in the forward {forward - mode:.2f} + flopmeter once per count {fixed:.2f}",
+            f"    once per count: {phases}",
+            f"    the count's forward alone is {forward / meta:.2f}x the meta forward; PyTorch's mode dispatch "
+            f"alone makes any op-level recorder {mode / meta:.2f}x"]
 
 
 def main() -> None:
@@ -122,7 +180,7 @@ def main() -> None:
         groups = split(pstats.Stats(profile))
         total = sum(groups.values())
         print(f"\n{name}: {len(report.trace.events)} events; profiled count {total / args.runs * 1e3:.1f} ms")
-        print(floors(model, inputs, args.runs))
+        print("\n".join(floors(model, inputs, args.runs)))
         for group, seconds in groups.most_common():
             print(f"  {seconds / total * 100:5.1f} %  {group}")
         spent, calls = per_op(model, inputs, args.runs)
