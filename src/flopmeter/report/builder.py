@@ -153,11 +153,23 @@ def _span_sums(rows: list[OpRow], src: int, length: int) -> tuple[list, list]:
 
 
 def _sum_tree(node: ModuleNode) -> None:
-    total, params = node.own, node.params_own
-    for child in node.children:
+    """Each node's total, parameter total and per-phase costs: its own plus its children's, each
+    made as one Cost (a Cost per child added costs a third of a small model's report)."""
+    children = node.children
+    if not children:
+        node.total, node.params_total = node.own, node.params_own
+        return
+    totals = [node.own]
+    params = node.params_own
+    phases: dict[str, list[Cost]] = {phase: [cost] for phase, cost in node.by_phase.items()}
+    for child in children:
         _sum_tree(child)
-        total = total + child.total
+        totals.append(child.total)
         params += child.params_total
         for phase, cost in child.by_phase.items():
-            node.by_phase[phase] = node.by_phase.get(phase, ZERO) + cost
-    node.total, node.params_total = total, params
+            if phase in phases:
+                phases[phase].append(cost)
+            else:
+                phases[phase] = [cost]
+    node.total, node.params_total = _sum(totals), params
+    node.by_phase = {phase: _sum(costs) for phase, costs in phases.items()}
