@@ -61,10 +61,13 @@ def _lines(path: Path) -> list[str]:
 
 def test_interrupt_then_resume_does_not_rerun_finished_rows(tmp_path):
     """Ctrl-C (SIGINT) a sweep after two rows; --resume runs only the rest. Each builder logs its
-    name when it is built, so the log shows which rows each run built."""
+    name when it is built, so the log shows which rows each run built; the last two wait for a
+    file that is never made, so the first run is interrupted with exactly two rows done."""
     out, log = tmp_path / "rows.jsonl", tmp_path / "built.log"
     cmd = [sys.executable, "-m", "flopmeter", "sweep", *MODELS, "-o", str(out), "--no-progress"]
-    proc = subprocess.Popen(cmd, env=_env(FLOPMETER_TEST_BUILD_LOG=str(log), FLOPMETER_TEST_BUILD_SLEEP="1.5"),
+    gated = ",".join(m.rsplit(":", 1)[1] for m in MODELS[2:])
+    proc = subprocess.Popen(cmd, env=_env(FLOPMETER_TEST_BUILD_LOG=str(log), FLOPMETER_TEST_GATED=gated,
+                                          FLOPMETER_TEST_BUILD_GATE=str(tmp_path / "never")),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while len(_lines(out)) < 2 and time.monotonic() < deadline and proc.poll() is None:
@@ -75,7 +78,7 @@ def test_interrupt_then_resume_does_not_rerun_finished_rows(tmp_path):
     assert "--resume" in err
     first = [json.loads(line) for line in _lines(out)]
     done = {r["model"] for r in first}
-    assert 2 <= len(first) < len(MODELS)                  # interrupted part-way; finished rows kept
+    assert len(first) == 2                                # interrupted part-way; finished rows kept
     built_before = _lines(log)
 
     rc = subprocess.run(cmd + ["--resume"], env=_env(FLOPMETER_TEST_BUILD_LOG=str(log)), capture_output=True,

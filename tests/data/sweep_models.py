@@ -2,7 +2,10 @@
 
 Each builder appends its name to the file named by FLOPMETER_TEST_BUILD_LOG (when set), so a
 test can tell which rows a sweep built, and sleeps FLOPMETER_TEST_BUILD_SLEEP seconds (when
-set), so a test can interrupt a sweep between rows."""
+set), so a test can interrupt a sweep between rows. A builder named in FLOPMETER_TEST_GATED
+(comma-separated) waits, up to a minute, until the file FLOPMETER_TEST_BUILD_GATE exists: a test
+that never makes it interrupts the sweep while exactly the other rows are done, however slow the
+machine."""
 
 import os
 import time
@@ -17,6 +20,11 @@ def _built(name: str) -> None:
         with open(log, "a") as f:
             f.write(name + "\n")
     time.sleep(float(os.environ.get("FLOPMETER_TEST_BUILD_SLEEP", "0")))
+    gate = os.environ.get("FLOPMETER_TEST_BUILD_GATE")
+    if gate and name in os.environ.get("FLOPMETER_TEST_GATED", "").split(","):
+        deadline = time.monotonic() + 60
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _cnn(width: int) -> nn.Module:
