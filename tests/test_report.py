@@ -26,6 +26,50 @@ def test_parent_total_is_own_plus_children():
     assert r.root.params_total == r.params.count
 
 
+class _Tree(nn.Module):
+    """Nested modules: some with ops of their own next to their children's, one with none in
+    inference (Dropout), one called twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)) for _ in range(2)])
+        self.drop = nn.Dropout(0.1)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = x + block(x)
+        x = self.blocks[0](x) * 2
+        return self.head(self.drop(x.mean((2, 3))))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_every_node_sums_its_rows_per_phase(training):
+    """Each module's total and per-phase costs equal the sums of the op rows under its path,
+    added up here field by field from the rows (in inference, and in a training step's three
+    phases)."""
+    from dataclasses import fields
+    model, x = _Tree().eval(), torch.randn(2, 3, 10, 10)
+    r = flopmeter.count(model, x, options=Options(training=training, optimizer="adam" if training else None))
+
+    def summed(rows) -> Cost:
+        return Cost(*(sum(getattr(row.cost, f.name) for row in rows) for f in fields(Cost)))
+
+    phases = {row.event.phase for row in r.ops}
+    assert phases == ({"forward", "backward", "optimizer"} if training else {"forward"})
+    for node in r.root.walk():
+        under = [row for row in r.ops if node.path == "" or row.event.module == node.path
+                 or row.event.module.startswith(node.path + ".")]
+        assert node.total == summed(under), node.path
+        for phase in phases:
+            expected = summed([row for row in under if row.event.phase == phase])
+            assert node.by_phase.get(phase, Cost()) == expected, (node.path, phase)
+    assert r.root.total.macs > 0
+    assert (r.module("drop").total == Cost()) is not training      # dropout runs only in a training step
+
+
 def test_unsupported_ops_are_listed_and_strict_raises():
     class Sorts(nn.Module):
         def forward(self, x):
