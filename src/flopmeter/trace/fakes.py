@@ -31,6 +31,8 @@ from .walk import ModelWalk
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 _COPIED = (dict, list, OrderedDict)
+_REMADE = frozenset({"_parameters", "_buffers", "_modules"})     # made anew by shadow(), not copied
+_SET_DICT = object.__setattr__
 
 
 def named_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -131,6 +133,8 @@ def shadow(walk: ModelWalk, tensors: dict[int, torch.Tensor]) -> ModelWalk:
         for k, v in attrs.items():
             kind = type(v)
             if kind in copied:
+                if k in _REMADE:
+                    continue
                 attrs[k] = v.copy()
                 if v and "hooks" in k:
                     kept.append((v, v.copy()))
@@ -150,7 +154,7 @@ def shadow(walk: ModelWalk, tensors: dict[int, torch.Tensor]) -> ModelWalk:
             # the shadow calls its own copy of that module, eagerly
             attrs["forward"] = attrs["_modules"]["_orig_mod"].__call__
             attrs.pop("_forward", None)
-        memo[id(m)].__dict__.update(attrs)
+        _SET_DICT(memo[id(m)], "__dict__", attrs)      # the copy's own dict, as made (nn.Module's __setattr__ bypassed)
     copy = walk.mapped(memo[id(walk.model)], memo)
     copy.hooks_kept = kept
     return copy
