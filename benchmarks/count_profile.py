@@ -15,7 +15,8 @@ the count split into four parts that add up to it: the meta forward, PyTorch's m
 (pass-through minus meta), flopmeter inside the forward (the count's forward minus the
 pass-through one: negative where the dispatch memo skips meta kernels the plain forward runs)
 and flopmeter's work once per count outside the forward (the shadow copy of the module tree,
-the parameter and module tables, replay's install and the report, each wall-clocked).
+the parameter and module tables, replay's install, the module stack's install, the global
+state kept and put back, and the report, each wall-clocked).
 
     python benchmarks/count_profile.py swin_t efficientnet_b0 --runs 3
 """
@@ -99,6 +100,8 @@ PER_COUNT = (("flopmeter.trace.run", "fake_substitutes"), ("flopmeter.trace.run"
              ("flopmeter.trace.run", "shadow"), ("flopmeter.trace.replay", "Replayer.install"),
              ("flopmeter.trace.run", "_resolve_params"), ("flopmeter.trace.run", "_module_table"),
              ("flopmeter.api", "build_report"))
+# … and context managers: the time to enter and to leave them (the body, the forward, apart)
+PER_COUNT_CONTEXTS = (("flopmeter.trace.run", "globals_kept"), ("flopmeter.trace.modules", "ModuleStack.installed"))
 
 
 @contextlib.contextmanager
@@ -120,6 +123,32 @@ def clocked(spent: collections.Counter):
             finally:
                 spent[_n] += time.perf_counter() - start
         setattr(owner, name, wrapped)
+        undo.append((owner, name, original))
+    for module_name, qualname in PER_COUNT_CONTEXTS:
+        owner = importlib.import_module(module_name)
+        *outer, name = qualname.split(".")
+        for part in outer:
+            owner = getattr(owner, part)
+        original = getattr(owner, name)
+
+        @contextlib.contextmanager
+        def entered(*a, _f=original, _n=name, **k):
+            start = time.perf_counter()
+            manager = _f(*a, **k)
+            value = manager.__enter__()
+            spent[_n] += time.perf_counter() - start
+            try:
+                yield value
+            except BaseException as exc:
+                start = time.perf_counter()
+                if not manager.__exit__(type(exc), exc, exc.__traceback__):
+                    raise
+            else:
+                start = time.perf_counter()
+                manager.__exit__(None, None, None)
+            finally:
+                spent[_n] += time.perf_counter() - start
+        setattr(owner, name, entered)
         undo.append((owner, name, original))
     try:
         yield spent
