@@ -190,12 +190,13 @@ def floors(model, inputs, runs: int) -> list[str]:
 
 
 def main() -> None:
-    from speed import build
+    from speed import build, check_names
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ops", type=int, default=8, help="ops listed per model (default 8)")
     args = parser.parse_args()
+    check_names(parser, args.models)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     for name in args.models:

@@ -50,6 +50,17 @@ def torchvision_names() -> list[str]:
     return torchvision.models.list_models(module=torchvision.models)
 
 
+def check_names(parser: argparse.ArgumentParser, names: list[str]) -> None:
+    """Stop with the argparse error (and close names) for a model this script cannot build."""
+    import difflib
+    known = [*torchvision_names(), *HF]
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            parser.error(f"unknown model '{name}'" + (f" (did you mean: {', '.join(close)}?)" if close else
+                                                      "; the torchvision classification names and " + ", ".join(HF)))
+
+
 def build(name: str, batch: int):
     """(model in eval mode with random weights, tuple of inputs)."""
     if name in HF:
@@ -208,10 +219,15 @@ def main() -> None:
     tools, notes = optional_tools()
     counters = {"flopmeter": flopmeter_macs, "fcm": lambda m, x: sum(flop_counter_mode(m, x).values()) // 2, **tools}
     if args.counters:
+        unknown = set(args.counters) - set(counters) - {"ptflops", "fvcore", "thop", "torchprofile", "calflops"}
+        if unknown:
+            parser.error(f"unknown counter {', '.join(sorted(unknown))}; choose from flopmeter fcm ptflops fvcore "
+                         "thop torchprofile calflops")
         counters = {k: v for k, v in counters.items() if k in args.counters}
     if args.baseline:
         counters = {"baseline": baseline_counter(args.baseline), **counters}
     names = args.models or [*torchvision_names(), *(() if args.torchvision else HF)]
+    check_names(parser, names)
     print(f"torch {torch.__version__}, flopmeter {flopmeter.__version__}, torch threads {torch.get_num_threads()}, "
           f"CPUs {os.cpu_count()}, repeat {args.repeat} ({'best' if args.best else 'median'}), "
           f"counters: {', '.join(counters)}")
