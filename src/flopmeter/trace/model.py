@@ -5,6 +5,8 @@
     Trace     schema, torch_version, model, options, inputs[TensorRef], modules[ModuleInfo],
               params[ParamInfo], events[OpEvent], storages{id: StorageInfo}
     OpEvent   op, overload, args/kwargs (TensorRef | scalar | list), out, module, stack, phase
+              (and memo: the fake mode's dispatch-memo entry, which keeps the op's cost; not
+              part of the event's value, never saved)
     TensorRef id, storage, shape, stride, offset, dtype, device, requires_grad, role
 
 No torch tensor is kept: ids are ints, shapes are tuples. Allocation order is recoverable:
