@@ -239,3 +239,19 @@ def test_a_formula_changed_after_a_count_is_used_by_the_next_count():
     relu = [row.cost for row in changed.ops if row.event.op == "aten.relu"]
     assert relu == [Cost(elementwise=1000 * 3 * 4)]
     assert _rows(after) == _rows(before)
+
+
+def test_costs_kept_on_a_pickled_trace_are_not_read_in_another_registry():
+    """A trace its user pickles carries the memo entries' kept costs; their registry version is a
+    token that never equals a live registry's (a counter would, by chance, in another process with
+    other formulas), so the unpickled trace is costed afresh — and the same."""
+    import pickle
+    from flopmeter.formulas import REGISTRY
+    from flopmeter.report.builder import build_report
+    model, x = nn.Sequential(nn.Linear(4, 4), nn.ReLU()), torch.randn(2, 4)
+    report = flopmeter.count(model, x)
+    carried = pickle.loads(pickle.dumps(report.trace))
+    entries = [ev.memo for ev in carried.events if ev.memo is not None]
+    assert entries and all(entry.costs for entry in entries)
+    assert not any((REGISTRY.version, "full") in entry.costs for entry in entries)
+    assert _rows(build_report(carried)) == _rows(report)

@@ -72,7 +72,10 @@ class Registry:
         self._formulas: dict[str, tuple[Formula, bool]] = {}
         self._free: set[str] = set()
         self._precision: dict[str, Precision] = {}
-        self.version = 0             # bumped by every change: costs kept per memo entry are per version
+        # a new token at every change: costs kept per memo entry (report/builder.py) are per version.
+        # A token, not a counter, so that a trace carried into another process (pickled by its
+        # user) never matches that process's registry by chance
+        self.version = object()
 
     # -- building -----------------------------------------------------------
     def register(self, *names: str, own_bytes: bool = False, precision: Precision | None = None):
@@ -89,7 +92,7 @@ class Registry:
                 if name in self._formulas or name in self._free:
                     raise ValueError(f"a formula for {name} is already registered")
                 self._formulas[name] = (fn, own_bytes)
-                self.version += 1
+                self.version = object()
                 if precision is not None:
                     self._precision[name] = precision
             return fn
@@ -100,7 +103,7 @@ class Registry:
             if name in self._formulas or name in self._free:
                 raise ValueError(f"{name} is already registered")
             self._free.add(name)
-            self.version += 1
+            self.version = object()
 
     def copy(self) -> "Registry":
         new = Registry()
@@ -117,7 +120,7 @@ class Registry:
         self._free.discard(name)
         if precision is not None:
             self._precision[name] = precision
-        self.version += 1
+        self.version = object()
         if fn is None:
             self._free.add(name)
         else:
