@@ -131,6 +131,23 @@ def test_a_formula_on_the_global_registry_that_reads_the_module_path_is_not_cach
                                                                                                 ("dec", 100)]
 
 
+def test_a_formula_on_the_global_registry_that_reads_the_module_path_sees_every_replayed_call():
+    """The same for a replayed call (a stack of 10 equal blocks): its rows are the user formula's
+    values for the copy's own module paths, not the values of the call it copies."""
+    def by_module(ev):
+        return Cost(macs=int(ev.module.split(".")[0]) + 1)
+
+    model, x = nn.Sequential(*[Block(8) for _ in range(10)]), torch.randn(2, 3, 8)
+    saved = REGISTRY._formulas["aten.addmm"]
+    REGISTRY.override("aten.addmm", by_module, own_bytes=True)
+    try:
+        report = flopmeter.count(model, x)
+    finally:
+        REGISTRY.override("aten.addmm", saved[0], own_bytes=saved[1])
+    assert len(report.trace.replayed) >= 8
+    assert [r.cost.macs for r in report.ops if r.event.op == "aten.addmm"] == list(range(1, 11))   # block k: k + 1
+
+
 class _Slots:
     __slots__ = ("__dict__", "scale")
 
