@@ -76,6 +76,8 @@ class Registry:
         # A token, not a counter, so that a trace carried into another process (pickled by its
         # user) never matches that process's registry by chance
         self.version = object()
+        self._own_at: object | None = None     # the version ``builtin_only`` was last worked out for
+        self._own = False
 
     # -- building -----------------------------------------------------------
     def register(self, *names: str, own_bytes: bool = False, precision: Precision | None = None):
@@ -127,6 +129,17 @@ class Registry:
             self._formulas[name] = (fn, own_bytes)
 
     # -- querying -----------------------------------------------------------
+    def builtin_only(self) -> bool:
+        """Whether every formula is one of flopmeter's own (defined in its package). Those read
+        only an op's arguments and results, so a cost can be kept per dispatch-memo key and a
+        replayed call costs what the call it copies cost (report/builder.py); a user's formula
+        may read anything (the module path, the phase), so then every event is costed."""
+        if self._own_at is not self.version:
+            self._own = all(str(getattr(fn, "__module__", "")).startswith("flopmeter.")
+                            for fn, _ in self._formulas.values())
+            self._own_at = self.version
+        return self._own
+
     def formula(self, name: str) -> Formula | None:
         entry = self._formulas.get(name)
         return entry[0] if entry else None

@@ -38,7 +38,9 @@ def build_report(trace: Trace, *, registry: Registry | None = None, convention: 
                  strict: bool = False, causal: str = "full") -> Report:
     """The Report of ``trace``, costed with (a copy of) ``registry`` under ``causal``."""
     base = registry or REGISTRY
-    builtin = registry is None or registry is REGISTRY
+    # only flopmeter's own formulas: a user's formula on the global registry may read more than
+    # an op's arguments (Registry.builtin_only), so it is called for every event
+    builtin = (registry is None or registry is REGISTRY) and REGISTRY.builtin_only()
     registry = with_causal(base.copy(), causal)
     conv = get_convention(convention)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from types import MethodType
+from types import MemberDescriptorType, MethodType
 
 import torch
 from torch import nn
@@ -33,6 +33,17 @@ _CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionar
 _COPIED = (dict, list, OrderedDict)
 _REMADE = frozenset({"_parameters", "_buffers", "_modules"})     # made anew by shadow(), not copied
 _SET_DICT = object.__setattr__
+_SLOTS: dict[type, tuple] = {}      # a plain dict: looked up per module per count (module classes live on)
+
+
+def _slots(cls: type) -> tuple:
+    """The slot descriptors of ``cls`` and its bases (a module may hold attributes in slots
+    next to its ``__dict__``), found once per class."""
+    found = _SLOTS.get(cls)
+    if found is None:
+        found = _SLOTS[cls] = tuple(d for c in cls.__mro__ for d in vars(c).values()
+                                    if type(d) is MemberDescriptorType)
+    return found
 
 
 def named_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -154,7 +165,14 @@ def shadow(walk: ModelWalk, tensors: dict[int, torch.Tensor]) -> ModelWalk:
             # the shadow calls its own copy of that module, eagerly
             attrs["forward"] = attrs["_modules"]["_orig_mod"].__call__
             attrs.pop("_forward", None)
-        _SET_DICT(memo[id(m)], "__dict__", attrs)      # the copy's own dict, as made (nn.Module's __setattr__ bypassed)
+        new = memo[id(m)]
+        _SET_DICT(new, "__dict__", attrs)      # the copy's own dict, as made (nn.Module's __setattr__ bypassed)
+        for slot in _slots(type(m)):           # attributes kept in slots, not in the dict
+            try:
+                v = slot.__get__(m)
+            except AttributeError:             # an empty slot
+                continue
+            slot.__set__(new, get(id(v), v) if isinstance(v, torch.Tensor) else v)
     copy = walk.mapped(memo[id(walk.model)], memo)
     copy.hooks_kept = kept
     return copy
