@@ -7,6 +7,8 @@ copy never reads the costs kept on memo entries nor the replayed spans' costs, s
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
@@ -105,6 +107,18 @@ def test_by_phase_sums_each_phase_of_the_subtree_in_a_training_step():
             assert node.by_phase.get(phase, Cost()) == want
 
 
+
+@contextlib.contextmanager
+def _addmm_formula(fn):
+    """``fn`` as the global registry's aten.addmm formula (own bytes) for the duration."""
+    saved = REGISTRY._formulas["aten.addmm"]
+    REGISTRY.override("aten.addmm", fn, own_bytes=True)
+    try:
+        yield
+    finally:
+        REGISTRY.override("aten.addmm", saved[0], own_bytes=saved[1])
+
+
 def test_a_formula_on_the_global_registry_that_reads_the_module_path_is_not_cached_per_key():
     """A formula a user puts on the global registry may read more than the op's arguments (here
     the module path): two Linears of the same shape in two modules share a memo key, yet each
@@ -121,12 +135,8 @@ def test_a_formula_on_the_global_registry_that_reads_the_module_path_is_not_cach
         return Cost(macs=1 if ev.module == "enc" else 100)
 
     model, x = Two(), torch.randn(3, 4)
-    saved = REGISTRY._formulas["aten.addmm"]
-    REGISTRY.override("aten.addmm", by_module, own_bytes=True)
-    try:
+    with _addmm_formula(by_module):
         report = flopmeter.count(model, x)
-    finally:
-        REGISTRY.override("aten.addmm", saved[0], own_bytes=saved[1])
     assert [(r.event.module, r.cost.macs) for r in report.ops if r.event.op == "aten.addmm"] == [("enc", 1),
                                                                                                 ("dec", 100)]
 
@@ -138,12 +148,8 @@ def test_a_formula_on_the_global_registry_that_reads_the_module_path_sees_every_
         return Cost(macs=int(ev.module.split(".")[0]) + 1)
 
     model, x = nn.Sequential(*[Block(8) for _ in range(10)]), torch.randn(2, 3, 8)
-    saved = REGISTRY._formulas["aten.addmm"]
-    REGISTRY.override("aten.addmm", by_module, own_bytes=True)
-    try:
+    with _addmm_formula(by_module):
         report = flopmeter.count(model, x)
-    finally:
-        REGISTRY.override("aten.addmm", saved[0], own_bytes=saved[1])
     assert len(report.trace.replayed) >= 8
     assert [r.cost.macs for r in report.ops if r.event.op == "aten.addmm"] == list(range(1, 11))   # block k: k + 1
 
