@@ -104,52 +104,58 @@ PER_COUNT = (("flopmeter.trace.run", "fake_substitutes"), ("flopmeter.trace.run"
 PER_COUNT_CONTEXTS = (("flopmeter.trace.run", "globals_kept"), ("flopmeter.trace.modules", "ModuleStack.installed"))
 
 
+def _located(module_name: str, qualname: str):
+    """(owner, attribute name) of ``module_name``'s ``qualname`` ("Class.method" or "function")."""
+    import importlib
+    owner = importlib.import_module(module_name)
+    *outer, name = qualname.split(".")
+    for part in outer:
+        owner = getattr(owner, part)
+    return owner, name
+
+
+def _clock_call(f, name: str, spent: collections.Counter):
+    def wrapped(*a, **k):
+        start = time.perf_counter()
+        try:
+            return f(*a, **k)
+        finally:
+            spent[name] += time.perf_counter() - start
+    return wrapped
+
+
+def _clock_context(f, name: str, spent: collections.Counter):
+    @contextlib.contextmanager
+    def entered(*a, **k):
+        start = time.perf_counter()
+        manager = f(*a, **k)
+        value = manager.__enter__()
+        spent[name] += time.perf_counter() - start
+        try:
+            yield value
+        except BaseException as exc:
+            start = time.perf_counter()
+            if not manager.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            start = time.perf_counter()
+            manager.__exit__(None, None, None)
+        finally:
+            spent[name] += time.perf_counter() - start
+    return entered
+
+
 @contextlib.contextmanager
 def clocked(spent: collections.Counter):
-    """Every PER_COUNT function adds its wall time to ``spent`` (by name) while inside."""
-    import importlib
+    """Every PER_COUNT function (PER_COUNT_CONTEXTS context manager: its entering and leaving)
+    adds its wall time to ``spent`` (by name) while inside."""
     undo = []
-    for module_name, qualname in PER_COUNT:
-        owner = importlib.import_module(module_name)
-        *outer, name = qualname.split(".")
-        for part in outer:
-            owner = getattr(owner, part)
-        original = getattr(owner, name)
-
-        def wrapped(*a, _f=original, _n=name, **k):
-            start = time.perf_counter()
-            try:
-                return _f(*a, **k)
-            finally:
-                spent[_n] += time.perf_counter() - start
-        setattr(owner, name, wrapped)
-        undo.append((owner, name, original))
-    for module_name, qualname in PER_COUNT_CONTEXTS:
-        owner = importlib.import_module(module_name)
-        *outer, name = qualname.split(".")
-        for part in outer:
-            owner = getattr(owner, part)
-        original = getattr(owner, name)
-
-        @contextlib.contextmanager
-        def entered(*a, _f=original, _n=name, **k):
-            start = time.perf_counter()
-            manager = _f(*a, **k)
-            value = manager.__enter__()
-            spent[_n] += time.perf_counter() - start
-            try:
-                yield value
-            except BaseException as exc:
-                start = time.perf_counter()
-                if not manager.__exit__(type(exc), exc, exc.__traceback__):
-                    raise
-            else:
-                start = time.perf_counter()
-                manager.__exit__(None, None, None)
-            finally:
-                spent[_n] += time.perf_counter() - start
-        setattr(owner, name, entered)
-        undo.append((owner, name, original))
+    for table, clock in ((PER_COUNT, _clock_call), (PER_COUNT_CONTEXTS, _clock_context)):
+        for module_name, qualname in table:
+            owner, name = _located(module_name, qualname)
+            original = getattr(owner, name)
+            setattr(owner, name, clock(original, name, spent))
+            undo.append((owner, name, original))
     try:
         yield spent
     finally:

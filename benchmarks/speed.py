@@ -39,10 +39,12 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import flopmeter
+from flopmeter.errors import did_you_mean
 from flopmeter.frontends import InputRequest, resolve
 from counters import flop_counter_mode, flopmeter_macs, optional_tools, plain_forward, timed
 
 HF = ("bert_base", "gpt2", "t5_small", "vit_base")
+COUNTERS = ("flopmeter", "fcm", "ptflops", "fvcore", "thop", "torchprofile", "calflops")   # fcm: FlopCounterMode
 
 
 def torchvision_names() -> list[str]:
@@ -52,13 +54,12 @@ def torchvision_names() -> list[str]:
 
 def check_names(parser: argparse.ArgumentParser, names: list[str]) -> None:
     """Stop with the argparse error (and close names) for a model this script cannot build."""
-    import difflib
     known = [*torchvision_names(), *HF]
     for name in names:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=3)
-            parser.error(f"unknown model '{name}'" + (f" (did you mean: {', '.join(close)}?)" if close else
-                                                      "; the torchvision classification names and " + ", ".join(HF)))
+            hint = did_you_mean(name, known, n=3, otherwise="known: the torchvision classification names and "
+                                                            + ", ".join(HF))
+            parser.error(f"unknown model '{name}' ({hint})")
 
 
 def build(name: str, batch: int):
@@ -200,8 +201,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds per model (default 3)")
     parser.add_argument("--models", nargs="+", help="default: the torchvision classification zoo and " + ", ".join(HF))
-    parser.add_argument("--counters", nargs="+", help="default: all installed (flopmeter fcm ptflops fvcore thop "
-                                                      "torchprofile calflops)")
+    parser.add_argument("--counters", nargs="+", help=f"default: all installed ({' '.join(COUNTERS)})")
     parser.add_argument("--max-gmacs", type=float, default=100.0,
                         help="skip models whose forward (at that batch) exceeds this many GMACs (default 100)")
     parser.add_argument("--baseline", metavar="SRC", help="also time the flopmeter package under SRC (another "
@@ -219,10 +219,9 @@ def main() -> None:
     tools, notes = optional_tools()
     counters = {"flopmeter": flopmeter_macs, "fcm": lambda m, x: sum(flop_counter_mode(m, x).values()) // 2, **tools}
     if args.counters:
-        unknown = set(args.counters) - set(counters) - {"ptflops", "fvcore", "thop", "torchprofile", "calflops"}
+        unknown = set(args.counters) - set(COUNTERS)
         if unknown:
-            parser.error(f"unknown counter {', '.join(sorted(unknown))}; choose from flopmeter fcm ptflops fvcore "
-                         "thop torchprofile calflops")
+            parser.error(f"unknown counter {', '.join(sorted(unknown))}; choose from {' '.join(COUNTERS)}")
         counters = {k: v for k, v in counters.items() if k in args.counters}
     if args.baseline:
         counters = {"baseline": baseline_counter(args.baseline), **counters}
