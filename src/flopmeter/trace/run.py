@@ -13,6 +13,10 @@ Process-wide state, all of it (documented here once):
 - ``recorder._KEYS`` and ``events._SIGNATURES``: op name and argument names per op overload;
 - ``memo.MEMO`` and ``memo.PARTS``: the fake mode's dispatch memo (an op's fake results per key of its
   arguments, as FakeTensor's own process-wide cache keeps them) and the numbers of tensor key parts;
+  each entry also keeps the op's cost under flopmeter's own formulas (``Replay.costs``, per version of
+  the registry);
+- ``emit._FUNCTIONS``: replay's generated emitters, by source text (the last 512 compiled);
+- ``fakes._SLOTS``: the slot descriptors of each module class;
 - ``formulas.registry._RULES``: the generic rule (view, pointwise) read off each op's schema.
 
 The cyclic garbage collector is paused during the whole recording (restored in ``finally``), and
