@@ -83,18 +83,23 @@ def _max_positions(model) -> int | None:
 
 
 def count_with_memory(args):
-    """``count_spec`` with memory: a SPEC is counted by :func:`analyser`; a saved trace gets its
-    memory from the trace alone (no KV cache objects or new traces: no ``--max-batch``)."""
+    """``count_spec`` with memory: a SPEC is counted by :func:`analyser`; a saved trace or an
+    ONNX graph gets its memory from the trace alone (each ONNX value freed after its last
+    consumer; no KV cache objects or new traces: no ``--max-batch``)."""
     from ..memory import Fit, analyse, parse_budget
     from ..trace.io import SUFFIX
     from .common import count_spec
 
     check_memory_args(args)
-    if not args.spec.endswith(SUFFIX):
+    onnx = args.spec.lower().endswith(".onnx")
+    if not (args.spec.endswith(SUFFIX) or onnx):
         return count_spec(args.spec, args, analyser(args))
-    if args.max_batch or args.context:
-        raise InputError("--max-batch and --context trace the model again, which a saved trace cannot",
-                         hint="give the model's SPEC instead of the trace file")
+    if args.max_batch:
+        what = ("an ONNX file is counted at the shapes its --input and --batch give" if onnx
+                else "a saved trace records one run")
+        raise InputError(f"--max-batch traces the PyTorch model again at other batch sizes; {what}",
+                         hint="check the batch that fits with --fits at a few --batch sizes" if onnx
+                         else "give the model's SPEC instead of the trace file")
     report = count_spec(args.spec, args)
     report.memory = analyse(report, weights=args.weights or "stored")
     if args.fits:

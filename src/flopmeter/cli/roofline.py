@@ -14,6 +14,7 @@ from ..bench.devices import get_device
 from ..bench.roofline import Roofline, decode_estimate, kv_bytes_per_token, roofline
 from ..errors import InputError
 from ..render.tables import Table
+from ..trace.io import SUFFIX as TRACE_SUFFIX
 from .common import add_input_options, add_output_options, count_spec, output_format, write_output
 
 VIEWS = ("tree", "layers", "ops")
@@ -133,7 +134,9 @@ def run(args) -> int:
         seen["model"] = model
         return count(model, *inputs, **kwargs)
 
-    report = count_spec(args.spec, args, analyse)
+    # the roofline needs only each op's FLOPs and bytes: an ONNX graph or a saved trace serves as well
+    from_graph = args.spec.lower().endswith(".onnx") or args.spec.endswith(TRACE_SUFFIX)
+    report = count_spec(args.spec, args, None if from_graph else analyse)
     rl = roofline(report, device, tf32=args.tf32, conv_tf32=not args.no_conv_tf32, overhead=not args.no_overhead)
     decode = None
     if args.spec.startswith("hf:") and _is_decoder(seen.get("model")):
