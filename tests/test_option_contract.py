@@ -6,8 +6,10 @@ specs default to the config's torch_dtype, --mode real refuses a model larger th
 memory before allocating it, and the small CLI manners (subcommand typos, hf: listings, hub ids,
 shell completion)."""
 
+import contextlib
 import io
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,11 @@ def specs(tmp_path_factory):
     torch.jit.script(model).save(str(tmp / "m.ts"))
     torch.save(model, tmp / "whole.pt")
     assert main([f"{DATA / 'tiny_model.py'}:build", "--save-trace", str(tmp / "run.fmtrace"), "--format", "json"]) == 0
+    with warnings.catch_warnings():                       # the exporter's own progress lines
+        warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(io.StringIO()):
+            torch.onnx.export(model, (torch.randn(3, 3, 16, 16),), str(tmp / "m.onnx"), dynamo=True, optimize=False,
+                              dynamic_shapes=({0: batch},), external_data=False)
     (tmp / "hf").mkdir()
     (tmp / "hf" / "config.json").write_text(json.dumps(HF_TINY))
     return {
@@ -50,14 +57,23 @@ def specs(tmp_path_factory):
         "torchscript": (str(tmp / "m.ts"), ["--input", "1x3x16x16"]),
         "pickled": (str(tmp / "whole.pt"), ["--input", "1x3x16x16", "--trust-pickle"]),
         "trace": (str(tmp / "run.fmtrace"), []),
+        "onnx": (str(tmp / "m.onnx"), ["--batch", "1"]),         # its batch dimension is symbolic
     }
 
 
 KINDS = ["torchvision", "timm", "hf", "file_with_inputs", "file_without_inputs", "pt2", "torchscript", "pickled",
-         "trace"]
+         "trace", "onnx"]
 FIXED = "cannot change a saved trace"        # a saved trace records one run: input and run options are refused
 IMAGE_KINDS = {"torchvision", "timm"}
-TINY_KINDS = {"file_with_inputs", "file_without_inputs", "pt2", "torchscript", "pickled"}
+TINY_KINDS = {"file_with_inputs", "file_without_inputs", "pt2", "torchscript", "pickled", "onnx"}
+
+
+def onnx_refuses(option: str) -> str:
+    """An ONNX graph refuses a run option in words of its own."""
+    return f"{option} does not apply to m.onnx"
+
+
+ONNX_TRAINING = "an ONNX graph has no backward or training step"
 
 
 def first_input(d):
@@ -91,23 +107,31 @@ OPTIONS = {
     "input": (lambda kind: ["--input", input_for(kind)], {"trace": FIXED}, check_input),
     "batch": (lambda kind: ["--batch", "2"], {"trace": FIXED}, check_batch),
     "seq-len": (lambda kind: ["--seq-len", "16"],
-                {**{k: "--seq-len applies to hf: text models only" for k in KINDS if k != "hf"}, "trace": FIXED},
+                {**{k: "--seq-len applies to hf: text models only" for k in KINDS if k != "hf"}, "trace": FIXED,
+                 "onnx": onnx_refuses("--seq-len")},
                 lambda kind, d: first_input(d)["shape"] == [1, 16]),
-    "dtype": (lambda kind: ["--dtype", "float16"], {"pt2": "--dtype cannot change m.pt2", "trace": FIXED}, check_dtype),
+    "dtype": (lambda kind: ["--dtype", "float16"], {"pt2": "--dtype cannot change m.pt2", "trace": FIXED,
+                                                     "onnx": onnx_refuses("--dtype")}, check_dtype),
     "device-cuda": (lambda kind: ["--device", "cuda"],
-                    {"trace": FIXED, **({} if torch.cuda.is_available() else {"torchscript": "torch sees no GPU"})},
+                    {"trace": FIXED, "onnx": onnx_refuses("--device"),
+                     **({} if torch.cuda.is_available() else {"torchscript": "torch sees no GPU"})},
                     lambda kind, d: d["device"].startswith("cuda")),
-    "device-meta": (lambda kind: ["--device", "meta"], {**{k: "--device meta" for k in KINDS}, "trace": FIXED}, None),
-    "mode-real": (lambda kind: ["--mode", "real"], {"trace": FIXED}, lambda kind, d: d["mode"] == "real"),
-    "mode-fake": (lambda kind: ["--mode", "fake"], {"torchscript": "runs only in real mode", "trace": FIXED},
+    "device-meta": (lambda kind: ["--device", "meta"],
+                    {**{k: "--device meta" for k in KINDS}, "trace": FIXED, "onnx": onnx_refuses("--device")}, None),
+    "mode-real": (lambda kind: ["--mode", "real"], {"trace": FIXED, "onnx": onnx_refuses("--mode")},
+                  lambda kind, d: d["mode"] == "real"),
+    "mode-fake": (lambda kind: ["--mode", "fake"],
+                  {"torchscript": "runs only in real mode", "trace": FIXED, "onnx": onnx_refuses("--mode")},
                   lambda kind, d: d["mode"] == "fake"),
     "force-alone": (lambda kind: ["--force"],
-                    {**{k: "--force only matters in real mode" for k in KINDS}, "trace": FIXED}, None),
-    "force-real": (lambda kind: ["--mode", "real", "--force"], {"trace": FIXED}, lambda kind, d: d["mode"] == "real"),
+                    {**{k: "--force only matters in real mode" for k in KINDS}, "trace": FIXED,
+                     "onnx": onnx_refuses("--force")}, None),
+    "force-real": (lambda kind: ["--mode", "real", "--force"], {"trace": FIXED, "onnx": onnx_refuses("--mode")},
+                   lambda kind, d: d["mode"] == "real"),
     "trust-pickle": (lambda kind: ["--trust-pickle"],
                      {**{k: "--trust-pickle applies to saved model files only" for k in KINDS},
                       "pt2": None, "torchscript": "--trust-pickle is not needed",     # .pt2: pickled payloads allowed
-                      "pickled": None, "trace": FIXED},
+                      "pickled": None, "trace": FIXED, "onnx": onnx_refuses("--trust-pickle")},
                      lambda kind, d: d["totals"]["macs"] > 0 if kind == "pt2" else d["totals"]["macs"] == TINY_MACS),
     "convention": (lambda kind: ["--convention", "all"], {},
                    lambda kind, d: d["convention"]["name"] == "all"
@@ -116,11 +140,11 @@ OPTIONS = {
     "strict": (lambda kind: ["--strict"], {}, lambda kind, d: d["unsupported"] == {}),
     "train": (lambda kind: ["--train", "--optimizer", "sgd"],
               {"torchscript": "cannot be counted on a TorchScript module", "pt2": "cannot be put in train mode",
-               "trace": FIXED},
+               "trace": FIXED, "onnx": ONNX_TRAINING},
               lambda kind, d: d["totals_by_phase"]["backward"]["macs"] > 0 and d["training"]["optimizer"] == "sgd"),
     "autocast": (lambda kind: ["--train", "--autocast", "bf16"],
                  {"torchscript": "cannot be counted on a TorchScript module", "pt2": "cannot be put in train mode",
-                  "trace": FIXED},
+                  "trace": FIXED, "onnx": ONNX_TRAINING},
                  lambda kind, d: d["training"]["autocast_copy_bytes"] > 0 or kind == "hf"),
 }
 
@@ -136,6 +160,7 @@ def test_every_option_takes_effect_or_is_refused(capsys, specs, kind, option):
     args = make_args(kind)
     if option == "input":
         needed = [a for a in needed if a != "--input" and "x" not in a]           # --input replaces theirs
+        needed = [] if kind == "onnx" else needed                                  # and binds the batch
     if option == "trust-pickle":
         needed = [a for a in needed if a != "--trust-pickle"]
     code = main([spec, *needed, *args, "--format", "json"])
@@ -336,3 +361,93 @@ def test_strict_takes_effect_through_the_cli(capsys):
     assert json.loads(capsys.readouterr().out)["unsupported"] == {"aten.kthvalue": 1}
     assert main([spec, "--strict"]) == 2
     assert capsys.readouterr().err.startswith("error: 1 unsupported op(s) ran: aten.kthvalue (×1)")
+
+
+def test_memory_of_an_onnx_graph_comes_from_its_value_lifetimes(capsys, specs):
+    spec, needed = specs["onnx"]
+    assert main([spec, *needed, "--memory", "--fits", "1MB", "--format", "json"]) == 0
+    mem = json.loads(capsys.readouterr().out)["memory"]
+    weights = 4 * (8 * 3 * 3 * 3 + 8 + 2 * 8 + 512 * 10 + 10) + 4 * 2 * 8     # float32 params + running mean/var
+    # each value is freed after its last consumer: at the BatchNorm its input (the conv's output) and its output live
+    activations = 2 * 4 * (1 * 8 * 16 * 16)
+    shapes = 2 * 8                            # the exporter's two int64 shape constants, alive until the flatten
+    assert mem["total"] == weights + activations + shapes
+    assert mem["fits"]["budget"] == 10**6 and mem["fits"]["fits"] is True
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fits", "1MB", "--max-batch"], "--max-batch traces the PyTorch model again at other batch sizes; an ONNX file"),
+    (["--context", "16"], "--context is the prompt length of an hf: decoder"),
+    (["--generate", "4+4"], "--generate runs a Hugging Face decoder's prefill and decode steps"),
+    (["--train"], "an ONNX graph has no backward or training step"),
+    (["--dtype", "float16"], "--dtype does not apply to m.onnx: the graph fixes the dtype of every tensor"),
+])
+def test_onnx_refuses_what_a_graph_cannot_answer(capsys, specs, argv, message):
+    spec, needed = specs["onnx"]
+    code = main([spec, *needed, *argv])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 2 and message in err[0] and err[1].startswith("hint: "), err
+
+
+@pytest.mark.parametrize("kind", ["onnx", "trace"])
+def test_roofline_works_from_an_onnx_graph_or_a_saved_trace(capsys, specs, kind):
+    from flopmeter.api import report_from_trace
+    from flopmeter.bench.devices import get_device
+    from flopmeter.bench.roofline import roofline
+    from flopmeter.frontends.onnx_file import count_onnx
+    from flopmeter.trace.io import load_trace
+    spec, needed = specs[kind]
+    assert main(["roofline", spec, *needed, "--device-spec", "a100", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    report = count_onnx(spec, batch=1) if kind == "onnx" else report_from_trace(load_trace(spec))
+    expected = roofline(report, get_device("a100"))
+    assert d["predicted_s"] == expected.latency > 0
+    assert {m["path"]: m["flops"] for m in d["modules"]} == {p: m.flops for p, m in expected.modules.items()}
+    assert main(["roofline", spec, *needed, "--device-spec", "a100", "--dtype", "float16"]) == 2
+    err = capsys.readouterr().err
+    assert ("--dtype does not apply to m.onnx" if kind == "onnx" else FIXED) in err
+
+
+def test_generate_answers_fits_and_max_batch_from_prefill_and_decode(capsys, specs):
+    import flopmeter
+    from flopmeter.frontends import resolve
+    spec, _ = specs["hf"]
+    prompt, new, budget = 8, 40, 3_000_000
+    assert main([spec, "--generate", f"{prompt}+{new}", "--fits", str(budget), "--max-batch", "--format", "json"]) == 0
+    mem = json.loads(capsys.readouterr().out)["memory"]
+    # the prefill as generate() runs it (cache on, logits of the last position only), measured here
+    model = resolve(spec).model                                   # the model the CLI builds, in bfloat16
+    ids = torch.zeros(1, prompt, dtype=torch.long)
+    measured = flopmeter.count(model, ids, kwargs={"use_cache": True, "logits_to_keep": 1},
+                               options=flopmeter.Options(memory=True)).memory.total
+    assert mem["prefill_peak"] == measured
+    # the last decode step holds the weights and the KV cache at prompt + new positions:
+    # 2 (K, V) × layers × kv heads × head dim × positions × 2 bytes (bfloat16)
+    kv = 2 * 2 * 2 * (64 // 4) * (prompt + new) * 2
+    assert mem["decode_peak"] >= 2 * HF_TINY_PARAMS + kv
+    assert mem["total"] == max(mem["prefill_peak"], mem["decode_peak"])
+    assert mem["fits"] == {"budget": budget, "budget_label": mem["fits"]["budget_label"], "total": mem["total"],
+                           "fits": mem["total"] <= budget, "headroom": budget - mem["total"]}
+    search = mem["largest"]["batch"]
+    answer = search["answer"]
+    traces = {t["x"]: t for t in search["traces"]}
+    assert answer >= 1 and traces[answer]["fits"] and not traces[answer + 1]["fits"]
+    assert traces[1]["bytes"] == mem["total"]                 # batch 1 is the generation above
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--input", "1x8"], "--generate makes its own token ids"),
+    (["--seq-len", "8"], "--generate sets the prompt length"),
+    (["--mode", "real"], "on fake tensors"),
+    (["--device", "cuda"], "--device"),
+    (["--ops"], "not a module view"),
+    (["--depth", "1"], "not a module view"),
+    (["--per-token"], "already shows FLOPs and bytes per token"),
+    (["--save-trace", "x.fmtrace"], "makes several traces"),
+    (["--max-batch"], "--max-batch needs a budget"),
+])
+def test_generate_refuses_the_options_it_would_ignore(capsys, specs, argv, message):
+    spec, _ = specs["hf"]
+    code = main([spec, "--generate", "4+4", *argv])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 2 and message in err[0] and err[1].startswith("hint: "), err
