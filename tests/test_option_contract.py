@@ -451,3 +451,129 @@ def test_generate_refuses_the_options_it_would_ignore(capsys, specs, argv, messa
     code = main([spec, "--generate", "4+4", *argv])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 2 and message in err[0] and err[1].startswith("hint: "), err
+
+
+# -- every option of every subcommand ---------------------------------------------------------------
+
+def subcommand_parsers() -> dict:
+    """Subcommand → its argparse parser ("count" for ``flopmeter SPEC``), from the CLI itself."""
+    from flopmeter.cli import SUBCOMMANDS, count
+    return {"count": count.parser(), **{name: entry[0]() for name, entry in SUBCOMMANDS.items()}}
+
+
+def options_of(parser) -> set[str]:
+    """The long (or only) flag of every optional argument of a parser."""
+    out = set()
+    for action in parser._actions:
+        if action.option_strings:
+            out.add(max(action.option_strings, key=len))
+    return out
+
+
+def changed(kind, out, base):
+    return out != base
+
+
+def generated(kind, d):
+    return d["prefill"]["tokens"] == 4 and d["decode"]["tokens"] == 4
+
+
+NOT_HF = [k for k in KINDS if k != "hf"]
+NOT_DECODER = {k: "--generate runs a Hugging Face decoder's prefill and decode steps" for k in NOT_HF}
+RETRACE = "--max-batch traces the PyTorch model again at other batch sizes"
+# count's options beyond OPTIONS: flag → (arguments (kind, tmp), refused {kind: text}, check, format)
+# a check of a text format gets (kind, output, the output without the option); of JSON (kind, dict)
+COUNT_ROWS = {
+    "--memory": (lambda kind, tmp: ["--memory"], {}, lambda kind, d: d["memory"]["total"] > 0, "json"),
+    "--weights": (lambda kind, tmp: ["--weights", "int8"], {},
+                  lambda kind, d: d["memory"]["weights"]["format"] == "int8", "json"),
+    "--context": (lambda kind, tmp: ["--context", "16"],
+                  {**{k: "--context is the prompt length of an hf: decoder" for k in NOT_HF}},
+                  lambda kind, d: first_input(d)["shape"] == [1, 16] and d["memory"]["kv_cache"], "json"),
+    "--fits": (lambda kind, tmp: ["--fits", "80GB"], {}, lambda kind, d: d["memory"]["fits"]["budget"] == 80 * 10**9,
+               "json"),
+    "--max-batch": (lambda kind, tmp: ["--fits", "80GB", "--max-batch"],
+                    {"trace": RETRACE, "onnx": RETRACE, "torchscript": "runs only in real mode",
+                     "pt2": "the model does not run at batch"},           # exported with a batch of at most 64
+                    lambda kind, d: d["memory"]["largest"]["batch"]["answer"] > 1, "json"),
+    "--generate": (lambda kind, tmp: ["--generate", "4+4"], NOT_DECODER, generated, "json"),
+    "--view": (lambda kind, tmp: ["--view", "memory"], {}, lambda kind, d: d["memory"]["timeline"], "json"),
+    "--ops": (lambda kind, tmp: ["--ops"], {}, lambda kind, d: len(d["ops"]) > 0, "json"),
+    "--depth": (lambda kind, tmp: ["--depth", "0"], {},
+                lambda kind, out, base: sum(line.startswith("|") for line in out.splitlines()) == 3 and out != base,
+                "md"),
+    "--save-trace": (lambda kind, tmp: ["--save-trace", str(tmp / f"{kind}.fmtrace")], {},
+                     lambda kind, d: d["totals"]["macs"] > 0, "json"),
+    "--per-sample": (lambda kind, tmp: ["--per-sample"], {}, lambda kind, d: "per sample" in json.dumps(d), "json"),
+    "--per-token": (lambda kind, tmp: ["--per-token"],
+                    {k: "--per-token needs token-id inputs" for k in NOT_HF},
+                    lambda kind, d: "per token" in json.dumps(d), "json"),
+    "--format": (lambda kind, tmp: ["--format", "md"], {}, lambda kind, out, base: out.startswith("- **model**"),
+                 None),
+    "--output": (lambda kind, tmp: ["-o", str(tmp / f"{kind}.json")], {},
+                 lambda kind, out, base: out == "" and json.loads((TMP[0] / f"{kind}.json").read_text()), None),
+    "--raw": (lambda kind, tmp: ["--raw"], {}, changed, "md"),
+    "--loss": (lambda kind, tmp: ["--train", "--loss", "cross-entropy"],
+               {"torchscript": "cannot be counted on a TorchScript module", "pt2": "cannot be put in train mode",
+                "trace": FIXED, "onnx": ONNX_TRAINING},
+               lambda kind, d: d["training"]["loss"] == "cross-entropy", "json"),
+    "--optimizer": (lambda kind, tmp: ["--optimizer", "adam"],
+                    {k: "--loss, --optimizer and --autocast describe a training step" for k in KINDS}
+                    | {"trace": FIXED, "onnx": ONNX_TRAINING}, None, "json"),
+}
+TMP = []
+# count's options that OPTIONS covers (with the arguments of its rows)
+COVERED = {"--input", "--batch", "--seq-len", "--dtype", "--device", "--mode", "--force", "--trust-pickle",
+           "--convention", "--causal", "--strict", "--train", "--autocast"}
+# options whose effect does not depend on the SPEC, checked once in their own tests
+SPEC_FREE = {"--help": "argparse's own", "--version": "test_version_needs_no_spec", "--debug": "test_debug_re_raises"}
+
+
+def test_every_count_option_has_a_row():
+    missing = options_of(subcommand_parsers()["count"]) - COVERED - set(COUNT_ROWS) - set(SPEC_FREE)
+    assert not missing, f"options of 'flopmeter SPEC' with no row in the contract: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("option", list(COUNT_ROWS))
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.filterwarnings("ignore")
+def test_every_count_option_takes_effect_or_is_refused(capsys, specs, tmp_path_factory, kind, option):
+    if option == "--loss" and not training.supported():
+        pytest.skip("training counts need torch.autograd.graph.node_creation_hook (a newer PyTorch)")
+    if not TMP:
+        TMP.append(tmp_path_factory.mktemp("out"))
+    spec, needed = specs[kind]
+    make_args, refused, check, fmt = COUNT_ROWS[option]
+    fmt_args = ["--format", fmt] if fmt else []
+    code = main([spec, *needed, *make_args(kind, TMP[0]), *fmt_args])
+    out, err = capsys.readouterr()
+    if refused.get(kind):
+        lines = err.strip().splitlines()
+        assert code == 2 and out == "", err
+        error = [line for line in lines if line.startswith("error: ")]
+        assert len(error) == 1 and refused[kind] in error[0] and lines[-1].startswith("hint: "), err
+        assert "Traceback" not in err
+        return
+    assert code == 0, err
+    if fmt == "json":
+        assert check(kind, json.loads(out)) not in (False, None, [], {}, 0)
+    else:
+        assert main([spec, *needed, *fmt_args]) == 0
+        base = capsys.readouterr().out
+        assert check(kind, out, base)
+    if option == "--save-trace":
+        assert (TMP[0] / f"{kind}.fmtrace").stat().st_size > 0
+
+
+def test_version_needs_no_spec(capsys):
+    from flopmeter import __version__
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"flopmeter {__version__}"
+
+
+def test_debug_re_raises(specs):
+    from flopmeter.errors import FlopmeterError
+    spec, needed = specs["file_with_inputs"]
+    assert main([spec, "--batch", "0"]) == 2
+    with pytest.raises(FlopmeterError):
+        main([spec, "--batch", "0", "--debug"])

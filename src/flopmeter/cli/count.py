@@ -84,9 +84,10 @@ def run(args) -> int:
 def _refuse_for_generate(args) -> None:
     """Options --generate would ignore are refused, each with its reason."""
     from ..trace.io import SUFFIX
-    if args.spec.endswith(SUFFIX) or args.spec.lower().endswith(".onnx"):
-        raise InputError(f"--generate runs a Hugging Face decoder's prefill and decode steps; {args.spec} is "
-                         f"{'a saved trace' if args.spec.endswith(SUFFIX) else 'an ONNX graph'}",
+    if not args.spec.startswith("hf:"):
+        what = ("a saved trace" if args.spec.endswith(SUFFIX) else "an ONNX graph"
+                if args.spec.lower().endswith(".onnx") else "not an hf: model")
+        raise InputError(f"--generate runs a Hugging Face decoder's prefill and decode steps; {args.spec} is {what}",
                          hint="give the model as hf:CONFIG, e.g. hf:llama-7b --generate 512+128")
     refusals = [
         (args.train, "--train", "--generate counts inference; it does not combine with --train", None),

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, ModelForwardError
 
 
 def add_memory_options(p: argparse.ArgumentParser) -> None:
@@ -129,8 +129,13 @@ def analyser(args):
                     raise InputError("--max-batch traces the model on fake tensors, but this model runs only in "
                                      "real mode (its forward depends on tensor values)",
                                      hint="check the batch that fits with --fits at a few --batch sizes")
-                mem.search["batch"] = largest_fitting(
-                    lambda b: total(model, _resized(inputs, 0, b), _resized(kwargs, 0, b), options), budget.bytes)
+                def at_batch(b):
+                    try:
+                        return total(model, _resized(inputs, 0, b), _resized(kwargs, 0, b), options)
+                    except ModelForwardError as exc:       # e.g. an exported program's bounded batch dimension
+                        raise InputError(f"--max-batch: the model does not run at batch {b:,}: {exc}",
+                                         hint="check the batch that fits with --fits at a few --batch sizes") from None
+                mem.search["batch"] = largest_fitting(at_batch, budget.bytes)
                 if mem.kv is not None:
                     mem.search["batch"].fixed["context"] = mem.kv.context
                     limit = _max_positions(model)
