@@ -577,3 +577,64 @@ def test_debug_re_raises(specs):
     assert main([spec, "--batch", "0"]) == 2
     with pytest.raises(FlopmeterError):
         main([spec, "--batch", "0", "--debug"])
+
+
+ROOF_NOT_DECODER = "--context sets the context of the decode estimate, which only hf: decoders get"
+# roofline's own options: flag → (arguments (kind, tmp), refused {kind: text}, check, format)
+ROOFLINE_ROWS = {
+    "--device-spec": (lambda kind, tmp: [], {}, lambda kind, d: d["device"]["name"].startswith("A100")
+                      and d["predicted_s"] > 0, "json"),
+    "--tf32": (lambda kind, tmp: ["--tf32"], {}, lambda kind, d: d["tf32"] is True, "json"),
+    "--no-conv-tf32": (lambda kind, tmp: ["--no-conv-tf32"], {}, lambda kind, d: d["conv_tf32"] is False, "json"),
+    "--no-overhead": (lambda kind, tmp: ["--no-overhead"], {}, lambda kind, d: d["overhead"] is False, "json"),
+    "--view": (lambda kind, tmp: ["--view", "ops"], {}, changed, "md"),
+    "--depth": (lambda kind, tmp: ["--depth", "0"], {}, changed, "md"),
+    "--top": (lambda kind, tmp: ["--view", "layers", "--top", "1"], {},
+              lambda kind, out, base: sum(line.startswith("|") for line in out.splitlines()) <= 3 and out != base,
+              "md"),                                     # at most the header, its rule and one row
+    "--context": (lambda kind, tmp: ["--context", "32"], {k: ROOF_NOT_DECODER for k in NOT_HF},
+                  lambda kind, d: d["decode"]["context"] == 32, "json"),
+    "--format": (lambda kind, tmp: ["--format", "md"], {}, lambda kind, out, base: out.startswith("**model**"), None),
+    "--output": (lambda kind, tmp: ["-o", str(tmp / f"roofline-{kind}.json")], {},
+                 lambda kind, out, base: json.loads((TMP[0] / f"roofline-{kind}.json").read_text())["predicted_s"] > 0,
+                 None),
+    "--raw": (lambda kind, tmp: ["--raw"], {}, changed, "md"),
+}
+ROOFLINE_REFUSED_IN_JSON = {"--view": "--view shape the table; JSON always holds every module",
+                            "--depth": "--depth shape the table", "--top": "--top shape the table"}
+# roofline shares count's input options (add_input_options, through count_spec): their rows are OPTIONS'
+SHARED_INPUT_OPTIONS = COVERED - {"--train", "--autocast"}
+
+
+def test_every_roofline_option_has_a_row():
+    missing = (options_of(subcommand_parsers()["roofline"]) - set(ROOFLINE_ROWS) - SHARED_INPUT_OPTIONS
+               - set(SPEC_FREE) - {"--plot"})         # --plot: tests/test_roofline.py (needs matplotlib)
+    assert not missing, f"options of 'flopmeter roofline' with no row in the contract: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("option", list(ROOFLINE_ROWS))
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.filterwarnings("ignore")
+def test_every_roofline_option_takes_effect_or_is_refused(capsys, specs, tmp_path_factory, kind, option):
+    if not TMP:
+        TMP.append(tmp_path_factory.mktemp("out"))
+    spec, needed = specs[kind]
+    make_args, refused, check, fmt = ROOFLINE_ROWS[option]
+    fmt_args = ["--format", fmt] if fmt else []
+    base_argv = ["roofline", spec, *needed, "--device-spec", "a100"]
+    code = main([*base_argv, *make_args(kind, TMP[0]), *fmt_args])
+    out, err = capsys.readouterr()
+    if refused.get(kind):
+        lines = [line for line in err.strip().splitlines() if not line.startswith("note: ")]
+        assert code == 2 and out == "" and len(lines) == 2, err
+        assert refused[kind] in lines[0] and lines[1].startswith("hint: "), err
+        return
+    assert code == 0, err
+    if fmt == "json":
+        assert check(kind, json.loads(out))
+    else:
+        assert main([*base_argv, *fmt_args]) == 0
+        assert check(kind, out, capsys.readouterr().out)
+    if option in ROOFLINE_REFUSED_IN_JSON:                  # the table's options have no JSON form
+        assert main([*base_argv, *make_args(kind, TMP[0]), "--format", "json"]) == 2
+        assert ROOFLINE_REFUSED_IN_JSON[option] in capsys.readouterr().err
