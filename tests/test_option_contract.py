@@ -638,3 +638,69 @@ def test_every_roofline_option_takes_effect_or_is_refused(capsys, specs, tmp_pat
     if option in ROOFLINE_REFUSED_IN_JSON:                  # the table's options have no JSON form
         assert main([*base_argv, *make_args(kind, TMP[0]), "--format", "json"]) == 2
         assert ROOFLINE_REFUSED_IN_JSON[option] in capsys.readouterr().err
+
+
+SHARED = "an input option shared with 'flopmeter SPEC' (count_spec): OPTIONS' rows; compare: test_compare_"
+OUTPUT = "an output option: the file and format tests (test_output_files.py, test_cli.py)"
+# the other subcommands: every option has a row saying where its contract is checked
+ROWS = {
+    "compare": {**dict.fromkeys(["--batch", "--causal", "--convention", "--device", "--dtype", "--force", "--input",
+                                 "--mode", "--seq-len", "--strict", "--trust-pickle"], SHARED),
+                **dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+                "--per-sample": "COUNT_ROWS' --per-sample (the same per_unit)",
+                "--per-token": "COUNT_ROWS' --per-token (the same per_unit)"},
+    "explain": {**dict.fromkeys(["--batch", "--causal", "--convention", "--device", "--dtype", "--force", "--input",
+                                 "--mode", "--seq-len", "--strict", "--trust-pickle"], SHARED),
+                **dict.fromkeys(["--output", "--debug"], OUTPUT), "--version": "test_version_needs_no_spec",
+                "--check": "tests/test_explain.py"},
+    "scaling": {**dict.fromkeys(["--batch", "--causal", "--convention", "--device", "--dtype", "--force", "--input",
+                                 "--mode", "--strict", "--trust-pickle"], SHARED),
+                **dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+                "--seq-len": "tests/test_scaling.py (a range here)", "--input-size": "tests/test_scaling.py",
+                "--depth": "tests/test_scaling.py"},
+    "diff": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+             "--by": "tests/test_cli.py diff", "--threshold": "tests/test_cli.py diff"},
+    "bench": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+              **dict.fromkeys(["--batch", "--channels-last", "--convention", "--depth", "--device", "--dtype",
+                               "--input-size", "--layer-iterations", "--layers", "--max-time", "--min-time", "--plot",
+                               "--roofline", "--seq-len", "--tf32", "--threads", "--top"],
+                              "tests/test_bench_measure.py (timing runs the model)")},
+    "sweep": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+              **dict.fromkeys(["--batch", "--channels-last", "--convention", "--device", "--dtype", "--input-size",
+                               "--jobs", "--max-time", "--measure", "--min-time", "--models-file", "--no-progress",
+                               "--resume", "--retry-failed", "--seq-len", "--task", "--threads"],
+                              "tests/test_bench_sweep.py (patterns, not one SPEC)")},
+    "calibrate": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+                  **dict.fromkeys(["--clock", "--device", "--dtypes", "--min-run-time", "--threads"],
+                                  "tests/test_bench_measure.py (no SPEC: measures the machine)")},
+}
+
+
+def test_every_option_of_every_subcommand_has_a_row():
+    parsers = subcommand_parsers()
+    covered = {"count": COVERED | set(COUNT_ROWS), "roofline": set(ROOFLINE_ROWS) | SHARED_INPUT_OPTIONS | {"--plot"},
+               **{name: set(rows) for name, rows in ROWS.items()}}
+    assert set(parsers) == set(covered), "a subcommand without rows in the option contract"
+    for name, parser in parsers.items():
+        missing = options_of(parser) - covered[name] - set(SPEC_FREE)
+        assert not missing, f"options of 'flopmeter {name}' with no row in the contract: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+@pytest.mark.parametrize("kind", ["file_with_inputs", "trace", "onnx"])
+@pytest.mark.filterwarnings("ignore")
+def test_compare_honours_or_refuses_the_shared_input_options_as_count_does(capsys, specs, kind, option):
+    if option in ("train", "autocast"):
+        return                                       # compare has no training options (no row to check)
+    spec, needed = specs[kind]
+    make_args, refused, _ = OPTIONS[option]
+    if option == "input":
+        needed = [a for a in needed if a != "--input" and "x" not in a and not (kind == "onnx")]
+    if option == "trust-pickle":
+        needed = [a for a in needed if a != "--trust-pickle"]
+    code = main(["compare", spec, *needed, *make_args(kind), "--format", "json"])
+    out, err = capsys.readouterr()
+    if refused.get(kind):
+        assert code == 2 and refused[kind] in err and "Traceback" not in err, err
+    else:
+        assert code == 0 and out.strip(), err
