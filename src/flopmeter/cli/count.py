@@ -106,8 +106,6 @@ def _refuse_for_generate(args) -> None:
          "save the prefill's trace with flopmeter SPEC --seq-len PROMPT --save-trace FILE"),
         (args.per_sample or args.per_token, "--per-sample/--per-token",
          "--generate already shows FLOPs and bytes per token", "leave it out"),
-        (args.context is None and args.weights is None and args.memory is False and args.view == "memory",
-         "--view memory", "--generate shows memory with --memory", "use --memory"),
     ]
     for given, flag, why, hint in refusals:
         if given:
