@@ -173,10 +173,14 @@ def generation_peaks(model: nn.Module, prompt: int, new: int, *, batch: int = 1,
     last = torch.zeros(batch, 1, dtype=torch.long, device="meta")
     dec = analyse(count(DecodeStep(model, prompt + new - 1), last, options=opts), weights=weights)
 
-    def where(m, strip=""):
-        module = m.peak.module.removeprefix(strip) if m.peak.module != strip.rstrip(".") else ""
+    def where(m, decode=False):
+        module = m.peak.module
+        if decode:              # the step's modules sit under DecodeStep.model; outside it the cache is filled
+            if module != "model" and not module.startswith("model."):
+                return f"the KV cache of {prompt + new - 1:,} positions being filled ({m.peak.op})"
+            module = module.removeprefix("model").removeprefix(".")
         return f"{module or '(root)'} ({m.peak.op})"
-    return (pre.total, where(pre)), (dec.total, where(dec, "model."))
+    return (pre.total, where(pre)), (dec.total, where(dec, decode=True))
 
 
 def generation_memory(model: nn.Module, prompt: int, new: int, *, batch: int = 1, weights: str = "stored",

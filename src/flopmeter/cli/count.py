@@ -157,7 +157,7 @@ def _generate(args, fmt: str) -> int:
         text = get_renderer(fmt).table(table, raw=args.raw)
         if fmt in ("table", "md"):          # the weights, the KV cache and memory follow the table
             width = max(len(k) for k, _ in table.footer)
-            text += "\n\n" + "\n".join(f"- **{k}**: {v}" if fmt == "md" else f"{k.ljust(width)}  {v}"
+            text = text.rstrip("\n") + "\n\n" + "\n".join(f"- **{k}**: {v}" if fmt == "md" else f"{k.ljust(width)}  {v}"
                                         for k, v in table.footer)
     write_output(text, args.output)
     return 0
