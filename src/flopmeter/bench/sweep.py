@@ -237,7 +237,9 @@ def _exit_with(parent: int) -> None:
     if fd is not None:
         select.select([fd], [], [])
         os._exit(1)
-    while True:                                       # elsewhere: ask every half second
+    if os.name != "posix":                            # os.kill(pid, 0) would end the process on Windows
+        return
+    while True:                                       # other POSIX systems: ask every half second
         time.sleep(0.5)
         try:
             os.kill(parent, 0)
