@@ -329,6 +329,28 @@ class StepCounter:
         return self._fit
 
 
+def optimizer_name(optimizer: Any) -> str | None:
+    """flopmeter's name of a torch optimizer (behind Lightning's and Accelerate's wrappers):
+    ``sgd``, ``sgd-momentum``, ``adam`` or ``adamw``; None for None."""
+    for _ in range(4):
+        inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
+        if not isinstance(inner, torch.optim.Optimizer):
+            break
+        optimizer = inner
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, torch.optim.AdamW):
+        return "adamw"
+    if isinstance(optimizer, torch.optim.Adam):
+        return "adam"
+    if isinstance(optimizer, torch.optim.SGD):
+        return "sgd-momentum" if any(g.get("momentum", 0) for g in optimizer.param_groups) else "sgd"
+    from .trace.training import OPTIMIZERS
+    raise OptionsError(f"flopmeter cannot trace the optimizer {type(optimizer).__name__}",
+                       hint=f"pass optimizer= one of {', '.join(OPTIMIZERS)} or None "
+                            "(under the dot convention an optimizer step adds no FLOPs)")
+
+
 # -- peaks, timing and utilisation -------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -470,4 +492,4 @@ class Stopwatch:
 
 
 __all__ = ["LengthFit", "PHASES", "Peak", "StepCounter", "StepFlops", "StepRecord", "Stopwatch", "batch_counts",
-           "model_loss", "resolve_peak", "signature", "split_inputs", "training_flops", "unwrap"]
+           "model_loss", "optimizer_name", "resolve_peak", "signature", "split_inputs", "training_flops", "unwrap"]
