@@ -144,3 +144,24 @@ def test_peak_comes_from_the_dense_row_of_the_device_table():
     with pytest.raises(OptionsError, match="peak throughput") as err:
         resolve_peak(on=torch.device("cpu"))
     assert "peak_flops" in err.value.hint and "device=" in err.value.hint
+
+
+def test_nanogpt_estimate_for_gpt2_124m_at_its_vocabulary():
+    """nanoGPT's estimate_mfu: 6·N + 12·L·H·Q·T per token, N without the position embedding,
+    for its GPT-2 124M (vocabulary padded to 50304, LayerNorm and Linear biases) at T = 1024."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    from transformers import GPT2Config, GPT2LMHeadModel
+    path = Path(__file__).parents[1] / "benchmarks" / "mfu_table.py"
+    spec = importlib.util.spec_from_file_location("mfu_table", path)
+    mfu_table = importlib.util.module_from_spec(spec)
+    sys.modules.pop("mfu_table", None)
+    spec.loader.exec_module(mfu_table)
+    with torch.device("meta"):
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=50304))
+    n = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
+    d, layers, vocab = 768, 12, 50304
+    # Per block: two LayerNorms (2·2d), qkv (3d² + 3d), attention out (d² + d), MLP (8d² + 5d).
+    assert n == vocab * d + layers * (12 * d * d + 13 * d) + 2 * d == 123_689_472
+    assert mfu_table.nanogpt_per_token(n, 12, 12, 64, 1024) == 855_383_040 == 6 * n + 12 * 12 * 12 * 64 * 1024
