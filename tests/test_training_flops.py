@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import flopmeter
 from flopmeter.errors import OptionsError
-from flopmeter.mfu import StepCounter, resolve_peak, unwrap
+from flopmeter.mfu import StepCounter, gpu_row, resolve_peak, unwrap
 
 B, I, H, O = 4, 8, 16, 3
 
@@ -141,6 +141,10 @@ def test_peak_comes_from_the_dense_row_of_the_device_table():
     assert peak.flops == get_device("H100 SXM").matrix["bf16"] == 989.5e12
     assert "H100 SXM" in peak.source and "bf16" in peak.source
     assert resolve_peak(peak_flops=1e12).flops == 1e12
+    # Names as CUDA reports them find their row: the longest name or alias they start with.
+    assert gpu_row("NVIDIA H100 80GB HBM3").name == "H100 SXM"
+    assert gpu_row("NVIDIA A100-SXM4-40GB").name == "A100 40GB"
+    assert gpu_row("NVIDIA H200").name == "H200 SXM"
     with pytest.raises(OptionsError, match="peak throughput") as err:
         resolve_peak(on=torch.device("cpu"))
     assert "peak_flops" in err.value.hint and "device=" in err.value.hint

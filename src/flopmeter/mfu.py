@@ -396,12 +396,28 @@ def resolve_peak(*, peak_flops: float | None = None, device: Any = None, dtype: 
             raise OptionsError(f"MFU needs the peak throughput of the device, and the model is on {on.type}",
                                hint="give peak_flops=FLOP/s, or device='h100' (a row of flopmeter's device table), "
                                     "or device='local' after flopmeter calibrate")
-        device = torch.cuda.get_device_name(on)
+        device = gpu_row(torch.cuda.get_device_name(on))
     tf32 = on.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
     key = dtype_key(dtype, tf32=tf32)
     spec = get_device(device)
     value, used = spec.peak(key)
     return Peak(value, f"{spec.name}, {used} dense: {spec.source}", used)
+
+
+def gpu_row(gpu_name: str) -> Any:
+    """The device table's row for a name as CUDA reports it ('NVIDIA H100 80GB HBM3'): the row
+    whose name or alias is the longest prefix of it; the name itself when none is (then
+    :func:`get_device`'s error suggests rows)."""
+    from .bench.devices import normalise, table
+
+    key = normalise(gpu_name)
+    best, length = None, 0
+    for spec in table():
+        for name in (spec.name, *spec.aliases):
+            n = normalise(name)
+            if key.startswith(n) and len(n) > length:
+                best, length = spec, len(n)
+    return best if best is not None else gpu_name
 
 
 def synchronize(device: torch.device | None) -> None:
