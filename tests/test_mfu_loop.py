@@ -103,3 +103,19 @@ def test_a_missing_library_names_the_extra(monkeypatch, module, blocked, extra):
     with pytest.raises(MissingDependencyError) as err:
         importlib.import_module(module)
     assert err.value.hint == f"pip install 'flopmeter[{extra}]'"
+
+
+def test_stopwatch_synchronises_a_cuda_device_at_both_ends(monkeypatch):
+    from flopmeter.mfu import Stopwatch
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    watch = Stopwatch(torch.device("cuda", 0), Clock(1.0))
+    watch.start()
+    assert watch.stop() == 1.0
+    assert calls == [torch.device("cuda", 0)] * 2
+    calls.clear()
+    cpu = Stopwatch(torch.device("cpu"), Clock(1.0))
+    cpu.start()
+    cpu.stop()
+    assert calls == []
