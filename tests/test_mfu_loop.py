@@ -119,3 +119,13 @@ def test_stopwatch_synchronises_a_cuda_device_at_both_ends(monkeypatch):
     cpu.start()
     cpu.stop()
     assert calls == []
+
+
+def test_a_mapping_batch_is_passed_as_keyword_arguments():
+    from collections import UserDict
+    from flopmeter.mfu import batch_counts, signature, split_inputs
+    ids = torch.zeros(2, 5, dtype=torch.long)
+    batch = UserDict({"input_ids": ids})          # as a tokenizer's BatchEncoding is
+    assert split_inputs(batch) == ((), {"input_ids": ids})
+    assert signature(batch) == signature({"input_ids": ids})
+    assert batch_counts(batch) == (2, 10)

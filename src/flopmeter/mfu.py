@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable, Sequence
@@ -85,7 +86,7 @@ def signature(batch: Any) -> Any:
     plain values (numbers, strings, None) as they are."""
     if isinstance(batch, torch.Tensor):
         return ("tensor", tuple(batch.shape), str(batch.dtype))
-    if isinstance(batch, dict):
+    if isinstance(batch, Mapping):
         return ("dict", tuple((str(k), signature(v)) for k, v in batch.items()))
     if isinstance(batch, (list, tuple)):
         return (type(batch).__name__, tuple(signature(v) for v in batch))
@@ -97,7 +98,7 @@ def signature(batch: Any) -> Any:
 def split_inputs(batch: Any) -> tuple[tuple, dict]:
     """How a batch is passed to the model: a dict as keyword arguments, a tuple or list as
     positional arguments, anything else as the one positional argument."""
-    if isinstance(batch, dict):
+    if isinstance(batch, Mapping):
         return (), dict(batch)
     if isinstance(batch, (list, tuple)):
         return tuple(batch), {}
@@ -109,7 +110,7 @@ def model_loss(output: Any) -> torch.Tensor:
     when given labels); otherwise the sum of the float outputs that need a gradient."""
     from .trace.training import make_loss
 
-    value = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+    value = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value
     return make_loss("sum", output)
@@ -209,7 +210,7 @@ def _with_length(batch: Any, dim: int, old: int, new: int) -> Any:
             shape[dim] = new
             return torch.zeros(shape, dtype=batch.dtype, device=batch.device)
         return batch
-    if isinstance(batch, dict):
+    if isinstance(batch, Mapping):
         return {k: _with_length(v, dim, old, new) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
         return type(batch)(_with_length(v, dim, old, new) for v in batch)
@@ -434,7 +435,7 @@ def batch_counts(batch: Any) -> tuple[int | None, int | None]:
     def walk(v, name=""):
         if isinstance(v, torch.Tensor):
             tensors.append((name, v))
-        elif isinstance(v, dict):
+        elif isinstance(v, Mapping):
             for k, x in v.items():
                 walk(x, str(k))
         elif isinstance(v, (list, tuple)):
@@ -445,7 +446,7 @@ def batch_counts(batch: Any) -> tuple[int | None, int | None]:
         return None, None
     samples = tensors[0][1].shape[0] if tensors[0][1].ndim else 1
     ids = [t for n, t in tensors if n == "input_ids"]
-    if not ids and not isinstance(batch, dict):
+    if not ids and not isinstance(batch, Mapping):
         ids = [t for _, t in tensors if t.ndim == 2 and not t.is_floating_point() and not t.is_complex()
                and t.dtype != torch.bool]
     tokens = ids[0].numel() if ids else None
