@@ -36,7 +36,7 @@ def test_linear_step_matches_the_formula():
     step = flopmeter.training_flops(mlp(), torch.randn(B, I), optimizer="adamw")
     assert (step.forward, step.backward, step.recompute, step.optimizer) == (forward, backward, 0, 0)
     assert step.total == step.model_flops == step.hardware_flops == forward + backward
-    assert step.convention == "dot"
+    assert step.convention == "dot" and step.unsupported == ()
     assert step.signature == ("tensor", (B, I), "torch.float32")
 
 

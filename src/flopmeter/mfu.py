@@ -39,7 +39,8 @@ _WRAPPERS = ("DistributedDataParallel", "FullyShardedDataParallel")
 @dataclass(frozen=True)
 class StepFlops:
     """The FLOPs of one training step, by phase, under ``convention``; ``signature``: the
-    shapes and dtypes of the batch it was traced at (or fitted for)."""
+    shapes and dtypes of the batch it was traced at (or fitted for); ``unsupported``: ops the
+    step ran that have no formula (listed, not counted as zero: the figures are then low)."""
 
     forward: int
     backward: int
@@ -47,6 +48,7 @@ class StepFlops:
     optimizer: int
     convention: str
     signature: Any
+    unsupported: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
@@ -158,7 +160,8 @@ def training_flops(model: nn.Module, example_batch: Any, *, optimizer: str | Non
     if unknown:
         raise InputError(f"the traced step has phases flopmeter does not split: {', '.join(unknown)}")
     values = {p: phases[p].flops(convention) if p in phases else 0 for p in PHASES}
-    step = StepFlops(**values, convention=convention, signature=signature(example_batch))
+    step = StepFlops(**values, convention=convention, signature=signature(example_batch),
+                     unsupported=tuple(sorted(report.unsupported)))
     _check_checkpointing(checkpointing, step)
     return step
 
@@ -176,6 +179,7 @@ class LengthFit:
     sizes: tuple[int, ...]
     holdout: int
     convention: str
+    unsupported: tuple[str, ...] = ()
 
     def __call__(self, length: int) -> dict[str, int]:
         from .scaling import evaluate
@@ -298,7 +302,7 @@ class StepCounter:
         template, length = _template(key, fit.dim)
         if length is None or template != fit.template:
             return None
-        return StepFlops(**fit(length), convention=self.convention, signature=key)
+        return StepFlops(**fit(length), convention=self.convention, signature=key, unsupported=fit.unsupported)
 
     def fit_lengths(self, batch: Any, sizes: Sequence[int] = (16, 32, 64, 128), holdout: int = 48, *,
                     dim: int = 1) -> LengthFit:
@@ -326,7 +330,8 @@ class StepCounter:
                 raise InputError(f"the step's {phase} FLOPs are not a polynomial in the length over {sizes}",
                                  hint="count each length (the counter caches per shape) instead of fitting")
             coefficients[phase] = f.coefficients
-        self._fit = LengthFit(template, dim, coefficients, sizes, holdout, self.convention)
+        unsupported = tuple(sorted({op for step in counted.values() for op in step.unsupported}))
+        self._fit = LengthFit(template, dim, coefficients, sizes, holdout, self.convention, unsupported)
         return self._fit
 
 
