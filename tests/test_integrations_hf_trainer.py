@@ -36,7 +36,8 @@ class Blocks(torch.utils.data.Dataset):
 
 
 def args(tmp_path, **kw):
-    return transformers.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=BATCH, max_steps=3,
+    kw = {"max_steps": 3, **kw}
+    return transformers.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=BATCH,
                                           logging_steps=1, report_to=[], use_cpu=True, save_strategy="no",
                                           disable_tqdm=True, **kw)
 
@@ -98,10 +99,25 @@ def test_observed_collator_costs_each_shape(tmp_path):
     collate = callback.observe(transformers.default_data_collator)
     data = [Blocks(2, 8)[0], Blocks(2, 8)[1], Blocks(2, 24)[0], Blocks(2, 24)[1], Blocks(2, 8)[0], Blocks(2, 8)[1]]
     trainer = InOrder(model=model, args=args(tmp_path, dataloader_num_workers=0), train_dataset=data,
-                                   data_collator=collate, callbacks=[callback])
+                      data_collator=collate, callbacks=[callback])
     trainer.train()
     shapes = [rec.flops.signature[1][0][1][1] for rec in callback.records]
     assert shapes == [(BATCH, 8), (BATCH, 24), (BATCH, 8)]
     for rec, n in zip(callback.records, (8, 24, 8)):
         ids = torch.zeros(BATCH, n, dtype=torch.long)
         assert rec.flops == flopmeter.training_flops(model, {"input_ids": ids, "labels": ids})
+
+
+def test_gradient_accumulation_counts_every_micro_batch(tmp_path):
+    model = tiny_gpt2()
+    callback = FlopmeterTrainerCallback(example(), peak_flops=PEAK, convention="all")
+    trainer = transformers.Trainer(model=model, args=args(tmp_path, gradient_accumulation_steps=2, max_steps=2),
+                                   train_dataset=Blocks(), callbacks=[callback])
+    trainer.train()
+    one = flopmeter.training_flops(model, example(), optimizer="adamw", convention="all")
+    assert len(callback.records) == 2
+    for rec in callback.records:
+        # Two forwards and backwards, one optimizer step (AdamW's elementwise ops count under `all`).
+        assert (rec.flops.forward, rec.flops.backward) == (2 * one.forward, 2 * one.backward)
+        assert rec.flops.optimizer == one.optimizer > 0
+        assert (rec.samples, rec.tokens) == (2 * BATCH, 2 * BATCH * T)
