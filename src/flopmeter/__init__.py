@@ -13,6 +13,7 @@ from .errors import (FlopmeterError, InputError, MissingDependencyError, ModelFo
                      OptionsError, UnsupportedOpsError)
 from .explain import Explanation, explain
 from .formulas import REGISTRY
+from .mfu import StepCounter, StepFlops, training_flops
 from .frontends.onnx_file import count_onnx
 from .report import ModuleNode, OpRow, Report
 
@@ -22,5 +23,5 @@ __all__ = [
     "CONVENTIONS", "Convention", "Cost", "Explanation", "FlopmeterError", "InputError", "MissingDependencyError",
     "MeasureOptions", "Measurement", "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options",
     "OptionsError", "REGISTRY", "Report", "UnsupportedOpsError", "count", "count_onnx", "explain", "measure",
-    "report_from_trace", "__version__",
+    "report_from_trace", "StepCounter", "StepFlops", "training_flops", "__version__",
 ]
