@@ -1,0 +1,94 @@
+"""What a file given as SPEC may do to flopmeter: nothing of its own runs without the user's
+trust (TorchScript is code, as a pickle is), nothing outside it is opened (ONNX external
+data), and what it declares is checked before it becomes a number (negative or symbolic
+dimensions, unknown modules, an empty file, a config transformers rejects)."""
+
+import gzip
+import json
+import logging
+import warnings
+from typing import Tuple
+
+import pytest
+import torch
+from torch import nn
+
+import flopmeter
+from flopmeter.cli import main
+from flopmeter.frontends import InputRequest, resolve
+
+
+def one_error(capsys_or_capfd, code: int) -> tuple[str, str]:
+    """The (error, hint) lines of a refused run: exit 2, nothing on stdout, no traceback."""
+    out, err = capsys_or_capfd.readouterr()
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert out == "", out
+    assert "Traceback" not in err
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), err
+    return lines[0], lines[1]
+
+
+# -- TorchScript archives are code --------------------------------------------------------
+
+class _Printing(nn.Module):
+    """A scripted forward that prints: stands for any code a TorchScript method can run."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x):
+        print("scripted forward ran")
+        return self.lin(x)
+
+
+class _LoadTime(nn.Module):
+    """A scripted ``__setstate__`` runs while ``torch.jit.load`` reads the archive."""
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[int, bool]:
+        return (1, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[int, bool]) -> None:
+        print("scripted setstate ran")
+        self.training = state[1]
+
+    def forward(self, x):
+        return x * 2
+
+
+def _scripted(tmp_path, cls, name="net.ts"):
+    path = tmp_path / name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")           # torch.jit.script's deprecation notice
+        torch.jit.script(cls().eval()).save(str(path))
+    return path
+
+
+@pytest.mark.parametrize("cls, suffix", [(_Printing, ".ts"), (_Printing, ".pt"), (_LoadTime, ".pth")],
+                         ids=["forward_ts", "forward_pt", "setstate_pth"])
+def test_torchscript_archive_needs_trust_pickle_on_the_command_line(tmp_path, capfd, cls, suffix):
+    path = _scripted(tmp_path, cls, "net" + suffix)
+    code = main([str(path), "--input", "2x4", "--format", "json"])
+    error, hint = one_error(capfd, code)
+    assert "TorchScript" in error and "--trust-pickle" in hint
+
+
+def test_torchscript_archive_needs_trust_pickle_from_python(tmp_path, capfd):
+    path = _scripted(tmp_path, _LoadTime)
+    with pytest.raises(flopmeter.FlopmeterError) as info:
+        resolve(str(path), InputRequest(shapes=(((2, 4), None),)))
+    assert "trust_pickle=True" in info.value.hint
+    assert "ran" not in capfd.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_trusted_torchscript_archive_is_counted(tmp_path, capfd):
+    path = _scripted(tmp_path, _Printing)
+    code = main([str(path), "--input", "2x4", "--trust-pickle", "--format", "json", "-o", str(tmp_path / "r.json")])
+    assert code == 0, capfd.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["totals"]["macs"] == 2 * 4 * 3              # batch × in × out of the one Linear
+    assert "scripted forward ran" in capfd.readouterr().out   # trusted: its code ran, as asked
