@@ -16,6 +16,7 @@ from torch import nn
 import flopmeter
 from flopmeter.cli import main
 from flopmeter.frontends import InputRequest, resolve
+from flopmeter.trace.io import load_trace, save_trace
 
 
 def one_error(capsys_or_capfd, code: int) -> tuple[str, str]:
@@ -92,3 +93,40 @@ def test_trusted_torchscript_archive_is_counted(tmp_path, capfd):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["totals"]["macs"] == 2 * 4 * 3              # batch × in × out of the one Linear
     assert "scripted forward ran" in capfd.readouterr().out   # trusted: its code ran, as asked
+
+
+# -- saved traces: figures that cannot come from a run -------------------------------------
+
+def _trace_file(tmp_path, edit):
+    """A real trace (Linear(4, 3) at batch 2, then ReLU), edited, written as a .fmtrace file."""
+    report = flopmeter.count(nn.Sequential(nn.Linear(4, 3), nn.ReLU()).eval(), torch.randn(2, 4))
+    path = tmp_path / "run.fmtrace"
+    save_trace(report.trace, path)
+    d = json.loads(gzip.decompress(path.read_bytes()))
+    edit(d)
+    path.write_bytes(gzip.compress(json.dumps(d).encode()))
+    return path
+
+
+def _negative_input(d):
+    d["inputs"][0][2] = [-2, 4]
+    for event in d["events"]:                      # the same input as the addmm saw it
+        for arg in event[2]:
+            if isinstance(arg, dict) and arg["T"][8] == "input":
+                arg["T"][2] = [-2, 4]
+
+
+def _unknown_module(d):
+    event = next(e for e in d["events"] if e[0] == "aten.relu")
+    event[5] = "ghost"
+    event[6] = [["", 0], ["ghost", 0]]
+
+
+@pytest.mark.parametrize("edit, words", [(_negative_input, "shape [-2, 4]"), (_unknown_module, "'ghost'")],
+                         ids=["negative_shape", "event_in_unknown_module"])
+def test_trace_with_impossible_figures_is_refused(tmp_path, capsys, edit, words):
+    path = _trace_file(tmp_path, edit)
+    error, _ = one_error(capsys, main([str(path), "--format", "json"]))
+    assert "damaged" in error and words in error
+    with pytest.raises(flopmeter.FlopmeterError):
+        flopmeter.report_from_trace(load_trace(path))

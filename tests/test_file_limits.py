@@ -1,0 +1,111 @@
+"""Size and shape limits on the files flopmeter reads, checked before anything is read whole or
+allocated: gzip and zip bombs, ONNX files declaring huge tensors or exponential functions, hf
+configs asking for too many layers; and damaged files (truncated, too deeply nested, invalid
+UTF-8, huge integers) end in one error line, never a traceback."""
+
+import gzip
+import json
+import zlib
+
+import pytest
+import torch
+from torch import nn
+
+import flopmeter
+from flopmeter.cli import main
+from flopmeter.trace import io as trace_io
+from flopmeter.trace.io import load_trace, save_trace
+
+
+def one_error(capsys, code: int) -> tuple[str, str]:
+    """The (error, hint) lines of a refused run: exit 2, nothing on stdout, no traceback."""
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert out == "", out
+    assert "Traceback" not in err
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), err
+    return lines[0], lines[1]
+
+
+def refused(capsys, argv: list[str]) -> tuple[str, str]:
+    return one_error(capsys, main(argv))
+
+
+# -- saved traces ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trace_dict(tmp_path_factory) -> dict:
+    """The decoded JSON of a real trace (a Linear and a ReLU), to be damaged by each test."""
+    path = tmp_path_factory.mktemp("trace") / "ok.fmtrace"
+    report = flopmeter.count(nn.Sequential(nn.Linear(4, 3), nn.ReLU()).eval(), torch.randn(2, 4))
+    save_trace(report.trace, path)
+    return json.loads(gzip.decompress(path.read_bytes()))
+
+
+def _write(path, data: bytes):
+    path.write_bytes(gzip.compress(data, compresslevel=1))
+    return path
+
+
+def test_trace_gzip_bomb_stops_at_the_size_limit(tmp_path, capsys, monkeypatch):
+    limit = 1 << 20
+    monkeypatch.setenv(trace_io.MAX_TRACE_BYTES_ENV, str(limit))
+    bomb = _write(tmp_path / "bomb.fmtrace", b"[" + b" " * (16 * limit) + b"]")     # 16 MiB from ~16 KB
+    assert bomb.stat().st_size < limit // 8
+    error, hint = refused(capsys, [str(bomb)])
+    assert f"more than {limit:,} bytes" in error and trace_io.MAX_TRACE_BYTES_ENV in hint
+    with pytest.raises(flopmeter.InputError):
+        load_trace(bomb)
+
+
+def test_trace_size_limit_default_is_a_named_constant():
+    assert trace_io.max_trace_bytes() == trace_io.DEFAULT_MAX_TRACE_BYTES == 512 << 20
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt_stream", "not_gzip"])
+def test_damaged_gzip_trace_is_one_error(tmp_path, capsys, trace_dict, damage):
+    data = gzip.compress(json.dumps(trace_dict).encode())
+    data = {"truncated": data[: len(data) // 2],
+            "corrupt_stream": data[:10] + bytes(b ^ 0xFF for b in data[10:40]) + data[40:],
+            "not_gzip": b"plain text, no gzip header"}[damage]
+    (tmp_path / "bad.fmtrace").write_bytes(data)
+    refused(capsys, [str(tmp_path / "bad.fmtrace")])
+    with pytest.raises(flopmeter.InputError):
+        load_trace(tmp_path / "bad.fmtrace")
+
+
+@pytest.mark.parametrize("payload", [b"[" * 100_000 + b"]" * 100_000,        # deeper than Python's recursion
+                                     b'{"schema": "flopmeter.trace/1", "model": "\xff\xfe"}',   # invalid UTF-8
+                                     b'{"schema": "flopmeter.trace/1", "model": ' + b"9" * 5000 + b"}"],
+                         ids=["deep_nesting", "invalid_utf8", "integer_of_5000_digits"])
+def test_unreadable_trace_json_is_one_error(tmp_path, capsys, payload):
+    path = _write(tmp_path / "bad.fmtrace", payload)
+    refused(capsys, [str(path)])
+
+
+def _damaged(tmp_path, trace_dict, edit):
+    d = json.loads(json.dumps(trace_dict))
+    edit(d)
+    return _write(tmp_path / "damaged.fmtrace", json.dumps(d).encode())
+
+
+def _nested_arg(d):
+    """An event argument nested 900 lists deep: within JSON's limit, past what decoding recurses."""
+    deep = []
+    for _ in range(900):
+        deep = [deep]
+    d["events"][0][2] = [deep]
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["inputs"][0].__setitem__(2, [2, 10**30]),                           # past 2^63 elements
+    lambda d: d["inputs"][0].__setitem__(2, ["x", 10**12]),                         # a size that is not a number
+    lambda d: d["params"][0].__setitem__(2, [3, 10**4000]),
+    lambda d: d["storages"][0].__setitem__(1, 10**30),
+    lambda d: d["events"][0].__setitem__(2, {"map": [[[1], 2]]}),                   # unhashable key
+    _nested_arg,
+], ids=["huge_dim", "text_dim", "huge_param_dim", "huge_storage", "bad_map", "nested_arg"])
+def test_impossible_values_in_a_trace_are_one_error(tmp_path, capsys, trace_dict, edit):
+    path = _damaged(tmp_path, trace_dict, edit)
+    refused(capsys, [str(path)])
