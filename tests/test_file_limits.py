@@ -109,3 +109,49 @@ def _nested_arg(d):
 def test_impossible_values_in_a_trace_are_one_error(tmp_path, capsys, trace_dict, edit):
     path = _damaged(tmp_path, trace_dict, edit)
     refused(capsys, [str(path)])
+
+
+# -- hf: config.json ----------------------------------------------------------------------------
+
+def _hf(tmp_path, text: bytes | str):
+    folder = tmp_path / "cfg"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_bytes(text.encode() if isinstance(text, str) else text)
+    return f"hf:{folder}"
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"model_type": "swin", "depths": [100_000, 1, 1, 1]}, "100,003 layers ('depths')"),
+    ({"model_type": "convnext", "depths": [400] * 3}, "1,200 layers ('depths')"),
+    ({"model_type": "gpt2", "n_layer": 10**30}, "more than 10^18 layers ('n_layer')"),
+    ({"model_type": "t5", "num_layers": 2, "num_decoder_layers": 1001}, "1,001 layers ('num_decoder_layers')"),
+    ({"model_type": "llava", "text_config": {"model_type": "llama", "num_hidden_layers": 5000}}, "5,000 layers"),
+], ids=["swin_depths", "convnext_sum_of_depths", "huge_n_layer", "t5_decoder_layers", "sub_config"])
+def test_every_layer_count_is_held_to_the_layer_limit(tmp_path, capsys, config, words):
+    from flopmeter.frontends.hfcheck import DEFAULT_MAX_LAYERS
+    assert DEFAULT_MAX_LAYERS == 1000
+    error, hint = refused(capsys, [_hf(tmp_path, json.dumps(config))])
+    assert words in error and "FLOPMETER_MAX_LAYERS" in hint
+
+
+@pytest.mark.parametrize("config", [{"model_type": "swin", "depths": [2, "2", 6, 2]},
+                                    {"model_type": "swin", "depths": [2, -1, 6, 2]},
+                                    {"model_type": "gpt2", "n_layer": 1e400}],
+                         ids=["text_in_depths", "negative_depth", "infinite_n_layer"])
+def test_layer_counts_that_are_not_whole_numbers_are_one_error(tmp_path, capsys, config):
+    error, _ = refused(capsys, [_hf(tmp_path, json.dumps(config))])
+    assert "'depths'" in error or "'n_layer'" in error
+
+
+def test_layer_lists_that_are_not_counts_are_left_to_transformers(tmp_path):
+    from flopmeter.frontends.hfcheck import check_config
+    check_config({"model_type": "gpt_neo", "attention_layers": ["global", "local"] * 12,
+                  "mlp_only_layers": list(range(60))}, tmp_path / "config.json")     # indices, not counts
+
+
+@pytest.mark.parametrize("payload", ["[" * 100_000 + "]" * 100_000,
+                                     b'{"model_type": "gpt2", "n_embd": "\xff"}',
+                                     '{"model_type": "gpt2", "n_layer": ' + "9" * 5000 + "}"],
+                         ids=["deep_nesting", "invalid_utf8", "integer_of_5000_digits"])
+def test_unreadable_config_json_is_one_error(tmp_path, capsys, payload):
+    refused(capsys, [_hf(tmp_path, payload)])

@@ -130,3 +130,39 @@ def test_trace_with_impossible_figures_is_refused(tmp_path, capsys, edit, words)
     assert "damaged" in error and words in error
     with pytest.raises(flopmeter.FlopmeterError):
         flopmeter.report_from_trace(load_trace(path))
+
+
+# -- hf: configs that transformers' own validation rejects ------------------------------------
+
+LLAMA = {"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 4,
+         "num_hidden_layers": 1, "intermediate_size": 32, "vocab_size": 100, "max_position_embeddings": 64}
+
+
+def _config(tmp_path, **changes):
+    folder = tmp_path / "cfg"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({**LLAMA, **changes}))
+    return f"hf:{folder}"
+
+
+@pytest.mark.parametrize("changes, in_error, in_hint", [
+    ({"hidden_size": "64"}, "'hidden_size' expected int, got str", "'hidden_size' as a JSON whole number"),
+    ({"num_attention_heads": 4.5}, "'num_attention_heads' expected int", "'num_attention_heads'"),
+    ({"hidden_size": 65}, "not a multiple of the number of attention heads", "multiple of num_attention_heads"),
+    ({"rope_scaling": {"rope_type": "bogus"}}, "bogus", "check the config"),
+], ids=["string_for_int", "float_for_int", "hidden_not_divisible_by_heads", "unknown_rope_type"])
+def test_config_transformers_rejects_is_one_error(tmp_path, capfd, changes, in_error, in_hint):
+    spec = _config(tmp_path, **changes)
+    error, hint = one_error(capfd, main([spec, "--seq-len", "8"]))      # capfd: transformers' own log lines too
+    assert in_error in error and in_hint in hint
+    with pytest.raises(flopmeter.FlopmeterError):
+        resolve(spec, InputRequest(seq_len=8))
+    assert capfd.readouterr().err == ""
+
+
+def test_transformers_logger_level_is_put_back(tmp_path):
+    logger = logging.getLogger("transformers")
+    before = logger.level
+    with pytest.raises(flopmeter.FlopmeterError):
+        resolve(_config(tmp_path, rope_scaling={"rope_type": "bogus"}), InputRequest(seq_len=8))
+    assert logger.level == before
