@@ -166,3 +166,123 @@ def test_transformers_logger_level_is_put_back(tmp_path):
     with pytest.raises(flopmeter.FlopmeterError):
         resolve(_config(tmp_path, rope_scaling={"rope_type": "bogus"}), InputRequest(seq_len=8))
     assert logger.level == before
+
+
+# -- ONNX files -------------------------------------------------------------------------------
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+
+def _onnx_model(nodes, inputs, outputs, initializers=(), opset=17):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _save(tmp_path, model, name="net.onnx"):
+    path = tmp_path / name
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _external(name: str, dtype: int, dims: list, location: str) -> "TensorProto":
+    t = TensorProto(name=name, data_type=dtype, dims=dims)
+    t.data_location = TensorProto.EXTERNAL
+    t.external_data.add(key="location", value=location)
+    t.external_data.add(key="length", value=str(8 * max(1, len(dims))))
+    return t
+
+
+def _external_data_model(location: str):
+    """z = Flatten(x) @ w + c, with the initializer ``w`` and the Constant ``c`` both stored in
+    the external file ``location``: their shapes are in the model, their values are not. A second
+    output r = Reshape(x, s) takes its target shape ``s`` from the same file: a value shape
+    inference cannot know, which sends the loader looking for constants to fold."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, None)
+    r = helper.make_tensor_value_info("r", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Constant", [], ["c"], value=_external("c", TensorProto.FLOAT, [5], location)),
+             helper.make_node("Constant", [], ["s"], value=_external("s", TensorProto.INT64, [2], location)),
+             helper.make_node("Flatten", ["x"], ["f"], axis=0),
+             helper.make_node("MatMul", ["f", "w"], ["m"]),
+             helper.make_node("Add", ["m", "c"], ["z"]),
+             helper.make_node("Reshape", ["x", "s"], ["r"])]
+    return _onnx_model(nodes, [x], [z, r], [_external("w", TensorProto.FLOAT, [6, 5], location)])
+
+
+@pytest.mark.parametrize("where", ["relative", "absolute", "parent"])
+def test_onnx_external_data_is_never_opened(tmp_path, capsys, monkeypatch, where):
+    import numpy as np
+    from onnx import external_data_helper, numpy_helper
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    data = tmp_path / "work" / "shape.bin"
+    np.ones(6 * 5 + 5, dtype=np.float32).tofile(data)
+    location = {"relative": "shape.bin", "absolute": str(data), "parent": "../work/shape.bin"}[where]
+    path = _save(tmp_path, _external_data_model(location))
+    opened = []
+    for module in (external_data_helper, numpy_helper):       # numpy_helper holds its own reference
+        monkeypatch.setattr(module, "load_external_data_for_tensor", lambda *a, **k: opened.append(a), raising=False)
+    code = main([str(path), "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "Traceback" not in err, err
+    d = json.loads(out)
+    assert d["totals"]["macs"] == 1 * 6 * 5           # Flatten(axis=0) of 2×3 is 1×6; @ 6×5, from shapes alone
+    assert d["params"]["count"] == 6 * 5 and d["unsupported"] == {}      # the external initializer by its dims
+    assert opened == []
+
+
+def test_empty_onnx_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    error, _ = one_error(capsys, main([str(path)]))
+    assert "empty" in error
+    with pytest.raises(flopmeter.FlopmeterError):
+        flopmeter.count_onnx(str(path))
+    with pytest.raises(flopmeter.FlopmeterError):
+        flopmeter.count_onnx(onnx.ModelProto())         # an empty model from Python: no graph
+
+
+def _matmul(x_dims, w_dims):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=w_dims)
+    return _onnx_model([helper.make_node("MatMul", ["x", "w"], ["y"])], [x], [y], [w])
+
+
+def test_negative_initializer_dims_are_refused(tmp_path, capsys):
+    path = _save(tmp_path, _matmul([2, 4], [4, -3]))
+    error, _ = one_error(capsys, main([str(path)]))
+    assert "'w'" in error and "negative" in error
+
+
+def test_negative_input_dim_is_an_unbound_dimension(tmp_path, capsys):
+    """An exporter's -1 for a size it left open is no size: it needs the user's shape."""
+    path = _save(tmp_path, _matmul([-1, 4], [4, 3]))
+    error, hint = one_error(capsys, main([str(path)]))
+    assert "unbound input dimension" in error and "--input" in hint
+    assert main([str(path), "--input", "2x4", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["totals"]["macs"] == 2 * 4 * 3 and d["params"]["count"] == 4 * 3
+
+
+@pytest.mark.parametrize("shape", [(-2, 4), (0, 4), (2.5, 4)], ids=["negative", "zero", "fraction"])
+def test_impossible_input_shapes_from_python_are_refused(tmp_path, shape):
+    path = _save(tmp_path, _matmul(["batch", 4], [4, 3]))
+    with pytest.raises(flopmeter.FlopmeterError):
+        flopmeter.count_onnx(str(path), {"x": shape})
+
+
+def test_negative_declared_output_shape_is_not_used(tmp_path, capsys):
+    """A value_info of -1 sizes (what inference cannot check, e.g. a custom op's output) is unknown."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, -7])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Custom", ["x"], ["y"], domain="my.ops"), helper.make_node("Relu", ["y"], ["z"])]
+    model = _onnx_model(nodes, [x], [z])
+    model.opset_import.append(helper.make_opsetid("my.ops", 1))
+    model.graph.value_info.append(y)
+    assert main([str(_save(tmp_path, model)), "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["totals"]["macs"] >= 0 and all(calls > 0 for calls in d["unsupported"].values())
+    assert any("Relu" in op for op in d["unsupported"])      # its input's size is unknown: listed, not negative
