@@ -155,3 +155,100 @@ def test_layer_lists_that_are_not_counts_are_left_to_transformers(tmp_path):
                          ids=["deep_nesting", "invalid_utf8", "integer_of_5000_digits"])
 def test_unreadable_config_json_is_one_error(tmp_path, capsys, payload):
     refused(capsys, [_hf(tmp_path, payload)])
+
+
+# -- ONNX: small files declaring huge work ----------------------------------------------------
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+from flopmeter.frontends import onnx_shapes  # noqa: E402
+
+
+def _onnx(tmp_path, nodes, *, inputs=None, functions=(), extra_opsets=(), name="net.onnx"):
+    inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), *extra_opsets],
+                              functions=list(functions))
+    path = tmp_path / name
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _scalar(name, value):
+    return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.FLOAT, [], [value]))
+
+
+def test_onnx_range_bomb_is_counted_from_shapes(tmp_path, capsys):
+    """Range(0, 2^29, 1) + x: a 2^29-long vector that data propagation or folding would hold in memory."""
+    n = 2**29
+    path = _onnx(tmp_path, [_scalar("a", 0.0), _scalar("b", float(n)), _scalar("c", 1.0),
+                            helper.make_node("Range", ["a", "b", "c"], ["r"]), helper.make_node("Add", ["x", "r"], ["y"])])
+    assert path.stat().st_size < 300
+    assert n > onnx_shapes.DATA_PROP_MAX_LENGTH and n > onnx_shapes.SMALL
+    assert main([str(path), "--format", "json", "--convention", "all"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["unsupported"] == {}
+    assert d["totals"]["flops_by_convention"]["all"] == n        # one add per element of the broadcast output
+
+
+@pytest.mark.parametrize("dims", [[2**40, 2**40], [2**31, 2**31, 2**31]], ids=["2^80", "2^93"])
+def test_onnx_tensor_declaring_more_than_a_tensor_can_hold_is_refused(tmp_path, capsys, dims):
+    t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=dims)      # dims only: no data
+    path = _onnx(tmp_path, [helper.make_node("Constant", [], ["w"], value=t), helper.make_node("Add", ["x", "w"], ["y"])])
+    error, _ = refused(capsys, [str(path)])
+    assert "'w'" in error and "2^63" in error
+
+
+def test_onnx_constant_without_its_data_is_counted_from_its_dims(tmp_path, capsys):
+    t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2**15, 2**14])    # declares 2 GiB, holds nothing
+    path = _onnx(tmp_path, [helper.make_node("Constant", [], ["w"], value=t), helper.make_node("Add", ["x", "w"], ["y"])])
+    assert main([str(path), "--format", "json", "--convention", "all"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["totals"]["flops_by_convention"]["all"] == 2**15 * 2**14
+
+
+def _function(name: str, calls: str | None, fanout: int):
+    """A local function y = f(x) whose body calls ``calls`` ``fanout`` times (a chain), or one Relu."""
+    if calls is None:
+        body = [helper.make_node("Relu", ["x"], ["y"])]
+    else:
+        names = ["x"] + [f"t{i}" for i in range(fanout - 1)] + ["y"]
+        body = [helper.make_node(calls, [a], [b], domain="local") for a, b in zip(names, names[1:])]
+    return helper.make_function("local", name, ["x"], ["y"], body, [helper.make_opsetid("", 17)])
+
+
+def test_onnx_function_bomb_is_refused_before_inlining(tmp_path, capsys):
+    """30 functions each calling the next 4 times: 4^30 nodes once inlined, from a few KB."""
+    depth = 30
+    functions = [_function(f"f{i}", f"f{i + 1}" if i < depth else None, 4) for i in range(depth + 1)]
+    path = _onnx(tmp_path, [helper.make_node("f0", ["x"], ["y"], domain="local")], functions=functions,
+                 extra_opsets=[helper.make_opsetid("local", 1)])
+    assert path.stat().st_size < 8000
+    error, _ = refused(capsys, [str(path)])
+    assert f"{onnx_shapes.MAX_INLINED_NODES:,}" in error
+
+
+def test_onnx_recursive_function_is_refused(tmp_path, capsys):
+    functions = [_function("f", "g", 1), _function("g", "f", 1)]
+    path = _onnx(tmp_path, [helper.make_node("f", ["x"], ["y"], domain="local")], functions=functions,
+                 extra_opsets=[helper.make_opsetid("local", 1)])
+    error, _ = refused(capsys, [str(path)])
+    assert "calls itself" in error
+
+
+def test_onnx_functions_nested_too_deep_are_refused(tmp_path, capsys):
+    depth = onnx_shapes.MAX_FUNCTION_DEPTH + 1
+    functions = [_function(f"f{i}", f"f{i + 1}" if i < depth else None, 1) for i in range(depth + 1)]
+    path = _onnx(tmp_path, [helper.make_node("f0", ["x"], ["y"], domain="local")], functions=functions,
+                 extra_opsets=[helper.make_opsetid("local", 1)])
+    error, _ = refused(capsys, [str(path)])
+    assert "nest more than" in error
+
+
+def test_onnx_small_nested_functions_are_inlined_and_counted(tmp_path):
+    functions = [_function(f"f{i}", f"f{i + 1}" if i < 3 else None, 2) for i in range(4)]    # 2^3 Relus
+    path = _onnx(tmp_path, [helper.make_node("f0", ["x"], ["y"], domain="local")], functions=functions,
+                 extra_opsets=[helper.make_opsetid("local", 1)])
+    report = flopmeter.count_onnx(str(path))
+    assert [r.op for r in report.ops] == ["onnx.Relu"] * 2**3
