@@ -252,3 +252,65 @@ def test_onnx_small_nested_functions_are_inlined_and_counted(tmp_path):
                  extra_opsets=[helper.make_opsetid("local", 1)])
     report = flopmeter.count_onnx(str(path))
     assert [r.op for r in report.ops] == ["onnx.Relu"] * 2**3
+
+
+# -- .pt2 archives ----------------------------------------------------------------------------
+
+import zipfile  # noqa: E402
+
+from flopmeter.frontends import pt2 as pt2_check  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pt2") / "net.pt2"
+    torch.export.save(torch.export.export(nn.Linear(4, 3).eval(), (torch.randn(2, 4),)), str(path))
+    return path
+
+
+def _rebuilt(program, dst, extra: dict[str, bytes], compress=zipfile.ZIP_DEFLATED):
+    """The archive again, with members added (or replaced) under its root folder."""
+    with zipfile.ZipFile(program) as zin, zipfile.ZipFile(dst, "w") as zout:
+        root = zin.namelist()[0].split("/", 1)[0]
+        for info in zin.infolist():
+            if info.filename.split("/", 1)[1] not in extra:
+                zout.writestr(info, zin.read(info))
+        for name, data in extra.items():
+            zout.writestr(f"{root}/{name}", data, compress_type=compress)
+    return dst
+
+
+@pytest.mark.parametrize("member", ["data/sample_inputs/model.pt", "extra/notes.json"])
+@pytest.mark.parametrize("trust", [False, True], ids=["untrusted", "trusted"])
+def test_pt2_zip_bomb_is_refused_from_its_directory(tmp_path, capsys, program, member, trust):
+    bomb = _rebuilt(program, tmp_path / "bomb.pt2", {member: b"\0" * (64 << 20)})     # 64 MiB in ~64 KB
+    assert bomb.stat().st_size * pt2_check.MAX_INFLATION < 64 << 20
+    error, _ = refused(capsys, [str(bomb), "--input", "2x4"] + ["--trust-pickle"] * trust)
+    assert "declares" in error and "bytes of contents" in error
+
+
+def test_pt2_stored_member_larger_than_the_file_is_refused(tmp_path, capsys, program):
+    dst = _rebuilt(program, tmp_path / "liar.pt2", {"extra/big.bin": b"x" * 1000}, compress=zipfile.ZIP_STORED)
+    data = dst.read_bytes()
+    with zipfile.ZipFile(dst) as z:
+        info = z.getinfo(next(n for n in z.namelist() if n.endswith("extra/big.bin")))
+    # rewrite the central directory's uncompressed size of that member to 4 GiB - 1
+    entry = data.rindex(info.filename.encode()) - 46
+    data = data[:entry + 24] + (2**32 - 1).to_bytes(4, "little") + data[entry + 28:]
+    dst.write_bytes(data)
+    error, _ = refused(capsys, [str(dst)])
+    assert "declares" in error
+
+
+def test_pt2_member_read_is_capped(tmp_path, monkeypatch, program):
+    monkeypatch.setattr(pt2_check, "MAX_READ", 1000)
+    monkeypatch.setattr(pt2_check, "MAX_INFLATION", 10**6)
+    dst = _rebuilt(program, tmp_path / "big.pt2", {"data/sample_inputs/model.pt": b"\0" * 5000})
+    with pytest.raises(flopmeter.InputError, match="more than 1,000 bytes"):
+        pt2_check.check_pt2(dst)
+
+
+def test_plain_pt2_passes_the_size_checks(program):
+    pt2_check.check_pt2(program)
+    with zipfile.ZipFile(program) as z:
+        assert sum(i.file_size for i in z.infolist()) <= program.stat().st_size      # stored: about the file's size
