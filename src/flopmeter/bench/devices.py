@@ -140,9 +140,9 @@ def save_local(spec: DeviceSpec, device: str) -> Path:
     """Write a calibrated spec atomically; returns its path."""
     path = local_path(device)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
+    from ..files import write_file
+
+    write_file(path, json.dumps(spec.to_dict(), indent=2) + "\n", hint="set XDG_CACHE_HOME to a folder you can write to")
     return path
 
 
