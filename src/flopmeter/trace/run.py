@@ -50,6 +50,7 @@ from .checks import check_call, real_device
 from .globals import globals_kept
 from .modules import ModuleStack
 from .packed import packed_weights
+from .quiet import quiet_logs
 from .recorder import Recorder, Recording
 from .refs import Refs
 from .replay import Replayer, enabled as replay_enabled
@@ -207,7 +208,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     refs = Refs()
     fake_mode = None
     train_info = None
-    with _RUN_LOCK, torch.random.fork_rng(devices=[]):
+    with _RUN_LOCK, torch.random.fork_rng(devices=[]), quiet_logs():
         if mode == "fake" and script:
             raise InputError("a TorchScript module runs only in real mode",
                              hint="use mode='real' (CLI: --mode real), or count the eager model")
