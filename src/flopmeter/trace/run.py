@@ -278,7 +278,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                     refs.meta(result)           # outputs never seen by an op still get their storages
         except FlopmeterError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:     # the model's own code exiting is a failed forward too
             raise _forward_error(exc, model, recording, stack, inputs) from exc
         finally:
             restore_hooks(run_walk.hooks_kept)
