@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import FlopmeterError, InputError, ModelForwardError, close_matches
+from ..errors import FlopmeterError, InputError, ModelForwardError, close_matches, did_you_mean
 from .quiet import quiet_torch
 
 
@@ -74,10 +74,10 @@ def _misspelled_subcommand(word: str) -> FlopmeterError | None:
     return InputError(f"unknown command '{word}'", hint=f"did you mean 'flopmeter {close[0]}'?")
 
 
-def _fail(exc: FlopmeterError) -> int:
+def _fail(exc: FlopmeterError, prog: str = "flopmeter") -> int:
     print(f"error: {exc}", file=sys.stderr)
-    if exc.hint:
-        print(f"hint: {exc.hint}", file=sys.stderr)
+    hint = exc.hint or f"'{prog} --help' lists the options; add --debug to see where it failed"
+    print(f"hint: {hint}", file=sys.stderr)
     return 2
 
 
@@ -112,14 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     except FlopmeterError as exc:
         if args.debug:
             raise
-        return _fail(exc)
+        return _fail(exc, parser.prog)
     except KeyboardInterrupt as exc:     # Ctrl-C, or SIGTERM where a command handles it (exit 128 + signal)
         print("error: interrupted", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)
     except BaseException as exc:
         if isinstance(exc, Exception) or args.debug:
             raise
-        return _fail(_exited(exc))
+        return _fail(_exited(exc), parser.prog)
 
 
 def _exited(exc: BaseException) -> ModelForwardError:
@@ -132,12 +132,22 @@ def _exited(exc: BaseException) -> ModelForwardError:
 
 
 def _usage_error(parser):
-    """argparse's usage errors as one ``error:`` line and one ``hint:`` line, exit status 2."""
+    """argparse's usage errors as one ``error:`` line and one ``hint:`` line, exit status 2
+    (for a misspelled option, the closest one)."""
     def error(message: str):
         print(f"error: {message}", file=sys.stderr)
-        print(f"hint: '{parser.prog} --help' lists the options", file=sys.stderr)
+        hint = _closest_option(parser, message) or f"'{parser.prog} --help' lists the options"
+        print(f"hint: {hint}", file=sys.stderr)
         raise SystemExit(2)
     return error
+
+
+def _closest_option(parser, message: str) -> str | None:
+    if not message.startswith("unrecognized arguments: "):
+        return None
+    given = [word.split("=")[0] for word in message.split()[2:] if word.startswith("--")]
+    options = [o for action in parser._actions for o in action.option_strings]   # argparse's list of options
+    return next((hint for word in given if (hint := did_you_mean(word, options))), None)
 
 
 __all__ = ["main"]
