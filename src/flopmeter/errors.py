@@ -15,7 +15,7 @@ them into one-line ``error: …`` / ``hint: …`` messages in a single place::
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def close_matches(word: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:

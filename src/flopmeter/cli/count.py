@@ -16,9 +16,9 @@ from .perunit import add_per_unit_options, per_unit
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="flopmeter", description="Exact parameters, MACs and FLOPs of a PyTorch model.",
-        epilog="other commands: 'flopmeter compare SPEC SPEC …', 'flopmeter diff OLD.json NEW.json', "
-               "'flopmeter explain SPEC PATH', 'flopmeter scaling SPEC --seq-len A:B'")
+        prog="flopmeter count", description="Exact parameters, MACs and FLOPs of a PyTorch model "
+                                            "('flopmeter SPEC' is short for 'flopmeter count SPEC').",
+        epilog="'flopmeter --help' lists the other commands")
     p.add_argument("spec", help=f"the model: {FORMS}")
     add_input_options(p)
     add_memory_options(p)

@@ -50,6 +50,7 @@ from .checks import check_call, real_device
 from .globals import globals_kept
 from .modules import ModuleStack
 from .packed import packed_weights
+from .quiet import quiet_logs
 from .recorder import Recorder, Recording
 from .refs import Refs
 from .replay import Replayer, enabled as replay_enabled
@@ -207,7 +208,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     refs = Refs()
     fake_mode = None
     train_info = None
-    with _RUN_LOCK, torch.random.fork_rng(devices=[]):
+    with _RUN_LOCK, torch.random.fork_rng(devices=[]), quiet_logs():
         if mode == "fake" and script:
             raise InputError("a TorchScript module runs only in real mode",
                              hint="use mode='real' (CLI: --mode real), or count the eager model")
@@ -277,7 +278,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                     refs.meta(result)           # outputs never seen by an op still get their storages
         except FlopmeterError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:     # the model's own code exiting is a failed forward too
             raise _forward_error(exc, model, recording, stack, inputs) from exc
         finally:
             restore_hooks(run_walk.hooks_kept)
