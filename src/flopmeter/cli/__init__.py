@@ -49,9 +49,10 @@ def _misspelled_subcommand(word: str) -> FlopmeterError | None:
 
 
 def _fail(exc: FlopmeterError) -> int:
-    print(f"error: {exc}", file=sys.stderr)
+    from ..render.escape import visible
+    print(f"error: {visible(exc)}", file=sys.stderr)
     if exc.hint:
-        print(f"hint: {exc.hint}", file=sys.stderr)
+        print(f"hint: {visible(exc.hint)}", file=sys.stderr)
     return 2
 
 

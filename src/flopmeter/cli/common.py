@@ -20,6 +20,7 @@ from ..errors import InputError, ModelForwardError, did_you_mean
 from ..frontends import FORMS, InputRequest, Resolved, resolve
 from ..report import Report
 from ..trace.io import SUFFIX as TRACE_SUFFIX
+from ..render.escape import visible, visible_text
 
 DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,
           "bfloat16": torch.bfloat16, "float64": torch.float64, "int64": torch.int64, "long": torch.int64,
@@ -116,7 +117,7 @@ def progress(message: str):
 
 
 def note(message: str) -> None:
-    print(f"note: {message}", file=sys.stderr)
+    print(f"note: {visible(message)}", file=sys.stderr)
 
 
 def count_spec(spec: str, args, analyse=None):
@@ -287,6 +288,7 @@ def write_output(text: str, path: str | None) -> None:
 
     A new file gets the mode the user's umask gives (0644 under umask 022), as ``open``
     would; an existing file keeps its mode. Unwritable targets are one InputError."""
+    text = visible_text(text)          # no raw control characters from model names (JSON is escaped already)
     if path is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return

@@ -174,7 +174,8 @@ class Report:
         from ..errors import InputError, did_you_mean
 
         raise InputError(f"no module '{path}' in {self.model}",
-                         hint=did_you_mean(path, [n.path for n in self.modules()], n=3, fmt="{!r}"))
+                         hint=did_you_mean(path, [n.path for n in self.modules()], n=3, fmt="{!r}",
+                                          otherwise="'flopmeter SPEC --depth -1' lists the module paths"))
 
     def by_op(self) -> dict[str, tuple[int, Cost]]:
         """op name → (calls, summed Cost), costed and free ops alike."""
