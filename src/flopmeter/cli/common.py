@@ -21,6 +21,7 @@ from ..frontends import FORMS, InputRequest, Resolved, resolve
 from ..report import Report
 from ..trace.io import SUFFIX as TRACE_SUFFIX
 from ..render.escape import visible, visible_text
+from .argtypes import non_empty, positive_int
 
 DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,
           "bfloat16": torch.bfloat16, "float64": torch.float64, "int64": torch.int64, "long": torch.int64,
@@ -55,9 +56,9 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input", action="append", metavar="SHAPE[:DTYPE]",
                    help="an input's shape such as 1x3x224x224 or 1x128:int64 (repeat for several inputs); "
                         "for an ONNX file NAME=1x3x224x224 binds a named input")
-    g.add_argument("--batch", type=int, help="batch size (replaces the first dimension of every input)")
-    g.add_argument("--seq-len", type=int, help="sequence length for hf: text models (default 128)")
-    g.add_argument("--dtype", help="model and input dtype: float32, float16, bfloat16, …")
+    g.add_argument("--batch", type=positive_int, help="batch size (replaces the first dimension of every input)")
+    g.add_argument("--seq-len", type=positive_int, help="sequence length for hf: text models (default 128)")
+    g.add_argument("--dtype", type=non_empty, help="model and input dtype: float32, float16, bfloat16, …")
     g.add_argument("--device", default=None, choices=("cpu", "cuda", "meta"), metavar="{cpu,cuda}",
                    help="device the count pretends to run on (fake tensors need no GPU), or runs on in real mode; "
                         "default cpu")

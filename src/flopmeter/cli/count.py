@@ -8,6 +8,7 @@ import sys
 from .. import __version__
 from ..errors import InputError
 from ..render.tables import VIEWS
+from .argtypes import tree_depth
 from .common import (FORMS, add_input_options, add_output_options, add_training_options, count_spec, output_format,
                      write_output)
 from .memory import add_memory_options, count_with_memory, memory_asked
@@ -30,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
                      help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op; "
                           "memory: live-bytes timeline and per-module peaks")
     out.add_argument("--ops", action="store_const", const="ops", dest="view", help="same as --view ops")
-    out.add_argument("--depth", type=int, help="depth of the tree view in table, md and csv (default 2; -1 for all)")
+    out.add_argument("--depth", type=tree_depth, help="depth of the tree view in table, md and csv (default 2; -1 for all)")
     out.add_argument("--save-trace", metavar="FILE.fmtrace",
                      help="also save the recorded trace (re-cost or re-render it later with 'flopmeter FILE.fmtrace')")
     add_per_unit_options(out)

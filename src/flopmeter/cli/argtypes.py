@@ -1,0 +1,72 @@
+"""Argument types for the subcommand parsers: each checks one kind of value where argparse reads
+it, so a nonsense value is one usage error (``error:`` and ``hint:`` lines, exit status 2) before
+any model is built.
+
+    --batch 0            positive_int: a whole number from 1 to 2**31 - 1
+    --depth -5           tree_depth: -1 (all) or a whole number from 0
+    --min-time nan       positive_float: a finite number above 0
+    --threshold -5       non_negative_float: a finite number from 0
+    --dtype ''           non_empty: a non-empty word
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+MAX_INT = 2**31 - 1        # larger batches, lengths, counts or threads are typos, and overflow shapes
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number; expected {what}") from None
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _int(text, "a positive whole number")
+    if not 1 <= value <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; expected a whole number from 1 to {MAX_INT:,}")
+    return value
+
+
+def tree_depth(text: str) -> int:
+    value = _int(text, "a depth (-1 for all)")
+    if not -1 <= value <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; expected -1 (all levels) or a depth from 0")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; expected a number above 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; expected a number from 0")
+    return value
+
+
+def non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the value is empty")
+    return text.strip()
+
+
+__all__ = ["MAX_INT", "non_empty", "non_negative_float", "positive_float", "positive_int", "tree_depth"]
