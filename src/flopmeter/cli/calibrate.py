@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..bench.devices import normalise, save_local, table as device_table
+from ..bench.devices import check_cache_dir, normalise, save_local, table as device_table
 from ..errors import InputError
 from .argtypes import non_empty, positive_float, positive_int
 from .common import add_output_options, note, output_format, progress, write_output
@@ -56,8 +56,9 @@ def run(args) -> int:
     from ..render.tables import Table
 
     if args.threads is not None and args.threads <= 0:
-        raise InputError(f"--threads must be positive, got {args.threads}")
+        raise InputError(f"--threads must be positive, got {args.threads}", hint="e.g. --threads 4")
     dtypes = tuple(d.strip() for d in args.dtypes.split(",")) if args.dtypes else None
+    check_cache_dir()          # before minutes of timing, not after
     with progress(f"timing matrix products, copies and small ops on {args.device} …"):
         spec = calibrate(args.device, dtypes=dtypes, threads=args.threads, min_run_time=args.min_run_time,
                          clock=args.clock)
