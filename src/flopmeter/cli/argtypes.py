@@ -7,12 +7,14 @@ any model is built.
     --min-time nan       positive_float: a finite number above 0
     --threshold -5       non_negative_float: a finite number from 0
     --dtype ''           non_empty: a non-empty word
+    --generate 16+x      prompt_plus_new: PROMPT+NEW, two positive whole numbers
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 
 MAX_INT = 2**31 - 1        # larger batches, lengths, counts or threads are typos, and overflow shapes
 
@@ -63,10 +65,23 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def prompt_plus_new(text: str) -> tuple[int, int]:
+    """'512+128' → (512, 128): prompt tokens and new tokens, each from 1 to ``MAX_INT``."""
+    match = re.fullmatch(r"\s*(\d+)\s*\+\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"cannot read '{text}'; write it as PROMPT+NEW, e.g. 512+128")
+    prompt, new = int(match.group(1)), int(match.group(2))
+    if not (1 <= prompt <= MAX_INT and 1 <= new <= MAX_INT):
+        raise argparse.ArgumentTypeError(f"'{text}' is out of range; PROMPT and NEW are whole numbers from 1 "
+                                         f"to {MAX_INT:,}")
+    return prompt, new
+
+
 def non_empty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("the value is empty")
     return text.strip()
 
 
-__all__ = ["MAX_INT", "non_empty", "non_negative_float", "positive_float", "positive_int", "tree_depth"]
+__all__ = ["MAX_INT", "non_empty", "non_negative_float", "positive_float", "positive_int", "prompt_plus_new",
+           "tree_depth"]
