@@ -19,6 +19,7 @@ from ..cost import CONVENTIONS
 from ..errors import InputError, ModelForwardError, did_you_mean
 from ..frontends import FORMS, InputRequest, Resolved, resolve
 from ..report import Report
+from ..trace.checks import free_memory
 from ..trace.io import SUFFIX as TRACE_SUFFIX
 from ..render.escape import visible, visible_text
 from .argtypes import non_empty, positive_int
@@ -221,21 +222,6 @@ def _count_onnx(spec: str, args):
     options = Options(convention=args.convention, strict=args.strict, causal=args.causal)
     with progress(f"counting {spec} …"):
         return count_onnx(spec, onnx_input_shapes(args.input), batch=args.batch, options=options)
-
-
-def free_memory() -> int | None:
-    """Bytes of memory available to a new allocation on this machine (Linux MemAvailable)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def weight_bytes(model: torch.nn.Module) -> int:

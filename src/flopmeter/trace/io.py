@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, expect_type
 from .events import OpEvent, TensorRef
 from .model import TRACE_SCHEMA, ModuleInfo, ParamInfo, StorageInfo, Trace
 
@@ -129,6 +129,9 @@ def trace_from_dict(d: dict) -> Trace:
 
 def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
     """Write ``trace`` to ``path`` (gzip'd JSON), atomically: a failed write leaves no file."""
+    expect_type(trace, Trace, "save_trace(trace)", "a flopmeter Trace",
+                hint="a Report keeps its trace as report.trace: save_trace(report.trace, path)")
+    expect_type(path, (str, os.PathLike), "save_trace(path)", "a file path (str or os.PathLike)")
     target = Path(path)
     if target.is_dir():
         raise InputError(f"cannot write {target}: it is a directory", hint=f"name a file, e.g. {target / 'run.fmtrace'}")
@@ -163,6 +166,7 @@ def _umask() -> int:
 
 def load_trace(path: str | os.PathLike) -> Trace:
     """Read a trace written by :func:`save_trace` (JSON only: nothing in it is executed)."""
+    expect_type(path, (str, os.PathLike), "load_trace(path)", "a file path (str or os.PathLike)")
     try:
         with gzip.open(path, "rb") as f:
             raw = f.read()
