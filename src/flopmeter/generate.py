@@ -118,7 +118,8 @@ class Generation:
 def decode_step(model: nn.Module, position: int, *, batch: int = 1, options: Options | None = None) -> Phase:
     """One decode step at ``position`` (1 = the first token; p − 1 positions in the cache)."""
     if position < 1:
-        raise InputError(f"a decode position starts at 1, got {position}")
+        raise InputError(f"a decode position starts at 1, got {position}",
+                         hint="positions count from 1 (the first generated token)")
     opts = replace(options or Options(), training=False)
     ids = torch.zeros(batch, 1, dtype=torch.long, device="meta")
     report = count(DecodeStep(model, position - 1), ids, options=opts)

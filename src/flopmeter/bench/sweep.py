@@ -56,7 +56,8 @@ def expand_specs(patterns: list[str], task: str | None = None) -> list[str]:
                              hint="list the models in a file and pass --models-file FILE")
         matched = sorted(n for n in names if fnmatch.fnmatchcase(n, name))
         if not matched:
-            raise InputError(f"no {prefix} model matches '{name}'")
+            raise InputError(f"no {prefix} model matches '{name}'",
+                             hint="check the spelling; * matches any run of characters, e.g. torchvision:resnet*")
         out += [f"{prefix}:{n}" for n in matched]
     return out
 
@@ -66,7 +67,8 @@ def read_models_file(path: str) -> list[str]:
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror}",
+                         hint="give --models-file a readable file with one SPEC per line") from None
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 

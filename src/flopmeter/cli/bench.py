@@ -56,7 +56,7 @@ def survey_options(args, *, measure: bool):
         if not torch.cuda.is_available():
             raise OptionsError("--device cuda: no CUDA device is available here", hint="use --device cpu")
     if args.threads is not None and args.threads < 1:
-        raise OptionsError("--threads must be at least 1")
+        raise OptionsError("--threads must be at least 1", hint="e.g. --threads 4")
     sizes = [parse_size(s) for s in args.input_size.split(",")] if args.input_size else []
     batches = _ints(args.batch) if args.batch else []
     opts = SurveyOptions(convention=args.convention, dtype=args.dtype, device=args.device,
@@ -168,10 +168,11 @@ def _html(rows, profiles, rooflines, args, opts, where: str | None) -> str:
 def _roofline_device(args):
     """The --roofline device spec, read before anything is measured (a misspelt name fails at once)."""
     if args.top <= 0:
-        raise InputError(f"--top must be positive, got {args.top}")
+        raise InputError(f"--top must be positive, got {args.top}", hint="e.g. --top 10")
     for flag in ("tf32", "plot"):
         if getattr(args, flag) and not args.roofline:
-            raise OptionsError(f"--{flag} needs --roofline DEVICE_SPEC")
+            raise OptionsError(f"--{flag} needs --roofline DEVICE_SPEC",
+                               hint=f"add --roofline A100 (a device name or spec file) to use --{flag}")
     if not args.roofline:
         return None
     from ..bench.devices import get_device, normalise

@@ -98,7 +98,7 @@ def add_output_options(p) -> None:
 def input_request(args) -> InputRequest:
     for flag, value in (("--batch", args.batch), ("--seq-len", args.seq_len)):
         if value is not None and value <= 0:
-            raise InputError(f"{flag} must be positive, got {value}")
+            raise InputError(f"{flag} must be positive, got {value}", hint=f"e.g. {flag} 8")
     dtype = parse_dtype(args.dtype) if args.dtype else None
     if dtype is not None and not dtype.is_floating_point:
         raise InputError(f"--dtype sets the model's (floating-point) dtype; {args.dtype} is not one",
@@ -211,7 +211,8 @@ def onnx_input_shapes(texts) -> dict | list | None:
         else:
             ordered.append(shape)
     if named and ordered:
-        raise InputError("give every --input by name (NAME=SHAPE) or none of them")
+        raise InputError("give every --input by name (NAME=SHAPE) or none of them",
+                         hint="e.g. --input ids=1x128 --input mask=1x128, or --input 1x128 --input 1x128 in input order")
     return named or ordered or None
 
 
@@ -250,7 +251,8 @@ def _analyse(resolved: Resolved, base: Options, mode: str, analyse, force: bool 
         torch.manual_seed(0)
         if mode == "real" and any(t.device.type == "meta" for t in model.parameters()):
             if resolved.rebuild is None:
-                raise InputError("this model has no weights to run in real mode")
+                raise InputError("this model has no weights to run in real mode",
+                                 hint="count it in fake mode (the default), which needs no weights")
             check_fits(resolved, force)
             model = resolved.rebuild()
         device = torch.device(base.device or "cpu") if mode == "real" else torch.device("meta")
@@ -284,7 +286,8 @@ def write_output(text: str, path: str | None) -> None:
         raise InputError(f"cannot write {path}: it is a directory", hint=f"name a file, e.g. {target / 'report.json'}")
     if not target.parent.is_dir():
         what = "is not a folder" if target.parent.exists() else "does not exist"
-        raise InputError(f"cannot write {path}: folder {target.parent} {what}", hint="give -o a path in an existing folder")
+        raise InputError(f"cannot write {path}: folder {target.parent} {what}",
+                         hint="give -o a path in an existing folder")
     try:
         mode = target.stat().st_mode & 0o7777 if target.is_file() else 0o666 & ~_umask()
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
@@ -300,7 +303,8 @@ def write_output(text: str, path: str | None) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise InputError(f"cannot write {path}: {exc.strerror or exc}",
+                             hint="give -o a path you can write to") from None
         raise
 
 

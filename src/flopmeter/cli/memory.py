@@ -50,7 +50,7 @@ def check_memory_args(args) -> None:
         raise InputError("--max-batch needs a budget", hint="add --fits 80GB (or a device such as --fits H100)")
     if args.context is not None:
         if args.context <= 0:
-            raise InputError(f"--context must be positive, got {args.context}")
+            raise InputError(f"--context must be positive, got {args.context}", hint="e.g. --context 4096")
         if not args.spec.startswith("hf:"):
             raise InputError("--context is the prompt length of an hf: decoder",
                              hint="for other models give the input's shape with --input")

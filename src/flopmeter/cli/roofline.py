@@ -127,7 +127,7 @@ def run(args) -> int:
     device = get_device(args.device_spec)          # a misspelt device fails before the model is built
     for flag, value in (("--top", args.top), ("--context", args.context)):
         if value is not None and value <= 0:
-            raise InputError(f"{flag} must be positive, got {value}")
+            raise InputError(f"{flag} must be positive, got {value}", hint=f"e.g. {flag} 20")
     seen = {}
 
     def analyse(model, *inputs, **kwargs):

@@ -93,7 +93,7 @@ def run(args) -> int:
 
     fmt = output_format(args.format, None)
     if args.jobs < 1:
-        raise OptionsError("--jobs must be at least 1")
+        raise OptionsError("--jobs must be at least 1", hint="e.g. --jobs 2")
     patterns = list(args.patterns) + (read_models_file(args.models_file) if args.models_file else [])
     if not patterns:
         raise InputError("no models to sweep", hint="give SPECs or patterns, or --models-file FILE")
@@ -103,7 +103,8 @@ def run(args) -> int:
         if row_fmt is None:
             raise InputError(f"cannot tell the row format of '{args.output}'", hint="name it FILE.jsonl or FILE.csv")
         if not Path(args.output).parent.exists():
-            raise InputError(f"cannot write {args.output}: folder {Path(args.output).parent} does not exist")
+            raise InputError(f"cannot write {args.output}: folder {Path(args.output).parent} does not exist",
+                             hint="give -o a path in an existing folder")
     if args.resume and not args.output:
         raise InputError("--resume needs the output file of the earlier run", hint="pass -o FILE.jsonl")
     opts, sizes, batches = survey_options(args, measure=args.measure)

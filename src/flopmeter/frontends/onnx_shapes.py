@@ -33,11 +33,12 @@ def load(source):
     else:
         path = Path(source)
         if not path.is_file():
-            raise InputError(f"no such file: {source}")
+            raise InputError(f"no such file: {source}", hint="check the path of the .onnx file")
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # noqa: BLE001  (any protobuf decoding error)
-            raise InputError(f"{path.name} is not a readable ONNX model: {type(exc).__name__}: {exc}") from None
+            raise InputError(f"{path.name} is not a readable ONNX model: {type(exc).__name__}: {exc}",
+                             hint="export the model again, or check that the file is complete") from None
         name = path.name
     if model.functions:
         from onnx import inliner
@@ -82,7 +83,8 @@ def _given(inputs, input_shapes) -> dict:
     if shapes and all(isinstance(s, int) for s in shapes):
         shapes = [tuple(shapes)]
     if len(shapes) > len(names):
-        raise InputError(f"{len(shapes)} input shapes for a model with {len(names)} input(s): {', '.join(names)}")
+        raise InputError(f"{len(shapes)} input shapes for a model with {len(names)} input(s): {', '.join(names)}",
+                         hint="give one shape per input, or name them: --input NAME=SHAPE")
     return {n: tuple(s) for n, s in zip(names, shapes)}
 
 

@@ -156,7 +156,8 @@ class Report:
 
         if self.trace is None:
             from ..errors import InputError
-            raise InputError("this report keeps no trace to re-cost")
+            raise InputError("this report keeps no trace to re-cost",
+                             hint="count the model again, or load its saved trace (.fmtrace) with report_from_trace")
         report = build_report(self.trace, registry=registry if registry is not None else self.registry,
                               convention=convention or self.convention, strict=self.strict,
                               causal=causal or self.causal)

@@ -122,7 +122,8 @@ def trace_from_dict(d: dict) -> Trace:
             storages={sid: StorageInfo(n, c, f, dev) for sid, n, c, f, dev in d["storages"]},
             model=d["model"], torch_version=d["torch_version"], extra=_dec(d.get("extra", {"map": []})))
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"the trace file is damaged: {type(exc).__name__}: {exc}") from None
+        raise InputError(f"the trace file is damaged: {type(exc).__name__}: {exc}",
+                         hint="write the trace again with: flopmeter SPEC --save-trace run.fmtrace") from None
 
 
 # -- files ------------------------------------------------------------------------
@@ -134,7 +135,8 @@ def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
     expect_type(path, (str, os.PathLike), "save_trace(path)", "a file path (str or os.PathLike)")
     target = Path(path)
     if target.is_dir():
-        raise InputError(f"cannot write {target}: it is a directory", hint=f"name a file, e.g. {target / 'run.fmtrace'}")
+        raise InputError(f"cannot write {target}: it is a directory",
+                         hint=f"name a file, e.g. {target / 'run.fmtrace'}")
     if not target.parent.is_dir():
         raise InputError(f"cannot write {target}: folder {target.parent} does not exist",
                          hint="give a path in an existing folder")
@@ -180,7 +182,8 @@ def load_trace(path: str | os.PathLike) -> Trace:
         try:
             d = json.loads(raw)
         except ValueError as exc:
-            raise InputError(f"{path} is not a flopmeter trace: {exc}") from None
+            raise InputError(f"{path} is not a flopmeter trace: {exc}",
+                             hint="write one with: flopmeter SPEC --save-trace run.fmtrace") from None
         return trace_from_dict(d)
     finally:
         if enabled:

@@ -163,7 +163,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     default: on unless ``FLOPMETER_REPLAY=0``. ``walk``: the model's :class:`.walk.ModelWalk`, when
     the caller has one."""
     if not isinstance(model, nn.Module):
-        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}",
+                         hint="pass the module itself, e.g. torchvision.models.resnet18()")
     if mode not in MODES:
         raise OptionsError(f"unknown mode '{mode}'", hint=f"choose one of: {', '.join(MODES)}")
     check_call(args, kwargs, input_shape)
@@ -171,7 +172,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     kwargs = dict(kwargs or {})
     shapes = normalise_input_shape(input_shape)
     if shapes and args:
-        raise InputError("give example inputs or input_shape, not both")
+        raise InputError("give example inputs or input_shape, not both",
+                         hint="drop input_shape when you pass tensors (or drop the tensors)")
     if not args and not kwargs and not shapes:
         raise InputError("no example inputs", hint="pass tensors after the model, or input_shape=(1, 3, 224, 224)")
 
