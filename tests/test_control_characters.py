@@ -4,7 +4,6 @@ every human-readable format shows them as escapes, and JSON keeps them as JSON e
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 

@@ -188,13 +188,9 @@ def save_local(spec: DeviceSpec, device: str) -> Path:
     """Write a calibrated spec atomically; returns its path."""
     check_cache_dir()
     path = local_path(device)
-    tmp = path.with_suffix(".json.tmp")
-    try:
-        tmp.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"cannot save the calibrated spec to {path}: {exc.strerror or exc}",
-                         hint=_CACHE_HINT) from None
+    from ..files import write_file
+
+    write_file(path, json.dumps(spec.to_dict(), indent=2) + "\n", hint=_CACHE_HINT)
     return path
 
 

@@ -38,8 +38,11 @@ def check_plot_path(path: str | Path) -> Path:
 
 def plot_roofline(rl: Roofline, path: str | Path, *, title: str | None = None) -> Path:
     """Write the plot to ``path`` (.png, .svg or .pdf); returns the path."""
+    from ..files import write_file
+
     path = check_plot_path(path)
-    roofline_figure(rl, title=title).savefig(path)
+    figure = roofline_figure(rl, title=title)
+    write_file(path, lambda f: figure.savefig(f, format=path.suffix[1:].lower()), example="roofline.png")
     return path
 
 

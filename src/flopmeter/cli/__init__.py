@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return _fail(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:     # Ctrl-C, or SIGTERM where a command handles it (exit 128 + signal)
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", 2)
 
 
 def _usage_error(parser):

@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -273,51 +271,23 @@ def _analyse(resolved: Resolved, base: Options, mode: str, analyse, force: bool 
 
 
 def write_output(text: str, path: str | None) -> None:
-    """Print, or write to PATH atomically (a failed write leaves no half-written file).
+    """Print (``path`` None or ``-``), or write to PATH as :func:`flopmeter.files.write_file` does:
+    a regular file is replaced atomically (a new one gets the user's umask, an existing one keeps
+    its mode), a device, FIFO or ``/dev/stdout`` is written in place. Unwritable targets are one InputError."""
+    from ..files import write_file, write_stdout
 
-    A new file gets the mode the user's umask gives (0644 under umask 022), as ``open``
-    would; an existing file keeps its mode. Unwritable targets are one InputError."""
     text = visible_text(text)          # no raw control characters from model names (JSON is escaped already)
+    text = text if text.endswith("\n") else text + "\n"
     if path is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise InputError(f"cannot write {path}: it is a directory", hint=f"name a file, e.g. {target / 'report.json'}")
-    if not target.parent.is_dir():
-        what = "is not a folder" if target.parent.exists() else "does not exist"
-        raise InputError(f"cannot write {path}: folder {target.parent} {what}",
-                         hint="give -o a path in an existing folder")
-    try:
-        mode = target.stat().st_mode & 0o7777 if target.is_file() else 0o666 & ~_umask()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}",
-                         hint="give -o a path in a folder you can write to") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text if text.endswith("\n") else text + "\n")
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise InputError(f"cannot write {path}: {exc.strerror or exc}",
-                             hint="give -o a path you can write to") from None
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)     # the only portable way to read it is to set it
-    os.umask(mask)
-    return mask
+        write_stdout(text)
+    else:
+        write_file(path, text, hint="give -o a path in a folder you can write to")
 
 
 def output_format(fmt: str | None, path: str | None) -> str:
     if fmt:
         return fmt
-    if path:
+    if path and path != "-":
         from ..render import RENDERERS, format_of_suffix
         fmt = format_of_suffix(Path(path).suffix)
         if fmt is None:

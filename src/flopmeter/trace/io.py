@@ -13,7 +13,6 @@ import gzip
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -129,41 +128,21 @@ def trace_from_dict(d: dict) -> Trace:
 # -- files ------------------------------------------------------------------------
 
 def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
-    """Write ``trace`` to ``path`` (gzip'd JSON), atomically: a failed write leaves no file."""
+    """Write ``trace`` to ``path`` (gzip'd JSON) as :func:`flopmeter.files.write_file` does: a
+    regular file atomically (a failed write leaves no file), a device or FIFO as a stream."""
+    from ..files import write_file
+
     expect_type(trace, Trace, "save_trace(trace)", "a flopmeter Trace",
                 hint="a Report keeps its trace as report.trace: save_trace(report.trace, path)")
     expect_type(path, (str, os.PathLike), "save_trace(path)", "a file path (str or os.PathLike)")
-    target = Path(path)
-    if target.is_dir():
-        raise InputError(f"cannot write {target}: it is a directory",
-                         hint=f"name a file, e.g. {target / 'run.fmtrace'}")
-    if not target.parent.is_dir():
-        raise InputError(f"cannot write {target}: folder {target.parent} does not exist",
-                         hint="give a path in an existing folder")
     data = json.dumps(trace_to_dict(trace), separators=(",", ":")).encode()
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    except OSError as exc:
-        raise InputError(f"cannot write {target}: {exc.strerror or exc}",
-                         hint="give a path in a folder you can write to") from None
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+
+    def write(raw):
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return target
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_file(path, write, example="run.fmtrace")
+    return Path(path)
 
 
 def load_trace(path: str | os.PathLike) -> Trace:
