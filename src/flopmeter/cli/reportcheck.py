@@ -33,7 +33,8 @@ def check_report(data: dict, path: str) -> None:
     for keys in FIGURES:
         value = _get(data, keys, path)
         if not _number(value):
-            raise InputError(f"{path}: '{'.'.join(keys)}' is {_shown(value)}, not a count", hint=_HINT)
+            raise InputError(f"{path}: '{'.'.join(keys)}' is {_shown(value)}, not a number from 0 to 10^30",
+                             hint=_HINT)
     unsupported = _get(data, ("unsupported",), path)
     if not isinstance(unsupported, dict) or not all(_number(v) for v in unsupported.values()):
         raise InputError(f"{path}: 'unsupported' must map op names to call counts", hint=_HINT)
@@ -45,7 +46,8 @@ def check_report(data: dict, path: str) -> None:
             raise InputError(f"{path}: '{where}' is not a module entry (path, total, children)", hint=_HINT)
         macs = _get(node, ("total", "macs"), f"{path} ({where})")
         if not _number(macs):
-            raise InputError(f"{path}: MACs of module '{node['path']}' are {_shown(macs)}, not a count", hint=_HINT)
+            raise InputError(f"{path}: MACs of module '{node['path']}' are {_shown(macs)}, not a number from 0 to "
+                             "10^30", hint=_HINT)
         stack.extend((f"{where}.children[{i}]", c) for i, c in enumerate(node["children"]))
 
 
