@@ -29,6 +29,7 @@ CASES = {
     "convention_a_list": (lambda m, r, p: Options(convention=["dot"]), "Options.convention"),
     "mode_an_int": (lambda m, r, p: Options(mode=1), "Options.mode"),
     "loss_an_int": (lambda m, r, p: Options(loss=3), "Options.loss"),
+    "device_an_int": (lambda m, r, p: Options(device=3), "Options.device"),
     "options_a_string": (lambda m, r, p: count(m, input_shape=(1, 4), options="real"), "count(options"),
     "options_a_dict": (lambda m, r, p: count(m, input_shape=(1, 4), options={"mode": "real"}), "count(options"),
     "model_a_string": (lambda m, r, p: count("resnet18", input_shape=(1, 4)), "count(model)"),
@@ -54,6 +55,11 @@ def test_a_wrong_type_names_the_parameter(model, report, tmp_path, name):
     assert str(info.value).startswith(parameter) and " must be " in str(info.value)
     assert info.value.hint
     assert not (tmp_path / "run.fmtrace").exists()
+
+
+def test_a_torch_device_is_accepted_as_the_device(model):
+    options = Options(device=torch.device("cpu"))
+    assert count(model, input_shape=(1, 4), options=options).macs == 4 * 2
 
 
 def test_count_without_inputs_is_an_input_error(model):

@@ -83,7 +83,9 @@ class Options:
             expect_type(getattr(self, name), str, f"Options.{name}", "a string")
         for name in ("strict", "inference", "memory", "training"):
             expect_type(getattr(self, name), bool, f"Options.{name}", "True or False")
-        for name in ("device", "autocast", "optimizer"):
+        expect_type(self.device, (str, torch.device, type(None)), "Options.device",
+                    "a device name, a torch.device or None")
+        for name in ("autocast", "optimizer"):
             expect_type(getattr(self, name), (str, type(None)), f"Options.{name}", "a string or None")
         expect_type(self.registry, (Registry, type(None)), "Options.registry",
                     "a flopmeter.formulas.Registry or None", hint="use flopmeter.formulas.REGISTRY.copy() "

@@ -12,6 +12,7 @@ import sys
 
 from ..cost import CONVENTIONS
 from ..errors import InputError, OptionsError
+from ..render.escape import visible
 from ..render.tables import Table
 from .argtypes import MAX_INT, non_empty, positive_float, positive_int, tree_depth
 from .common import add_output_options, note, output_format, progress, write_output
@@ -273,7 +274,7 @@ def run(args) -> int:
                             layer_iterations=max(1, args.layer_iterations))
         rows.append(row)
         for w in m.warnings:
-            print(f"warning: {case.spec}: {w}", file=sys.stderr)
+            print(visible(f"warning: {case.spec}: {w}"), file=sys.stderr)
         if m.layers is not None:
             m.layers.convention = opts.convention
             profiles.append((row, m.layers))
