@@ -70,7 +70,8 @@ def expand_specs(patterns: list[str], task: str | None = None) -> list[str]:
                              hint="list the models in a file and pass --models-file FILE")
         matched = sorted(n for n in names if fnmatch.fnmatchcase(n, name))
         if not matched:
-            raise InputError(f"no {prefix} model matches '{name}'")
+            raise InputError(f"no {prefix} model matches '{name}'",
+                             hint="check the spelling; * matches any run of characters, e.g. torchvision:resnet*")
         out += [f"{prefix}:{n}" for n in matched]
     return out
 
@@ -80,7 +81,8 @@ def read_models_file(path: str) -> list[str]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror}",
+                         hint="give --models-file a readable file with one SPEC per line") from None
     lines = _utf8(data, path).splitlines()
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
@@ -141,7 +143,8 @@ def read_rows(path: str | Path, fmt: str) -> list[dict]:
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}",
+                         hint="give -o a rows file you can read, or start a new one without --resume") from None
     return parse_rows(data, fmt, path)
 
 

@@ -75,9 +75,10 @@ def _misspelled_subcommand(word: str) -> FlopmeterError | None:
 
 
 def _fail(exc: FlopmeterError, prog: str = "flopmeter") -> int:
-    print(f"error: {exc}", file=sys.stderr)
+    from ..render.escape import visible
+    print(f"error: {visible(exc)}", file=sys.stderr)
     hint = exc.hint or f"'{prog} --help' lists the options; add --debug to see where it failed"
-    print(f"hint: {hint}", file=sys.stderr)
+    print(f"hint: {visible(hint)}", file=sys.stderr)
     return 2
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError, OptionsError
+from .argtypes import non_empty, positive_int
 from .bench import add_survey_options, survey_options, survey_table
 from .common import note, output_format, write_output
 
@@ -27,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("patterns", nargs="*", metavar="SPEC",
                    help="SPECs or patterns such as 'torchvision:*' or 'timm:convnext_*' (quote them)")
     p.add_argument("--models-file", metavar="FILE", help="a file with one SPEC or pattern per line")
-    p.add_argument("--task", help="torchvision patterns: only this family (classification, segmentation, "
+    p.add_argument("--task", type=non_empty, help="torchvision patterns: only this family (classification, segmentation, "
                                   "detection, video, optical_flow)")
     p.add_argument("--measure", action="store_true", help="also time every row (one at a time; default: count only)")
     p.add_argument("-o", "--output", metavar="FILE.jsonl|FILE.csv",
@@ -36,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
                    help="skip the rows already in the output file, failed ones too (see --retry-failed); "
                         "a last line cut off mid-write is dropped and its row runs again")
     p.add_argument("--retry-failed", action="store_true", help="with --resume: run the rows that failed again")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes for counting (default 1)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="worker processes for counting (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_survey_options(p)
     from ..render import RENDERERS
@@ -121,7 +122,7 @@ def run(args) -> int:
 
     fmt = output_format(args.format, None)
     if args.jobs < 1:
-        raise OptionsError("--jobs must be at least 1")
+        raise OptionsError("--jobs must be at least 1", hint="e.g. --jobs 2")
     patterns = list(args.patterns) + (read_models_file(args.models_file) if args.models_file else [])
     if not patterns:
         raise InputError("no models to sweep", hint="give SPECs or patterns, or --models-file FILE")

@@ -106,7 +106,8 @@ def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
     model, example = (made if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module)
                       else (made, None))
     if not isinstance(model, nn.Module):
-        raise InputError(f"{path}:{func} returned {type(model).__name__}, not a torch.nn.Module")
+        raise InputError(f"{path}:{func} returned {type(model).__name__}, not a torch.nn.Module",
+                         hint=f"return the module from {func}() (or a (module, inputs) pair)")
     name = f"{file.name}:{func}"
     refuse_seq_len(req, name)
     if not is_keras(model):     # a Keras layer takes `training` per call (inference by default), not torch's flag
@@ -125,7 +126,8 @@ def _existing(path: str) -> Path:
     if file.is_dir():
         raise InputError(f"{path} is a directory, not a file", hint=f"give the file inside it: {FILE_FORMS}")
     if not file.is_file():
-        raise InputError(f"no such file: {path}")
+        raise InputError(f"no such file: {path}",
+                         hint="check the path (FILE.py:FUNCTION names a factory in a Python file)")
     return file
 
 

@@ -32,7 +32,8 @@ def max_layers() -> int:
     try:
         return int(text) if text else DEFAULT_MAX_LAYERS
     except ValueError:
-        raise InputError(f"{MAX_LAYERS_ENV}={text!r} is not a whole number") from None
+        raise InputError(f"{MAX_LAYERS_ENV}={text!r} is not a whole number",
+                         hint=f"set {MAX_LAYERS_ENV} to a whole number of layers, e.g. 2000") from None
 
 
 def _int(value) -> bool:

@@ -34,7 +34,7 @@ def load(source):
     else:
         path = Path(source)
         if not path.is_file():
-            raise InputError(f"no such file: {source}")
+            raise InputError(f"no such file: {source}", hint="check the path of the .onnx file")
         if path.stat().st_size == 0:
             raise InputError(f"{path.name} is empty, not an ONNX model", hint=_EXPORT_HINT)
         try:
@@ -179,7 +179,8 @@ def _given(inputs, input_shapes) -> dict:
     if shapes and all(isinstance(s, int) for s in shapes):
         shapes = [tuple(shapes)]
     if len(shapes) > len(names):
-        raise InputError(f"{len(shapes)} input shapes for a model with {len(names)} input(s): {', '.join(names)}")
+        raise InputError(f"{len(shapes)} input shapes for a model with {len(names)} input(s): {', '.join(names)}",
+                         hint="give one shape per input, or name them: --input NAME=SHAPE")
     return _sizes({n: tuple(s) for n, s in zip(names, shapes)})
 
 

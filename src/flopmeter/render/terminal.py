@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import MissingDependencyError
 from ..report import Report
+from .escape import visible
 from .tables import Table, cell_text, header_items, view_table
 from .units import human
 
@@ -24,11 +25,11 @@ def to_rich(table: Table, raw: bool = False):
     t = RichTable(show_edge=False, header_style="bold")
     for name, numeric in zip(table.columns, table.numeric):
         if numeric:
-            t.add_column(escape(name), justify="right", no_wrap=True, min_width=6)
+            t.add_column(escape(visible(name)), justify="right", no_wrap=True, min_width=6)
         else:
-            t.add_column(escape(name), overflow="fold")
+            t.add_column(escape(visible(name)), overflow="fold")
     for row in table.rows:
-        t.add_row(*(human(c, raw) if isinstance(c, int) else cell_text(c) if isinstance(c, float) else escape(str(c))
+        t.add_row(*(human(c, raw) if isinstance(c, int) else cell_text(c) if isinstance(c, float) else escape(visible(c))
                     for c in row))
     return t
 
@@ -45,13 +46,13 @@ def render(report: Report, *, view: str = "tree", depth: int | None = 2, raw: bo
     head.add_column()
     for key, value in header_items(report, raw):
         style = "red" if key == "unsupported" and value != "none" else ""
-        head.add_row(key, f"[{style}]{escape(value)}[/{style}]" if style else escape(value))
+        head.add_row(key, f"[{style}]{escape(visible(value))}[/{style}]" if style else escape(visible(value)))
     table = view_table(report, view, depth)
     parts = [head, "", to_rich(table, raw)]
     if table.footer:
         foot = RichTable.grid(padding=(0, 2))
         for key, value in table.footer:
-            foot.add_row(key + ":", value)
+            foot.add_row(escape(visible(key)) + ":", escape(visible(value)))
         parts += ["", foot]
     return Group(*parts)
 

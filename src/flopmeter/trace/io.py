@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, expect_type
 from .events import OpEvent, TensorRef
 from .model import TRACE_SCHEMA, ModuleInfo, ParamInfo, StorageInfo, Trace
 
@@ -181,6 +181,9 @@ def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
     regular file atomically (a failed write leaves no file), a device or FIFO as a stream."""
     from ..files import write_file
 
+    expect_type(trace, Trace, "save_trace(trace)", "a flopmeter Trace",
+                hint="a Report keeps its trace as report.trace: save_trace(report.trace, path)")
+    expect_type(path, (str, os.PathLike), "save_trace(path)", "a file path (str or os.PathLike)")
     data = json.dumps(trace_to_dict(trace), separators=(",", ":")).encode()
 
     def write(raw):
@@ -196,7 +199,8 @@ def max_trace_bytes() -> int:
     try:
         return int(text) if text else DEFAULT_MAX_TRACE_BYTES
     except ValueError:
-        raise InputError(f"{MAX_TRACE_BYTES_ENV}={text!r} is not a whole number of bytes") from None
+        raise InputError(f"{MAX_TRACE_BYTES_ENV}={text!r} is not a whole number of bytes",
+                         hint=f"set {MAX_TRACE_BYTES_ENV} to a size in bytes, e.g. 1073741824") from None
 
 
 def _read_capped(path, limit: int) -> bytes:
@@ -216,6 +220,7 @@ def _read_capped(path, limit: int) -> bytes:
 
 def load_trace(path: str | os.PathLike) -> Trace:
     """Read a trace written by :func:`save_trace` (JSON only: nothing in it is executed)."""
+    expect_type(path, (str, os.PathLike), "load_trace(path)", "a file path (str or os.PathLike)")
     try:
         raw = _read_capped(path, max_trace_bytes())
     except (OSError, EOFError, zlib.error) as exc:     # missing, not gzip, truncated or corrupt

@@ -46,7 +46,7 @@ from ..errors import FlopmeterError, InputError, ModelForwardError, OptionsError
 from .events import TensorRef, tensors_in
 from .fakes import fake_like, fake_substitutes, first_tensors, real_substitutes, restore_hooks, shadow
 from .model import ModuleInfo, ParamInfo, Trace
-from .checks import check_call, real_device
+from .checks import check_call, check_input_memory, check_not_nested, real_device
 from .globals import globals_kept
 from .modules import ModuleStack
 from .packed import packed_weights
@@ -164,14 +164,17 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     default: on unless ``FLOPMETER_REPLAY=0``. ``walk``: the model's :class:`.walk.ModelWalk`, when
     the caller has one."""
     if not isinstance(model, nn.Module):
-        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}",
+                         hint="pass the module itself, e.g. torchvision.models.resnet18()")
     if mode not in MODES:
         raise OptionsError(f"unknown mode '{mode}'", hint=f"choose one of: {', '.join(MODES)}")
     check_call(args, kwargs, input_shape)
+    check_not_nested(args, kwargs)
     kwargs = dict(kwargs or {})
     shapes = normalise_input_shape(input_shape)
     if shapes and args:
-        raise InputError("give example inputs or input_shape, not both")
+        raise InputError("give example inputs or input_shape, not both",
+                         hint="drop input_shape when you pass tensors (or drop the tensors)")
     if not args and not kwargs and not shapes:
         raise InputError("no example inputs", hint="pass tensors after the model, or input_shape=(1, 3, 224, 224)")
 
@@ -240,6 +243,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                                      hint="use mode='fake' (the default) for models without weights")
             tensors = {} if script else real_substitutes(walk)
             if shapes:
+                check_input_memory(shapes, in_dtype, target)
                 args = tuple(torch.randn(s, dtype=in_dtype, device=target) for s in shapes)
 
         table = _param_table(walk, tensors, refs)
