@@ -14,7 +14,7 @@ SPEC = "tiny.py:build"      # never built: every case fails while its command li
 CASES = {
     ("count",): ("the following arguments are required: spec", "'flopmeter count --help' lists the options"),
     (SPEC, "--inptu", "1x4"): ("unrecognized arguments: --inptu 1x4", "did you mean '--input'?"),
-    (SPEC, "--depth", "two"): ("argument --depth: invalid int value: 'two'", "'flopmeter count --help'"),
+    (SPEC, "--depth", "two"): ("argument --depth: 'two' is not a whole number", "'flopmeter count --help'"),
     ("count", SPEC, "--formt", "json"): ("unrecognized arguments: --formt json", "did you mean '--format'?"),
     ("compare",): ("the following arguments are required: SPEC", "'flopmeter compare --help'"),
     ("compare", SPEC, "--bogus"): ("unrecognized arguments: --bogus", "'flopmeter compare --help'"),
