@@ -53,6 +53,7 @@ from .packed import packed_weights
 from .recorder import Recorder, Recording
 from .refs import Refs
 from .replay import Replayer, enabled as replay_enabled
+from .state import FakeGuard, RealGuard
 from .walk import ModelWalk
 
 MODES = ("fake", "real")
@@ -254,6 +255,11 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                                  hint="count a training step on the eager model") from None
         stack = ModuleStack(run_walk.modules(), keep_inputs=module_inputs, meta=refs.meta)
         recording = Recording(stack, refs)
+        if fake_mode is not None:
+            recording.guard = FakeGuard(fake_mode)
+        else:                 # the stand-ins, and inputs made here, are flopmeter's own to write
+            own = {r.storage for r in map(refs.id_of, [*tensors.values(), *(args if shapes else ())]) if r is not None}
+            recording.guard = RealGuard(refs, recording.events, own)
         grad = torch.no_grad() if inference and training is None else torch.enable_grad()
         recorder = fake_mode if fake_mode is not None else Recorder(recording)
         replayer = None
@@ -282,6 +288,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         finally:
             restore_hooks(run_walk.hooks_kept)
             _put_back(kept)
+            recording.guard.put_back()
         params = _resolve_params(table, refs)
         storages = refs.close()
 
