@@ -20,8 +20,10 @@ to a guard before running them:
   (a counter it increments and reads back has the value eager PyTorch would give), and a reader
   in another thread could see them until the run ends.
 
-Ops that write only tensors made by the run pay for one tuple lookup and, in real mode, one
-dict lookup per written storage.
+Ops that write nothing pay for nothing beyond the recorder's per-op lookup; an op that writes
+pays, per written argument, a type check and a read of its view base (fake mode), or a dict
+lookup of its storage (real mode); copies are made only of the user's tensors. Restoring a
+storage's bytes writes them back in place, so the version counter is set back explicitly.
 
 A training step also reaches the user's tensors through autograd: the backward accumulates
 into the ``.grad`` of every leaf it meets, whether it is a registered parameter or not.
@@ -117,11 +119,20 @@ class FakeGuard(_Guard):
 
     def __call__(self, writes: tuple, args: tuple, kwargs: dict):
         replaced = None
-        for where, value in _arguments(writes, args, kwargs):
+        n = len(args)
+        for where, name in writes:
+            if where < n:
+                value = args[where]
+            elif name in kwargs:
+                value, where = kwargs[name], name
+            else:
+                continue
             if type(value) is FakeTensor:
-                base = value._base            # a fake view of a real tensor shares its counter and autograd history
+                base = value._base        # a fake view of a real tensor shares its version counter and autograd history
                 if base is not None and type(base) is not FakeTensor:
                     self._remember(base)
+                continue
+            if value is None:
                 continue
             if isinstance(value, torch.Tensor):
                 new = self._fake(value)
