@@ -54,6 +54,7 @@ WRITES = {
     "out=": lambda t, x: torch.mul(t, 2, out=t),
     "copy_": lambda t, x: t.copy_(x[0]),
     "unsqueeze_": lambda t, x: t.unsqueeze_(0),
+    "foreach": lambda t, x: torch._foreach_add_([t], 1),
 }
 
 COUNTS = {
@@ -345,3 +346,13 @@ def test_backend_flag_a_forward_flips_is_put_back(name, get, put, flip, mode, fa
     finally:
         if get() != before:
             put(before)
+
+
+@pytest.mark.parametrize("mode", ["fake", "real"])
+def test_an_input_the_forward_writes_in_place_comes_back(mode):
+    model = nn.Sequential(nn.ReLU(inplace=True), nn.Linear(3, 3))
+    x = torch.randn(2, 3)
+    value = x.clone()
+    report = flopmeter.count(model, x, options=Options(mode=mode))
+    assert torch.equal(x, value) and x._version == 0
+    assert report.macs == 2 * 3 * 3
