@@ -4,13 +4,17 @@ The user's model is never run and never modified: the forward runs on a shadow o
 tree (:func:`.fakes.shadow`) holding our own tensors — fakes in fake mode, clones in real mode
 (so in-place writes and BatchNorm running statistics land on copies) — while the module stack
 wraps the forwards of the shadow's modules only, and the RNG state is forked and restored.
+Tensors the forward reaches outside the parameters and buffers (attributes, containers,
+closures, globals) are written as fakes in fake mode and restored after the run in real mode
+(:mod:`.state`).
 A forward of the same model running in another thread meanwhile is unaffected.
 
 Process-wide state, all of it (documented here once):
 
 - ``_RUN_LOCK``: counts run one at a time (a cached fake mode records into one run at a time);
 - ``fakes._CACHE``: the fake parameters of each model, weakly keyed on the model;
-- ``recorder._KEYS`` and ``events._SIGNATURES``: op name and argument names per op overload;
+- ``recorder._KEYS``, ``events._SIGNATURES`` and ``state._WRITES``: op name, argument names and
+  the arguments it writes, per op overload;
 - ``memo.MEMO`` and ``memo.PARTS``: the fake mode's dispatch memo (an op's fake results per key of its
   arguments, as FakeTensor's own process-wide cache keeps them) and the numbers of tensor key parts;
   each entry also keeps the op's cost under flopmeter's own formulas (``Replay.costs``, per version of
@@ -54,6 +58,7 @@ from .quiet import quiet_logs
 from .recorder import Recorder, Recording
 from .refs import Refs
 from .replay import Replayer, enabled as replay_enabled
+from .state import FakeGuard, RealGuard
 from .walk import ModelWalk
 
 MODES = ("fake", "real")
@@ -259,6 +264,11 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                                  hint="count a training step on the eager model") from None
         stack = ModuleStack(run_walk.modules(), keep_inputs=module_inputs, meta=refs.meta)
         recording = Recording(stack, refs)
+        if fake_mode is not None:
+            recording.guard = FakeGuard(fake_mode)
+        else:                 # the stand-ins, and inputs made here, are flopmeter's own to write
+            own = {r.storage for r in map(refs.id_of, [*tensors.values(), *(args if shapes else ())]) if r is not None}
+            recording.guard = RealGuard(refs, recording.events, own)
         grad = torch.no_grad() if inference and training is None else torch.enable_grad()
         recorder = fake_mode if fake_mode is not None else Recorder(recording)
         replayer = None
@@ -287,6 +297,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         finally:
             restore_hooks(run_walk.hooks_kept)
             _put_back(kept)
+            recording.guard.put_back()
         params = _resolve_params(table, refs)
         storages = refs.close()
 
