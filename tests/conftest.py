@@ -47,6 +47,21 @@ def _every_json_report_validates():
 VALIDATED: list[str] = []      # models whose reports were validated (test_report_schema checks it grows)
 
 
+_REPORTED = ("torch", "torchvision", "timm", "transformers", "kernels", "onnx", "keras", "rich", "pandas")
+
+
+def pytest_report_header(config):
+    """The versions of the libraries whose behaviour the suite depends on, as pip resolved them."""
+    from importlib import metadata
+
+    def version(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "absent"
+    return "libraries: " + ", ".join(f"{name} {version(name)}" for name in _REPORTED)
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/* from the current output")
 

@@ -124,7 +124,7 @@ def test_saved_models(capsys, tmp_path):
     code, out, _ = run(capsys, str(tmp_path / "m.pt2"), "--format", "json")
     assert code == 0 and json.loads(out)["totals"]["macs"] == TINY_MACS
     torch.jit.script(model).save(str(tmp_path / "m.ts"))
-    code, out, err = run(capsys, str(tmp_path / "m.ts"), "--input", "1x3x16x16", "--format", "json")
+    code, out, err = run(capsys, str(tmp_path / "m.ts"), "--input", "1x3x16x16", "--trust-pickle", "--format", "json")
     assert code == 0 and json.loads(out)["totals"]["macs"] == TINY_MACS and "TorchScript" in err
     torch.save(model, tmp_path / "whole.pt")
     code, _, err = run(capsys, str(tmp_path / "whole.pt"), "--input", "1x3x16x16")

@@ -54,7 +54,7 @@ def specs(tmp_path_factory):
         "file_with_inputs": (f"{DATA / 'tiny_model.py'}:build", []),
         "file_without_inputs": (f"{DATA / 'tiny_model.py'}:bare", ["--input", "1x3x16x16"]),
         "pt2": (str(tmp / "m.pt2"), []),
-        "torchscript": (str(tmp / "m.ts"), ["--input", "1x3x16x16"]),
+        "torchscript": (str(tmp / "m.ts"), ["--input", "1x3x16x16", "--trust-pickle"]),
         "pickled": (str(tmp / "whole.pt"), ["--input", "1x3x16x16", "--trust-pickle"]),
         "trace": (str(tmp / "run.fmtrace"), []),
         "onnx": (str(tmp / "m.onnx"), ["--batch", "1"]),         # its batch dimension is symbolic
@@ -130,7 +130,7 @@ OPTIONS = {
                    lambda kind, d: d["mode"] == "real"),
     "trust-pickle": (lambda kind: ["--trust-pickle"],
                      {**{k: "--trust-pickle applies to saved model files only" for k in KINDS},
-                      "pt2": None, "torchscript": "--trust-pickle is not needed",     # .pt2: pickled payloads allowed
+                      "pt2": None, "torchscript": None,     # .pt2: pickled payloads allowed; TorchScript is code
                       "pickled": None, "trace": FIXED, "onnx": onnx_refuses("--trust-pickle")},
                      lambda kind, d: d["totals"]["macs"] > 0 if kind == "pt2" else d["totals"]["macs"] == TINY_MACS),
     "convention": (lambda kind: ["--convention", "all"], {},

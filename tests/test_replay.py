@@ -186,6 +186,36 @@ def test_plain_blocks_replay():
     assert assert_same(Stack(Block), (torch.randn(2, 8),))["replayed_by_type"] == {"Block": 3}
 
 
+class Rotate(nn.Module):
+    """A module without state, as ``kernels.use_kernelized_func`` keeps one per layer."""
+
+    def forward(self, x):
+        return x.flip(-1)
+
+
+class HiddenHelper(Block):
+    """A block holding a module outside the module tree, in a dict attribute."""
+
+    def __init__(self, helper=Rotate):
+        super().__init__()
+        self.__dict__["_funcs"] = {"rotate": helper()}
+
+    def forward(self, x):
+        return self._funcs["rotate"](super().forward(x))
+
+
+def test_a_stateless_module_kept_as_a_plain_attribute_replays():
+    # each block has its own helper instance; being stateless, they are the same computation
+    stats = assert_same(Stack(HiddenHelper), (torch.randn(2, 8),))
+    assert stats["replayed_by_type"] == {"HiddenHelper": 3}
+
+
+def test_a_module_with_state_kept_as_a_plain_attribute_is_not_replayed():
+    stats = assert_same(Stack(HiddenHelper, helper=lambda: nn.Linear(8, 8)), (torch.randn(2, 8),))
+    assert "HiddenHelper" not in stats["replayed_by_type"]
+    assert stats["reasons"]["a module with state kept as a plain attribute"] == 4
+
+
 def test_a_block_that_writes_a_buffer_is_not_replayed():
     class Counting(Block):
         def forward(self, x):

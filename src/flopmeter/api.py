@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from .cost import get_convention
-from .errors import OptionsError
+from .errors import OptionsError, expect_type
 from .formulas import Registry
 from .formulas.attention import check_causal
-from .frontends.keras import KerasView, as_torch_module
+from .frontends.keras import KerasView, as_torch_module, is_keras
 from .report import Report, build_report
 from .trace import Trace, record
 from .trace.lazy import materialised
@@ -67,6 +67,7 @@ class Options:
     optimizer: str | None = None
 
     def __post_init__(self):
+        self._check_types()
         get_convention(self.convention)   # raises OptionsError with a suggestion
         if self.mode not in MODES:
             raise OptionsError(f"unknown mode '{self.mode}'", hint=f"choose one of: {', '.join(MODES)}")
@@ -75,6 +76,22 @@ class Options:
         self.train_spec()           # checks loss and optimizer
         if self.autocast is not None and self.autocast not in AUTOCAST:
             raise OptionsError(f"unknown autocast dtype '{self.autocast}'", hint=f"choose one of: {', '.join(AUTOCAST)}")
+
+    def _check_types(self) -> None:
+        """Each field's type, so a wrong one is named here rather than failing deep inside a count."""
+        for name in ("convention", "mode", "causal"):
+            expect_type(getattr(self, name), str, f"Options.{name}", "a string")
+        for name in ("strict", "inference", "memory", "training"):
+            expect_type(getattr(self, name), bool, f"Options.{name}", "True or False")
+        expect_type(self.device, (str, torch.device, type(None)), "Options.device",
+                    "a device name, a torch.device or None")
+        for name in ("autocast", "optimizer"):
+            expect_type(getattr(self, name), (str, type(None)), f"Options.{name}", "a string or None")
+        expect_type(self.registry, (Registry, type(None)), "Options.registry",
+                    "a flopmeter.formulas.Registry or None", hint="use flopmeter.formulas.REGISTRY.copy() "
+                                                                   "and register your formulas on it")
+        if not (isinstance(self.loss, str) or callable(self.loss)):
+            expect_type(self.loss, str, "Options.loss", "a loss name or a function of the output")
 
     def train_spec(self) -> TrainSpec | None:
         spec = TrainSpec(loss=self.loss, optimizer=self.optimizer)
@@ -90,7 +107,23 @@ def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=
     of shapes) for float inputs in the model's dtype. In fake mode (the default) the
     inputs' values are never read. The model is left exactly as it was.
     """
-    return run(model, args, kwargs, input_shape, options or Options())[1]
+    return run(model, args, kwargs, input_shape, _options(options, "count"))[1]
+
+
+def _options(options, where: str) -> "Options":
+    """``options`` checked at a public entry point: an :class:`Options` or None (the defaults)."""
+    if options is None:
+        return Options()
+    expect_type(options, Options, f"{where}(options=…)", "a flopmeter.Options or None",
+                hint="e.g. options=flopmeter.Options(mode='real')")
+    return options
+
+
+def check_model(model, where: str) -> None:
+    """The model of a public entry point: a torch.nn.Module (or a Keras 3 model)."""
+    if not isinstance(model, nn.Module) and not is_keras(model):
+        expect_type(model, nn.Module, f"{where}(model)", "a torch.nn.Module",
+                    hint="pass the module itself, e.g. torchvision.models.resnet18()")
 
 
 @gc_paused
@@ -102,6 +135,7 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
     for the recording (:mod:`.trace.run`): the whole count allocates, and a collection started by
     the count's own allocations would sweep the model's heap (a second on a model of 80,000
     modules), not garbage."""
+    check_model(model, "count")
     model = as_torch_module(model)     # a Keras 3 model: a view with its layers' names
     config = None
     if module_inputs:
@@ -125,6 +159,10 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
 def report_from_trace(trace: Trace, options: Options | None = None) -> Report:
     """The Report of a recorded (or loaded) trace, under ``options`` (default: those it was
     recorded with)."""
+    expect_type(trace, Trace, "report_from_trace(trace)", "a flopmeter Trace",
+                hint="load one with flopmeter.trace.io.load_trace(path), or take report.trace of a Report")
+    if options is not None:
+        options = _options(options, "report_from_trace")
     if options is None:
         opts = trace.options
         options = Options(convention=opts.get("convention", "dot"), causal=opts.get("causal", "full"),

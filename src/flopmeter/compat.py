@@ -87,7 +87,8 @@ def get_model_complexity_info(model: nn.Module, input_res: tuple, print_per_laye
     raises instead of returning ``(None, None)``.
     """
     if not isinstance(input_res, tuple) or len(input_res) < 1:
-        raise InputError(f"input_res must be a non-empty tuple such as (3, 224, 224), got {input_res!r}")
+        raise InputError(f"input_res must be a non-empty tuple such as (3, 224, 224), got {input_res!r}",
+                         hint="for example input_res=(3, 224, 224), without the batch dimension")
     if ignore_modules or custom_modules_hooks:
         raise OptionsError("ignore_modules and custom_modules_hooks are not supported: flopmeter costs aten ops",
                            hint="override op formulas with Options(registry=flopmeter.REGISTRY.copy())")

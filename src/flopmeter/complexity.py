@@ -50,7 +50,8 @@ def longest_chain(report: Report) -> int:
         ev = row.event
         ins, outs = ev.inputs, ev.outputs
         if any(getattr(t, "id", -1) < 0 for t in ins + outs):
-            raise FlopmeterError("this trace has no tensor identities (ids); record it with this flopmeter")
+            raise FlopmeterError("this trace has no tensor identities (ids); record it with this flopmeter",
+                                 hint="record the trace again with this flopmeter (its saved traces keep tensor ids)")
         d = max((depth.get(key(t), 0) for t in ins), default=0)
         if row.status != "free":
             d += _steps(ev)
@@ -78,7 +79,8 @@ def _fit(value_at, grid, fixed: tuple) -> Monomials:
         values = {s: value_at(*fixed, s) for s in points}
         coef = interpolate(sizes, [values[s] for s in sizes])
         if evaluate(coef, check) != values[check]:
-            raise FlopmeterError(f"not a polynomial of degree < {len(sizes)} at {fixed + (check,)}")
+            raise FlopmeterError(f"not a polynomial of degree < {len(sizes)} at {fixed + (check,)}",
+                                 hint="the cost is not polynomial in the size here: widen the sizes, or look for branches")
         return {(k,): c for k, c in enumerate(coef) if c}
     inner = {s: _fit(value_at, grid[1:], fixed + (s,)) for s in points}
     terms = set().union(*inner.values())
@@ -86,7 +88,8 @@ def _fit(value_at, grid, fixed: tuple) -> Monomials:
     for term in terms:
         coef = interpolate(sizes, [inner[s].get(term, 0) for s in sizes])
         if evaluate(coef, check) != inner[check].get(term, 0):
-            raise FlopmeterError(f"the coefficient of {term} is not a polynomial of degree < {len(sizes)}")
+            raise FlopmeterError(f"the coefficient of {term} is not a polynomial of degree < {len(sizes)}",
+                                 hint="the cost is not polynomial in the size here: widen the sizes, or look for branches")
         out.update({(k, *term): c for k, c in enumerate(coef) if c})
     return out
 

@@ -6,6 +6,7 @@ them into one-line ``error: …`` / ``hint: …`` messages in a single place::
     FlopmeterError                 base; carries an optional ``hint``
     ├── OptionsError               a bad option value (unknown convention, mode, …)
     ├── InputError                 example inputs that cannot be built or used
+    │   └── ParameterTypeError     a public function given a value of the wrong type (also a TypeError)
     ├── ModelForwardError          the model's forward raised; names module, op, shapes
     ├── UnsupportedOpsError        strict mode and some ops have no formula
     ├── NoClosedFormError          a module (or configuration) has no closed-form layer formula
@@ -15,7 +16,7 @@ them into one-line ``error: …`` / ``hint: …`` messages in a single place::
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def close_matches(word: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
@@ -46,6 +47,24 @@ class OptionsError(FlopmeterError, ValueError):
 
 class InputError(FlopmeterError, ValueError):
     """Example inputs are missing, malformed or unusable with the chosen mode."""
+
+
+class ParameterTypeError(InputError, TypeError):
+    """A public function or :class:`~flopmeter.Options` was given a value of the wrong type;
+    the message names the parameter and what it expects."""
+
+
+def expect_type(value, types, parameter: str, expected: str, hint: str | None = None) -> None:
+    """Raise :class:`ParameterTypeError` unless ``value`` is an instance of ``types``."""
+    if not isinstance(value, types) or (bool not in _as_tuple(types) and isinstance(value, bool)
+                                        and int in _as_tuple(types)):
+        got = type(value).__name__
+        raise ParameterTypeError(f"{parameter} must be {expected}, got {got} {value!r:.60}",
+                                 hint=hint or f"pass {expected}")
+
+
+def _as_tuple(types) -> tuple:
+    return types if isinstance(types, tuple) else (types,)
 
 
 class ModelForwardError(FlopmeterError):

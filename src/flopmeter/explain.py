@@ -22,6 +22,7 @@ from .errors import NoClosedFormError
 from .layers import LAYERS, Derivation, LayerCall
 from .layers.standin import standin
 from .report import OpRow, Report
+from .render.escape import visible_text
 from .render.notes import call_note
 
 _SHOWN_OPS = 30
@@ -65,7 +66,7 @@ class Explanation:
                 lines.append(f"  (first call shown; the comparison sums the closed form over all {calls} calls)")
         lines += ["", _ops_table(self.ops), ""]
         lines += _comparison(self)
-        return "\n".join(lines)
+        return visible_text("\n".join(lines))
 
     def __str__(self) -> str:
         return self.render()

@@ -207,7 +207,8 @@ def generation_memory(model: nn.Module, prompt: int, new: int, *, batch: int = 1
 def decode_step(model: nn.Module, position: int, *, batch: int = 1, options: Options | None = None) -> Phase:
     """One decode step at ``position`` (1 = the first token; p − 1 positions in the cache)."""
     if position < 1:
-        raise InputError(f"a decode position starts at 1, got {position}")
+        raise InputError(f"a decode position starts at 1, got {position}",
+                         hint="positions count from 1 (the first generated token)")
     opts = replace(options or Options(), training=False)
     ids = torch.zeros(batch, 1, dtype=torch.long, device="meta")
     report = count(DecodeStep(model, position - 1), ids, options=opts)
@@ -221,6 +222,12 @@ def generation(model: nn.Module, prompt: int, new: int, *, batch: int = 1, optio
         raise InputError(f"--generate needs PROMPT ≥ 1 and NEW ≥ 1, got {prompt}+{new}", hint="for example 512+128")
     if not hasattr(model, "config") or not hasattr(model.config, "num_hidden_layers"):
         raise InputError("--generate needs a Hugging Face decoder (hf:…)", hint="for example hf:llama-7b")
+    limit = max_positions(model.config)
+    if limit and prompt + new > limit:
+        raise InputError(f"--generate {prompt}+{new} reaches position {prompt + new:,}, beyond this model's "
+                         f"{limit:,} positions",
+                         hint=f"keep PROMPT+NEW within {limit:,}, e.g. {min(prompt, limit // 2)}+"
+                              f"{limit - min(prompt, limit // 2)}")
     opts = replace(options or Options(), training=False)
     ids = torch.zeros(batch, prompt, dtype=torch.long, device="meta")
     pre = count(model, ids, kwargs=_prefill_kwargs(model), options=opts)
@@ -236,6 +243,17 @@ def generation(model: nn.Module, prompt: int, new: int, *, batch: int = 1, optio
     return Generation(name or type(model).__name__, batch, prompt, new, opts.convention, Phase(batch * prompt, pre.total),
                       at, total, weight_bytes=pre.params.bytes,
                       kv_bytes_per_position=2 * cfg.num_hidden_layers * batch * kv * head_dim * itemsize)
+
+
+def max_positions(config) -> int | None:
+    """The longest sequence a model's position embeddings (or its configured rotary range) cover;
+    None when the configuration gives none."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in ("max_position_embeddings", "n_positions"):
+        value = getattr(text, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def _affine_sum(at: dict[int, Phase], first: int, last: int) -> Cost:

@@ -183,9 +183,11 @@ def scan(count_at: Callable[[int], Report], sizes: Sequence[int], holdout: int |
     """Count at each size (and at ``holdout``, which the fits never see) and fit every figure."""
     sizes = tuple(sorted(set(sizes)))
     if len(sizes) < 3:
-        raise InputError(f"a scaling fit needs at least 3 sizes, got {len(sizes)}", hint="widen the range, e.g. 128:2048")
+        raise InputError(f"a scaling fit needs at least 3 sizes, got {len(sizes)}",
+                         hint="widen the range, e.g. 128:2048")
     if holdout in sizes:
-        raise InputError(f"the check size {holdout} is one of the fitted sizes")
+        raise InputError(f"the check size {holdout} is one of the fitted sizes",
+                         hint="pick a check size outside the fitted ones, or leave it to the default")
     per_size = {}
     report = None
     for s in sizes + ((holdout,) if holdout is not None else ()):

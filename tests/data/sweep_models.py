@@ -5,7 +5,7 @@ test can tell which rows a sweep built, and sleeps FLOPMETER_TEST_BUILD_SLEEP se
 set), so a test can interrupt a sweep between rows. A builder named in FLOPMETER_TEST_GATED
 (comma-separated) waits, up to a minute, until the file FLOPMETER_TEST_BUILD_GATE exists: a test
 that never makes it interrupts the sweep while exactly the other rows are done, however slow the
-machine."""
+machine. ``dies`` and ``segfault`` end the process that builds them (only ever run in a worker)."""
 
 import os
 import time
@@ -64,3 +64,17 @@ class Broken(nn.Module):
 def broken():
     _built("broken")
     return Broken().eval(), torch.randn(2, 16)
+
+
+def dies():
+    """A build that ends its process at once (as the out-of-memory killer would), exit status 3."""
+    _built("dies")
+    os._exit(3)
+
+
+def segfault():
+    """A build that crashes its process with SIGSEGV (a read of address 0)."""
+    import ctypes
+
+    _built("segfault")
+    ctypes.string_at(0)

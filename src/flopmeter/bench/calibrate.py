@@ -206,7 +206,8 @@ def calibrate(device: str = "cpu", *, dtypes: tuple[str, ...] | None = None, thr
         finally:
             restore()
     if "fp32" not in matrix:
-        raise InputError(f"could not time an fp32 matrix product on {device}: {skipped.get('fp32')}")
+        raise InputError(f"could not time an fp32 matrix product on {device}: {skipped.get('fp32')}",
+                         hint="check that PyTorch runs a matrix product on this device, or use --device cpu")
     classes: dict[str, dict[str, float]] = {}
     # (class name, first batch, largest batch): on a CPU batch 1 and `batched`; on a GPU one
     # figure at the batch that fills it

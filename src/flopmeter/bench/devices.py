@@ -17,6 +17,7 @@ Names match loosely: case, spaces, ``-`` and ``_`` are ignored, a leading vendor
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -71,16 +72,46 @@ class DeviceSpec:
         if d.get("schema") != SPEC_SCHEMA:
             raise InputError(f"{where} is not a flopmeter device spec ({SPEC_SCHEMA})",
                              hint="write one with: flopmeter calibrate")
+        hint = "write it again with: flopmeter calibrate"
         try:
-            return cls(name=str(d["name"]), matrix={str(k): float(v) for k, v in d["matrix"].items()},
-                       vector=float(d["vector"]), bandwidth=float(d["bandwidth"]), source=str(d["source"]),
-                       kind=str(d.get("kind", "calibrated")), memory=d.get("memory"),
-                       overhead=float(d.get("overhead", 0.0)), threads=d.get("threads"), url=d.get("url"),
-                       aliases=tuple(d.get("aliases", ())), extra=dict(d.get("extra", {})),
-                       classes={str(c): {str(k): float(v) for k, v in peaks.items()}
+            for key in ("name", "matrix", "vector", "bandwidth", "source"):
+                if key not in d:
+                    raise InputError(f"{where} has no '{key}'", hint=hint)
+            if not isinstance(d["matrix"], dict) or not isinstance(d.get("classes", {}), dict) \
+                    or not all(isinstance(v, dict) for v in d.get("classes", {}).values()):
+                raise InputError(f"{where}: 'matrix' and 'classes' map dtype keys to FLOP/s", hint=hint)
+            memory = d.get("memory")
+            threads = d.get("threads")
+            if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+                raise InputError(f"{where}: 'threads' is {threads!r}, not a thread count", hint=hint)
+            return cls(name=str(d["name"]),
+                       matrix={str(k): rate(v, f"matrix.{k}", where) for k, v in d["matrix"].items()},
+                       vector=rate(d["vector"], "vector", where), bandwidth=rate(d["bandwidth"], "bandwidth", where),
+                       source=str(d["source"]), kind=str(d.get("kind", "calibrated")),
+                       memory=None if memory is None else rate(memory, "memory", where),
+                       overhead=rate(d.get("overhead", 0.0), "overhead", where, zero=True), threads=threads,
+                       url=d.get("url"), aliases=tuple(map(str, d.get("aliases", ()))), extra=dict(d.get("extra", {})),
+                       classes={str(c): {str(k): rate(v, f"classes.{c}.{k}", where) for k, v in peaks.items()}
                                 for c, peaks in d.get("classes", {}).items()})
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise InputError(f"{where} is malformed: {exc!r}", hint="write it again with: flopmeter calibrate") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"{where} is malformed: {exc}", hint=hint) from None
+
+
+MAX_RATE = 1e24    # far above any device's FLOP/s, bytes/s or bytes; a larger figure is a typo
+
+
+def rate(value, field_name: str, where: str, *, zero: bool = False) -> float:
+    """A device figure (FLOP/s, bytes/s, bytes or seconds): a finite number above 0 (or from 0)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    number = float(value) if ok and abs(value) <= MAX_RATE else math.nan
+    if not (math.isfinite(number) and (number >= 0 if zero else number > 0)):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise InputError(f"{where}: '{field_name}' is {shown}, not a {'non-negative' if zero else 'positive'} "
+                         f"number up to {MAX_RATE:g}",
+                         hint="device figures are FLOP/s, bytes/s and bytes; 'flopmeter calibrate' writes a spec")
+    return number
 
 
 def dtype_key(dtype: torch.dtype, tf32: bool = False) -> str:
@@ -111,8 +142,10 @@ def table() -> tuple[DeviceSpec, ...]:
     """The device table, one :class:`DeviceSpec` per row of ``devices.json``."""
     rows = json.loads(TABLE.read_text())["devices"]
     return tuple(DeviceSpec(
-        name=r["name"], matrix={k: v * 1e12 for k, v in r["tflops"].items()}, vector=r["vector_tflops"] * 1e12,
-        bandwidth=r["bandwidth_gb_s"] * 1e9, source=r["source"], memory=r["memory_gb"] * 1e9, url=r.get("url"),
+        name=r["name"], matrix={k: rate(v, f"tflops.{k}", r["name"]) * 1e12 for k, v in r["tflops"].items()},
+        vector=rate(r["vector_tflops"], "vector_tflops", r["name"]) * 1e12,
+        bandwidth=rate(r["bandwidth_gb_s"], "bandwidth_gb_s", r["name"]) * 1e9, source=r["source"],
+        memory=rate(r["memory_gb"], "memory_gb", r["name"]) * 1e9, url=r.get("url"),
         aliases=tuple(r.get("aliases", ()))) for r in rows)
 
 
@@ -136,27 +169,53 @@ def local_path(device: str) -> Path:
     return cache_dir() / f"device-local-{device}.json"
 
 
+def check_cache_dir() -> Path:
+    """The cache folder, made if missing; an InputError when it cannot be made or written."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make the cache folder {folder}: {exc.strerror or exc}", hint=_CACHE_HINT) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to the cache folder {folder}", hint=_CACHE_HINT)
+    return folder
+
+
+_CACHE_HINT = "set XDG_CACHE_HOME to a folder you can write to"
+
+
 def save_local(spec: DeviceSpec, device: str) -> Path:
     """Write a calibrated spec atomically; returns its path."""
+    check_cache_dir()
     path = local_path(device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
+    from ..files import write_file
+
+    write_file(path, json.dumps(spec.to_dict(), indent=2) + "\n", hint=_CACHE_HINT)
     return path
 
 
 def load_file(path: str | Path) -> DeviceSpec:
     path = Path(path)
+    hint = "a device spec is the JSON file 'flopmeter calibrate -o FILE.json' writes, or a name such as a100"
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}", hint=hint) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})", hint=hint) from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not JSON: {exc}") from None
+        raise InputError(f"{path} is not JSON: {exc}", hint=hint) from None
+    except RecursionError:
+        raise InputError(f"{path} is nested too deeply to be a device spec", hint=hint) from None
+    except ValueError as exc:          # a number past Python's digit limit, NaN or Infinity
+        raise InputError(f"{path} holds a number a device spec cannot: {str(exc)[:80]}", hint=hint) from None
     if not isinstance(data, dict):
-        raise InputError(f"{path} is not a flopmeter device spec ({SPEC_SCHEMA})")
+        raise InputError(f"{path} is not a flopmeter device spec ({SPEC_SCHEMA})", hint=hint)
     return DeviceSpec.from_dict(data, str(path))
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a device figure")
 
 
 def _local(name: str) -> DeviceSpec:
@@ -190,5 +249,5 @@ def get_device(name: str | DeviceSpec) -> DeviceSpec:
     raise OptionsError(f"unknown device '{name}'", hint=hint)
 
 
-__all__ = ["DTYPE_KEYS", "DeviceSpec", "cache_dir", "dtype_key", "get_device", "load_file", "local_path",
+__all__ = ["DTYPE_KEYS", "DeviceSpec", "cache_dir", "check_cache_dir", "dtype_key", "get_device", "load_file", "local_path",
            "normalise", "save_local", "table"]

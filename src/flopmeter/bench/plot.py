@@ -30,15 +30,19 @@ def check_plot_path(path: str | Path) -> Path:
     if path.suffix.lower() not in FORMATS:
         raise InputError(f"cannot tell the plot format of '{path}'", hint=f"use one of {', '.join(FORMATS)}")
     if not path.parent.exists():
-        raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
+        raise InputError(f"cannot write {path}: folder {path.parent} does not exist",
+                         hint="give the plot a path in an existing folder")
     _figure_class()
     return path
 
 
 def plot_roofline(rl: Roofline, path: str | Path, *, title: str | None = None) -> Path:
     """Write the plot to ``path`` (.png, .svg or .pdf); returns the path."""
+    from ..files import write_file
+
     path = check_plot_path(path)
-    roofline_figure(rl, title=title).savefig(path)
+    figure = roofline_figure(rl, title=title)
+    write_file(path, lambda f: figure.savefig(f, format=path.suffix[1:].lower()), example="roofline.png")
     return path
 
 
@@ -55,7 +59,8 @@ def roofline_figure(rl: Roofline, *, title: str | None = None):
     dev = rl.device
     layers = [m for m in rl.leaves() if m.flops and m.bytes]
     if not layers:
-        raise InputError("no layer of this model does arithmetic; there is nothing to plot")
+        raise InputError("no layer of this model does arithmetic; there is nothing to plot",
+                         hint="a roofline plot needs layers that compute (matrix products, convolutions, …)")
     xs = [m.intensity for m in layers]
     lo, hi = min(xs + [0.1]) / 2, max(xs + [dev.matrix["fp32"] / dev.bandwidth]) * 4
     fig = Figure(figsize=(8, 5.5), layout="constrained")

@@ -60,9 +60,10 @@ class MeasureOptions:
 
     def __post_init__(self):
         if self.min_time <= 0 or self.max_time < self.min_time:
-            raise OptionsError(f"need 0 < min_time ≤ max_time, got {self.min_time} and {self.max_time}")
+            raise OptionsError(f"need 0 < min_time ≤ max_time, got {self.min_time} and {self.max_time}",
+                               hint="e.g. min_time=1, max_time=10 (seconds)")
         if self.warmup < 0 or (self.threads is not None and self.threads < 1):
-            raise OptionsError("warmup must be ≥ 0 and threads ≥ 1")
+            raise OptionsError("warmup must be ≥ 0 and threads ≥ 1", hint="e.g. warmup=3, threads=4")
 
 
 @dataclass

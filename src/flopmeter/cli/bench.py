@@ -12,7 +12,9 @@ import sys
 
 from ..cost import CONVENTIONS
 from ..errors import InputError, OptionsError
+from ..render.escape import visible
 from ..render.tables import Table
+from .argtypes import MAX_INT, non_empty, positive_float, positive_int, tree_depth
 from .common import add_output_options, note, output_format, progress, write_output
 
 
@@ -21,8 +23,8 @@ def _ints(text: str) -> list[int]:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise InputError(f"cannot read '{text}' as a list of numbers", hint="write it as 1,2,8") from None
-    if not values or any(v <= 0 for v in values):
-        raise InputError(f"'{text}' must list positive numbers", hint="write it as 1,2,8")
+    if not values or any(not 1 <= v <= MAX_INT for v in values):
+        raise InputError(f"'{text}' must list whole numbers from 1 to {MAX_INT:,}", hint="write it as 1,2,8")
     return values
 
 
@@ -32,16 +34,16 @@ def add_survey_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input-size", metavar="S[,S…]", help="image sizes, e.g. 200,224,256 or 224x160 "
                    "(replaces the height and width of the model's image input; default: the model's own)")
     g.add_argument("--batch", metavar="N[,N…]", help="batch sizes, e.g. 1,2,8 (default: the model's own, 1)")
-    g.add_argument("--seq-len", type=int, help="sequence length for hf: text models (default 128)")
-    g.add_argument("--dtype", help="model and input dtype: float32 (default), float16, bfloat16")
+    g.add_argument("--seq-len", type=positive_int, help="sequence length for hf: text models (default 128)")
+    g.add_argument("--dtype", type=non_empty, help="model and input dtype: float32 (default), float16, bfloat16")
     g.add_argument("--convention", default="dot", choices=tuple(CONVENTIONS), help="FLOP convention (default dot)")
     t = p.add_argument_group("timing")
     t.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run (default cpu)")
     t.add_argument("--channels-last", action="store_true", help="channels-last memory format for 4-d tensors")
-    t.add_argument("--min-time", type=float, default=1.0, help="seconds of timing at least (default 1)")
-    t.add_argument("--max-time", type=float, default=10.0,
+    t.add_argument("--min-time", type=positive_float, default=1.0, help="seconds of timing at least (default 1)")
+    t.add_argument("--max-time", type=positive_float, default=10.0,
                    help="seconds of timing at most, while the spread stays above 5%% (default 10)")
-    t.add_argument("--threads", type=int, help="torch threads while timing (default: torch.get_num_threads())")
+    t.add_argument("--threads", type=positive_int, help="torch threads while timing (default: torch.get_num_threads())")
 
 
 def survey_options(args, *, measure: bool):
@@ -55,7 +57,7 @@ def survey_options(args, *, measure: bool):
         if not torch.cuda.is_available():
             raise OptionsError("--device cuda: no CUDA device is available here", hint="use --device cpu")
     if args.threads is not None and args.threads < 1:
-        raise OptionsError("--threads must be at least 1")
+        raise OptionsError("--threads must be at least 1", hint="e.g. --threads 4")
     sizes = [parse_size(s) for s in args.input_size.split(",")] if args.input_size else []
     batches = _ints(args.batch) if args.batch else []
     opts = SurveyOptions(convention=args.convention, dtype=args.dtype, device=args.device,
@@ -167,10 +169,11 @@ def _html(rows, profiles, rooflines, args, opts, where: str | None) -> str:
 def _roofline_device(args):
     """The --roofline device spec, read before anything is measured (a misspelt name fails at once)."""
     if args.top <= 0:
-        raise InputError(f"--top must be positive, got {args.top}")
+        raise InputError(f"--top must be positive, got {args.top}", hint="e.g. --top 10")
     for flag in ("tf32", "plot"):
         if getattr(args, flag) and not args.roofline:
-            raise OptionsError(f"--{flag} needs --roofline DEVICE_SPEC")
+            raise OptionsError(f"--{flag} needs --roofline DEVICE_SPEC",
+                               hint=f"add --roofline A100 (a device name or spec file) to use --{flag}")
     if not args.roofline:
         return None
     from ..bench.devices import get_device, normalise
@@ -240,13 +243,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="+", metavar="SPEC")
     add_survey_options(p)
     p.add_argument("--layers", action="store_true", help="also time every module and op type (torch.profiler)")
-    p.add_argument("--depth", type=int, default=2, help="module depth of the --layers table (-1: all)")
-    p.add_argument("--layer-iterations", type=int, default=3, help="forwards in the --layers profile (default 3)")
+    p.add_argument("--depth", type=tree_depth, default=2, help="module depth of the --layers table (-1: all)")
+    p.add_argument("--layer-iterations", type=positive_int, default=3, help="forwards in the --layers profile (default 3)")
     r = p.add_argument_group("roofline")
-    r.add_argument("--roofline", metavar="DEVICE_SPEC",
+    r.add_argument("--roofline", type=non_empty, metavar="DEVICE_SPEC",
                    help="predicted latency per layer on this device spec (e.g. local after flopmeter calibrate, "
                         "h100) next to the measured one and their ratio (implies --layers)")
-    r.add_argument("--top", type=int, default=10, help="layers of the --roofline table, costliest measured first "
+    r.add_argument("--top", type=positive_int, default=10, help="layers of the --roofline table, costliest measured first "
                                                        "(default 10)")
     r.add_argument("--tf32", action="store_true", help="--roofline: float32 matrix products run as TF32")
     r.add_argument("--plot", metavar="FILE", help="--roofline: write the roofline plot with the measured points "
@@ -271,7 +274,7 @@ def run(args) -> int:
                             layer_iterations=max(1, args.layer_iterations))
         rows.append(row)
         for w in m.warnings:
-            print(f"warning: {case.spec}: {w}", file=sys.stderr)
+            print(visible(f"warning: {case.spec}: {w}"), file=sys.stderr)
         if m.layers is not None:
             m.layers.convention = opts.convention
             profiles.append((row, m.layers))

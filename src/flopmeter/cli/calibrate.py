@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..bench.devices import normalise, save_local, table as device_table
+from ..bench.devices import check_cache_dir, normalise, save_local, table as device_table
 from ..errors import InputError
+from .argtypes import non_empty, positive_float, positive_int
 from .common import add_output_options, note, output_format, progress, write_output
 
 
@@ -16,13 +17,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flopmeter calibrate",
                                 description="Measure this machine and save it as the device spec 'local'.")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="what to measure (default cpu)")
-    p.add_argument("--threads", type=int, help="CPU threads to time with (default: torch.get_num_threads())")
-    p.add_argument("--dtypes", help="comma-separated matmul dtypes (default cpu: fp32,bf16,fp16; "
+    p.add_argument("--threads", type=positive_int, help="CPU threads to time with (default: torch.get_num_threads())")
+    p.add_argument("--dtypes", type=non_empty, help="comma-separated matmul dtypes (default cpu: fp32,bf16,fp16; "
                                     "cuda: fp32,tf32,bf16,fp16,fp8,int8)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall (default) or cpu: the process's CPU time, so that waiting for a core another job "
                         "holds does not count (shared machines; needs --threads 1)")
-    p.add_argument("--min-run-time", type=float, default=0.5,
+    p.add_argument("--min-run-time", type=positive_float, default=0.5,
                    help="seconds of timing per measurement (torch.utils.benchmark blocked_autorange)")
     add_output_options(p)
     return p
@@ -55,8 +56,9 @@ def run(args) -> int:
     from ..render.tables import Table
 
     if args.threads is not None and args.threads <= 0:
-        raise InputError(f"--threads must be positive, got {args.threads}")
+        raise InputError(f"--threads must be positive, got {args.threads}", hint="e.g. --threads 4")
     dtypes = tuple(d.strip() for d in args.dtypes.split(",")) if args.dtypes else None
+    check_cache_dir()          # before minutes of timing, not after
     with progress(f"timing matrix products, copies and small ops on {args.device} …"):
         spec = calibrate(args.device, dtypes=dtypes, threads=args.threads, min_run_time=args.min_run_time,
                          clock=args.clock)

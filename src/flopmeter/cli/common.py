@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +17,10 @@ from ..cost import CONVENTIONS
 from ..errors import InputError, ModelForwardError, did_you_mean
 from ..frontends import FORMS, InputRequest, Resolved, resolve
 from ..report import Report
+from ..trace.checks import free_memory
 from ..trace.io import SUFFIX as TRACE_SUFFIX
+from ..render.escape import visible, visible_text
+from .argtypes import non_empty, positive_int
 
 DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,
           "bfloat16": torch.bfloat16, "float64": torch.float64, "int64": torch.int64, "long": torch.int64,
@@ -54,9 +55,9 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input", action="append", metavar="SHAPE[:DTYPE]",
                    help="an input's shape such as 1x3x224x224 or 1x128:int64 (repeat for several inputs); "
                         "for an ONNX file NAME=1x3x224x224 binds a named input")
-    g.add_argument("--batch", type=int, help="batch size (replaces the first dimension of every input)")
-    g.add_argument("--seq-len", type=int, help="sequence length for hf: text models (default 128)")
-    g.add_argument("--dtype", help="model and input dtype: float32, float16, bfloat16, …")
+    g.add_argument("--batch", type=positive_int, help="batch size (replaces the first dimension of every input)")
+    g.add_argument("--seq-len", type=positive_int, help="sequence length for hf: text models (default 128)")
+    g.add_argument("--dtype", type=non_empty, help="model and input dtype: float32, float16, bfloat16, …")
     g.add_argument("--device", default=None, choices=("cpu", "cuda", "meta"), metavar="{cpu,cuda}",
                    help="device the count pretends to run on (fake tensors need no GPU), or runs on in real mode; "
                         "default cpu")
@@ -95,7 +96,7 @@ def add_output_options(p) -> None:
 def input_request(args) -> InputRequest:
     for flag, value in (("--batch", args.batch), ("--seq-len", args.seq_len)):
         if value is not None and value <= 0:
-            raise InputError(f"{flag} must be positive, got {value}")
+            raise InputError(f"{flag} must be positive, got {value}", hint=f"e.g. {flag} 8")
     dtype = parse_dtype(args.dtype) if args.dtype else None
     if dtype is not None and not dtype.is_floating_point:
         raise InputError(f"--dtype sets the model's (floating-point) dtype; {args.dtype} is not one",
@@ -116,7 +117,7 @@ def progress(message: str):
 
 
 def note(message: str) -> None:
-    print(f"note: {message}", file=sys.stderr)
+    print(f"note: {visible(message)}", file=sys.stderr)
 
 
 def count_spec(spec: str, args, analyse=None):
@@ -208,7 +209,8 @@ def onnx_input_shapes(texts) -> dict | list | None:
         else:
             ordered.append(shape)
     if named and ordered:
-        raise InputError("give every --input by name (NAME=SHAPE) or none of them")
+        raise InputError("give every --input by name (NAME=SHAPE) or none of them",
+                         hint="e.g. --input ids=1x128 --input mask=1x128, or --input 1x128 --input 1x128 in input order")
     return named or ordered or None
 
 
@@ -249,21 +251,6 @@ def _count_onnx(spec: str, args):
         return count_onnx(spec, onnx_input_shapes(args.input), batch=args.batch, options=options)
 
 
-def free_memory() -> int | None:
-    """Bytes of memory available to a new allocation on this machine (Linux MemAvailable)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def weight_bytes(model: torch.nn.Module) -> int:
     """Bytes of the model's unique parameters and buffers (readable on the meta device)."""
     seen = {id(t): t for t in (*model.parameters(), *model.buffers())}
@@ -290,7 +277,8 @@ def _analyse(resolved: Resolved, base: Options, mode: str, analyse, force: bool 
         torch.manual_seed(0)
         if mode == "real" and any(t.device.type == "meta" for t in model.parameters()):
             if resolved.rebuild is None:
-                raise InputError("this model has no weights to run in real mode")
+                raise InputError("this model has no weights to run in real mode",
+                                 hint="count it in fake mode (the default), which needs no weights")
             check_fits(resolved, force)
             model = resolved.rebuild()
         device = torch.device(base.device or "cpu") if mode == "real" else torch.device("meta")
@@ -311,48 +299,23 @@ def _analyse(resolved: Resolved, base: Options, mode: str, analyse, force: bool 
 
 
 def write_output(text: str, path: str | None) -> None:
-    """Print, or write to PATH atomically (a failed write leaves no half-written file).
+    """Print (``path`` None or ``-``), or write to PATH as :func:`flopmeter.files.write_file` does:
+    a regular file is replaced atomically (a new one gets the user's umask, an existing one keeps
+    its mode), a device, FIFO or ``/dev/stdout`` is written in place. Unwritable targets are one InputError."""
+    from ..files import write_file, write_stdout
 
-    A new file gets the mode the user's umask gives (0644 under umask 022), as ``open``
-    would; an existing file keeps its mode. Unwritable targets are one InputError."""
+    text = visible_text(text)          # no raw control characters from model names (JSON is escaped already)
+    text = text if text.endswith("\n") else text + "\n"
     if path is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise InputError(f"cannot write {path}: it is a directory", hint=f"name a file, e.g. {target / 'report.json'}")
-    if not target.parent.is_dir():
-        what = "is not a folder" if target.parent.exists() else "does not exist"
-        raise InputError(f"cannot write {path}: folder {target.parent} {what}", hint="give -o a path in an existing folder")
-    try:
-        mode = target.stat().st_mode & 0o7777 if target.is_file() else 0o666 & ~_umask()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}",
-                         hint="give -o a path in a folder you can write to") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text if text.endswith("\n") else text + "\n")
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)     # the only portable way to read it is to set it
-    os.umask(mask)
-    return mask
+        write_stdout(text)
+    else:
+        write_file(path, text, hint="give -o a path in a folder you can write to")
 
 
 def output_format(fmt: str | None, path: str | None) -> str:
     if fmt:
         return fmt
-    if path:
+    if path and path != "-":
         from ..render import RENDERERS, format_of_suffix
         fmt = format_of_suffix(Path(path).suffix)
         if fmt is None:

@@ -13,9 +13,10 @@ from ..render.tables import Table
 from ..render.units import ParamCount
 from ..report.model import tensor_dict
 from ..report.schema import READABLE
+from .argtypes import non_negative_float
 from .common import add_input_options, add_output_options, count_spec, output_format, write_output
 from .perunit import add_per_unit_options, per_unit
-from .reportcheck import check_report, check_threshold
+from .reportcheck import CHECKED_CONVENTIONS, check_op_rows, check_report, check_threshold
 
 
 def compare_parser() -> argparse.ArgumentParser:
@@ -35,7 +36,7 @@ def diff_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", choices=("module", "op"), default="module",
                    help="changes listed per module (default) or per op type (needs traces or reports written "
                         "with --view ops)")
-    p.add_argument("--threshold", type=float, default=0.0,
+    p.add_argument("--threshold", type=non_negative_float, default=0.0,
                    help="allowed growth in percent before the exit status is 1 (default 0)")
     add_output_options(p)
     return p
@@ -43,7 +44,7 @@ def diff_parser() -> argparse.ArgumentParser:
 
 def _emit(table: Table, fmt: str, raw: bool, output: str | None, as_json) -> None:
     from ..render import get_renderer
-    text = json.dumps(as_json, indent=2) if fmt == "json" else get_renderer(fmt).table(table, raw)
+    text = json.dumps(as_json, indent=2, allow_nan=False) if fmt == "json" else get_renderer(fmt).table(table, raw)
     write_output(text, output)
 
 
@@ -64,6 +65,13 @@ def run_compare(args) -> int:
     return 0
 
 
+_REPORT_HINT = "diff compares JSON reports written by flopmeter: flopmeter SPEC -o report.json"
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a count")
+
+
 def _load(path: str) -> dict:
     from ..trace.io import SUFFIX
     if path.endswith(SUFFIX):
@@ -71,33 +79,44 @@ def _load(path: str) -> dict:
         from ..trace.io import load_trace
         return report_from_trace(load_trace(path)).to_dict(ops=True)
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_no_constant)
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}",
+                         hint="give diff the path of a JSON report (flopmeter SPEC -o report.json)") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})", hint=_REPORT_HINT) from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not JSON: {exc}") from None
+        raise InputError(f"{path} is not JSON: {exc}", hint=_REPORT_HINT) from None
+    except RecursionError:
+        raise InputError(f"{path} is nested too deeply to be a report", hint=_REPORT_HINT) from None
+    except ValueError as exc:          # a number past Python's digit limit, NaN or Infinity
+        raise InputError(f"{path} holds a number a report cannot: {str(exc)[:80]}", hint=_REPORT_HINT) from None
     if not isinstance(data, dict) or data.get("schema") not in READABLE:
         found = data.get("schema") if isinstance(data, dict) else None
         raise InputError(f"{path} is not a flopmeter report ({' or '.join(READABLE)})"
                          + (f": its schema is '{found}'" if isinstance(found, str) else ""),
                          hint="write one with: flopmeter SPEC -o report.json")
     check_report(data, path)
+    if "ops" in data:
+        check_op_rows(data, path)
     return data
 
 
 def _figures(d: dict) -> dict[str, int]:
     t = d["totals"]
     figures = {"params": d["params"]["count"], "MACs": t["macs"]}
-    figures.update({f"FLOPs ({k})": v for k, v in t["flops_by_convention"].items()})
+    figures.update({f"FLOPs ({k})": t["flops_by_convention"][k] for k in CHECKED_CONVENTIONS})
     figures.update({"bytes read": t["bytes_read"], "bytes written": t["bytes_written"],
                     "unsupported calls": sum(d["unsupported"].values())})
     return figures
 
 
-def _modules(node: dict, out: dict) -> dict:
-    out[node["path"]] = node["total"]["macs"]
-    for child in node["children"]:
-        _modules(child, out)
+def _modules(root: dict, out: dict) -> dict:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        out[node["path"]] = node["total"]["macs"]
+        stack.extend(node["children"])
     return out
 
 
@@ -112,10 +131,19 @@ def _ops(d: dict, path: str) -> dict:
     return out
 
 
-def _change(old: int, new: int) -> float:
+def _change(old: int, new: int) -> float | None:
+    """Growth in percent; None for a figure that grew from 0 (no percentage exists)."""
     if old == new:
         return 0.0
-    return float("inf") if old == 0 else 100.0 * (new - old) / old
+    return None if old == 0 else 100.0 * (new - old) / old
+
+
+def _grew_past(pct: float | None, threshold: float) -> bool:
+    return pct is None or pct > threshold
+
+
+def _shown(pct: float | None) -> str:
+    return "new" if pct is None else f"{pct:+.2f}%"
 
 
 def run_diff(args) -> int:
@@ -128,9 +156,9 @@ def run_diff(args) -> int:
     for name, before in _figures(old).items():
         after = _figures(new)[name]
         pct = _change(before, after)
-        if pct > args.threshold:
+        if _grew_past(pct, args.threshold):
             grown.append(name)
-        table.rows.append([name, before, after, f"{pct:+.2f}%"])
+        table.rows.append([name, before, after, _shown(pct)])
         rows.append({"figure": name, "old": before, "new": after, "change_percent": pct})
     if args.by == "op":
         old_parts, new_parts = _ops(old, args.old), _ops(new, args.new)
@@ -140,7 +168,7 @@ def run_diff(args) -> int:
         before, after = old_parts.get(part, 0), new_parts.get(part, 0)
         if before != after and part:
             pct = _change(before, after)
-            table.rows.append([f"  MACs of {part}", before, after, f"{pct:+.2f}%"])
+            table.rows.append([f"  MACs of {part}", before, after, _shown(pct)])
             rows.append({"figure": f"MACs of {part}", "old": before, "new": after, "change_percent": pct})
     _emit(table, fmt, args.raw, args.output, {"threshold_percent": args.threshold, "grown": grown, "rows": rows})
     if grown:

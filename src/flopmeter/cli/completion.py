@@ -18,7 +18,7 @@ import sys
 def spec_completer(prefix: str, **_) -> list[str]:
     """Candidates for a SPEC (or, as the first word, a subcommand)."""
     from ..frontends.hf import builtin_names
-    from . import SUBCOMMANDS
+    from . import COMMANDS
     if prefix.startswith("hf:"):
         return [f"hf:{n}" for n in builtin_names()]
     if prefix.startswith("torchvision:"):
@@ -29,15 +29,13 @@ def spec_completer(prefix: str, **_) -> list[str]:
         return [f"timm:{n}" for n in timm.list_models(prefix[5:] + "*")]
     from argcomplete.completers import FilesCompleter
     files = [f for f in FilesCompleter()(prefix) if f.endswith(("/", ".py", ".pt2", ".pt", ".pth", ".ts", ".jit"))]
-    return [*SUBCOMMANDS, "torchvision:", "timm:", "hf:", *files]
+    return [*COMMANDS, "torchvision:", "timm:", "hf:", *files]
 
 
 def parser_for(words: list[str]):
     """The parser that will read this command line: a subcommand's, or the count command's."""
-    from . import SUBCOMMANDS, count
-    if len(words) > 1 and words[1] in SUBCOMMANDS:
-        return SUBCOMMANDS[words[1]][0]()
-    return count.parser()
+    from . import COMMANDS, command
+    return command(words[1] if len(words) > 1 and words[1] in COMMANDS else "count")[0]()
 
 
 def complete(output_stream=None, exit_method=os._exit) -> None:

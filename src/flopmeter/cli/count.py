@@ -8,6 +8,7 @@ import sys
 from .. import __version__
 from ..errors import InputError
 from ..render.tables import VIEWS
+from .argtypes import prompt_plus_new, tree_depth
 from .common import (FORMS, add_input_options, add_output_options, add_training_options, count_spec, output_format,
                      write_output)
 from .memory import add_memory_options, count_with_memory, memory_asked
@@ -16,21 +17,21 @@ from .perunit import add_per_unit_options, per_unit
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="flopmeter", description="Exact parameters, MACs and FLOPs of a PyTorch model.",
-        epilog="other commands: 'flopmeter compare SPEC SPEC …', 'flopmeter diff OLD.json NEW.json', "
-               "'flopmeter explain SPEC PATH', 'flopmeter scaling SPEC --seq-len A:B'")
+        prog="flopmeter count", description="Exact parameters, MACs and FLOPs of a PyTorch model "
+                                            "('flopmeter SPEC' is short for 'flopmeter count SPEC').",
+        epilog="'flopmeter --help' lists the other commands")
     p.add_argument("spec", help=f"the model: {FORMS}")
     add_input_options(p)
     add_memory_options(p)
     add_training_options(p)
-    p.add_argument("--generate", metavar="PROMPT+NEW",
+    p.add_argument("--generate", type=prompt_plus_new, metavar="PROMPT+NEW",
                    help="hf: decoders: count the prefill of PROMPT tokens and the decode of NEW tokens with the KV cache")
     out = p.add_argument_group("output")
     out.add_argument("--view", choices=VIEWS, default="tree",
                      help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op; "
                           "memory: live-bytes timeline and per-module peaks")
     out.add_argument("--ops", action="store_const", const="ops", dest="view", help="same as --view ops")
-    out.add_argument("--depth", type=int, help="depth of the tree view in table, md and csv (default 2; -1 for all)")
+    out.add_argument("--depth", type=tree_depth, help="depth of the tree view in table, md and csv (default 2; -1 for all)")
     out.add_argument("--save-trace", metavar="FILE.fmtrace",
                      help="also save the recorded trace (re-cost or re-render it later with 'flopmeter FILE.fmtrace')")
     add_per_unit_options(out)
@@ -90,7 +91,8 @@ def _refuse_for_generate(args) -> None:
         raise InputError(f"--generate runs a Hugging Face decoder's prefill and decode steps; {args.spec} is {what}",
                          hint="give the model as hf:CONFIG, e.g. hf:llama-7b --generate 512+128")
     refusals = [
-        (args.train, "--train", "--generate counts inference; it does not combine with --train", None),
+        (args.train, "--train", "--generate counts inference; it does not combine with --train",
+         "drop --train, or drop --generate to count a training step"),
         (args.input, "--input", "--generate makes its own token ids (BATCH × PROMPT)",
          "set the batch with --batch and the prompt with --generate PROMPT+NEW"),
         (args.seq_len is not None or args.context is not None, "--seq-len/--context",
@@ -123,11 +125,7 @@ def _generate(args, fmt: str) -> int:
     from ..render import get_renderer
     from .common import input_request, note, progress
 
-    prompt, _, new = args.generate.partition("+")
-    try:
-        prompt, new = int(prompt), int(new)
-    except ValueError:
-        raise InputError(f"cannot read --generate '{args.generate}'", hint="write it as PROMPT+NEW, e.g. 512+128") from None
+    prompt, new = args.generate
     _refuse_for_generate(args)
     budget = None
     if args.weights or args.fits or args.max_batch:

@@ -14,6 +14,7 @@ from dataclasses import replace
 import torch
 
 from ..errors import InputError, ModelForwardError
+from .argtypes import non_empty, positive_int
 
 
 def add_memory_options(p: argparse.ArgumentParser) -> None:
@@ -21,12 +22,12 @@ def add_memory_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--memory", action="store_true",
                    help="also analyse memory: weights, the activation peak and where, the KV cache "
                         "(a memory column in the tree and keras views)")
-    g.add_argument("--weights", metavar="FORMAT",
+    g.add_argument("--weights", type=non_empty, metavar="FORMAT",
                    help="weights as stored (default) or in float32, bfloat16, float16, float8, int8, int4 "
                         "(packed, fp16 scale per 128 values; int4:64 for groups of 64)")
-    g.add_argument("--context", type=int, metavar="N",
+    g.add_argument("--context", type=positive_int, metavar="N",
                    help="hf: decoders: a prefill of N tokens (sets --seq-len); the KV cache at N tokens")
-    g.add_argument("--fits", metavar="BUDGET", help="does the forward fit: a size (80GB, 24GiB) or a device (H100)")
+    g.add_argument("--fits", type=non_empty, metavar="BUDGET", help="does the forward fit: a size (80GB, 24GiB) or a device (H100)")
     g.add_argument("--max-batch", action="store_true",
                    help="the largest batch that fits --fits (and, for hf: decoders, the longest context), "
                         "from a few fake traces")
@@ -49,7 +50,7 @@ def check_memory_args(args) -> None:
         raise InputError("--max-batch needs a budget", hint="add --fits 80GB (or a device such as --fits H100)")
     if args.context is not None:
         if args.context <= 0:
-            raise InputError(f"--context must be positive, got {args.context}")
+            raise InputError(f"--context must be positive, got {args.context}", hint="e.g. --context 4096")
         if not args.spec.startswith("hf:"):
             raise InputError("--context is the prompt length of an hf: decoder",
                              hint="for other models give the input's shape with --input")

@@ -15,6 +15,7 @@ from ..bench.roofline import Roofline, decode_estimate, kv_bytes_per_token, roof
 from ..errors import InputError
 from ..render.tables import Table
 from ..trace.io import SUFFIX as TRACE_SUFFIX
+from .argtypes import non_empty, positive_int, tree_depth
 from .common import add_input_options, add_output_options, count_spec, output_format, write_output
 
 VIEWS = ("tree", "layers", "ops")
@@ -24,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flopmeter roofline",
                                 description="Predicted latency per module on a device (roofline).")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--device-spec", required=True, metavar="NAME",
+    p.add_argument("--device-spec", type=non_empty, required=True, metavar="NAME",
                    help="h100, h100-pcie, h200, a100, a100-40gb, l4, l40s, rtx-4090, rtx-3090, t4, v100, mi300x, … "
                         "(loose names); 'local' after flopmeter calibrate; or a spec .json file")
     p.add_argument("--tf32", action="store_true", help="float32 matrix products run as TF32 (the device's tf32 peak)")
@@ -33,9 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-overhead", action="store_true", help="leave out the calibrated per-op overhead")
     p.add_argument("--view", choices=VIEWS, default=None,
                    help="tree: modules to --depth (default); layers: the costliest leaf modules; ops: the costliest ops")
-    p.add_argument("--depth", type=int, default=None, help="tree depth (default 2, -1 for all)")
-    p.add_argument("--top", type=int, default=None, help="rows of the layers and ops views (default 20)")
-    p.add_argument("--context", type=int, help="hf: decoders: context length of the decode estimate (default --seq-len)")
+    p.add_argument("--depth", type=tree_depth, default=None, help="tree depth (default 2, -1 for all)")
+    p.add_argument("--top", type=positive_int, default=None, help="rows of the layers and ops views (default 20)")
+    p.add_argument("--context", type=positive_int, help="hf: decoders: context length of the decode estimate (default --seq-len)")
     p.add_argument("--plot", metavar="FILE", help="write the roofline plot (.png, .svg, .pdf; the plots extra)")
     add_input_options(p)
     add_output_options(p)
@@ -127,7 +128,7 @@ def run(args) -> int:
     device = get_device(args.device_spec)          # a misspelt device fails before the model is built
     for flag, value in (("--top", args.top), ("--context", args.context)):
         if value is not None and value <= 0:
-            raise InputError(f"{flag} must be positive, got {value}")
+            raise InputError(f"{flag} must be positive, got {value}", hint=f"e.g. {flag} 20")
     seen = {}
 
     def analyse(model, *inputs, **kwargs):

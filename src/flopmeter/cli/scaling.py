@@ -11,6 +11,7 @@ import torch
 from ..errors import InputError
 from ..render.tables import Table
 from ..scaling import Scaling, scan, size_range
+from .argtypes import tree_depth
 from .common import FORMS, add_input_options, add_output_options, count_spec, input_request, output_format, \
     progress, write_output
 
@@ -29,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
                        help="sequence lengths to count at (hf: text models), e.g. 128:8192")
     sizes.add_argument("--input-size", dest="size_range", metavar="START:END",
                        help="side of a square image input (H = W), e.g. 64:512")
-    p.add_argument("--depth", type=int, default=2, help="module tree depth in the table (default 2; -1 for all)")
+    p.add_argument("--depth", type=tree_depth, default=2, help="module tree depth in the table (default 2; -1 for all)")
     add_output_options(p)
     p.set_defaults(seq_len=None)
     return p

@@ -5,7 +5,8 @@
   model counts too (``KERAS_BACKEND`` defaults to ``torch`` for the file);
 - ``model.pt2`` — a ``torch.export`` ExportedProgram, with its own example inputs;
 - ``model.pt`` / ``.pth`` / ``.ts`` — a TorchScript archive (counted in real mode), or a whole
-  pickled model, which is loaded only with ``--trust-pickle`` (unpickling runs code).
+  pickled model; both are loaded only with ``--trust-pickle`` (unpickling runs code, and a
+  TorchScript archive's methods are code that loading and counting it run).
   A checkpoint holding only weights is not a model: use a ``file.py:factory``.
 
 Options are honoured or refused, never ignored: ``--batch`` resizes the model's own example
@@ -36,6 +37,8 @@ from .pt2 import check_pt2, module_tree
 from .usercode import check_no_arguments, first_line as _first_line, user_code_error
 
 FILE_FORMS = "a torch.export .pt2, a TorchScript .pt, or path/to/file.py:FUNCTION"
+TORCHSCRIPT_TRUST_HINT = ("if you trust this file, add --trust-pickle (trust_pickle=True from Python); a TorchScript "
+                          "archive is code, as a pickle is")
 
 
 def _inputs_from_shapes(req: InputRequest):
@@ -103,7 +106,8 @@ def python_factory(path: str, func: str, req: InputRequest) -> Resolved:
     model, example = (made if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module)
                       else (made, None))
     if not isinstance(model, nn.Module):
-        raise InputError(f"{path}:{func} returned {type(model).__name__}, not a torch.nn.Module")
+        raise InputError(f"{path}:{func} returned {type(model).__name__}, not a torch.nn.Module",
+                         hint=f"return the module from {func}() (or a (module, inputs) pair)")
     name = f"{file.name}:{func}"
     refuse_seq_len(req, name)
     if not is_keras(model):     # a Keras layer takes `training` per call (inference by default), not torch's flag
@@ -122,7 +126,8 @@ def _existing(path: str) -> Path:
     if file.is_dir():
         raise InputError(f"{path} is a directory, not a file", hint=f"give the file inside it: {FILE_FORMS}")
     if not file.is_file():
-        raise InputError(f"no such file: {path}")
+        raise InputError(f"no such file: {path}",
+                         hint="check the path (FILE.py:FUNCTION names a factory in a Python file)")
     return file
 
 
@@ -151,9 +156,9 @@ def saved_model(path: str, req: InputRequest, trust_pickle: bool = False) -> Res
             make = _own_inputs(*(program.example_inputs or ((), {})), req, file.name)
         return Resolved(file.name, model, make)
     if _is_torchscript(file):
-        if trust_pickle:
-            raise refuse("--trust-pickle", f"is not needed: {file.name} is a TorchScript archive, which loads "
-                         "without unpickling code", hint="leave --trust-pickle out")
+        if not trust_pickle:     # its scripted methods run while it loads (__setstate__) and while it is counted
+            raise InputError(f"{file.name} is a TorchScript archive: it holds its own code, which loading and "
+                             "counting it would run", hint=TORCHSCRIPT_TRUST_HINT)
         try:
             model = torch.jit.load(str(file), map_location="cpu")
         except Exception as exc:  # noqa: BLE001  (a damaged archive)

@@ -18,7 +18,8 @@ import torch
 from ..errors import InputError
 from .base import (InputRequest, Resolved, build_on_meta, default_dtype, import_optional, refuse, refuse_seq_len,
                    shaped_inputs, tensor, unknown_name)
-from .hfcheck import build_error, check_config, config_error, model_class
+from .hfcheck import build_error, check_config, config_error, model_class, quiet_transformers
+from .usercode import first_line
 
 CONFIGS = Path(__file__).with_name("configs")
 DEFAULT_SEQ_LEN = 128
@@ -79,9 +80,10 @@ def hf_model(spec: str, req: InputRequest) -> Resolved:
     transformers = import_optional("transformers", "hf")
     path = _config_path(spec)
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}", hint="give a Hugging Face config.json") from None
+        raw = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:    # unreadable, bad JSON or UTF-8, too deep, too long a number
+        raise InputError(f"cannot read {path}: {type(exc).__name__}: {first_line(exc)[:200]}",
+                         hint="give a Hugging Face config.json (one JSON object, UTF-8)") from None
     check_config(raw, path)
     stored = _config_dtype(raw)
     dtype = req.dtype or stored or torch.float32
@@ -89,13 +91,14 @@ def hf_model(spec: str, req: InputRequest) -> Resolved:
     if model_type is None:
         raise InputError(f"{path} has no 'model_type'", hint="is it a Hugging Face config.json?")
     try:
-        config = transformers.AutoConfig.for_model(model_type, **raw)
-    except (ValueError, KeyError, TypeError) as exc:
+        with quiet_transformers():
+            config = transformers.AutoConfig.for_model(model_type, **raw)
+    except Exception as exc:  # noqa: BLE001  (transformers' own validation: wrong types, sizes that do not divide)
         raise config_error(exc, model_type, path, transformers) from None
     cls = model_class(config, path, transformers)
 
     def factory():
-        with default_dtype(dtype):
+        with quiet_transformers(), default_dtype(dtype):
             model = cls(config) if cls is not None else transformers.AutoModel.from_config(config)
         model = model.eval()
         return model.to(dtype) if dtype != torch.float32 else model

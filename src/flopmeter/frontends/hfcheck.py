@@ -5,6 +5,9 @@ object that asks for no custom code (``auto_map``), sizes and head counts that a
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -17,7 +20,11 @@ DEFAULT_MAX_LAYERS = 1000      # the largest published models have ~130; buildin
 
 _POSITIVE = re.compile(r"^(n_(head|embd|positions|ctx)|d_(model|ff|kv)|.*_heads|hidden_size|intermediate_size|"
                        r"vocab_size|image_size|patch_size|num_channels|max_position_embeddings|head_dim)$")
-_LAYERS = re.compile(r"^(n_layer|.*_layers)$")
+# layer counts: one number (n_layer, num_hidden_layers, encoder_layers; a list under such a name
+# lists layer indices or kinds, not counts) …
+_LAYERS = re.compile(r"^(n_layers?|.*_layers)$")
+# … or per-stage counts (Swin's and ConvNeXt's depths, Funnel's block_sizes), whose sum is the number of layers
+_STAGES = re.compile(r"^(depths?|.*_depths?|block_sizes|block_repeats)$")
 
 
 def max_layers() -> int:
@@ -25,7 +32,8 @@ def max_layers() -> int:
     try:
         return int(text) if text else DEFAULT_MAX_LAYERS
     except ValueError:
-        raise InputError(f"{MAX_LAYERS_ENV}={text!r} is not a whole number") from None
+        raise InputError(f"{MAX_LAYERS_ENV}={text!r} is not a whole number",
+                         hint=f"set {MAX_LAYERS_ENV} to a whole number of layers, e.g. 2000") from None
 
 
 def _int(value) -> bool:
@@ -42,16 +50,51 @@ def check_config(raw, path: Path, limit: int | None = None) -> None:
     if not isinstance(raw.get("model_type"), str):
         raise InputError(f"{path} has no 'model_type'", hint="is it a Hugging Face config.json?")
     limit = max_layers() if limit is None else limit
-    for sub in [raw] + [v for v in raw.values() if isinstance(v, dict)]:     # text_config, vision_config, …
+    for sub in _objects(raw):            # the config and its sub-configs (text_config, vision_config, …)
         for key, value in sub.items():
             if _POSITIVE.match(key) and _int(value) and value <= 0:
                 raise InputError(f"{path}: '{key}' must be positive, got {value}",
                                  hint=f"fix '{key}' in the config")
-            if _LAYERS.match(key) and _int(value) and value > limit:
-                raise InputError(
-                    f"{path} asks for {value:,} layers ('{key}'), more than the {limit:,} flopmeter builds "
-                    "without asking (building and counting takes milliseconds per layer)",
-                    hint=f"to count it anyway, set {MAX_LAYERS_ENV}={value} in the environment")
+            if _STAGES.match(key) or _LAYERS.match(key) and not isinstance(value, list):
+                _check_layers(key, value, path, limit)
+
+
+def _objects(raw: dict):
+    """Every JSON object in the config, outermost first (no recursion: a file can nest deeply)."""
+    stack = [raw]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            yield value
+            stack.extend(v for v in value.values() if isinstance(v, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, (dict, list)))
+
+
+def _check_layers(key: str, value, path: Path, limit: int) -> None:
+    """A layer count (a number, or a list of per-stage numbers) that is whole, not negative,
+    and at most ``limit`` in all."""
+    counts = value if isinstance(value, list) else [value]
+    if any(isinstance(c, float) for c in counts) or isinstance(value, list) and not all(_int(c) for c in counts):
+        raise InputError(f"{path}: '{key}' must be a whole number of layers{' per stage' * isinstance(value, list)}, "
+                         f"got {json_text(value)}", hint=f"fix '{key}' in the config")
+    counts = [c for c in counts if _int(c)]       # other kinds of value: transformers' own checks decide
+    total = sum(counts)
+    if any(c < 0 for c in counts):
+        raise InputError(f"{path}: '{key}' must not be negative, got {json_text(value)}",
+                         hint=f"fix '{key}' in the config")
+    if total > limit:
+        shown = f"{total:,}" if total < 10**18 else "more than 10^18"
+        raise InputError(
+            f"{path} asks for {shown} layers ('{key}'), more than the {limit:,} flopmeter builds "
+            "without asking (building and counting takes milliseconds per layer)",
+            hint=f"to count it anyway, set {MAX_LAYERS_ENV}={total if total < 10**18 else 'N'} in the environment")
+
+
+def json_text(value, width: int = 60) -> str:
+    """A config value as JSON, cut to ``width`` characters (a value from a file can be huge)."""
+    text = json.dumps(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def config_error(exc: Exception, model_type: str, path: Path, transformers) -> InputError:
@@ -60,8 +103,47 @@ def config_error(exc: Exception, model_type: str, path: Path, transformers) -> I
         return InputError(f"{path}: unknown model_type '{model_type}' ({len(known)} types are known to "
                           f"transformers {transformers.__version__})",
                           hint=did_you_mean(model_type, known, n=3, otherwise="check the spelling of 'model_type'"))
-    return InputError(f"transformers cannot build a '{model_type}' config from {path}: {first_line(exc)[:300]}",
-                      hint="check the config's keys and values")
+    cause = _innermost(exc)
+    return InputError(f"transformers cannot build a '{model_type}' config from {path}: {type(cause).__name__}: "
+                      f"{first_line(cause)[:300]}", hint=_value_hint(cause))
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The error under transformers' validation wrappers (huggingface_hub's StrictDataclass…Error
+    says only which field or check failed; its cause says why)."""
+    for _ in range(8):
+        if exc.__cause__ is None:
+            break
+        exc = exc.__cause__
+    return exc
+
+
+def _value_hint(exc: BaseException) -> str:
+    text = str(exc)
+    if "multiple" in text or "divisible" in text:
+        return "make hidden_size a multiple of num_attention_heads (and of the key/value heads)"
+    field = re.search(r"Field '(\w+)' expected (\w+)", text)
+    if field:
+        return f"write '{field[1]}' as a JSON {_JSON_TYPES.get(field[2], field[2])} in the config"
+    return "check the config's keys and values"
+
+
+_JSON_TYPES = {"int": "whole number", "float": "number", "str": "string", "bool": "true or false",
+               "list": "list", "dict": "object"}
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' logger silenced while it checks a config and builds a model (its warnings
+    about the config's values become flopmeter's one error, or are of no use to a count);
+    its level is put back afterwards."""
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def model_class(config, path: Path, transformers):
@@ -88,6 +170,9 @@ def _raise(exc: Exception):
 
 
 def build_error(exc: Exception, path: Path) -> InputError:
-    return InputError(f"transformers cannot build the model of {path}: {type(exc).__name__}: {first_line(exc)[:300]}",
-                      hint="check the config's values: sizes and head counts positive, hidden_size divisible by "
-                           "num_attention_heads")
+    cause = _innermost(exc)
+    hint = _value_hint(cause)
+    return InputError(f"transformers cannot build the model of {path}: {type(cause).__name__}: {first_line(cause)[:300]}",
+                      hint=hint if hint != "check the config's keys and values" else
+                      "check the config's values: sizes and head counts positive, hidden_size divisible by "
+                      "num_attention_heads")

@@ -8,6 +8,7 @@ MACs and parameters from its ``.onnx`` file as from its ``nn.Module``.
 
 from __future__ import annotations
 
+from ..errors import expect_type
 from ..report import Report, build_report
 from .onnx_shapes import bind, infer, load
 from .onnx_trace import build_trace
@@ -34,8 +35,14 @@ def count_onnx(model, input_shapes=None, *, batch: int | None = None, options=No
     :class:`flopmeter.Options` (its ``convention``, ``strict``, ``registry`` and ``causal``
     apply; ``mode`` and ``device`` do not, nothing runs).
     """
-    from ..api import Options
-    options = options or Options()
+    import os
+
+    from ..api import _options
+    options = _options(options, "count_onnx")
+    if not isinstance(model, (str, os.PathLike)) and type(model).__name__ != "ModelProto":
+        expect_type(model, (str, os.PathLike), "count_onnx(model)", "a path to a .onnx file or an onnx.ModelProto")
+    if batch is not None:
+        expect_type(batch, int, "count_onnx(batch)", "a positive int or None")
     trace = trace_onnx(model, input_shapes, batch=batch)
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)
     report = build_report(trace, registry=options.registry, convention=options.convention, strict=options.strict,

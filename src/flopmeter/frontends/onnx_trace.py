@@ -120,14 +120,13 @@ def _constants(g) -> tuple[set[str], dict[str, float]]:
     """Outputs of Constant nodes that are all zeros (a bias of zeros is no bias: PyTorch's
     exporter gives a bias-free convolution an explicit zero bias), and the values of scalar
     ones (a Pow's exponent)."""
-    from onnx import numpy_helper
+    from .onnx_shapes import small_array
     zeros, scalars = set(), {}
     for n in g.node:
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            t = n.attribute[0].t
-            if t.data_location == t.EXTERNAL:
+            a = small_array(n.attribute[0].t, limit=None)     # None: external data (never read) or no data
+            if a is None:
                 continue
-            a = numpy_helper.to_array(t)
             if not a.any():
                 zeros.add(n.output[0])
             if a.size == 1 and a.dtype.kind in "fiu":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -22,6 +23,13 @@ from ..errors import InputError
 
 _PLAIN = {"archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id"}
 _TRUST_HINT = "if you trust this file, add --trust-pickle (loading it may run code from it)"
+_AGAIN = "write the archive again with torch.export.save"
+# torch.export.save stores members uncompressed, so their declared sizes add up to about the file's
+# size; 20 times the file leaves room for compressed metadata and stops a zip bomb before it inflates
+MAX_INFLATION = 20
+MAX_MEMBERS = 100_000          # one member per weight and constant: a 6,000-layer stack has some 50,000
+# the JSON and sample-input members read here: example inputs of a few MB, metadata of a few KB per op
+MAX_READ = 256 << 20
 
 
 def _refuse(file: Path, why: str) -> InputError:
@@ -30,12 +38,12 @@ def _refuse(file: Path, why: str) -> InputError:
 
 def _config(z: zipfile.ZipFile, name: str, file: Path) -> dict:
     try:
-        data = json.loads(z.read(name))
+        data = json.loads(_read(z, name, file))
         config = data["config"]
         if not isinstance(config, dict):
             raise TypeError
         return config
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise InputError(f"{file.name} has an unreadable {name}",
                          hint="write the archive again with torch.export.save") from None
 
@@ -49,9 +57,10 @@ def check_pt2(file: Path, trust_pickle: bool = False) -> None:
         why = "is empty" if file.stat().st_size == 0 else "is not a zip archive"
         raise InputError(f"{file.name} {why}, so it is not a torch.export program ({type(exc).__name__})",
                          hint="write one with torch.export.save(torch.export.export(model, inputs), 'model.pt2')") from None
-    if trust_pickle:
-        return
     with z:
+        _check_sizes(z, file)          # trusted or not: a bomb is no less a bomb
+        if trust_pickle:
+            return
         names = z.namelist()
         roots = {n.split("/", 1)[0] for n in names}
         if len(roots) != 1 or not all("/" in n for n in names):
@@ -77,9 +86,39 @@ def check_pt2(file: Path, trust_pickle: bool = False) -> None:
             if (m.startswith("models/") or m.startswith("data/")) and m.endswith(".json"):
                 continue
             if m.startswith("data/sample_inputs/"):
-                _check_sample_inputs(z.read(name), file)
+                _check_sample_inputs(_read(z, name, file), file)
                 continue
             raise _refuse(file, f"holds '{m}', which is not plain data (pickled objects or compiled code)")
+
+
+def _check_sizes(z: zipfile.ZipFile, file: Path) -> None:
+    """Refuse, from the zip directory alone, an archive whose members declare more bytes than
+    the file can hold: torch.export.load allocates each member's declared size before reading."""
+    infos = z.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise InputError(f"{file.name} has {len(infos):,} members, more than the {MAX_MEMBERS:,} of any exported "
+                         "program", hint=_AGAIN)
+    size = file.stat().st_size
+    declared = sum(i.file_size for i in infos)
+    stored_too_large = [i for i in infos if i.compress_type == zipfile.ZIP_STORED and i.file_size > size]
+    if stored_too_large or declared > MAX_INFLATION * size:
+        name = (stored_too_large or [max(infos, key=lambda i: i.file_size)])[0].filename
+        raise InputError(f"{file.name} declares {declared:,} bytes of contents in {size:,} bytes of file "
+                         f"('{name[:80]}' and others); torch.export.save writes no such archive", hint=_AGAIN)
+
+
+def _read(z: zipfile.ZipFile, name: str, file: Path) -> bytes:
+    """A member's bytes, read up to MAX_READ (zipfile also stops at the declared size)."""
+    try:
+        with z.open(name) as f:
+            data = f.read(MAX_READ + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:      # a damaged member
+        raise InputError(f"{file.name}: cannot read '{name[:80]}': {type(exc).__name__}: {str(exc)[:200]}",
+                         hint=_AGAIN) from None
+    if len(data) > MAX_READ:
+        raise InputError(f"{file.name}: '{name[:80]}' holds more than {MAX_READ:,} bytes, more than the metadata "
+                         "or sample inputs of an exported program", hint=_AGAIN)
+    return data
 
 
 def _check_sample_inputs(data: bytes, file: Path) -> None:

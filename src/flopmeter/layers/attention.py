@@ -132,7 +132,8 @@ def multihead_attention(m: nn.MultiheadAttention, call):
     one add per score to merge them. ``is_causal`` without weights or padding mask runs a
     causal kernel instead of adding ``attn_mask``; it is counted as ``Options(causal=…)`` says."""
     if m.bias_k is not None or m.add_zero_attn:
-        raise NoClosedFormError("no closed form for MultiheadAttention with add_bias_kv or add_zero_attn")
+        raise NoClosedFormError("no closed form for MultiheadAttention with add_bias_kv or add_zero_attn",
+                                hint="the traced ops are still counted; only the closed-form comparison is missing")
     q, k = call.arg(0, "query"), call.arg(1, "key")
     kpm, need = call.arg(3, "key_padding_mask"), bool(call.arg(4, "need_weights", True))
     mask, average = call.arg(5, "attn_mask"), bool(call.arg(6, "average_attn_weights", True))

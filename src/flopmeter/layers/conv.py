@@ -15,7 +15,8 @@ def _setup(m, call, transposed: bool):
     nd = len(m.kernel_size)
     x = call.input
     if x.ndim not in (nd + 1, nd + 2):
-        raise NoClosedFormError(f"{type(m).__name__} expects a {nd + 1}-d or {nd + 2}-d input, got {x!r}")
+        raise NoClosedFormError(f"{type(m).__name__} expects a {nd + 1}-d or {nd + 2}-d input, got {x!r}",
+                                hint="give the layer a batched or unbatched input of the documented rank")
     batched = x.ndim == nd + 2
     w = Work(describe(m), call.describe(), N=x.shape[0] if batched else 1, C_in=m.in_channels,
              C_out=m.out_channels, g=m.groups)

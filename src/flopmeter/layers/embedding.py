@@ -14,7 +14,8 @@ def embedding(m, call):
     """A table of V rows of width d (V·d parameters); looking up n indices does no arithmetic:
     it reads the n indices and the n rows it picks, and writes those rows (bytes only)."""
     if m.max_norm is not None:
-        raise NoClosedFormError("no closed form for Embedding with max_norm (it renormalises rows in place)")
+        raise NoClosedFormError("no closed form for Embedding with max_norm (it renormalises rows in place)",
+                                hint="the traced ops are still counted; only the closed-form comparison is missing")
     ids = call.input
     w = Work(describe(m), call.describe(), V=m.num_embeddings, d=m.embedding_dim, n=ids.numel,
              b_i=ids.dtype.itemsize, b_w=m.weight.element_size())

@@ -62,7 +62,8 @@ def batch_norm(m, call):
 def instance_norm(m, call):
     """Statistics per sample and channel (N·C groups), normalise, affine; parameters 2C (affine)."""
     if m.track_running_stats:
-        raise NoClosedFormError("no closed form for InstanceNorm with track_running_stats=True")
+        raise NoClosedFormError("no closed form for InstanceNorm with track_running_stats=True",
+                                hint="the traced ops are still counted; only the closed-form comparison is missing")
     x = call.input
     w = Work(describe(m), call.describe())
     _elements(w, (1, *x.shape) if x.ndim == m._get_no_batch_dim() else x.shape)     # unbatched: N = 1

@@ -40,7 +40,8 @@ def recurrent(m, call):
     LSTM projection P): layer 1 reads I features, the others D·R; X = I + (L − 1)·D·R sums
     the layer input widths. Between layers, dropout in training costs 2 per element."""
     if isinstance(call.args[0], tuple):
-        raise NoClosedFormError("no closed form for packed sequences")
+        raise NoClosedFormError("no closed form for packed sequences",
+                                hint="the traced ops are still counted; only the closed-form comparison is missing")
     x = call.input
     kind = _kind(m)
     steps, batch = (x.shape[:2][::-1] if m.batch_first else x.shape[:2]) if x.ndim == 3 else (x.shape[0], 1)

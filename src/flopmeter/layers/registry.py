@@ -36,7 +36,8 @@ class LayerCall:
         """The first tensor input."""
         tensors = tensors_in(self.args)
         if not tensors:
-            raise NoClosedFormError("the call has no tensor input")
+            raise NoClosedFormError("the call has no tensor input",
+                                    hint="the traced ops are still counted; only the closed-form comparison is missing")
         return tensors[0]
 
     def arg(self, index: int, name: str, default: Any = None) -> Any:

@@ -50,7 +50,8 @@ def _layer_class(name: str) -> type:
     for t in LAYERS.types():
         if _qualname(t) == name:
             return t
-    raise NoClosedFormError(f"no closed form for {name.rsplit('.', 1)[-1]}")
+    raise NoClosedFormError(f"no closed form for {name.rsplit('.', 1)[-1]}",
+                            hint="the traced ops are still counted; only the closed-form comparison is missing")
 
 
 def standin(trace, path: str) -> nn.Module:

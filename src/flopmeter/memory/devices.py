@@ -46,6 +46,9 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
+MAX_BUDGET = 10**18        # an exabyte; a larger budget is a typo (and overflows the byte count)
+
+
 @dataclass(frozen=True)
 class Budget:
     bytes: int
@@ -61,12 +64,13 @@ def parse_budget(text: str) -> Budget:
     m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([a-z]*)", key)
     if m and m.group(2) in _UNITS:
         value = float(m.group(1)) * _UNITS[m.group(2)]
-        if value > 0:
+        if 0 < value <= MAX_BUDGET:
             return Budget(int(value), f"{text.strip()} = {int(value):,} bytes")
     names = [d.name for d in DEVICES.values()]
     close = did_you_mean(key, DEVICES, fmt="'{}'")
     raise OptionsError(f"cannot read the memory budget '{text}'",
-                       hint=close or f"write a size such as 80GB or 24GiB, or a device: {', '.join(names)}")
+                       hint=close or f"write a size from 1 byte to 1EB such as 80GB or 24GiB, or a device: "
+                                     f"{', '.join(names)}")
 
 
 __all__ = ["DEVICES", "Budget", "MemoryDevice", "parse_budget"]

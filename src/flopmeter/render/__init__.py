@@ -8,10 +8,12 @@ sweeps). Adding a format is one entry.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import OptionsError, did_you_mean
+from .escape import visible_text
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,19 @@ RENDERERS: dict[str, Renderer] = {r.name: r for r in (
     Renderer("json", (".json",), _json_report, _json_table),
     Renderer("html", (".html", ".htm"), _html_report, _html_table),
 )}
+
+
+def _visible(render: Callable[..., str]) -> Callable[..., str]:
+    """A renderer whose text has no raw control characters but newlines and tabs (model names are
+    user data and may hold terminal escape sequences)."""
+    @functools.wraps(render)
+    def rendered(*args, **kwargs) -> str:
+        return visible_text(render(*args, **kwargs))
+    return rendered
+
+
+RENDERERS = {name: r if name == "json" else Renderer(r.name, r.suffixes, _visible(r.report), _visible(r.table))
+             for name, r in RENDERERS.items()}
 
 
 def get_renderer(name: str) -> Renderer:

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from .escape import json_controls, visible
 from .tables import Table, header_items
 from .units import human
 
@@ -44,10 +45,9 @@ def _asset(name: str) -> str:
 def json_for_script(data) -> str:
     """JSON that is safe inside <script type="application/json">: no '<', '>' or '&' left."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                    ("\u2029", "\\u2029")):
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(ch, esc)
-    return text
+    return json_controls(text)
 
 
 def _numeric_leaves(value, prefix: str, out: dict) -> None:
@@ -96,7 +96,7 @@ def flatten_modules(root: dict, per_path: dict[str, dict] | None = None) -> tupl
 
 
 def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(visible(value), quote=True)
 
 
 def bars_svg(labels: list[str], values: list[float], *, width: int = 640, fmt=human) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import MissingDependencyError
 from ..report import Report
+from .escape import visible
 from .tables import Table, cell_text, header_items, view_table
 from .units import human
 
@@ -32,7 +33,7 @@ class FittedTable:
         self.table = table
         raw = raw or table.exact
         self.cells = [[human(c, raw) if isinstance(c, int) else cell_text(c) if isinstance(c, float)
-                       else escape(str(c)) for c in row] for row in table.rows]
+                       else escape(visible(c)) for c in row] for row in table.rows]
 
     def build(self, drop: tuple[str, ...] = (), limits: dict[int, int] | None = None):
         """The rich table without the ``drop`` columns; ``limits``: column → the most cells a
@@ -43,7 +44,7 @@ class FittedTable:
         t = RichTable(show_edge=False, header_style="bold")
         for i in keep:
             name, numeric = self.table.columns[i], self.table.numeric[i]
-            t.add_column(escape(name), justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis",
+            t.add_column(escape(visible(name)), justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis",
                          min_width=6 if numeric else None, max_width=(limits or {}).get(i))
         for row in self.cells:
             t.add_row(*(row[i] for i in keep))
@@ -104,13 +105,13 @@ def render(report: Report, *, view: str = "tree", depth: int | None = 2, raw: bo
     head.add_column()
     for key, value in header_items(report, raw):
         style = "red" if key == "unsupported" and value != "none" else ""
-        head.add_row(key, f"[{style}]{escape(value)}[/{style}]" if style else escape(value))
+        head.add_row(key, f"[{style}]{escape(visible(value))}[/{style}]" if style else escape(visible(value)))
     table = view_table(report, view, depth)
     parts = [head, "", to_rich(table, raw)]
     if table.footer:
         foot = RichTable.grid(padding=(0, 2))
         for key, value in table.footer:
-            foot.add_row(key + ":", value)
+            foot.add_row(escape(visible(key)) + ":", escape(visible(value)))
         parts += ["", foot]
     return Group(*parts)
 

@@ -156,7 +156,8 @@ class Report:
 
         if self.trace is None:
             from ..errors import InputError
-            raise InputError("this report keeps no trace to re-cost")
+            raise InputError("this report keeps no trace to re-cost",
+                             hint="count the model again, or load its saved trace (.fmtrace) with report_from_trace")
         report = build_report(self.trace, registry=registry if registry is not None else self.registry,
                               convention=convention or self.convention, strict=self.strict,
                               causal=causal or self.causal)
@@ -174,7 +175,8 @@ class Report:
         from ..errors import InputError, did_you_mean
 
         raise InputError(f"no module '{path}' in {self.model}",
-                         hint=did_you_mean(path, [n.path for n in self.modules()], n=3, fmt="{!r}"))
+                         hint=did_you_mean(path, [n.path for n in self.modules()], n=3, fmt="{!r}",
+                                          otherwise="'flopmeter SPEC --depth -1' lists the module paths"))
 
     def by_op(self) -> dict[str, tuple[int, Cost]]:
         """op name → (calls, summed Cost), costed and free ops alike."""

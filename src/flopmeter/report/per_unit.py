@@ -29,7 +29,8 @@ def _node(node: ModuleNode, divisor: int) -> ModuleNode:
 def divided(report: Report, divisor: int, label: str) -> Report:
     """``report`` with every cost divided by ``divisor``; ``label`` is added to the model name."""
     if divisor <= 0:
-        raise InputError(f"cannot divide a report by {divisor}")
+        raise InputError(f"cannot divide a report by {divisor}",
+                         hint="the divisor is a count of samples or tokens, at least 1")
     ops = [OpRow(r.event, r.status, _cost(r.cost, divisor)) for r in report.ops]
     return replace(report, root=_node(report.root, divisor), ops=ops, model=f"{report.model} {label}")
 
@@ -37,7 +38,8 @@ def divided(report: Report, divisor: int, label: str) -> Report:
 def per_sample(report: Report) -> Report:
     """Divided by the batch size: the first dimension of the first input."""
     if not report.inputs or not report.inputs[0].shape:
-        raise InputError("--per-sample needs an input with a batch dimension")
+        raise InputError("--per-sample needs an input with a batch dimension",
+                         hint="give an input whose first dimension is the batch, e.g. --input 8x3x224x224")
     batch = report.inputs[0].shape[0]
     return divided(report, batch, f"per sample (totals ÷ batch {batch})")
 

@@ -7,6 +7,7 @@ reports (the one its tensors are on, never one it did not run on)."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 
 import torch
@@ -46,6 +47,53 @@ def check_call(args: tuple, kwargs, input_shape) -> None:
         if math.prod(s) >= 2**63:
             raise InputError(f"input_shape {tuple(s)} has more elements than a tensor can index (2^63)",
                              hint="check the sizes, e.g. input_shape=(1, 3, 224, 224)")
+
+
+def check_not_nested(args: tuple, kwargs) -> None:
+    """Refuse nested (jagged) tensors among the inputs: their ops have no shapes to cost."""
+    stack = [args, kwargs]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, torch.Tensor):
+            if value.is_nested:
+                raise InputError("a nested tensor (torch.nested) input is not supported: its ops have no fixed "
+                                 "shapes to count", hint="pad the sequences into one dense tensor, or count each "
+                                                          "sequence length separately")
+        elif isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+
+
+def free_memory() -> int | None:
+    """Bytes of memory available to a new allocation on this machine (Linux MemAvailable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_input_memory(shapes: list[tuple[int, ...]], dtype: torch.dtype, device: torch.device) -> None:
+    """Refuse, before allocating, real-mode inputs from ``input_shape`` larger than the free
+    memory of ``device`` (host memory for the CPU, the GPU's free memory for CUDA)."""
+    need = sum(math.prod(s) for s in shapes) * dtype.itemsize
+    if device.type == "cuda" and torch.cuda.is_available():
+        free = torch.cuda.mem_get_info(device)[0]
+    elif device.type == "cpu":
+        free = free_memory()
+    else:
+        return
+    if free is not None and need > free:
+        raise InputError(f"the inputs of input_shape {', '.join(map(str, shapes))} need {need:,} bytes in real "
+                         f"mode, and {free:,} bytes of memory are free on {device.type}",
+                         hint="count in fake mode (the default; it allocates no inputs), or use smaller inputs")
 
 
 def _int(d) -> bool:

@@ -181,6 +181,9 @@ def shadow(walk: ModelWalk, tensors: dict[int, torch.Tensor]) -> ModelWalk:
 def restore_hooks(kept: list[tuple[dict, dict]]) -> None:
     """Put back the user's hook dicts a run changed (:func:`shadow`)."""
     for original, items in kept:
-        if original.keys() != items.keys():
-            original.clear()
-            original.update(items)
+        if isinstance(original, dict):
+            if original.keys() != items.keys():
+                original.clear()
+                original.update(items)
+        elif len(original) != len(items) or any(a is not b for a, b in zip(original, items)):
+            original[:] = items         # a list named like one (transformers' _require_grads_hooks)

@@ -13,17 +13,24 @@ import gzip
 import json
 import math
 import os
-import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, expect_type
 from .events import OpEvent, TensorRef
 from .model import TRACE_SCHEMA, ModuleInfo, ParamInfo, StorageInfo, Trace
 
 SUFFIX = ".fmtrace"
+MAX_TRACE_BYTES_ENV = "FLOPMETER_MAX_TRACE_BYTES"
+# decompressed JSON: GPT-2 writes about 18 KB a layer (so a 6,000-layer stack about 110 MB), and
+# parsing takes several times the text's size in memory, so 512 MiB keeps a gzip bomb to a few GB
+DEFAULT_MAX_TRACE_BYTES = 512 << 20
+# a tensor dimension or element count at or past 2**63 cannot exist (torch indexes with int64)
+MAX_ELEMENTS = 2**63
+_AGAIN = "write it again with: flopmeter SPEC --save-trace run.fmtrace"
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -72,6 +79,7 @@ def _dec(v: Any) -> Any:
         return v
     if "T" in v:
         i, s, shape, stride, offset, dtype, device, rg, role = v["T"]
+        _check_shape(shape, "a tensor")         # before TensorRef multiplies the sizes
         return TensorRef(tuple(shape), _dtype(dtype), id=i, storage=s, stride=None if stride is None else tuple(stride),
                          offset=offset, device=device, requires_grad=rg, role=role)
     if "map" in v:
@@ -111,63 +119,112 @@ def trace_from_dict(d: dict) -> Trace:
         def ref(x):
             return _dec({"T": x})
 
-        return Trace(
+        trace = Trace(
             events=[OpEvent(op, ov, tuple(_dec(a)), _dec(k), _dec(o), mod, tuple((p, i) for p, i in stack), phase)
                     for op, ov, a, k, o, mod, stack, phase in d["events"]],
             modules=[ModuleInfo(path, kind, calls, _dec(outs), [tuple(c) for c in _dec(ins)], layer, _dec(cfg))
                      for path, kind, calls, outs, ins, layer, cfg in d["modules"]],
-            params=[ParamInfo(name, kind, tuple(shape), _dtype(dt), rg, tensor, storage, tuple(aliases))
+            params=[ParamInfo(name, kind, tuple(_check_shape(shape, f"parameter {str(name)[:80]!r}")), _dtype(dt), rg,
+                              tensor, storage, tuple(aliases))
                     for name, kind, shape, dt, rg, tensor, storage, aliases in d["params"]],
             inputs=[ref(x) for x in d["inputs"]], options=_dec(d["options"]),
             storages={sid: StorageInfo(n, c, f, dev) for sid, n, c, f, dev in d["storages"]},
             model=d["model"], torch_version=d["torch_version"], extra=_dec(d.get("extra", {"map": []})))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"the trace file is damaged: {type(exc).__name__}: {exc}") from None
+        _check(trace)
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+        raise InputError(f"the trace file is damaged: {type(exc).__name__}: {str(exc)[:200]}",
+                         hint=_AGAIN) from None
+    return trace
+
+
+def _check_shape(shape, what: str):
+    """``shape`` if it is a list of sizes a tensor can have; else the trace is refused."""
+    if not isinstance(shape, (list, tuple)):
+        raise InputError(f"the trace file is damaged: {what} has shape {str(shape)[:80]}", hint=_AGAIN)
+    n = 1
+    for d in shape:
+        if not isinstance(d, int) or isinstance(d, bool) or d < 0:
+            raise InputError(f"the trace file is damaged: {what} has shape {list(shape)[:8]}, and sizes are "
+                             "whole numbers of 0 or more", hint=_AGAIN)
+        n *= d
+        if n >= MAX_ELEMENTS:
+            raise InputError(f"the trace file is damaged: {what} has more elements than a tensor can index (2^63)",
+                             hint=_AGAIN)
+    return shape
+
+
+def _check(trace: Trace) -> None:
+    """Refuse a trace whose figures cannot come from a run (shapes were checked while decoding):
+    events filed under a module the trace does not list (the report would drop them), and
+    storages of negative or impossible sizes."""
+    paths = {m.path for m in trace.modules}
+    if "" not in paths:
+        raise InputError("the trace file is damaged: it lists no root module", hint=_AGAIN)
+    for i, e in enumerate(trace.events):
+        unknown = [str(p)[:80] for p, _ in ((e.module, 0), *e.stack) if p not in paths]
+        if unknown:
+            raise InputError(f"the trace file is damaged: event {i} ({str(e.op)[:80]}) runs in module "
+                             f"{unknown[0]!r}, which the trace does not list",
+                             hint=_AGAIN)
+    for sid, st in trace.storages.items():
+        if not isinstance(st.nbytes, int) or isinstance(st.nbytes, bool) or not 0 <= st.nbytes < MAX_ELEMENTS:
+            raise InputError(f"the trace file is damaged: storage {sid} has {st.nbytes!r} bytes",
+                             hint=_AGAIN)
 
 
 # -- files ------------------------------------------------------------------------
 
 def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
-    """Write ``trace`` to ``path`` (gzip'd JSON), atomically: a failed write leaves no file."""
-    target = Path(path)
-    if target.is_dir():
-        raise InputError(f"cannot write {target}: it is a directory", hint=f"name a file, e.g. {target / 'run.fmtrace'}")
-    if not target.parent.is_dir():
-        raise InputError(f"cannot write {target}: folder {target.parent} does not exist",
-                         hint="give a path in an existing folder")
+    """Write ``trace`` to ``path`` (gzip'd JSON) as :func:`flopmeter.files.write_file` does: a
+    regular file atomically (a failed write leaves no file), a device or FIFO as a stream."""
+    from ..files import write_file
+
+    expect_type(trace, Trace, "save_trace(trace)", "a flopmeter Trace",
+                hint="a Report keeps its trace as report.trace: save_trace(report.trace, path)")
+    expect_type(path, (str, os.PathLike), "save_trace(path)", "a file path (str or os.PathLike)")
     data = json.dumps(trace_to_dict(trace), separators=(",", ":")).encode()
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    except OSError as exc:
-        raise InputError(f"cannot write {target}: {exc.strerror or exc}",
-                         hint="give a path in a folder you can write to") from None
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+
+    def write(raw):
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return target
+
+    write_file(path, write, example="run.fmtrace")
+    return Path(path)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def max_trace_bytes() -> int:
+    text = os.environ.get(MAX_TRACE_BYTES_ENV)
+    try:
+        return int(text) if text else DEFAULT_MAX_TRACE_BYTES
+    except ValueError:
+        raise InputError(f"{MAX_TRACE_BYTES_ENV}={text!r} is not a whole number of bytes",
+                         hint=f"set {MAX_TRACE_BYTES_ENV} to a size in bytes, e.g. 1073741824") from None
+
+
+def _read_capped(path, limit: int) -> bytes:
+    """The decompressed bytes of a gzip file, read in chunks and stopped past ``limit`` (a small
+    file can decompress to gigabytes)."""
+    chunks, size = [], 0
+    with gzip.open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise InputError(f"{path} decompresses to more than {limit:,} bytes, more than a trace "
+                                 "flopmeter writes", hint=f"if it is a real trace, set {MAX_TRACE_BYTES_ENV} "
+                                 "to a larger size in bytes")
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def load_trace(path: str | os.PathLike) -> Trace:
     """Read a trace written by :func:`save_trace` (JSON only: nothing in it is executed)."""
+    expect_type(path, (str, os.PathLike), "load_trace(path)", "a file path (str or os.PathLike)")
     try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+        raw = _read_capped(path, max_trace_bytes())
+    except (OSError, EOFError, zlib.error) as exc:     # missing, not gzip, truncated or corrupt
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         raise InputError(f"cannot read trace {path}: {reason}",
                          hint="write one with: flopmeter SPEC --save-trace run.fmtrace") from None
     enabled = gc.isenabled()
@@ -175,8 +232,9 @@ def load_trace(path: str | os.PathLike) -> Trace:
     try:
         try:
             d = json.loads(raw)
-        except ValueError as exc:
-            raise InputError(f"{path} is not a flopmeter trace: {exc}") from None
+        except (ValueError, RecursionError) as exc:     # bad JSON or UTF-8, too deep, too long an integer
+            raise InputError(f"{path} is not a flopmeter trace: {type(exc).__name__}: {str(exc)[:200]}",
+                             hint="write one with: flopmeter SPEC --save-trace run.fmtrace") from None
         return trace_from_dict(d)
     finally:
         if enabled:

@@ -26,6 +26,7 @@ from .events import OpEvent, signature
 from .memo import BYPASS, MEMO, PARTS, UNSAFE_VIEW, Replay
 from .modules import ModuleStack
 from .refs import Refs
+from .state import written
 
 _KEYS: dict[Any, tuple] = {}
 
@@ -40,14 +41,14 @@ _RESIZERS = frozenset({"aten.resize_", "aten.resize_as_", "aten.set_", "aten._re
 
 
 def op_key(func) -> tuple:
-    """("aten.mm", "default", its Signature, whether it may resize a shared storage) for
-    aten.mm.default; cached per OpOverload."""
+    """("aten.mm", "default", its Signature, whether it may resize a shared storage, the
+    arguments it writes or None) for aten.mm.default; cached per OpOverload."""
     key = _KEYS.get(func)
     if key is None:
         name, overload = f"{func.namespace}.{func.overloadpacket.__name__}", func._overloadname
         schema = getattr(func, "_schema", None)
         resizes = name in _RESIZERS or (schema is not None and any(a.is_out for a in schema.arguments))
-        key = (name, overload, signature(name, overload, func), resizes)
+        key = (name, overload, signature(name, overload, func), resizes, written(func))
         _KEYS[func] = key
     return key
 
@@ -65,7 +66,9 @@ class Recording:
     ``phase`` is stamped on every event (``forward``; a training run switches it to
     ``backward`` and ``optimizer``). ``where()`` gives the (module, stack) an op is attributed
     to: the module stack's innermost call by default — the seam where backward attribution
-    (ops to the module whose forward created their inputs) plugs in.
+    (ops to the module whose forward created their inputs) plugs in. ``guard(writes, args,
+    kwargs) -> (args, kwargs)`` sees every op that writes an argument before it runs
+    (:mod:`.state`: the user's tensors outside the parameters and buffers stay as found).
     """
 
     def __init__(self, modules: ModuleStack, refs: Refs, phase: str = "forward"):
@@ -76,11 +79,12 @@ class Recording:
         self.failure: Failure | None = None
         self.where = modules.where
         self.entry = None            # the memo entry (Replay) the op in flight went through, set by the fake mode
+        self.guard = None
 
     def run(self, func, args, kwargs, call):
         """``call(func, args, kwargs, key)`` and record it as an event (or as the failure);
         ``key`` is the arguments' key (:meth:`.Refs.keyed`) or None."""
-        name, overload, sig, resizes = op_key(func)
+        name, overload, sig, resizes, writes = op_key(func)
         refs = self.refs
         if name in _IGNORED:
             return call(func, args, kwargs, None)
@@ -88,6 +92,8 @@ class Recording:
             margs, mkwargs, key = refs.keyed(args, kwargs)
         else:
             margs, mkwargs, key = refs.meta(args), refs.meta(kwargs), None
+        if writes is not None and self.guard is not None:
+            args, kwargs = self.guard(writes, args, kwargs)
         self.entry = None
         try:
             out = call(func, args, kwargs, key)

@@ -94,7 +94,7 @@ def _canon(v, ctx, depth=0):
     if isinstance(v, torch.Tensor):
         return ("tensor", id(v))
     if isinstance(v, nn.Module):
-        raise Unsafe("a module kept as a plain attribute")
+        return _hidden_module(v, ctx, depth)
     if isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type, types.ModuleType)):
         return ("id", id(v))
     done = ctx.objects.get(id(v))
@@ -106,6 +106,25 @@ def _canon(v, ctx, depth=0):
     else:
         out = ("obj", id(v), tuple((k, _canon(x, ctx, depth + 1)) for k, x in state.items()))
     ctx.objects[id(v)] = out
+    return out
+
+
+def _hidden_module(m: nn.Module, ctx, depth):
+    """A module kept as a plain attribute (outside the module tree), keyed by value when it holds
+    no state: no parameters, buffers, submodules or hooks (the kernel-function wrappers that
+    ``kernels.use_kernelized_func`` gives each Hugging Face attention layer). A module with state
+    could differ between two calls in ways the key would not see, so it is refused."""
+    d = m.__dict__
+    if d["_parameters"] or d["_buffers"] or d["_modules"] or any(d.get(h) for h in _HOOKS):
+        raise Unsafe("a module with state kept as a plain attribute")
+    if depth >= 2:
+        raise Unsafe("a module kept as a plain attribute, nested")
+    done = ctx.objects.get(id(m))
+    if done is not None:
+        return done
+    out = ("module", type(m), d["training"],
+           tuple((k, _canon(d[k], ctx, depth + 1)) for k in sorted(d.keys() - _MODULE_KEYS)))
+    ctx.objects[id(m)] = out
     return out
 
 

@@ -4,13 +4,17 @@ The user's model is never run and never modified: the forward runs on a shadow o
 tree (:func:`.fakes.shadow`) holding our own tensors — fakes in fake mode, clones in real mode
 (so in-place writes and BatchNorm running statistics land on copies) — while the module stack
 wraps the forwards of the shadow's modules only, and the RNG state is forked and restored.
+Tensors the forward reaches outside the parameters and buffers (attributes, containers,
+closures, globals) are written as fakes in fake mode and restored after the run in real mode
+(:mod:`.state`).
 A forward of the same model running in another thread meanwhile is unaffected.
 
 Process-wide state, all of it (documented here once):
 
 - ``_RUN_LOCK``: counts run one at a time (a cached fake mode records into one run at a time);
 - ``fakes._CACHE``: the fake parameters of each model, weakly keyed on the model;
-- ``recorder._KEYS`` and ``events._SIGNATURES``: op name and argument names per op overload;
+- ``recorder._KEYS``, ``events._SIGNATURES`` and ``state._WRITES``: op name, argument names and
+  the arguments it writes, per op overload;
 - ``memo.MEMO`` and ``memo.PARTS``: the fake mode's dispatch memo (an op's fake results per key of its
   arguments, as FakeTensor's own process-wide cache keeps them) and the numbers of tensor key parts;
   each entry also keeps the op's cost under flopmeter's own formulas (``Replay.costs``, per version of
@@ -46,13 +50,15 @@ from ..errors import FlopmeterError, InputError, ModelForwardError, OptionsError
 from .events import TensorRef, tensors_in
 from .fakes import fake_like, fake_substitutes, first_tensors, real_substitutes, restore_hooks, shadow
 from .model import ModuleInfo, ParamInfo, Trace
-from .checks import check_call, real_device
+from .checks import check_call, check_input_memory, check_not_nested, real_device
 from .globals import globals_kept
 from .modules import ModuleStack
 from .packed import packed_weights
+from .quiet import quiet_logs
 from .recorder import Recorder, Recording
 from .refs import Refs
 from .replay import Replayer, enabled as replay_enabled
+from .state import FakeGuard, RealGuard
 from .walk import ModelWalk
 
 MODES = ("fake", "real")
@@ -163,14 +169,17 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     default: on unless ``FLOPMETER_REPLAY=0``. ``walk``: the model's :class:`.walk.ModelWalk`, when
     the caller has one."""
     if not isinstance(model, nn.Module):
-        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}",
+                         hint="pass the module itself, e.g. torchvision.models.resnet18()")
     if mode not in MODES:
         raise OptionsError(f"unknown mode '{mode}'", hint=f"choose one of: {', '.join(MODES)}")
     check_call(args, kwargs, input_shape)
+    check_not_nested(args, kwargs)
     kwargs = dict(kwargs or {})
     shapes = normalise_input_shape(input_shape)
     if shapes and args:
-        raise InputError("give example inputs or input_shape, not both")
+        raise InputError("give example inputs or input_shape, not both",
+                         hint="drop input_shape when you pass tensors (or drop the tensors)")
     if not args and not kwargs and not shapes:
         raise InputError("no example inputs", hint="pass tensors after the model, or input_shape=(1, 3, 224, 224)")
 
@@ -207,7 +216,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     refs = Refs()
     fake_mode = None
     train_info = None
-    with _RUN_LOCK, torch.random.fork_rng(devices=[]):
+    with _RUN_LOCK, torch.random.fork_rng(devices=[]), quiet_logs():
         if mode == "fake" and script:
             raise InputError("a TorchScript module runs only in real mode",
                              hint="use mode='real' (CLI: --mode real), or count the eager model")
@@ -239,6 +248,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                                      hint="use mode='fake' (the default) for models without weights")
             tensors = {} if script else real_substitutes(walk)
             if shapes:
+                check_input_memory(shapes, in_dtype, target)
                 args = tuple(torch.randn(s, dtype=in_dtype, device=target) for s in shapes)
 
         table = _param_table(walk, tensors, refs)
@@ -254,6 +264,11 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                                  hint="count a training step on the eager model") from None
         stack = ModuleStack(run_walk.modules(), keep_inputs=module_inputs, meta=refs.meta)
         recording = Recording(stack, refs)
+        if fake_mode is not None:
+            recording.guard = FakeGuard(fake_mode)
+        else:                 # the stand-ins, and inputs made here, are flopmeter's own to write
+            own = {r.storage for r in map(refs.id_of, [*tensors.values(), *(args if shapes else ())]) if r is not None}
+            recording.guard = RealGuard(refs, recording.events, own)
         grad = torch.no_grad() if inference and training is None else torch.enable_grad()
         recorder = fake_mode if fake_mode is not None else Recorder(recording)
         replayer = None
@@ -277,11 +292,12 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                     refs.meta(result)           # outputs never seen by an op still get their storages
         except FlopmeterError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:     # the model's own code exiting is a failed forward too
             raise _forward_error(exc, model, recording, stack, inputs) from exc
         finally:
             restore_hooks(run_walk.hooks_kept)
             _put_back(kept)
+            recording.guard.put_back()
         params = _resolve_params(table, refs)
         storages = refs.close()
 

@@ -28,6 +28,7 @@ from torch.autograd.graph import saved_tensors_hooks
 from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
 
 from ..errors import InputError, OptionsError
+from .state import gradients_kept
 
 LOSSES = ("sum", "cross-entropy")
 OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
@@ -188,7 +189,8 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
                                  hint="unfreeze a parameter or give an input with requires_grad=True")
             refs.meta(loss)
             recording.where = backward_where
-            loss.backward()
+            with gradients_kept(loss, {id(p) for p in params}):
+                loss.backward()
             recording.where = stack.where
             recording.phase = "optimizer"
             start = len(recording.events)
