@@ -456,9 +456,9 @@ def test_generate_refuses_the_options_it_would_ignore(capsys, specs, argv, messa
 # -- every option of every subcommand ---------------------------------------------------------------
 
 def subcommand_parsers() -> dict:
-    """Subcommand → its argparse parser ("count" for ``flopmeter SPEC``), from the CLI itself."""
-    from flopmeter.cli import SUBCOMMANDS, count
-    return {"count": count.parser(), **{name: entry[0]() for name, entry in SUBCOMMANDS.items()}}
+    """Subcommand → its argparse parser ("count" for ``flopmeter SPEC``), from the CLI's own table."""
+    from flopmeter.cli import COMMANDS, command
+    return {name: command(name)[0]() for name in COMMANDS}
 
 
 def options_of(parser) -> set[str]:

@@ -136,8 +136,8 @@ def _generate(args, fmt: str) -> int:
             raise InputError("--max-batch needs a budget", hint="add --fits 80GB (or a device such as --fits H100)")
         budget = parse_budget(args.fits) if args.fits else None
     with progress(f"building {args.spec} …"):
-        resolved = resolve(args.spec, replace(input_request(args), seq_len=max(prompt, 1)),
-                           trust_pickle=args.trust_pickle)
+        # generation makes its own token ids: the example input is one token, within any model's positions
+        resolved = resolve(args.spec, replace(input_request(args), seq_len=1), trust_pickle=args.trust_pickle)
     for line in resolved.notes:
         note(line)
     options = Options(convention=args.convention, strict=args.strict, causal=args.causal)
