@@ -574,9 +574,9 @@ def test_version_needs_no_spec(capsys):
 def test_debug_re_raises(specs):
     from flopmeter.errors import FlopmeterError
     spec, needed = specs["file_with_inputs"]
-    assert main([spec, "--batch", "0"]) == 2
+    assert main([spec, "--force"]) == 2                 # --force without --mode real: refused while running
     with pytest.raises(FlopmeterError):
-        main([spec, "--batch", "0", "--debug"])
+        main([spec, "--force", "--debug"])
 
 
 ROOF_NOT_DECODER = "--context sets the context of the decode estimate, which only hf: decoders get"
