@@ -170,3 +170,43 @@ def test_compat_prints_nothing_and_leaves_model(capsys):
     assert capsys.readouterr().out == ""
     assert model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert flopmeter.count(model, x).macs == 2 * CNN_MACS
+
+
+@pytest.mark.parametrize("nums, fmt", [([1234567, 89], "%.3f"), (5_000_000_000_000, "%.2f"), (999, "%.1f"),
+                                       ((1001, 1e9 + 1, 25_557_032), "%.2f"), ([0], "%.2f")])
+def test_thop_clever_format_equals_thops(nums, fmt):
+    thop = pytest.importorskip("thop")
+    assert compat.clever_format(nums, fmt) == thop.clever_format(nums, fmt)
+
+
+def _two_level():
+    from torch import nn
+    return nn.Sequential(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU()),
+                         nn.Sequential(nn.Flatten(), nn.Linear(8 * 14 * 14, 10)), nn.Identity()).eval()
+
+
+def test_fvcore_parameter_count_equals_fvcores():
+    fvcore = pytest.importorskip("fvcore.nn")
+    import torchvision
+    for model in (_two_level(), torchvision.models.resnet18()):
+        assert dict(compat.parameter_count(model)) == dict(fvcore.parameter_count(model))
+        assert compat.parameter_count(model)["no.such"] == 0           # a defaultdict(int), as fvcore's
+        for depth in (1, 3):
+            assert compat.parameter_count_table(model, depth) == fvcore.parameter_count_table(model, depth)
+
+
+def test_fvcore_flop_count_table_has_our_numbers_in_fvcores_layout():
+    fvcore = pytest.importorskip("fvcore.nn")
+    import torchvision
+    for model, x in ((_two_level(), torch.randn(2, 3, 16, 16)), (torchvision.models.resnet18().eval(),
+                                                                 torch.randn(1, 3, 64, 64))):
+        ours = compat.FlopCountAnalysis(model, x)
+        for kwargs in ({}, {"max_depth": 1}, {"show_param_shapes": False}):
+            table = compat.flop_count_table(ours, **kwargs)
+            assert table == fvcore.flop_count_table(ours, **kwargs)     # fvcore's own layout of the same figures
+    # the numbers: conv N·C_out·H·W·C_in·K·K and linear N·in·out, in fvcore's format
+    ours = compat.FlopCountAnalysis(_two_level(), torch.randn(2, 3, 16, 16))
+    conv, linear = 2 * 8 * 14 * 14 * 3 * 3 * 3, 2 * 8 * 14 * 14 * 10
+    lines = compat.flop_count_table(ours).splitlines()
+    assert lines[2].split("|")[3].strip() == f"{(conv + linear) / 1e6:.3f}".rstrip("0").rstrip(".") + "M"  # > 1e5
+    assert lines[3].split("|")[3].strip() == f"{conv / 1e3:.3f}".rstrip("0").rstrip(".") + "K"

@@ -31,14 +31,14 @@ def _one_error(capfd, argv):
 
 
 def test_generation_within_the_positions_is_counted(tiny, capfd):
-    assert main([tiny, "--seq-len", "8", "--generate", "8+8", "--format", "json"]) == 0
+    assert main([tiny, "--generate", "8+8", "--format", "json"]) == 0
     data = json.loads(capfd.readouterr().out)
     assert (data["prompt"], data["new"]) == (8, 8)
 
 
 @pytest.mark.parametrize("lengths", ["8+9", "16+1", "1+16", "17+1"])
 def test_generation_beyond_the_positions_is_refused(tiny, capfd, lengths):
-    error, hint = _one_error(capfd, [tiny, "--seq-len", "1", "--generate", lengths])
+    error, hint = _one_error(capfd, [tiny, "--generate", lengths])
     assert "--generate" in error and "16 positions" in error and "within 16" in hint
 
 

@@ -6,8 +6,10 @@ specs default to the config's torch_dtype, --mode real refuses a model larger th
 memory before allocating it, and the small CLI manners (subcommand typos, hf: listings, hub ids,
 shell completion)."""
 
+import contextlib
 import io
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,11 @@ def specs(tmp_path_factory):
     torch.jit.script(model).save(str(tmp / "m.ts"))
     torch.save(model, tmp / "whole.pt")
     assert main([f"{DATA / 'tiny_model.py'}:build", "--save-trace", str(tmp / "run.fmtrace"), "--format", "json"]) == 0
+    with warnings.catch_warnings():                       # the exporter's own progress lines
+        warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(io.StringIO()):
+            torch.onnx.export(model, (torch.randn(3, 3, 16, 16),), str(tmp / "m.onnx"), dynamo=True, optimize=False,
+                              dynamic_shapes=({0: batch},), external_data=False)
     (tmp / "hf").mkdir()
     (tmp / "hf" / "config.json").write_text(json.dumps(HF_TINY))
     return {
@@ -50,14 +57,23 @@ def specs(tmp_path_factory):
         "torchscript": (str(tmp / "m.ts"), ["--input", "1x3x16x16", "--trust-pickle"]),
         "pickled": (str(tmp / "whole.pt"), ["--input", "1x3x16x16", "--trust-pickle"]),
         "trace": (str(tmp / "run.fmtrace"), []),
+        "onnx": (str(tmp / "m.onnx"), ["--batch", "1"]),         # its batch dimension is symbolic
     }
 
 
 KINDS = ["torchvision", "timm", "hf", "file_with_inputs", "file_without_inputs", "pt2", "torchscript", "pickled",
-         "trace"]
+         "trace", "onnx"]
 FIXED = "cannot change a saved trace"        # a saved trace records one run: input and run options are refused
 IMAGE_KINDS = {"torchvision", "timm"}
-TINY_KINDS = {"file_with_inputs", "file_without_inputs", "pt2", "torchscript", "pickled"}
+TINY_KINDS = {"file_with_inputs", "file_without_inputs", "pt2", "torchscript", "pickled", "onnx"}
+
+
+def onnx_refuses(option: str) -> str:
+    """An ONNX graph refuses a run option in words of its own."""
+    return f"{option} does not apply to m.onnx"
+
+
+ONNX_TRAINING = "an ONNX graph has no backward or training step"
 
 
 def first_input(d):
@@ -91,23 +107,31 @@ OPTIONS = {
     "input": (lambda kind: ["--input", input_for(kind)], {"trace": FIXED}, check_input),
     "batch": (lambda kind: ["--batch", "2"], {"trace": FIXED}, check_batch),
     "seq-len": (lambda kind: ["--seq-len", "16"],
-                {**{k: "--seq-len applies to hf: text models only" for k in KINDS if k != "hf"}, "trace": FIXED},
+                {**{k: "--seq-len applies to hf: text models only" for k in KINDS if k != "hf"}, "trace": FIXED,
+                 "onnx": onnx_refuses("--seq-len")},
                 lambda kind, d: first_input(d)["shape"] == [1, 16]),
-    "dtype": (lambda kind: ["--dtype", "float16"], {"pt2": "--dtype cannot change m.pt2", "trace": FIXED}, check_dtype),
+    "dtype": (lambda kind: ["--dtype", "float16"], {"pt2": "--dtype cannot change m.pt2", "trace": FIXED,
+                                                     "onnx": onnx_refuses("--dtype")}, check_dtype),
     "device-cuda": (lambda kind: ["--device", "cuda"],
-                    {"trace": FIXED, **({} if torch.cuda.is_available() else {"torchscript": "torch sees no GPU"})},
+                    {"trace": FIXED, "onnx": onnx_refuses("--device"),
+                     **({} if torch.cuda.is_available() else {"torchscript": "torch sees no GPU"})},
                     lambda kind, d: d["device"].startswith("cuda")),
-    "device-meta": (lambda kind: ["--device", "meta"], {**{k: "--device meta" for k in KINDS}, "trace": FIXED}, None),
-    "mode-real": (lambda kind: ["--mode", "real"], {"trace": FIXED}, lambda kind, d: d["mode"] == "real"),
-    "mode-fake": (lambda kind: ["--mode", "fake"], {"torchscript": "runs only in real mode", "trace": FIXED},
+    "device-meta": (lambda kind: ["--device", "meta"],
+                    {**{k: "--device meta" for k in KINDS}, "trace": FIXED, "onnx": onnx_refuses("--device")}, None),
+    "mode-real": (lambda kind: ["--mode", "real"], {"trace": FIXED, "onnx": onnx_refuses("--mode")},
+                  lambda kind, d: d["mode"] == "real"),
+    "mode-fake": (lambda kind: ["--mode", "fake"],
+                  {"torchscript": "runs only in real mode", "trace": FIXED, "onnx": onnx_refuses("--mode")},
                   lambda kind, d: d["mode"] == "fake"),
     "force-alone": (lambda kind: ["--force"],
-                    {**{k: "--force only matters in real mode" for k in KINDS}, "trace": FIXED}, None),
-    "force-real": (lambda kind: ["--mode", "real", "--force"], {"trace": FIXED}, lambda kind, d: d["mode"] == "real"),
+                    {**{k: "--force only matters in real mode" for k in KINDS}, "trace": FIXED,
+                     "onnx": onnx_refuses("--force")}, None),
+    "force-real": (lambda kind: ["--mode", "real", "--force"], {"trace": FIXED, "onnx": onnx_refuses("--mode")},
+                   lambda kind, d: d["mode"] == "real"),
     "trust-pickle": (lambda kind: ["--trust-pickle"],
                      {**{k: "--trust-pickle applies to saved model files only" for k in KINDS},
                       "pt2": None, "torchscript": None,     # .pt2: pickled payloads allowed; TorchScript is code
-                      "pickled": None, "trace": FIXED},
+                      "pickled": None, "trace": FIXED, "onnx": onnx_refuses("--trust-pickle")},
                      lambda kind, d: d["totals"]["macs"] > 0 if kind == "pt2" else d["totals"]["macs"] == TINY_MACS),
     "convention": (lambda kind: ["--convention", "all"], {},
                    lambda kind, d: d["convention"]["name"] == "all"
@@ -116,11 +140,11 @@ OPTIONS = {
     "strict": (lambda kind: ["--strict"], {}, lambda kind, d: d["unsupported"] == {}),
     "train": (lambda kind: ["--train", "--optimizer", "sgd"],
               {"torchscript": "cannot be counted on a TorchScript module", "pt2": "cannot be put in train mode",
-               "trace": FIXED},
+               "trace": FIXED, "onnx": ONNX_TRAINING},
               lambda kind, d: d["totals_by_phase"]["backward"]["macs"] > 0 and d["training"]["optimizer"] == "sgd"),
     "autocast": (lambda kind: ["--train", "--autocast", "bf16"],
                  {"torchscript": "cannot be counted on a TorchScript module", "pt2": "cannot be put in train mode",
-                  "trace": FIXED},
+                  "trace": FIXED, "onnx": ONNX_TRAINING},
                  lambda kind, d: d["training"]["autocast_copy_bytes"] > 0 or kind == "hf"),
 }
 
@@ -136,6 +160,7 @@ def test_every_option_takes_effect_or_is_refused(capsys, specs, kind, option):
     args = make_args(kind)
     if option == "input":
         needed = [a for a in needed if a != "--input" and "x" not in a]           # --input replaces theirs
+        needed = [] if kind == "onnx" else needed                                  # and binds the batch
     if option == "trust-pickle":
         needed = [a for a in needed if a != "--trust-pickle"]
     code = main([spec, *needed, *args, "--format", "json"])
@@ -336,3 +361,346 @@ def test_strict_takes_effect_through_the_cli(capsys):
     assert json.loads(capsys.readouterr().out)["unsupported"] == {"aten.kthvalue": 1}
     assert main([spec, "--strict"]) == 2
     assert capsys.readouterr().err.startswith("error: 1 unsupported op(s) ran: aten.kthvalue (×1)")
+
+
+def test_memory_of_an_onnx_graph_comes_from_its_value_lifetimes(capsys, specs):
+    spec, needed = specs["onnx"]
+    assert main([spec, *needed, "--memory", "--fits", "1MB", "--format", "json"]) == 0
+    mem = json.loads(capsys.readouterr().out)["memory"]
+    weights = 4 * (8 * 3 * 3 * 3 + 8 + 2 * 8 + 512 * 10 + 10) + 4 * 2 * 8     # float32 params + running mean/var
+    # each value is freed after its last consumer: at the BatchNorm its input (the conv's output) and its output live
+    activations = 2 * 4 * (1 * 8 * 16 * 16)
+    shapes = 2 * 8                            # the exporter's two int64 shape constants, alive until the flatten
+    assert mem["total"] == weights + activations + shapes
+    assert mem["fits"]["budget"] == 10**6 and mem["fits"]["fits"] is True
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fits", "1MB", "--max-batch"], "--max-batch traces the PyTorch model again at other batch sizes; an ONNX file"),
+    (["--context", "16"], "--context is the prompt length of an hf: decoder"),
+    (["--generate", "4+4"], "--generate runs a Hugging Face decoder's prefill and decode steps"),
+    (["--train"], "an ONNX graph has no backward or training step"),
+    (["--dtype", "float16"], "--dtype does not apply to m.onnx: the graph fixes the dtype of every tensor"),
+])
+def test_onnx_refuses_what_a_graph_cannot_answer(capsys, specs, argv, message):
+    spec, needed = specs["onnx"]
+    code = main([spec, *needed, *argv])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 2 and message in err[0] and err[1].startswith("hint: "), err
+
+
+@pytest.mark.parametrize("kind", ["onnx", "trace"])
+def test_roofline_works_from_an_onnx_graph_or_a_saved_trace(capsys, specs, kind):
+    from flopmeter.api import report_from_trace
+    from flopmeter.bench.devices import get_device
+    from flopmeter.bench.roofline import roofline
+    from flopmeter.frontends.onnx_file import count_onnx
+    from flopmeter.trace.io import load_trace
+    spec, needed = specs[kind]
+    assert main(["roofline", spec, *needed, "--device-spec", "a100", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    report = count_onnx(spec, batch=1) if kind == "onnx" else report_from_trace(load_trace(spec))
+    expected = roofline(report, get_device("a100"))
+    assert d["predicted_s"] == expected.latency > 0
+    assert {m["path"]: m["flops"] for m in d["modules"]} == {p: m.flops for p, m in expected.modules.items()}
+    assert main(["roofline", spec, *needed, "--device-spec", "a100", "--dtype", "float16"]) == 2
+    err = capsys.readouterr().err
+    assert ("--dtype does not apply to m.onnx" if kind == "onnx" else FIXED) in err
+
+
+def test_generate_answers_fits_and_max_batch_from_prefill_and_decode(capsys, specs):
+    import flopmeter
+    from flopmeter.frontends import resolve
+    spec, _ = specs["hf"]
+    prompt, new, budget = 8, 40, 3_000_000
+    assert main([spec, "--generate", f"{prompt}+{new}", "--fits", str(budget), "--max-batch", "--format", "json"]) == 0
+    mem = json.loads(capsys.readouterr().out)["memory"]
+    # the prefill as generate() runs it (cache on, logits of the last position only), measured here
+    model = resolve(spec).model                                   # the model the CLI builds, in bfloat16
+    ids = torch.zeros(1, prompt, dtype=torch.long)
+    measured = flopmeter.count(model, ids, kwargs={"use_cache": True, "logits_to_keep": 1},
+                               options=flopmeter.Options(memory=True)).memory.total
+    assert mem["prefill_peak"] == measured
+    # the last decode step holds the weights and the KV cache at prompt + new positions:
+    # 2 (K, V) × layers × kv heads × head dim × positions × 2 bytes (bfloat16)
+    kv = 2 * 2 * 2 * (64 // 4) * (prompt + new) * 2
+    assert mem["decode_peak"] >= 2 * HF_TINY_PARAMS + kv
+    assert mem["total"] == max(mem["prefill_peak"], mem["decode_peak"])
+    assert mem["fits"] == {"budget": budget, "budget_label": mem["fits"]["budget_label"], "total": mem["total"],
+                           "fits": mem["total"] <= budget, "headroom": budget - mem["total"]}
+    search = mem["largest"]["batch"]
+    answer = search["answer"]
+    traces = {t["x"]: t for t in search["traces"]}
+    assert answer >= 1 and traces[answer]["fits"] and not traces[answer + 1]["fits"]
+    assert traces[1]["bytes"] == mem["total"]                 # batch 1 is the generation above
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--input", "1x8"], "--generate makes its own token ids"),
+    (["--seq-len", "8"], "--generate sets the prompt length"),
+    (["--mode", "real"], "on fake tensors"),
+    (["--device", "cuda"], "--device"),
+    (["--ops"], "not a module view"),
+    (["--depth", "1"], "not a module view"),
+    (["--per-token"], "already shows FLOPs and bytes per token"),
+    (["--save-trace", "x.fmtrace"], "makes several traces"),
+    (["--max-batch"], "--max-batch needs a budget"),
+])
+def test_generate_refuses_the_options_it_would_ignore(capsys, specs, argv, message):
+    spec, _ = specs["hf"]
+    code = main([spec, "--generate", "4+4", *argv])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 2 and message in err[0] and err[1].startswith("hint: "), err
+
+
+# -- every option of every subcommand ---------------------------------------------------------------
+
+def subcommand_parsers() -> dict:
+    """Subcommand → its argparse parser ("count" for ``flopmeter SPEC``), from the CLI's own table."""
+    from flopmeter.cli import COMMANDS, command
+    return {name: command(name)[0]() for name in COMMANDS}
+
+
+def options_of(parser) -> set[str]:
+    """The long (or only) flag of every optional argument of a parser."""
+    out = set()
+    for action in parser._actions:
+        if action.option_strings:
+            out.add(max(action.option_strings, key=len))
+    return out
+
+
+def changed(kind, out, base):
+    return out != base
+
+
+def generated(kind, d):
+    return d["prefill"]["tokens"] == 4 and d["decode"]["tokens"] == 4
+
+
+NOT_HF = [k for k in KINDS if k != "hf"]
+NOT_DECODER = {k: "--generate runs a Hugging Face decoder's prefill and decode steps" for k in NOT_HF}
+RETRACE = "--max-batch traces the PyTorch model again at other batch sizes"
+# count's options beyond OPTIONS: flag → (arguments (kind, tmp), refused {kind: text}, check, format)
+# a check of a text format gets (kind, output, the output without the option); of JSON (kind, dict)
+COUNT_ROWS = {
+    "--memory": (lambda kind, tmp: ["--memory"], {}, lambda kind, d: d["memory"]["total"] > 0, "json"),
+    "--weights": (lambda kind, tmp: ["--weights", "int8"], {},
+                  lambda kind, d: d["memory"]["weights"]["format"] == "int8", "json"),
+    "--context": (lambda kind, tmp: ["--context", "16"],
+                  {**{k: "--context is the prompt length of an hf: decoder" for k in NOT_HF}},
+                  lambda kind, d: first_input(d)["shape"] == [1, 16] and d["memory"]["kv_cache"], "json"),
+    "--fits": (lambda kind, tmp: ["--fits", "80GB"], {}, lambda kind, d: d["memory"]["fits"]["budget"] == 80 * 10**9,
+               "json"),
+    "--max-batch": (lambda kind, tmp: ["--fits", "80GB", "--max-batch"],
+                    {"trace": RETRACE, "onnx": RETRACE, "torchscript": "runs only in real mode",
+                     "pt2": "the model does not run at batch"},           # exported with a batch of at most 64
+                    lambda kind, d: d["memory"]["largest"]["batch"]["answer"] > 1, "json"),
+    "--generate": (lambda kind, tmp: ["--generate", "4+4"], NOT_DECODER, generated, "json"),
+    "--view": (lambda kind, tmp: ["--view", "memory"], {}, lambda kind, d: d["memory"]["timeline"], "json"),
+    "--ops": (lambda kind, tmp: ["--ops"], {}, lambda kind, d: len(d["ops"]) > 0, "json"),
+    "--depth": (lambda kind, tmp: ["--depth", "0"], {},
+                lambda kind, out, base: sum(line.startswith("|") for line in out.splitlines()) == 3 and out != base,
+                "md"),
+    "--save-trace": (lambda kind, tmp: ["--save-trace", str(tmp / f"{kind}.fmtrace")], {},
+                     lambda kind, d: d["totals"]["macs"] > 0, "json"),
+    "--per-sample": (lambda kind, tmp: ["--per-sample"], {}, lambda kind, d: "per sample" in json.dumps(d), "json"),
+    "--per-token": (lambda kind, tmp: ["--per-token"],
+                    {k: "--per-token needs token-id inputs" for k in NOT_HF},
+                    lambda kind, d: "per token" in json.dumps(d), "json"),
+    "--format": (lambda kind, tmp: ["--format", "md"], {}, lambda kind, out, base: out.startswith("- **model**"),
+                 None),
+    "--output": (lambda kind, tmp: ["-o", str(tmp / f"{kind}.json")], {},
+                 lambda kind, out, base: out == "" and json.loads((TMP[0] / f"{kind}.json").read_text()), None),
+    "--raw": (lambda kind, tmp: ["--raw"], {}, changed, "md"),
+    "--loss": (lambda kind, tmp: ["--train", "--loss", "cross-entropy"],
+               {"torchscript": "cannot be counted on a TorchScript module", "pt2": "cannot be put in train mode",
+                "trace": FIXED, "onnx": ONNX_TRAINING},
+               lambda kind, d: d["training"]["loss"] == "cross-entropy", "json"),
+    "--optimizer": (lambda kind, tmp: ["--optimizer", "adam"],
+                    {k: "--loss, --optimizer and --autocast describe a training step" for k in KINDS}
+                    | {"trace": FIXED, "onnx": ONNX_TRAINING}, None, "json"),
+}
+TMP = []
+# count's options that OPTIONS covers (with the arguments of its rows)
+COVERED = {"--input", "--batch", "--seq-len", "--dtype", "--device", "--mode", "--force", "--trust-pickle",
+           "--convention", "--causal", "--strict", "--train", "--autocast"}
+# options whose effect does not depend on the SPEC, checked once in their own tests
+SPEC_FREE = {"--help": "argparse's own", "--version": "test_version_needs_no_spec", "--debug": "test_debug_re_raises"}
+
+
+def test_every_count_option_has_a_row():
+    missing = options_of(subcommand_parsers()["count"]) - COVERED - set(COUNT_ROWS) - set(SPEC_FREE)
+    assert not missing, f"options of 'flopmeter SPEC' with no row in the contract: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("option", list(COUNT_ROWS))
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.filterwarnings("ignore")
+def test_every_count_option_takes_effect_or_is_refused(capsys, specs, tmp_path_factory, kind, option):
+    if option == "--loss" and not training.supported():
+        pytest.skip("training counts need torch.autograd.graph.node_creation_hook (a newer PyTorch)")
+    if not TMP:
+        TMP.append(tmp_path_factory.mktemp("out"))
+    spec, needed = specs[kind]
+    make_args, refused, check, fmt = COUNT_ROWS[option]
+    fmt_args = ["--format", fmt] if fmt else []
+    code = main([spec, *needed, *make_args(kind, TMP[0]), *fmt_args])
+    out, err = capsys.readouterr()
+    if refused.get(kind):
+        lines = err.strip().splitlines()
+        assert code == 2 and out == "", err
+        error = [line for line in lines if line.startswith("error: ")]
+        assert len(error) == 1 and refused[kind] in error[0] and lines[-1].startswith("hint: "), err
+        assert "Traceback" not in err
+        return
+    assert code == 0, err
+    if fmt == "json":
+        assert check(kind, json.loads(out)) not in (False, None, [], {}, 0)
+    else:
+        assert main([spec, *needed, *fmt_args]) == 0
+        base = capsys.readouterr().out
+        assert check(kind, out, base)
+    if option == "--save-trace":
+        assert (TMP[0] / f"{kind}.fmtrace").stat().st_size > 0
+
+
+def test_version_needs_no_spec(capsys):
+    from flopmeter import __version__
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"flopmeter {__version__}"
+
+
+def test_debug_re_raises(specs):
+    from flopmeter.errors import FlopmeterError
+    spec, needed = specs["file_with_inputs"]
+    assert main([spec, "--force"]) == 2                 # --force without --mode real: refused while running
+    with pytest.raises(FlopmeterError):
+        main([spec, "--force", "--debug"])
+
+
+ROOF_NOT_DECODER = "--context sets the context of the decode estimate, which only hf: decoders get"
+# roofline's own options: flag → (arguments (kind, tmp), refused {kind: text}, check, format)
+ROOFLINE_ROWS = {
+    "--device-spec": (lambda kind, tmp: [], {}, lambda kind, d: d["device"]["name"].startswith("A100")
+                      and d["predicted_s"] > 0, "json"),
+    "--tf32": (lambda kind, tmp: ["--tf32"], {}, lambda kind, d: d["tf32"] is True, "json"),
+    "--no-conv-tf32": (lambda kind, tmp: ["--no-conv-tf32"], {}, lambda kind, d: d["conv_tf32"] is False, "json"),
+    "--no-overhead": (lambda kind, tmp: ["--no-overhead"], {}, lambda kind, d: d["overhead"] is False, "json"),
+    "--view": (lambda kind, tmp: ["--view", "ops"], {}, changed, "md"),
+    "--depth": (lambda kind, tmp: ["--depth", "0"], {}, changed, "md"),
+    "--top": (lambda kind, tmp: ["--view", "layers", "--top", "1"], {},
+              lambda kind, out, base: sum(line.startswith("|") for line in out.splitlines()) <= 3 and out != base,
+              "md"),                                     # at most the header, its rule and one row
+    "--context": (lambda kind, tmp: ["--context", "32"], {k: ROOF_NOT_DECODER for k in NOT_HF},
+                  lambda kind, d: d["decode"]["context"] == 32, "json"),
+    "--format": (lambda kind, tmp: ["--format", "md"], {}, lambda kind, out, base: out.startswith("**model**"), None),
+    "--output": (lambda kind, tmp: ["-o", str(tmp / f"roofline-{kind}.json")], {},
+                 lambda kind, out, base: json.loads((TMP[0] / f"roofline-{kind}.json").read_text())["predicted_s"] > 0,
+                 None),
+    "--raw": (lambda kind, tmp: ["--raw"], {}, changed, "md"),
+}
+ROOFLINE_REFUSED_IN_JSON = {"--view": "--view shape the table; JSON always holds every module",
+                            "--depth": "--depth shape the table", "--top": "--top shape the table"}
+# roofline shares count's input options (add_input_options, through count_spec): their rows are OPTIONS'
+SHARED_INPUT_OPTIONS = COVERED - {"--train", "--autocast"}
+
+
+def test_every_roofline_option_has_a_row():
+    missing = (options_of(subcommand_parsers()["roofline"]) - set(ROOFLINE_ROWS) - SHARED_INPUT_OPTIONS
+               - set(SPEC_FREE) - {"--plot"})         # --plot: tests/test_roofline.py (needs matplotlib)
+    assert not missing, f"options of 'flopmeter roofline' with no row in the contract: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("option", list(ROOFLINE_ROWS))
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.filterwarnings("ignore")
+def test_every_roofline_option_takes_effect_or_is_refused(capsys, specs, tmp_path_factory, kind, option):
+    if not TMP:
+        TMP.append(tmp_path_factory.mktemp("out"))
+    spec, needed = specs[kind]
+    make_args, refused, check, fmt = ROOFLINE_ROWS[option]
+    fmt_args = ["--format", fmt] if fmt else []
+    base_argv = ["roofline", spec, *needed, "--device-spec", "a100"]
+    code = main([*base_argv, *make_args(kind, TMP[0]), *fmt_args])
+    out, err = capsys.readouterr()
+    if refused.get(kind):
+        lines = [line for line in err.strip().splitlines() if not line.startswith("note: ")]
+        assert code == 2 and out == "" and len(lines) == 2, err
+        assert refused[kind] in lines[0] and lines[1].startswith("hint: "), err
+        return
+    assert code == 0, err
+    if fmt == "json":
+        assert check(kind, json.loads(out))
+    else:
+        assert main([*base_argv, *fmt_args]) == 0
+        assert check(kind, out, capsys.readouterr().out)
+    if option in ROOFLINE_REFUSED_IN_JSON:                  # the table's options have no JSON form
+        assert main([*base_argv, *make_args(kind, TMP[0]), "--format", "json"]) == 2
+        assert ROOFLINE_REFUSED_IN_JSON[option] in capsys.readouterr().err
+
+
+SHARED = "an input option shared with 'flopmeter SPEC' (count_spec): OPTIONS' rows; compare: test_compare_"
+OUTPUT = "an output option: the file and format tests (test_output_files.py, test_cli.py)"
+# the other subcommands: every option has a row saying where its contract is checked
+ROWS = {
+    "compare": {**dict.fromkeys(["--batch", "--causal", "--convention", "--device", "--dtype", "--force", "--input",
+                                 "--mode", "--seq-len", "--strict", "--trust-pickle"], SHARED),
+                **dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+                "--per-sample": "COUNT_ROWS' --per-sample (the same per_unit)",
+                "--per-token": "COUNT_ROWS' --per-token (the same per_unit)"},
+    "explain": {**dict.fromkeys(["--batch", "--causal", "--convention", "--device", "--dtype", "--force", "--input",
+                                 "--mode", "--seq-len", "--strict", "--trust-pickle"], SHARED),
+                **dict.fromkeys(["--output", "--debug"], OUTPUT), "--version": "test_version_needs_no_spec",
+                "--check": "tests/test_explain.py"},
+    "scaling": {**dict.fromkeys(["--batch", "--causal", "--convention", "--device", "--dtype", "--force", "--input",
+                                 "--mode", "--strict", "--trust-pickle"], SHARED),
+                **dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+                "--seq-len": "tests/test_scaling.py (a range here)", "--input-size": "tests/test_scaling.py",
+                "--depth": "tests/test_scaling.py"},
+    "diff": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+             "--by": "tests/test_cli.py diff", "--threshold": "tests/test_cli.py diff"},
+    "bench": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+              **dict.fromkeys(["--batch", "--channels-last", "--convention", "--depth", "--device", "--dtype",
+                               "--input-size", "--layer-iterations", "--layers", "--max-time", "--min-time", "--plot",
+                               "--roofline", "--seq-len", "--tf32", "--threads", "--top"],
+                              "tests/test_bench_measure.py (timing runs the model)")},
+    "sweep": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+              **dict.fromkeys(["--batch", "--channels-last", "--convention", "--device", "--dtype", "--input-size",
+                               "--jobs", "--max-time", "--measure", "--min-time", "--models-file", "--no-progress",
+                               "--resume", "--retry-failed", "--seq-len", "--task", "--threads"],
+                              "tests/test_bench_sweep.py (patterns, not one SPEC)")},
+    "calibrate": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
+                  **dict.fromkeys(["--clock", "--device", "--dtypes", "--min-run-time", "--threads"],
+                                  "tests/test_bench_measure.py (no SPEC: measures the machine)")},
+}
+
+
+def test_every_option_of_every_subcommand_has_a_row():
+    parsers = subcommand_parsers()
+    covered = {"count": COVERED | set(COUNT_ROWS), "roofline": set(ROOFLINE_ROWS) | SHARED_INPUT_OPTIONS | {"--plot"},
+               **{name: set(rows) for name, rows in ROWS.items()}}
+    assert set(parsers) == set(covered), "a subcommand without rows in the option contract"
+    for name, parser in parsers.items():
+        missing = options_of(parser) - covered[name] - set(SPEC_FREE)
+        assert not missing, f"options of 'flopmeter {name}' with no row in the contract: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+@pytest.mark.parametrize("kind", ["file_with_inputs", "trace", "onnx"])
+@pytest.mark.filterwarnings("ignore")
+def test_compare_honours_or_refuses_the_shared_input_options_as_count_does(capsys, specs, kind, option):
+    if option in ("train", "autocast"):
+        return                                       # compare has no training options (no row to check)
+    spec, needed = specs[kind]
+    make_args, refused, _ = OPTIONS[option]
+    if option == "input":
+        needed = [a for a in needed if a != "--input" and "x" not in a and not (kind == "onnx")]
+    if option == "trust-pickle":
+        needed = [a for a in needed if a != "--trust-pickle"]
+    code = main(["compare", spec, *needed, *make_args(kind), "--format", "json"])
+    out, err = capsys.readouterr()
+    if refused.get(kind):
+        assert code == 2 and refused[kind] in err and "Traceback" not in err, err
+    else:
+        assert code == 0 and out.strip(), err

@@ -5,9 +5,13 @@ original                               here
 =====================================  ==========================================================
 ``ptflops.get_model_complexity_info``  :func:`get_model_complexity_info` → ``(macs, params)``
 ``thop.profile``                       :func:`profile` → ``(macs: float, params: float)``
+``thop.clever_format``                 :func:`clever_format` → ``str`` or a tuple of them
 ``torchprofile.profile_macs``          :func:`profile_macs` → ``int``
 ``fvcore.nn.FlopCountAnalysis``        :class:`FlopCountAnalysis` (``.total()``, ``.by_module()``,
                                        ``.by_operator()``, ``.unsupported_ops()``, …)
+``fvcore.nn.flop_count_table``         :func:`flop_count_table` → ``str`` (fvcore's Markdown table)
+``fvcore.nn.parameter_count``          :func:`parameter_count` → ``defaultdict(int)``
+``fvcore.nn.parameter_count_table``    :func:`parameter_count_table` → ``str``
 =====================================  ==========================================================
 
 Each takes the original's arguments and returns the original's types, with flopmeter's
@@ -21,7 +25,8 @@ none of them changes the model. Where a tool counted differently, the README's
 from __future__ import annotations
 
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any, Callable
 
 import torch
@@ -129,6 +134,19 @@ def profile(model: nn.Module, inputs, custom_ops: dict | None = None, verbose: b
 
 # -- torchprofile -------------------------------------------------------------------------------
 
+def clever_format(nums, format: str = "%.2f"):
+    """thop's ``clever_format``: numbers as text with a T/G/M/K suffix (B below a thousand);
+    one number gives a string, several a tuple."""
+    if not isinstance(nums, Iterable):
+        nums = [nums]
+    out = []
+    for num in nums:
+        scale, suffix = next(((s, u) for s, u in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")) if num > s),
+                             (1, "B"))
+        out.append(format % (num / scale if scale != 1 else num) + suffix)
+    return out[0] if len(out) == 1 else (*out,)
+
+
 def profile_macs(model: nn.Module, args: Any = (), kwargs: dict | None = None,
                  reduction: Callable | None = sum):
     """torchprofile's call shape: total MACs as an int.
@@ -224,4 +242,150 @@ class FlopCountAnalysis:
                            hint="override op formulas with Options(registry=flopmeter.REGISTRY.copy())")
 
 
-__all__ = ["FlopCountAnalysis", "get_model_complexity_info", "profile", "profile_macs"]
+def parameter_count(model: nn.Module) -> defaultdict:
+    """fvcore's ``parameter_count``: parameter name or module name → number of elements (``""``:
+    the whole model), over ``named_parameters()`` (shared tensors once)."""
+    counts: defaultdict = defaultdict(int)
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        for k in range(len(parts) + 1):
+            counts[".".join(parts[:k])] += p.numel()
+    return counts
+
+
+def _fvcore_size(x: int, hide_zero: bool = False) -> str:
+    """fvcore's number format: three decimals, trailing zeros dropped, K/M/G/T/P past 100 of each."""
+    if hide_zero and x == 0:
+        return ""
+    for limit, scale, suffix in ((1e14, 1e15, "P"), (1e11, 1e12, "T"), (1e8, 1e9, "G"), (1e5, 1e6, "M"),
+                                 (1e2, 1e3, "K")):
+        if abs(x) > limit:
+            return f"{x / scale:.3f}".rstrip("0").rstrip(".") + suffix
+    return str(x)
+
+
+def _pipe_table(rows: list[list[str]], headers: list[str]) -> str:
+    """A left-aligned Markdown pipe table as fvcore prints it through tabulate: every column at
+    least two wider than its header, and cells stripped (current tabulate ignores the
+    ``PRESERVE_WHITESPACE`` switch fvcore sets, so its indentation does not show)."""
+    rows = [[c.strip() for c in r] for r in rows]
+    widths = [max(len(h) + 2, *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |",
+             "|" + "|".join(":" + "-" * (w + 1) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _children(name: str, stats: dict) -> list[str]:
+    prefix = name + ("." if name else "")
+    return [m for m in stats if m and m.count(".") == prefix.count(".") and m.startswith(prefix)]
+
+
+def _without_zero_rows(stats: dict) -> dict:
+    """fvcore's pruning: a module whose figures are all zero goes, unless a child of it stays."""
+    out: dict = {}
+
+    def keep(name: str) -> None:
+        trivial = True
+        for child in _children(name, stats):
+            keep(child)
+            trivial &= child not in out
+        if any(v != 0 for v in stats[name].values()) or name == "" or not trivial:
+            out[name] = dict(stats[name])
+    keep("")
+    return out
+
+
+def _fastforward(name: str, stats: dict) -> tuple[str, dict]:
+    """fvcore folds a module into its only child when their figures agree (one row for both)."""
+    children = _children(name, stats)
+    if len(children) != 1:
+        return name, stats[name]
+    child = children[0]
+    a, b = stats[name], stats[child]
+    if set(a) != set(b) or any(a[k] != b[k] and a[k] and b[k] for k in a):
+        return name, stats[name]
+    stats[child] = {k: a[k] or b[k] for k in a}
+    return _fastforward(child, stats)
+
+
+def _stats_table(stats: dict, columns: list[str], max_depth: int) -> str:
+    rows: list[list[str]] = []
+
+    def row(name: str, figures: dict, level: int) -> list[str]:
+        indent = " " * level
+        return [indent + name] + [indent + figures[c] if c in figures else "" for c in columns]
+
+    def fill(level: int, prefix: str) -> None:
+        if level > max_depth:
+            return
+        for name in list(stats):
+            if name and name.count(".") == prefix.count(".") and name.startswith(prefix):
+                name, figures = _fastforward(name, stats)
+                shown = name[len(root_prefix):] if root_prefix and name.startswith(root_prefix) else name
+                rows.append(row(shown, figures, level))
+                fill(level + 1, name + ".")
+    root, figures = _fastforward("", stats)
+    rows.append(row(root or "model", figures, 0))
+    root_prefix = root + ("." if root else "")
+    fill(1, root_prefix)
+    return _pipe_table(rows, ["module", *columns])
+
+
+def flop_count_table(flops: FlopCountAnalysis, max_depth: int = 3, activations=None,
+                     show_param_shapes: bool = True) -> str:
+    """fvcore's ``flop_count_table``: parameters (or shapes) and "flops" (MACs, as fvcore counts
+    them) per module to ``max_depth``, in fvcore's Markdown layout, with flopmeter's numbers."""
+    if activations is not None:
+        raise OptionsError("flop_count_table(activations=...) takes fvcore's ActivationCountAnalysis, which "
+                           "flopmeter does not provide", hint="leave activations out; flopmeter.count(model, x, "
+                           "options=flopmeter.Options(memory=True)) gives the activation memory")
+    params_header = "#parameters" + (" or shape" if show_param_shapes else "")
+    model = flops._model
+    stats: dict = defaultdict(dict)
+    for header, figures in ((params_header, dict(parameter_count(model))), ("#flops", flops.by_module())):
+        for module, value in figures.items():
+            stats[module][header] = value
+    stats = _without_zero_rows(dict(stats))
+    stats = {m: {k: _fvcore_size(v) for k, v in figures.items()} for m, figures in stats.items()}
+    for module in flops.uncalled_modules() & stats.keys():
+        stats[module]["#flops"] = ""
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    for module in [m for m in stats if m in shapes]:
+        if show_param_shapes:
+            stats[module][params_header] = str(shapes[module])
+        else:
+            del stats[module]
+    return _stats_table(stats, [params_header, "#flops"], max_depth)
+
+
+def parameter_count_table(model: nn.Module, max_depth: int = 3) -> str:
+    """fvcore's ``parameter_count_table``: parameters per module (shapes for parameters) to
+    ``max_depth``, in fvcore's Markdown layout."""
+    counts = parameter_count(model)
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+
+    def size(x: int) -> str:          # this table's own rounding in fvcore: one decimal
+        for limit, scale, suffix in ((1e8, 1e9, "G"), (1e5, 1e6, "M"), (1e2, 1e3, "K")):
+            if x > limit:
+                return f"{x / scale:.1f}{suffix}"
+        return str(x)
+    rows = [["model", size(counts.pop(""))]]
+
+    def fill(level: int, prefix: str) -> None:
+        if level >= max_depth:
+            return
+        for name, v in counts.items():
+            if name.count(".") == level and name.startswith(prefix):
+                indent = " " * (level + 1)
+                if name in shapes:
+                    rows.append([indent + name, indent + str(shapes[name])])
+                else:
+                    rows.append([indent + name, indent + size(v)])
+                    fill(level + 1, name + ".")
+    fill(0, "")
+    return _pipe_table(rows, ["name", "#elements or shape"])
+
+
+__all__ = ["FlopCountAnalysis", "clever_format", "flop_count_table", "get_model_complexity_info", "parameter_count",
+           "parameter_count_table", "profile", "profile_macs"]

@@ -44,9 +44,10 @@ class DecodeStep(nn.Module):
         dtype = next(self.model.parameters()).dtype
         cache = DynamicCache(config=cfg)
         if self.cached:
-            for layer in range(cfg.num_hidden_layers):
-                k = torch.zeros(ids.shape[0], kv, self.cached, head_dim, dtype=dtype, device=ids.device)
-                cache.update(k, torch.zeros_like(k), layer)
+            shape = (ids.shape[0], kv, self.cached, head_dim)
+            for layer in range(cfg.num_hidden_layers):     # no local keeps a layer's tensors past its update
+                cache.update(torch.zeros(shape, dtype=dtype, device=ids.device),
+                             torch.zeros(shape, dtype=dtype, device=ids.device), layer)
         position = torch.full((1,), self.cached, dtype=torch.long, device=ids.device)
         return self.model(ids, **{_cache_arg(self.model): cache}, use_cache=True, cache_position=position).logits
 
@@ -88,8 +89,9 @@ class Generation:
     decode_total: Cost = field(default_factory=Cost)
     weight_bytes: int = 0
     kv_bytes_per_position: int = 0      # KV cache bytes one position adds (all layers, the batch)
+    memory: GenerationMemory | None = None
 
-    def table(self):
+    def table(self, raw: bool = False):
         """Prefill, each traced decode step and the decode total: tokens, FLOPs, per token."""
         from .render.tables import Table
         t = Table(["phase", "tokens", f"FLOPs ({self.convention})", "FLOPs/token", "bytes/token"],
@@ -101,6 +103,8 @@ class Generation:
             t.rows.append([label, ph.tokens, ph.cost.flops(self.convention), per["flops"], per["bytes"]])
         t.footer = [("weights", f"{self.weight_bytes:,} B"),
                     ("KV cache", f"{self.kv_bytes_per_position:,} B per position (batch {self.batch})")]
+        if self.memory is not None:
+            t.footer += self.memory.lines(raw)
         return t
 
     def to_dict(self) -> dict:
@@ -112,7 +116,92 @@ class Generation:
                 "decode": {"tokens": self.batch * self.new, **self.decode_total.to_dict(),
                            "flops": self.decode_total.flops(self.convention),
                            "per_token_at": {str(p): ph.per_token(self.convention) for p, ph in self.decode_at.items()}},
-                "weight_bytes": self.weight_bytes, "kv_bytes_per_position": self.kv_bytes_per_position}
+                "weight_bytes": self.weight_bytes, "kv_bytes_per_position": self.kv_bytes_per_position,
+                **({"memory": self.memory.to_dict()} if self.memory is not None else {})}
+
+
+@dataclass
+class GenerationMemory:
+    """Memory of a generation: the peak of the prefill (P tokens, the KV cache it builds and the
+    last position's logits) and of the last decode step (the cache at P + N positions); the
+    larger of the two is what the generation needs."""
+
+    weights: str                         # the weight format the peaks are in
+    prefill: int
+    prefill_at: str                      # the module (and op) at the prefill's peak
+    decode: int
+    decode_at: str
+    fit: object = None                   # memory.Fit of the larger peak
+    search: object = None                # memory.Search of the largest batch
+
+    @property
+    def total(self) -> int:
+        return max(self.prefill, self.decode)
+
+    def lines(self, raw: bool = False) -> list[tuple[str, str]]:
+        from .render.memory import search_line
+        from .render.units import human_unit
+        out = [("prefill peak", f"{human_unit(self.prefill, 'B', raw)} at {self.prefill_at}"),
+               ("decode peak", f"{human_unit(self.decode, 'B', raw)} at {self.decode_at} (the last step)")]
+        if self.fit is not None:
+            f = self.fit
+            out.append(("fits", f"{'yes' if f.fits else 'no'}: {human_unit(f.total, 'B', raw)} of "
+                                f"{human_unit(f.budget.bytes, 'B', raw)} [{f.budget.label}], "
+                                f"{'headroom' if f.fits else 'short by'} {human_unit(abs(f.headroom), 'B', raw)}"))
+        if self.search is not None:
+            out.append(("max batch", search_line(self.search, raw)))
+        return out
+
+    def to_dict(self) -> dict:
+        d = {"weights": self.weights, "prefill_peak": self.prefill, "prefill_peak_at": self.prefill_at,
+             "decode_peak": self.decode, "decode_peak_at": self.decode_at, "total": self.total}
+        if self.fit is not None:
+            d["fits"] = self.fit.to_dict()
+        if self.search is not None:
+            d["largest"] = {"batch": self.search.to_dict()}
+        return d
+
+
+def generation_peaks(model: nn.Module, prompt: int, new: int, *, batch: int = 1, weights: str = "stored",
+                     options: Options | None = None) -> tuple[tuple[int, str], tuple[int, str]]:
+    """(bytes, where) of the prefill's peak and of the last decode step's peak, with the weights
+    in ``weights`` (a :func:`flopmeter.memory.parse_format` name)."""
+    from .memory import analyse
+    opts = replace(options or Options(), training=False, memory=False)
+    ids = torch.zeros(batch, prompt, dtype=torch.long, device="meta")
+    pre = analyse(count(model, ids, kwargs=_prefill_kwargs(model), options=opts), weights=weights)
+    last = torch.zeros(batch, 1, dtype=torch.long, device="meta")
+    dec = analyse(count(DecodeStep(model, prompt + new - 1), last, options=opts), weights=weights)
+
+    def where(m, decode=False):
+        module = m.peak.module
+        if decode:              # the step's modules sit under DecodeStep.model; outside it the cache is filled
+            if module != "model" and not module.startswith("model."):
+                return f"the KV cache of {prompt + new - 1:,} positions being filled ({m.peak.op})"
+            module = module.removeprefix("model").removeprefix(".")
+        return f"{module or '(root)'} ({m.peak.op})"
+    return (pre.total, where(pre)), (dec.total, where(dec, decode=True))
+
+
+def generation_memory(model: nn.Module, prompt: int, new: int, *, batch: int = 1, weights: str = "stored",
+                      budget=None, max_batch: bool = False, options: Options | None = None) -> GenerationMemory:
+    """The :class:`GenerationMemory` of ``batch × (prompt + new)`` tokens; with ``budget`` (a
+    :class:`flopmeter.memory.Budget`) whether it fits, and with ``max_batch`` the largest batch
+    whose larger peak fits (from a few fake traces, :func:`flopmeter.memory.largest_fitting`)."""
+    from .memory import Fit, largest_fitting
+    (pre, pre_at), (dec, dec_at) = generation_peaks(model, prompt, new, batch=batch, weights=weights, options=options)
+    mem = GenerationMemory(weights, pre, pre_at, dec, dec_at)
+    if budget is not None:
+        mem.fit = Fit(budget, mem.total)
+        if max_batch:
+            def peak(b):
+                if b == batch:
+                    return mem.total
+                (p, _), (d, _) = generation_peaks(model, prompt, new, batch=b, weights=weights, options=options)
+                return max(p, d)
+            mem.search = largest_fitting(peak, budget.bytes)
+            mem.search.fixed.update(prompt=prompt, new=new)
+    return mem
 
 
 def decode_step(model: nn.Module, position: int, *, batch: int = 1, options: Options | None = None) -> Phase:

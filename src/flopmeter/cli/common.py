@@ -214,10 +214,38 @@ def onnx_input_shapes(texts) -> dict | list | None:
     return named or ordered or None
 
 
+_TRAINING = ("an ONNX graph has no backward or training step", "count the PyTorch model with --train")
+_NOTHING_RUNS = ("an ONNX file is counted from its graph and nothing runs, so there is no mode or device",
+                 "leave it out")
+# option → (why an ONNX file cannot honour it, hint)
+ONNX_REFUSALS = {
+    "--seq-len": ("--seq-len sizes hf: text models; an ONNX file's inputs are shaped with --input",
+                  "for example --input input_ids=1x128"),
+    "--dtype": ("the graph fixes the dtype of every tensor",
+                "convert the graph itself (e.g. onnxconverter-common's float16 conversion), or count the PyTorch "
+                "model with --dtype"),
+    "--device": _NOTHING_RUNS, "--mode": _NOTHING_RUNS, "--force": _NOTHING_RUNS,
+    "--trust-pickle": ("an ONNX file holds no pickles", "leave --trust-pickle out"),
+    "--train": _TRAINING, "--loss": _TRAINING, "--optimizer": _TRAINING, "--autocast": _TRAINING,
+}
+
+
+def _refuse_for_onnx(spec: str, args) -> None:
+    """Options an ONNX graph cannot honour are refused, each with its own reason."""
+    given = {"--seq-len": args.seq_len is not None, "--dtype": bool(args.dtype), "--device": args.device is not None,
+             "--mode": args.mode != "auto", "--force": getattr(args, "force", False),
+             "--trust-pickle": args.trust_pickle, "--train": getattr(args, "train", False),
+             "--loss": getattr(args, "loss", "sum") != "sum", "--optimizer": getattr(args, "optimizer", None),
+             "--autocast": getattr(args, "autocast", None)}
+    for flag, value in given.items():
+        if value:
+            why, hint = ONNX_REFUSALS[flag]
+            raise InputError(f"{flag} does not apply to {Path(spec).name}: {why}", hint=hint)
+
+
 def _count_onnx(spec: str, args):
     from ..frontends.onnx_file import count_onnx
-    if args.mode == "real" or args.device not in (None, "meta", "cpu"):
-        note("an ONNX file is counted from its graph; --mode and --device do not apply")
+    _refuse_for_onnx(spec, args)
     options = Options(convention=args.convention, strict=args.strict, causal=args.causal)
     with progress(f"counting {spec} …"):
         return count_onnx(spec, onnx_input_shapes(args.input), batch=args.batch, options=options)

@@ -82,26 +82,80 @@ def run(args) -> int:
     return 0
 
 
+def _refuse_for_generate(args) -> None:
+    """Options --generate would ignore are refused, each with its reason."""
+    from ..trace.io import SUFFIX
+    if not args.spec.startswith("hf:"):
+        what = ("a saved trace" if args.spec.endswith(SUFFIX) else "an ONNX graph"
+                if args.spec.lower().endswith(".onnx") else "not an hf: model")
+        raise InputError(f"--generate runs a Hugging Face decoder's prefill and decode steps; {args.spec} is {what}",
+                         hint="give the model as hf:CONFIG, e.g. hf:llama-7b --generate 512+128")
+    refusals = [
+        (args.train, "--train", "--generate counts inference; it does not combine with --train",
+         "drop --train, or drop --generate to count a training step"),
+        (args.input, "--input", "--generate makes its own token ids (BATCH × PROMPT)",
+         "set the batch with --batch and the prompt with --generate PROMPT+NEW"),
+        (args.seq_len is not None or args.context is not None, "--seq-len/--context",
+         "--generate sets the prompt length", "write the prompt length as PROMPT in --generate PROMPT+NEW"),
+        (args.mode == "real" or args.force, "--mode real", "--generate traces the prefill and decode steps on "
+         "fake tensors", "leave --mode and --force out"),
+        (args.device is not None, "--device", "--generate counts on the CPU's fake tensors", "leave --device out"),
+        (args.loss != "sum" or args.optimizer or args.autocast, "--loss/--optimizer/--autocast",
+         "these describe a training step, which --generate does not count", "leave them out"),
+        (args.view != "tree" or args.depth is not None, "--view/--depth/--ops",
+         "--generate shows one table of phases, not a module view", "leave --view, --ops and --depth out"),
+        (args.save_trace, "--save-trace", "--generate makes several traces (prefill and decode steps), not one",
+         "save the prefill's trace with flopmeter SPEC --seq-len PROMPT --save-trace FILE"),
+        (args.per_sample or args.per_token, "--per-sample/--per-token",
+         "--generate already shows FLOPs and bytes per token", "leave it out"),
+    ]
+    for given, flag, why, hint in refusals:
+        if given:
+            raise InputError(f"{flag}: {why}" if not why.startswith(flag) else why,
+                             hint=hint or "leave the option out")
+
+
 def _generate(args, fmt: str) -> int:
     import json
+    from dataclasses import replace
 
     from ..api import Options
     from ..frontends import resolve
-    from ..generate import generation
+    from ..generate import generation, generation_memory
     from ..render import get_renderer
     from .common import input_request, note, progress
 
     prompt, new = args.generate
-    if args.train:
-        raise InputError("--generate counts inference; it does not combine with --train",
-                         hint="drop --train, or drop --generate to count a training step")
+    _refuse_for_generate(args)
+    budget = None
+    if args.weights or args.fits or args.max_batch:
+        from ..memory import parse_budget, parse_format
+        if args.weights:
+            parse_format(args.weights)
+        if args.max_batch and not args.fits:
+            raise InputError("--max-batch needs a budget", hint="add --fits 80GB (or a device such as --fits H100)")
+        budget = parse_budget(args.fits) if args.fits else None
     with progress(f"building {args.spec} …"):
-        resolved = resolve(args.spec, input_request(args), trust_pickle=args.trust_pickle)
+        # generation makes its own token ids: the example input is one token, within any model's positions
+        resolved = resolve(args.spec, replace(input_request(args), seq_len=1), trust_pickle=args.trust_pickle)
     for line in resolved.notes:
         note(line)
+    options = Options(convention=args.convention, strict=args.strict, causal=args.causal)
+    batch = args.batch or 1
     with progress(f"counting prefill and decode of {resolved.name} …"):
-        gen = generation(resolved.model, prompt, new, batch=args.batch or 1, name=resolved.name,
-                         options=Options(convention=args.convention, strict=args.strict, causal=args.causal))
-    text = json.dumps(gen.to_dict(), indent=2) if fmt == "json" else get_renderer(fmt).table(gen.table(), raw=args.raw)
+        gen = generation(resolved.model, prompt, new, batch=batch, name=resolved.name, options=options)
+    if args.memory or args.weights or args.fits:
+        with progress(f"tracing the memory of prefill and decode of {resolved.name} …"):
+            gen.memory = generation_memory(resolved.model, prompt, new, batch=batch, weights=args.weights or "stored",
+                                           budget=budget, max_batch=args.max_batch, options=options)
+    if fmt == "json":
+        text = json.dumps(gen.to_dict(), indent=2)
+    else:
+        table = gen.table(args.raw)
+        text = get_renderer(fmt).table(table, raw=args.raw)
+        if fmt in ("table", "md"):          # the weights, the KV cache and memory follow the table
+            width = max(len(k) for k, _ in table.footer)
+            text = text.rstrip("\n") + "\n\n" + "\n".join(f"- **{k}**: {v}" if fmt == "md" else f"{k.ljust(width)}  {v}"
+                                        for k, v in table.footer)
     write_output(text, args.output)
     return 0

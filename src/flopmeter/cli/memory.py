@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, ModelForwardError
 from .argtypes import non_empty, positive_int
 
 
@@ -84,18 +84,23 @@ def _max_positions(model) -> int | None:
 
 
 def count_with_memory(args):
-    """``count_spec`` with memory: a SPEC is counted by :func:`analyser`; a saved trace gets its
-    memory from the trace alone (no KV cache objects or new traces: no ``--max-batch``)."""
+    """``count_spec`` with memory: a SPEC is counted by :func:`analyser`; a saved trace or an
+    ONNX graph gets its memory from the trace alone (each ONNX value freed after its last
+    consumer; no KV cache objects or new traces: no ``--max-batch``)."""
     from ..memory import Fit, analyse, parse_budget
     from ..trace.io import SUFFIX
     from .common import count_spec
 
     check_memory_args(args)
-    if not args.spec.endswith(SUFFIX):
+    onnx = args.spec.lower().endswith(".onnx")
+    if not (args.spec.endswith(SUFFIX) or onnx):
         return count_spec(args.spec, args, analyser(args))
-    if args.max_batch or args.context:
-        raise InputError("--max-batch and --context trace the model again, which a saved trace cannot",
-                         hint="give the model's SPEC instead of the trace file")
+    if args.max_batch:
+        what = ("an ONNX file is counted at the shapes its --input and --batch give" if onnx
+                else "a saved trace records one run")
+        raise InputError(f"--max-batch traces the PyTorch model again at other batch sizes; {what}",
+                         hint="check the batch that fits with --fits at a few --batch sizes" if onnx
+                         else "give the model's SPEC instead of the trace file")
     report = count_spec(args.spec, args)
     report.memory = analyse(report, weights=args.weights or "stored")
     if args.fits:
@@ -125,8 +130,13 @@ def analyser(args):
                     raise InputError("--max-batch traces the model on fake tensors, but this model runs only in "
                                      "real mode (its forward depends on tensor values)",
                                      hint="check the batch that fits with --fits at a few --batch sizes")
-                mem.search["batch"] = largest_fitting(
-                    lambda b: total(model, _resized(inputs, 0, b), _resized(kwargs, 0, b), options), budget.bytes)
+                def at_batch(b):
+                    try:
+                        return total(model, _resized(inputs, 0, b), _resized(kwargs, 0, b), options)
+                    except ModelForwardError as exc:       # e.g. an exported program's bounded batch dimension
+                        raise InputError(f"--max-batch: the model does not run at batch {b:,}: {exc}",
+                                         hint="check the batch that fits with --fits at a few --batch sizes") from None
+                mem.search["batch"] = largest_fitting(at_batch, budget.bytes)
                 if mem.kv is not None:
                     mem.search["batch"].fixed["context"] = mem.kv.context
                     limit = _max_positions(model)

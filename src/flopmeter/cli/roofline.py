@@ -14,6 +14,7 @@ from ..bench.devices import get_device
 from ..bench.roofline import Roofline, decode_estimate, kv_bytes_per_token, roofline
 from ..errors import InputError
 from ..render.tables import Table
+from ..trace.io import SUFFIX as TRACE_SUFFIX
 from .argtypes import non_empty, positive_int, tree_depth
 from .common import add_input_options, add_output_options, count_spec, output_format, write_output
 
@@ -31,10 +32,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-conv-tf32", action="store_true",
                    help="float32 convolutions at the fp32 peak (default: TF32, cuDNN's default, where the device has it)")
     p.add_argument("--no-overhead", action="store_true", help="leave out the calibrated per-op overhead")
-    p.add_argument("--view", choices=VIEWS, default="tree",
+    p.add_argument("--view", choices=VIEWS, default=None,
                    help="tree: modules to --depth (default); layers: the costliest leaf modules; ops: the costliest ops")
-    p.add_argument("--depth", type=tree_depth, default=2, help="tree depth (default 2, -1 for all)")
-    p.add_argument("--top", type=positive_int, default=20, help="rows of the layers and ops views (default 20)")
+    p.add_argument("--depth", type=tree_depth, default=None, help="tree depth (default 2, -1 for all)")
+    p.add_argument("--top", type=positive_int, default=None, help="rows of the layers and ops views (default 20)")
     p.add_argument("--context", type=positive_int, help="hf: decoders: context length of the decode estimate (default --seq-len)")
     p.add_argument("--plot", metavar="FILE", help="write the roofline plot (.png, .svg, .pdf; the plots extra)")
     add_input_options(p)
@@ -134,7 +135,13 @@ def run(args) -> int:
         seen["model"] = model
         return count(model, *inputs, **kwargs)
 
-    report = count_spec(args.spec, args, analyse)
+    # the roofline needs only each op's FLOPs and bytes: an ONNX graph or a saved trace serves as well
+    from_graph = args.spec.lower().endswith(".onnx") or args.spec.endswith(TRACE_SUFFIX)
+    _check_view_options(args, fmt)
+    report = count_spec(args.spec, args, None if from_graph else analyse)
+    if args.context is not None and not _is_decoder(seen.get("model")):
+        raise InputError("--context sets the context of the decode estimate, which only hf: decoders get",
+                         hint="leave --context out")
     rl = roofline(report, device, tf32=args.tf32, conv_tf32=not args.no_conv_tf32, overhead=not args.no_overhead)
     decode = None
     if args.spec.startswith("hf:") and _is_decoder(seen.get("model")):
@@ -157,7 +164,8 @@ def run(args) -> int:
         return 0
     from ..render import get_renderer
     raw = args.raw or fmt == "csv"
-    table = view_table(rl, args.view, None if args.depth < 0 else args.depth, args.top, raw)
+    depth = 2 if args.depth is None else args.depth
+    table = view_table(rl, args.view or "tree", None if depth < 0 else depth, args.top or 20, raw)
     body = get_renderer(fmt).table(table, args.raw)
     if fmt == "csv":
         write_output(body, args.output)
@@ -165,7 +173,7 @@ def run(args) -> int:
     items = header(rl, decode)
     if fmt == "html":
         from ..render.html import document_html
-        title = {"tree": "modules", "layers": "the costliest layers", "ops": "the costliest ops"}[args.view]
+        title = {"tree": "modules", "layers": "the costliest layers", "ops": "the costliest ops"}[args.view or "tree"]
         write_output(document_html(items, [plot_block(rl), (f"Predicted time: {title}", table)], args.raw),
                      args.output)
         return 0
@@ -176,6 +184,20 @@ def run(args) -> int:
         head = "\n".join(f"{k.ljust(width)}  {v}" for k, v in items)
     write_output(head + "\n\n" + body, args.output)
     return 0
+
+
+def _check_view_options(args, fmt: str) -> None:
+    """--view, --depth and --top where they would be ignored are refused (before any counting)."""
+    given = [flag for flag, value in (("--view", args.view), ("--depth", args.depth), ("--top", args.top))
+             if value is not None]
+    if fmt == "json" and given:
+        raise InputError(f"{', '.join(given)} shape the table; JSON always holds every module",
+                         hint="leave them out, or use --format table, md, csv or html")
+    if args.top is not None and (args.view or "tree") == "tree":
+        raise InputError("--top applies to the layers and ops views", hint="add --view layers or --view ops")
+    if args.depth is not None and args.view in ("layers", "ops"):
+        raise InputError(f"--depth applies to the tree view; the {args.view} view lists the costliest rows",
+                         hint="use --top N for the number of rows")
 
 
 def plot_block(rl: Roofline) -> tuple[str, object]:

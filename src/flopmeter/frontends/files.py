@@ -33,7 +33,7 @@ from .base import (InputRequest, Resolved, on_device, rebatch, recast, refuse, r
 from .keras import is_keras
 
 TRAIN_HINT = "or add --train to count a training step"
-from .pt2 import check_pt2
+from .pt2 import check_pt2, module_tree
 from .usercode import check_no_arguments, first_line as _first_line, user_code_error
 
 FILE_FORMS = "a torch.export .pt2, a TorchScript .pt, or path/to/file.py:FUNCTION"
@@ -141,10 +141,14 @@ def saved_model(path: str, req: InputRequest, trust_pickle: bool = False) -> Res
         if req.dtype is not None:
             raise refuse("--dtype", f"cannot change {file.name}: an exported program keeps the dtypes it was "
                          "exported with", hint="export it again in the dtype you want to count")
+        if req.training:
+            raise refuse("--train", f"cannot count a training step of {file.name}: an exported program cannot be "
+                         "put in train mode (its graph keeps the mode it was exported in)",
+                         hint="count a training step on the eager model")
         check_pt2(file, trust_pickle)      # pickled payloads only with --trust-pickle
         try:
             program = torch.export.load(str(file))
-            model = program.module()
+            model = module_tree(program)
         except Exception as exc:  # noqa: BLE001  (a damaged or incompatible archive)
             raise InputError(f"torch.export cannot load {file.name}: {type(exc).__name__}: {_first_line(exc)}",
                              hint="write it again with torch.export.save, under this version of PyTorch") from None

@@ -128,3 +128,40 @@ def _check_sample_inputs(data: bytes, file: Path) -> None:
         torch.load(io.BytesIO(data), weights_only=True)
     except Exception:  # noqa: BLE001  (any refusal of the safe unpickler)
         raise _refuse(file, "has sample inputs that are not plain tensors") from None
+
+
+def module_tree(program) -> torch.nn.Module:
+    """The program as a module tree: ``torch.export.unflatten`` rebuilds the exported model's
+    submodules from the ``nn_module_stack`` metadata torch.export keeps on each node, so each op
+    runs inside the submodule it came from; each rebuilt module is shown under its original
+    class name (read from the same metadata). A program that cannot be unflattened runs flat."""
+    try:
+        tree = torch.export.unflatten(program)
+    except Exception:  # noqa: BLE001  (unflatten refuses some programs; the flat module still counts)
+        return program.module()
+    names: dict[str, str] = {}
+    for node in program.graph.nodes:
+        for value in (node.meta.get("nn_module_stack") or {}).values():
+            path, kind = value
+            names.setdefault(_plain_path(path), _class_name(kind))
+    classes: dict[tuple[type, str], type] = {}
+    for path, module in tree.named_modules():
+        name = names.get(path)
+        if name and name != type(module).__name__:
+            key = (type(module), name)
+            if key not in classes:          # one stand-in class per original class: same-type layers stay alike
+                classes[key] = type(name, (type(module),), {"__module__": type(module).__module__})
+            module.__class__ = classes[key]
+    return tree
+
+
+def _plain_path(path: str) -> str:
+    """'features.0' as is; older torch.export writes "L['self'].features[0]" or 'L__self___features_0'."""
+    if path.startswith("L['self']"):
+        path = path[len("L['self']"):].lstrip(".")
+        return path.replace("[", ".").replace("]", "").replace("..", ".")
+    return path
+
+
+def _class_name(kind) -> str:
+    return kind.__name__ if isinstance(kind, type) else str(kind).rsplit(".", 1)[-1]

@@ -16,22 +16,81 @@ def _rich():
         raise MissingDependencyError("rich", "cli") from None
 
 
+# columns left out, in this order, when a table is wider than the terminal: a cell is never
+# split across lines and a number or shape never shortened; the first column and the counts
+# stay (past the last of these, only name columns are shortened, with an ellipsis)
+DROP_ORDER = ("share", "status", "inputs", "outputs", "shapes", "output", "Output Shape", "type", "act. peak",
+              "FLOPs/byte",
+              "compute", "memory", "bytes", "measured", "predicted / measured")
+
+
+class FittedTable:
+    """A rich table that fits the console's width by leaving out whole columns (in
+    :data:`DROP_ORDER`) instead of wrapping cells; a caption names what was left out."""
+
+    def __init__(self, table: Table, raw: bool = False):
+        from rich.markup import escape
+        self.table = table
+        raw = raw or table.exact
+        self.cells = [[human(c, raw) if isinstance(c, int) else cell_text(c) if isinstance(c, float)
+                       else escape(visible(c)) for c in row] for row in table.rows]
+
+    def build(self, drop: tuple[str, ...] = (), limits: dict[int, int] | None = None):
+        """The rich table without the ``drop`` columns; ``limits``: column → the most cells a
+        text column may take (longer names end in an ellipsis; numbers are never shortened)."""
+        from rich.markup import escape
+        from rich.table import Table as RichTable
+        keep = [i for i, name in enumerate(self.table.columns) if name not in drop]
+        t = RichTable(show_edge=False, header_style="bold")
+        for i in keep:
+            name, numeric = self.table.columns[i], self.table.numeric[i]
+            t.add_column(escape(visible(name)), justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis",
+                         min_width=6 if numeric else None, max_width=(limits or {}).get(i))
+        for row in self.cells:
+            t.add_row(*(row[i] for i in keep))
+        if drop:
+            t.caption = f"not shown at this width: {', '.join(drop)} (--format md shows every column)"
+        return t
+
+    def fitted(self, console, options):
+        from rich.measure import Measurement
+        drop: tuple[str, ...] = ()
+        t = self.build()
+        unbounded = options.update_width(10**6)         # the width every cell needs on one line
+        for name in DROP_ORDER:
+            if Measurement.get(console, unbounded, t).maximum <= options.max_width:
+                return t
+            if name in self.table.columns[1:]:
+                drop += (name,)
+                t = self.build(drop)
+        excess = Measurement.get(console, unbounded, t).maximum - options.max_width
+        if excess <= 0:
+            return t
+        # still too wide: shorten the widest text columns (names, op names), one cell at a time
+        widths = {i: self.width(i) for i, name in enumerate(self.table.columns)
+                  if name not in drop and not self.table.numeric[i]}
+        while excess > 0 and widths and max(widths.values()) > 8:
+            widest = max(widths, key=widths.__getitem__)
+            widths[widest] -= 1
+            excess -= 1
+        return self.build(drop, widths)
+
+    def width(self, i: int) -> int:
+        from rich.text import Text
+        return max([Text.from_markup(self.table.columns[i]).cell_len]
+                   + [Text.from_markup(row[i]).cell_len for row in self.cells])
+
+    def __rich_console__(self, console, options):
+        yield self.fitted(console, options)
+
+    def __rich_measure__(self, console, options):
+        from rich.measure import Measurement
+        return Measurement.get(console, options, self.fitted(console, options))
+
+
 def to_rich(table: Table, raw: bool = False):
     _rich()
-    from rich.markup import escape
-    from rich.table import Table as RichTable
-
-    raw = raw or table.exact
-    t = RichTable(show_edge=False, header_style="bold")
-    for name, numeric in zip(table.columns, table.numeric):
-        if numeric:
-            t.add_column(escape(visible(name)), justify="right", no_wrap=True, min_width=6)
-        else:
-            t.add_column(escape(visible(name)), overflow="fold")
-    for row in table.rows:
-        t.add_row(*(human(c, raw) if isinstance(c, int) else cell_text(c) if isinstance(c, float) else escape(visible(c))
-                    for c in row))
-    return t
+    return FittedTable(table, raw)
 
 
 def render(report: Report, *, view: str = "tree", depth: int | None = 2, raw: bool = False):
