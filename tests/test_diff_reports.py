@@ -11,6 +11,7 @@ from torch import nn
 
 import flopmeter
 from flopmeter.cli import main
+from cli_checks import one_error
 
 
 def _strict_json(text: str):
@@ -34,12 +35,8 @@ def _write(tmp_path, name, data) -> str:
 
 def _one_error(capfd, argv, needle):
     capfd.readouterr()
-    assert main(argv) == 2
-    out, err = capfd.readouterr()
-    lines = err.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["error", "hint"], err
-    assert needle in lines[0], lines[0]
-    assert "Traceback" not in err and out == ""
+    error, _ = one_error(capfd, main(argv))
+    assert needle in error, error
 
 
 def _edited(report, edit) -> dict:

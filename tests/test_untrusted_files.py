@@ -17,17 +17,8 @@ import flopmeter
 from flopmeter.cli import main
 from flopmeter.frontends import InputRequest, resolve
 from flopmeter.trace.io import load_trace, save_trace
+from cli_checks import one_error
 
-
-def one_error(capsys_or_capfd, code: int) -> tuple[str, str]:
-    """The (error, hint) lines of a refused run: exit 2, nothing on stdout, no traceback."""
-    out, err = capsys_or_capfd.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert out == "", out
-    assert "Traceback" not in err
-    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), err
-    return lines[0], lines[1]
 
 
 # -- TorchScript archives are code --------------------------------------------------------
