@@ -305,3 +305,17 @@ def test_plain_pt2_passes_the_size_checks(program):
     pt2_check.check_pt2(program)
     with zipfile.ZipFile(program) as z:
         assert sum(i.file_size for i in z.infolist()) <= program.stat().st_size      # stored: about the file's size
+
+
+@pytest.mark.parametrize("name", ["FLOPMETER_MAX_TRACE_BYTES", "FLOPMETER_MAX_LAYERS", "FLOPMETER_REPLAY_MIN_TWINS"])
+@pytest.mark.parametrize("text", ["lots", "0", "-5", "1.5"])
+def test_a_limit_set_in_the_environment_must_be_a_whole_number_of_one_or_more(monkeypatch, name, text):
+    from flopmeter.errors import InputError, env_int
+    monkeypatch.setenv(name, text)
+    with pytest.raises(InputError, match=name) as caught:
+        env_int(name, 8, "units", 8)
+    assert name in caught.value.hint
+    monkeypatch.setenv(name, "12")
+    assert env_int(name, 8, "units", 8) == 12
+    monkeypatch.delenv(name)
+    assert env_int(name, 8, "units", 8) == 8

@@ -16,6 +16,7 @@ them into one-line ``error: …`` / ``hint: …`` messages in a single place::
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 
 
@@ -65,6 +66,21 @@ def expect_type(value, types, parameter: str, expected: str, hint: str | None = 
 
 def _as_tuple(types) -> tuple:
     return types if isinstance(types, tuple) else (types,)
+
+
+def env_int(name: str, default: int, unit: str, example: int) -> int:
+    """The whole number of ``unit`` set in environment variable ``name`` (1 or more), or ``default``."""
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"{name}={text[:40]!r} is not a whole number of {unit} of 1 or more",
+                         hint=f"set {name} to a whole number of {unit}, e.g. {example}")
+    return value
 
 
 class ModelForwardError(FlopmeterError):

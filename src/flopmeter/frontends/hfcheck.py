@@ -8,11 +8,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 from pathlib import Path
 
-from ..errors import InputError, did_you_mean
+from ..errors import InputError, did_you_mean, env_int
 from .usercode import first_line
 
 MAX_LAYERS_ENV = "FLOPMETER_MAX_LAYERS"
@@ -28,12 +27,7 @@ _STAGES = re.compile(r"^(depths?|.*_depths?|block_sizes|block_repeats)$")
 
 
 def max_layers() -> int:
-    text = os.environ.get(MAX_LAYERS_ENV)
-    try:
-        return int(text) if text else DEFAULT_MAX_LAYERS
-    except ValueError:
-        raise InputError(f"{MAX_LAYERS_ENV}={text!r} is not a whole number",
-                         hint=f"set {MAX_LAYERS_ENV} to a whole number of layers, e.g. 2000") from None
+    return env_int(MAX_LAYERS_ENV, DEFAULT_MAX_LAYERS, "layers", 2000)
 
 
 def _int(value) -> bool:

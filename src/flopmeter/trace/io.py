@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError, expect_type
+from ..errors import InputError, env_int, expect_type
 from .events import OpEvent, TensorRef
 from .model import TRACE_SCHEMA, ModuleInfo, ParamInfo, StorageInfo, Trace
 
@@ -195,12 +195,7 @@ def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
 
 
 def max_trace_bytes() -> int:
-    text = os.environ.get(MAX_TRACE_BYTES_ENV)
-    try:
-        return int(text) if text else DEFAULT_MAX_TRACE_BYTES
-    except ValueError:
-        raise InputError(f"{MAX_TRACE_BYTES_ENV}={text!r} is not a whole number of bytes",
-                         hint=f"set {MAX_TRACE_BYTES_ENV} to a size in bytes, e.g. 1073741824") from None
+    return env_int(MAX_TRACE_BYTES_ENV, DEFAULT_MAX_TRACE_BYTES, "bytes", 1 << 30)
 
 
 def _read_capped(path, limit: int) -> bytes:

@@ -46,6 +46,7 @@ from torch.nn.modules import module as module_mod
 from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
 
 from .emit import Compiled, clone
+from ..errors import env_int
 from .replay_key import _PLAIN, Unsafe, Uses, Watched, _canon, _Ctx, input_key, subtree_key
 from .events import OpEvent, TensorRef
 from .model import StorageInfo
@@ -279,7 +280,7 @@ class Replayer:
         """Route the forward of every module of the shadow (its ``named_modules()`` pairs) that
         has a structural twin (same class, parameter and buffer shapes, submodule tree) through
         :meth:`call`."""
-        min_twins = int(os.environ.get("FLOPMETER_REPLAY_MIN_TWINS", MIN_TWINS))
+        min_twins = env_int("FLOPMETER_REPLAY_MIN_TWINS", MIN_TWINS, "twins", MIN_TWINS)
         sig_of: dict[int, int] = {}
         interned: dict[tuple, int] = {}
         counts: dict[int, int] = defaultdict(int)
