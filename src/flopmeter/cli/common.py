@@ -160,7 +160,11 @@ def count_spec(spec: str, args, analyse=None):
                 if mode == "fake" or not exc.data_dependent:
                     raise
                 note(f"{exc}; counting in real mode on random weights (seed 0)")
-        return _analyse(resolved, base, "real", analyse, force=getattr(args, "force", False))
+        force = getattr(args, "force", False)
+        if mode == "real" and not force and not isinstance(resolved.model, torch.jit.ScriptModule):
+            check_fits(resolved, force)         # the weights alone: no count needed
+            check_run_fits(resolved, base)
+        return _analyse(resolved, base, "real", analyse, force=force)
 
 
 def _check_run_options(args) -> None:
@@ -266,6 +270,29 @@ def check_fits(resolved: Resolved, force: bool) -> None:
     raise InputError(f"{resolved.name} needs at least {human_unit(need, 'B')} for its weights in real mode, and "
                      f"only {human_unit(free, 'B')} of memory is free", hint="count in fake mode (the default; it "
                      "allocates no weights), or run it anyway with --mode real --force")
+
+
+def check_run_fits(resolved: Resolved, base: Options) -> None:
+    """Refuse, before allocating, a real CPU run whose peak — weights, inputs and activations,
+    predicted by a fake count of the same run — exceeds the free memory. A model the fake count
+    cannot run is left to the real run."""
+    from ..errors import FlopmeterError
+    from ..render.units import human_unit
+    free = free_memory()
+    if free is None or (base.device or "cpu") != "cpu":
+        return
+    try:
+        args, kwargs = resolved.make_inputs(torch.device("meta"))
+        predicted = count(resolved.model, *args, kwargs=kwargs, options=replace(base, mode="fake", memory=True))
+    except FlopmeterError:
+        return
+    need = predicted.memory.timeline.peak.bytes
+    if need > free:
+        raise InputError(f"{resolved.name} would need about {human_unit(need, 'B')} at its peak in real mode "
+                         f"(weights, inputs and activations, predicted on fake tensors), and only "
+                         f"{human_unit(free, 'B')} of memory is free",
+                         hint="count in fake mode (the default; it allocates nothing), use smaller inputs, or run "
+                              "it anyway with --mode real --force")
 
 
 def _analyse(resolved: Resolved, base: Options, mode: str, analyse, force: bool = False):
