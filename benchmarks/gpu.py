@@ -69,7 +69,7 @@ def gpu_name() -> str:
 
 def datasheet_row(gpu_name: str):
     """The device-table row whose name or alias is the longest prefix of this GPU's name."""
-    from flopmeter.bench.devices import normalise, table
+    from flopmeter.devices import normalise, table
     name = normalise(gpu_name)
     best, best_len = None, 0
     for spec in table():
@@ -82,7 +82,7 @@ def datasheet_row(gpu_name: str):
 
 def calibrate_section(res: Results) -> None:
     from flopmeter.bench.calibrate import calibrate
-    from flopmeter.bench.devices import save_local
+    from flopmeter.devices import save_local
 
     start = time.perf_counter()
     dry = {} if DEVICE == "cuda" else {"max_n": 256, "max_batch": 2, "batched": 1, "copy_bytes": 1 << 20}
@@ -161,7 +161,7 @@ def models_section(res: Results, batches=(1, 64)) -> None:
 
 
 def _local_spec():
-    from flopmeter.bench.devices import get_device
+    from flopmeter.devices import get_device
     try:
         return get_device(f"local-{DEVICE}")
     except Exception:  # noqa: BLE001

@@ -41,7 +41,7 @@ from torch.utils import benchmark
 
 import flopmeter
 from flopmeter.bench.calibrate import calibrate
-from flopmeter.bench.devices import DeviceSpec, get_device, save_local
+from flopmeter.devices import DeviceSpec, get_device, save_local
 from flopmeter.bench.roofline import roofline
 from flopmeter.frontends import InputRequest, resolve
 

@@ -9,7 +9,7 @@ from torch import nn
 
 import flopmeter
 from flopmeter.bench import calibrate as calibrate_module
-from flopmeter.bench.devices import TABLE, DeviceSpec, get_device, local_path, table
+from flopmeter.devices import TABLE, DeviceSpec, get_device, local_path, table
 from flopmeter.cli import main
 from flopmeter.errors import InputError, MissingDependencyError, OptionsError
 
@@ -28,7 +28,11 @@ def test_every_row_has_a_source_bandwidth_and_fp32():
     assert {r["name"] for r in rows} >= set(ISSUE_DEVICES)
     for r in rows:
         assert len(r["source"]) > 20 and r["url"].startswith("https://"), r["name"]
-        assert r["bandwidth_gb_s"] > 0 and r["memory_gb"] > 0 and r["vector_tflops"] > 0, r["name"]
+        assert r["memory_bytes"] > 0 and r["memory_note"], r["name"]
+        if "tflops" not in r:          # a row with memory (and links) only says so in its source
+            assert "memory" in r["source"].split(";")[-1] and "only" in r["source"], r["name"]
+            continue
+        assert r["bandwidth_gb_s"] > 0 and r["vector_tflops"] > 0, r["name"]
         assert r["tflops"]["fp32"] > 0, r["name"]
         assert set(r["tflops"]) <= {"fp32", "tf32", "bf16", "fp16", "fp8", "int8"}, r["name"]
         # a matrix unit is never slower in a narrower type than in fp32
@@ -51,7 +55,7 @@ def test_loose_names(name, expected):
 def test_unknown_device_gives_a_close_match(capsys):
     with pytest.raises(OptionsError) as exc:
         get_device("h10")
-    assert exc.value.hint == "did you mean 'H100 SXM'?"
+    assert exc.value.hint.startswith("did you mean 'H100 SXM'")
     with pytest.raises(OptionsError) as exc:
         get_device("rtx 4080")
     assert "'RTX 4090'" in exc.value.hint
@@ -98,7 +102,7 @@ def test_calibrate_for_real_tiny_and_the_spec_loads_as_local(tmp_path, monkeypat
     spec = calibrate_module.calibrate("cpu", dtypes=("fp32",), max_n=64, batched=2, copy_bytes=1 << 16,
                                       vector_numel=1 << 10, min_run_time=0.01, target_s=0.001)
     assert spec.matrix["fp32"] > 0 and spec.bandwidth > 0 and spec.vector > 0 and spec.overhead > 0
-    from flopmeter.bench.devices import save_local
+    from flopmeter.devices import save_local
     path = save_local(spec, "cpu")
     assert path == tmp_path / "flopmeter" / "device-local-cpu.json" == local_path("cpu")
     loaded = get_device("local")
@@ -194,3 +198,48 @@ def test_spec_files_are_checked(tmp_path):
     good = tmp_path / "mine.json"
     good.write_text(json.dumps(spec.to_dict()))
     assert get_device(str(good)) == spec
+
+
+@pytest.mark.parametrize("typed, expected", [
+    ("h100-sxm", "H100 SXM"), ("h100-pcie", "H100 PCIe"), ("a100-80gb", "A100 80GB"), ("rtx-4090", "RTX 4090"),
+    ("l4", "L4"), ("a10g", "A10G"), ("t4", "T4"), ("mi300x", "MI300X"), ("H100 NVL", "H100 NVL"), ("b200", "B200"),
+])
+def test_names_people_type(typed, expected):
+    assert get_device(typed).name == expected
+
+
+def test_usable_memory_is_total_less_the_stated_reserve():
+    from flopmeter.devices import default_reserve, usable_memory
+
+    GiB = 2**30
+    h100 = usable_memory("h100")
+    assert h100.total == 80 * GiB and h100.reserve == default_reserve() == 2 * GiB
+    assert h100.usable == 80 * GiB - 2 * GiB and "CUDA context" in h100.reserve_note
+    t4 = usable_memory("t4", reserve=768 * 2**20)
+    assert t4.usable == 16 * GiB - 768 * 2**20 and t4.reserve_note == "given"
+    with pytest.raises(OptionsError):
+        usable_memory("t4", reserve=-1)
+
+
+def test_a_row_without_compute_figures_is_refused_by_the_roofline(capsys):
+    spec = get_device("a10g")
+    assert not spec.has_compute and spec.memory == 24 * 2**30
+    with pytest.raises(OptionsError) as exc:
+        spec.peak("bf16")
+    assert "A10G" in str(exc.value) and "flopmeter devices" in exc.value.hint
+    code, out, err = run(capsys, "roofline", "torchvision:resnet18", "--device-spec", "a10g")
+    assert code == 2 and err.startswith("error: a roofline needs peak compute")
+
+
+def test_devices_command_lists_every_row_with_its_source(capsys):
+    code, out, err = run(capsys, "devices", "--format", "json")
+    assert code == 0
+    rows = json.loads(out)["devices"]
+    assert [r["device"] for r in rows] == [s.name for s in table()]
+    h100 = next(r for r in rows if r["device"] == "H100 SXM")
+    assert h100["usable_bytes"] == h100["total_bytes"] - h100["reserve_bytes"] and h100["compute_capability"] == "9.0"
+    assert h100["link_gb_s"] == 900 / 2          # NVLink 4: 900 GB/s both directions on the datasheet
+    code, out, err = run(capsys, "devices", "rtx-4090")
+    assert code == 0 and "RTX 4090" in out and "sources:" in out and "H100 SXM" not in out
+    code, out, err = run(capsys, "devices", "h10")
+    assert code == 2 and "did you mean 'H100 SXM'" in err

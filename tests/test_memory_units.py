@@ -84,7 +84,10 @@ def test_budgets():
     assert parse_budget("80GB").bytes == 80 * 10**9
     assert parse_budget("24GiB").bytes == 24 * 2**30
     assert parse_budget("1.5 GiB").bytes == 3 * 2**29
-    assert parse_budget("h100").bytes == 80 * GiB
+    # a device's budget is its datasheet memory less the reserve: 80 GiB − 2 GiB by default
+    assert parse_budget("h100").bytes == 80 * GiB - 2 * GiB
+    assert parse_budget("h100", reserve=0).bytes == 80 * GiB
+    assert parse_budget("T4", reserve=512 * 2**20).bytes == 16 * GiB - 512 * 2**20
     with pytest.raises(OptionsError) as e:
         parse_budget("H10")
     assert "h100" in e.value.hint.lower()

@@ -392,7 +392,7 @@ def test_onnx_refuses_what_a_graph_cannot_answer(capsys, specs, argv, message):
 @pytest.mark.parametrize("kind", ["onnx", "trace"])
 def test_roofline_works_from_an_onnx_graph_or_a_saved_trace(capsys, specs, kind):
     from flopmeter.api import report_from_trace
-    from flopmeter.bench.devices import get_device
+    from flopmeter.devices import get_device
     from flopmeter.bench.roofline import roofline
     from flopmeter.frontends.onnx_file import count_onnx
     from flopmeter.trace.io import load_trace
@@ -673,6 +673,7 @@ ROWS = {
     "calibrate": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT),
                   **dict.fromkeys(["--clock", "--device", "--dtypes", "--min-run-time", "--threads"],
                                   "tests/test_bench_measure.py (no SPEC: measures the machine)")},
+    "devices": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT)},
 }
 
 

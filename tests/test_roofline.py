@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import flopmeter
-from flopmeter.bench.devices import DeviceSpec, get_device
+from flopmeter.devices import DeviceSpec, get_device
 from flopmeter.bench.roofline import decode_estimate, kv_bytes_per_token, roofline
 
 # H100 SXM row of devices.json (checked in test_h100_row_is_what_the_tests_assume)
@@ -238,7 +238,7 @@ def test_bench_roofline_local_is_the_calibration_of_the_device_being_timed(tmp_p
     compares with the CPU's calibration, not the GPU's (which `local` means elsewhere there)."""
     from argparse import Namespace
 
-    from flopmeter.bench.devices import save_local
+    from flopmeter.devices import save_local
     from flopmeter.cli.bench import _roofline_device
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     for device, rate in (("cpu", 1e11), ("cuda", 1e14)):

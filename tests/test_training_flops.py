@@ -154,7 +154,7 @@ def test_length_fit_at_an_unseen_length_equals_a_fresh_trace():
 
 
 def test_peak_comes_from_the_dense_row_of_the_device_table():
-    from flopmeter.bench.devices import get_device
+    from flopmeter.devices import get_device
     peak = resolve_peak(device="h100", dtype=torch.bfloat16)
     assert peak.flops == get_device("H100 SXM").matrix["bf16"] == 989.5e12
     assert "H100 SXM" in peak.source and "bf16" in peak.source

@@ -11,7 +11,7 @@ once :meth:`StepCounter.fit_lengths` has fitted the step's cost as an exact poly
 sequence length, the FLOPs of a batch of any length without a new trace.
 
 :func:`resolve_peak` finds the dense peak throughput the utilisation divides by: ``peak_flops``
-as given, or the row of flopmeter's device table (``bench/devices.json``) for the device and
+as given, or the row of flopmeter's device table (``devices.json``) for the device and
 dtype. :func:`utilisation` turns a step's FLOPs and its measured time into achieved FLOP/s,
 MFU (model FLOPs: the step without recomputation) and HFU (hardware FLOPs: with it).
 """
@@ -389,7 +389,7 @@ def resolve_peak(*, peak_flops: float | None = None, device: Any = None, dtype: 
     ``device`` (a name, ``local`` after ``flopmeter calibrate``, a spec file or a DeviceSpec) at
     the table's key for ``dtype`` (fp32 as tf32 when CUDA's float32 matmuls may use TF32); else,
     on CUDA, the row matching the GPU's name. The table holds dense figures only."""
-    from .bench.devices import dtype_key, get_device
+    from .devices import dtype_key, get_device
 
     if peak_flops is not None:
         if not isinstance(peak_flops, (int, float)) or isinstance(peak_flops, bool) or not peak_flops > 0:
@@ -405,7 +405,7 @@ def resolve_peak(*, peak_flops: float | None = None, device: Any = None, dtype: 
         device = gpu_row(torch.cuda.get_device_name(on))
     tf32 = on.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
     key = dtype_key(dtype, tf32=tf32)
-    spec = get_device(device)
+    spec = get_device(device).require_compute("a peak for MFU")
     value, used = spec.peak(key)
     return Peak(value, f"{spec.name}, {used} dense: {spec.source}", used)
 
@@ -414,7 +414,7 @@ def gpu_row(gpu_name: str) -> Any:
     """The device table's row for a name as CUDA reports it ('NVIDIA H100 80GB HBM3'): the row
     whose name or alias is the longest prefix of it; the name itself when none is (then
     :func:`get_device`'s error suggests rows)."""
-    from .bench.devices import normalise, table
+    from .devices import normalise, table
 
     key = normalise(gpu_name)
     best, length = None, 0

@@ -1,4 +1,4 @@
-"""Calibration: measure the machine at hand as a :class:`~flopmeter.bench.devices.DeviceSpec`.
+"""Calibration: measure the machine at hand as a :class:`~flopmeter.devices.DeviceSpec`.
 
 Everything is timed with ``torch.utils.benchmark`` (``blocked_autorange``, the median of its
 blocks; CUDA is synchronised by its timer), at the thread count given (default: torch's):
@@ -46,7 +46,7 @@ from typing import Callable
 import torch
 
 from ..errors import InputError
-from .devices import DeviceSpec
+from ..devices import DeviceSpec
 
 Measure = Callable[[str, dict], float]
 

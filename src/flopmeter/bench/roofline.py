@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..report import Report
-from .devices import DeviceSpec, dtype_key, get_device
+from ..devices import DeviceSpec, dtype_key, get_device
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ def estimate_op(row, device: DeviceSpec, *, tf32: bool = False, conv_tf32: bool 
 def roofline(report: Report, device: DeviceSpec | str, *, measured: dict[str, float] | None = None,
              tf32: bool = False, conv_tf32: bool = True, overhead: bool = True) -> Roofline:
     """Predicted time per op, module and model of ``report`` on ``device`` (a spec or a name)."""
-    device = get_device(device)
+    device = get_device(device).require_compute()
     modules = {n.path: ModuleEstimate(n.path, n.type, n.depth) for n in report.modules()}
     ops: list[OpEstimate] = []
     fallback: dict[str, str] = {}
@@ -334,7 +334,7 @@ def decode_estimate(report: Report, device: DeviceSpec | str, *, context: int, k
     """Decode per token ≈ (weights + KV cache) / bandwidth; with ``one_token`` (a report of the
     same model on one token per sequence) also the op-level sum: that forward's roofline plus
     the time to read the cache (a one-token forward without a cache does not read it)."""
-    device = get_device(device)
+    device = get_device(device).require_compute()
     batch = report.inputs[0].shape[0] if report.inputs and report.inputs[0].shape else 1
     kv = batch * context * kv_per_token
     op_level = None

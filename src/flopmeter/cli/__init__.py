@@ -9,6 +9,7 @@
     flopmeter sweep PATTERN ... -o F      many models × sizes × batches, row by row, resumable
     flopmeter roofline SPEC --device-spec NAME   predicted latency per module on a device
     flopmeter calibrate [--device cpu|cuda]      measure this machine as the device spec 'local'
+    flopmeter devices [NAME]              the device table with usable memory and sources
 
 ``main(argv) -> int`` is thin: parse, run, and turn every FlopmeterError into one
 ``error: …`` line and one ``hint: …`` line with exit status 2 (``--debug`` re-raises).
@@ -40,6 +41,7 @@ COMMANDS = {
     "sweep": ("sweep", "parser", "run", "many models × sizes × batches, row by row, resumable"),
     "roofline": ("roofline", "parser", "run", "predicted latency per module on a device spec"),
     "calibrate": ("calibrate", "parser", "run", "measure this machine as the device spec 'local'"),
+    "devices": ("devices", "parser", "run", "the device table: memory, usable memory, peaks, links, sources"),
 }
 
 

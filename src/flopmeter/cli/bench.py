@@ -176,7 +176,7 @@ def _roofline_device(args):
                                hint=f"add --roofline A100 (a device name or spec file) to use --{flag}")
     if not args.roofline:
         return None
-    from ..bench.devices import get_device, normalise
+    from ..devices import get_device, normalise
     if args.plot:
         from ..bench.plot import check_plot_path
         check_plot_path(args.plot)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..bench.devices import check_cache_dir, normalise, save_local, table as device_table
+from ..devices import check_cache_dir, normalise, save_local, table as device_table
 from ..errors import InputError
 from .argtypes import non_empty, positive_float, positive_int
 from .common import add_output_options, note, output_format, progress, write_output

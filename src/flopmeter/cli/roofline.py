@@ -10,7 +10,7 @@ import json
 from copy import copy
 
 from ..api import count
-from ..bench.devices import get_device
+from ..devices import get_device
 from ..bench.roofline import Roofline, decode_estimate, kv_bytes_per_token, roofline
 from ..errors import InputError
 from ..render.tables import Table
@@ -125,7 +125,7 @@ def _is_decoder(model) -> bool:
 
 def run(args) -> int:
     fmt = output_format(args.format, args.output)
-    device = get_device(args.device_spec)          # a misspelt device fails before the model is built
+    device = get_device(args.device_spec).require_compute()       # a misspelt device fails before the model is built
     for flag, value in (("--top", args.top), ("--context", args.context)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be positive, got {value}", hint=f"e.g. {flag} 20")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import FlopmeterError
-from .devices import DEVICES, Budget, parse_budget
+from .devices import Budget, parse_budget, parse_size
 from .fit import Search, largest_fitting
 from .kvcache import KVCache, cache_layers, find_cache, kv_cache, per_layer_tokens, root_output
 from .timeline import CUDA_BLOCK, Timeline, sparkline, timeline
@@ -122,5 +122,5 @@ def _tokens(trace) -> int:
     return 0
 
 
-__all__ = ["DEVICES", "FORMATS", "Fit", "KVCache", "MemoryReport", "Search", "Timeline", "analyse",
-           "largest_fitting", "parse_budget", "parse_format", "sparkline", "timeline", "weight_bytes"]
+__all__ = ["FORMATS", "Fit", "KVCache", "MemoryReport", "Search", "Timeline", "analyse",
+           "largest_fitting", "parse_budget", "parse_format", "parse_size", "sparkline", "timeline", "weight_bytes"]

@@ -1,11 +1,11 @@
 """Memory budgets: ``--fits 80GB``, ``--fits 24GiB``, ``--fits H100``.
 
 Sizes: ``GB``/``MB``/``KB``/``TB`` are decimal (10⁹ …), ``GiB``/``MiB``/``KiB``/``TiB`` binary
-(2³⁰ …); a bare number is bytes. Device names give the memory the vendor's datasheet lists
-(HBM/GDDR capacity). HBM stacks come in binary sizes, so an "80 GB" H100 has 80 GiB; what a
-program can allocate is smaller (nvidia-smi shows about 79.6 GiB on an H100 SXM, and the CUDA
-context takes a few hundred MiB more): pass a number for a tighter budget.
-This table holds memory sizes only; peak compute and bandwidth live with the roofline.
+(2³⁰ …); a bare number is bytes, and a size is the budget as given (no reserve taken from it).
+A device name is a row of the one device table (:mod:`flopmeter.devices`): its budget is the
+usable memory, the datasheet total less a stated reserve for what a program cannot allocate
+(the driver's share, the CUDA context, library workspaces, allocator slack), overridable with
+``reserve``.
 """
 
 from __future__ import annotations
@@ -13,34 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import OptionsError, did_you_mean
+from ..devices import DeviceSpec, _index, get_device, normalise, table, usable_memory
+from ..errors import OptionsError, close_matches
 
 GiB = 2**30
-
-
-@dataclass(frozen=True)
-class MemoryDevice:
-    name: str
-    bytes: int
-    note: str
-
-
-DEVICES: dict[str, MemoryDevice] = {d.name.lower(): d for d in (
-    MemoryDevice("H100", 80 * GiB, "NVIDIA H100 SXM5/PCIe, 80 GB HBM3/HBM2e"),
-    MemoryDevice("H100-NVL", 94 * GiB, "NVIDIA H100 NVL, 94 GB HBM3"),
-    MemoryDevice("H200", 141 * 10**9, "NVIDIA H200, 141 GB HBM3e"),
-    MemoryDevice("B200", 180 * 10**9, "NVIDIA B200 (HGX), 180 GB HBM3e"),
-    MemoryDevice("A100", 80 * GiB, "NVIDIA A100 80GB"),
-    MemoryDevice("A100-40GB", 40 * GiB, "NVIDIA A100 40GB"),
-    MemoryDevice("L40S", 48 * GiB, "NVIDIA L40S, 48 GB GDDR6"),
-    MemoryDevice("A10G", 24 * GiB, "NVIDIA A10G, 24 GB GDDR6"),
-    MemoryDevice("L4", 24 * GiB, "NVIDIA L4, 24 GB GDDR6"),
-    MemoryDevice("T4", 16 * GiB, "NVIDIA T4, 16 GB GDDR6"),
-    MemoryDevice("V100", 32 * GiB, "NVIDIA V100 32GB"),
-    MemoryDevice("RTX4090", 24 * GiB, "NVIDIA GeForce RTX 4090, 24 GB GDDR6X"),
-    MemoryDevice("RTX3090", 24 * GiB, "NVIDIA GeForce RTX 3090, 24 GB GDDR6X"),
-    MemoryDevice("MI300X", 192 * GiB, "AMD Instinct MI300X, 192 GB HBM3"),
-)}
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -51,26 +27,49 @@ MAX_BUDGET = 10**18        # an exabyte; a larger budget is a typo (and overflow
 
 @dataclass(frozen=True)
 class Budget:
-    bytes: int
-    label: str                    # "80 GiB (H100: …)" or "80 GB"
+    bytes: int                    # what the answer may use: a size as given, or a device's usable memory
+    label: str                    # "H100 SXM: 83.7 GiB usable (…)" or "80 GB = 80,000,000,000 bytes"
+    device: DeviceSpec | None = None
+    total: int | None = None      # a device's memory before the reserve
+    reserve: int = 0
+    reserve_note: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"bytes": self.bytes, "label": self.label, "device": self.device.name if self.device else None,
+                "total": self.total, "reserve": self.reserve, "reserve_note": self.reserve_note}
 
 
-def parse_budget(text: str) -> Budget:
-    """'80GB' → 80·10⁹ bytes; '24GiB' → 24·2³⁰; 'H100' → the table's size."""
-    key = text.strip().lower()
-    if key in DEVICES:
-        d = DEVICES[key]
-        return Budget(d.bytes, f"{d.name}: {d.bytes:,} bytes ({d.note})")
-    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([a-z]*)", key)
+def parse_size(text: str) -> int | None:
+    """'80GB' → 80·10⁹; '24GiB' → 24·2³⁰; '0' → 0; None when ``text`` is not a size."""
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([a-z]*)", text.strip().lower())
     if m and m.group(2) in _UNITS:
         value = float(m.group(1)) * _UNITS[m.group(2)]
-        if 0 < value <= MAX_BUDGET:
-            return Budget(int(value), f"{text.strip()} = {int(value):,} bytes")
-    names = [d.name for d in DEVICES.values()]
-    close = did_you_mean(key, DEVICES, fmt="'{}'")
+        if value <= MAX_BUDGET:
+            return int(value)
+    return None
+
+
+def parse_budget(text: str, reserve: int | None = None) -> Budget:
+    """'80GB' → 80·10⁹ bytes; '24GiB' → 24·2³⁰; 'H100' → that device's usable memory."""
+    key = normalise(text)
+    if key in _index():
+        use = usable_memory(get_device(text), reserve)
+        spec = get_device(text)
+        note = "given" if reserve is not None else "the table's default"
+        label = (f"{spec.name}: {use.usable:,} bytes usable = {use.total:,} total ({spec.memory_note or 'datasheet'}) "
+                 f"− {use.reserve:,} reserve ({note})")
+        return Budget(use.usable, label, spec, use.total, use.reserve, use.reserve_note)
+    size = parse_size(text)
+    if size:
+        if reserve:
+            raise OptionsError("a reserve applies to a device's memory, not to a size you give",
+                               hint=f"give the size you can use (e.g. --fits {text}) or a device such as --fits H100")
+        return Budget(size, f"{text.strip()} = {size:,} bytes")
+    names = [d.name for d in table()]
+    close = list(dict.fromkeys(_index()[k].name for k in close_matches(key, _index(), n=5)))[:3]
     raise OptionsError(f"cannot read the memory budget '{text}'",
-                       hint=close or f"write a size from 1 byte to 1EB such as 80GB or 24GiB, or a device: "
-                                     f"{', '.join(names)}")
+                       hint=(f"did you mean {', '.join(repr(c) for c in close)}?" if close else
+                             f"write a size from 1 byte to 1EB such as 80GB or 24GiB, or a device: {', '.join(names)}"))
 
 
-__all__ = ["DEVICES", "Budget", "MemoryDevice", "parse_budget"]
+__all__ = ["Budget", "parse_budget", "parse_size"]

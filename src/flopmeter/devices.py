@@ -1,6 +1,11 @@
-"""Device specs for the roofline: a table of GPUs as data (``devices.json``, each row with its
-source document), calibrated specs of the machine at hand (``flopmeter calibrate``, saved in
-the user's cache directory), and loose name matching.
+"""The one device table: GPUs as data (``devices.json``, each row with its source document) for
+the roofline, memory budgets, MFU peaks and sizing; calibrated specs of the machine at hand
+(``flopmeter calibrate``, saved in the user's cache directory); and loose name matching.
+
+Each row gives memory (total as the datasheet states it; :func:`usable_memory` subtracts a
+stated, overridable reserve), the compute capability (which attention kernels run), the
+GPU-to-GPU and host links, and peak dense throughput and bandwidth. A row may hold memory only
+(no published compute figures); the roofline refuses such a row by name.
 
 A :class:`DeviceSpec` holds peak throughput of a matrix product by dtype (FLOP/s; OP/s for
 int8), the fp32 throughput of the vector units for everything that is not a matrix product,
@@ -26,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError, OptionsError, close_matches
+from .errors import InputError, OptionsError, close_matches
 
 TABLE = Path(__file__).with_name("devices.json")
 SPEC_SCHEMA = "flopmeter.device/1"
@@ -49,11 +54,28 @@ class DeviceSpec:
     aliases: tuple[str, ...] = ()
     classes: dict[str, dict[str, float]] = field(default_factory=dict)   # op class → dtype key → FLOP/s
     extra: dict = field(default_factory=dict)   # calibration details (sizes, raw timings)
+    vendor: str | None = None
+    compute_capability: tuple[int, int] | None = None   # NVIDIA's (major, minor)
+    memory_note: str | None = None        # "80 GB HBM3"
+    link: str | None = None               # GPU-to-GPU link ("NVLink 4")
+    link_bandwidth: float | None = None   # bytes/s per direction of that link
+    pcie_bandwidth: float | None = None   # bytes/s per direction of the host link
+    has_compute: bool = True              # False: a row with memory (and links) only
+
+    def require_compute(self, what: str = "a roofline") -> "DeviceSpec":
+        """This spec, or an OptionsError when its row publishes no compute or bandwidth figures."""
+        if not self.has_compute:
+            raise OptionsError(f"{what} needs peak compute and bandwidth, and the device table has none for "
+                               f"{self.name} ({self.source.split(';')[-1].strip()})",
+                               hint="name a device with published figures (flopmeter devices), or measure one: "
+                                    "flopmeter calibrate")
+        return self
 
     def peak(self, key: str, op_class: str = "matmul") -> tuple[float, str]:
         """Peak FLOP/s of op class ``op_class`` in dtype ``key`` and the key actually used: an
         op class without its own figure is a matrix product; a dtype the device has no figure
         for falls back to fp32 (e.g. bf16 on a T4), as its kernels do."""
+        self.require_compute()
         own = self.classes.get(op_class, {})
         keys = (key, "fp32") if key == "tf32" else (key,)      # no TF32 figure: TF32 runs at fp32 speed
         for table in (own, self.matrix):
@@ -65,6 +87,7 @@ class DeviceSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["aliases"] = list(self.aliases)
+        d["compute_capability"] = None if self.compute_capability is None else list(self.compute_capability)
         return {"schema": SPEC_SCHEMA, **d}
 
     @classmethod
@@ -140,13 +163,69 @@ def normalise(name: str) -> str:
 @lru_cache(maxsize=1)
 def table() -> tuple[DeviceSpec, ...]:
     """The device table, one :class:`DeviceSpec` per row of ``devices.json``."""
-    rows = json.loads(TABLE.read_text())["devices"]
-    return tuple(DeviceSpec(
-        name=r["name"], matrix={k: rate(v, f"tflops.{k}", r["name"]) * 1e12 for k, v in r["tflops"].items()},
-        vector=rate(r["vector_tflops"], "vector_tflops", r["name"]) * 1e12,
-        bandwidth=rate(r["bandwidth_gb_s"], "bandwidth_gb_s", r["name"]) * 1e9, source=r["source"],
-        memory=rate(r["memory_gb"], "memory_gb", r["name"]) * 1e9, url=r.get("url"),
-        aliases=tuple(r.get("aliases", ()))) for r in rows)
+    return tuple(_row(r) for r in json.loads(TABLE.read_text())["devices"])
+
+
+def _row(r: dict) -> DeviceSpec:
+    name = r["name"]
+    link = r.get("link") or {}
+    capability = r.get("compute_capability")
+    common = dict(name=name, source=r["source"], url=r.get("url"), aliases=tuple(r.get("aliases", ())),
+                  vendor=r.get("vendor"), memory=rate(r["memory_bytes"], "memory_bytes", name),
+                  memory_note=r.get("memory_note"),
+                  compute_capability=tuple(int(x) for x in capability.split(".")) if capability else None,
+                  link=link.get("name"), link_bandwidth=rate(link["gb_s"], "link.gb_s", name) * 1e9 if link else None,
+                  pcie_bandwidth=rate(r["pcie_gb_s"], "pcie_gb_s", name) * 1e9 if r.get("pcie_gb_s") else None)
+    if "tflops" not in r:
+        return DeviceSpec(matrix={}, vector=0.0, bandwidth=0.0, has_compute=False, **common)
+    return DeviceSpec(matrix={k: rate(v, f"tflops.{k}", name) * 1e12 for k, v in r["tflops"].items()},
+                      vector=rate(r["vector_tflops"], "vector_tflops", name) * 1e12,
+                      bandwidth=rate(r["bandwidth_gb_s"], "bandwidth_gb_s", name) * 1e9, **common)
+
+
+# -- usable memory ----------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _reserve_row() -> tuple[int, str]:
+    row = json.loads(TABLE.read_text())["reserve"]
+    return int(row["bytes"]), row["about"]
+
+
+def default_reserve() -> int:
+    """Bytes of a GPU's memory a program cannot use for tensors, as the table assumes it."""
+    return _reserve_row()[0]
+
+
+@dataclass(frozen=True)
+class Usable:
+    """A device's memory: its total, the reserve held back, and what is left for tensors."""
+    device: str
+    total: int
+    reserve: int
+    reserve_note: str            # where the reserve figure comes from
+
+    @property
+    def usable(self) -> int:
+        return max(self.total - self.reserve, 0)
+
+    def to_dict(self) -> dict:
+        return {"device": self.device, "total": self.total, "reserve": self.reserve, "usable": self.usable,
+                "reserve_note": self.reserve_note}
+
+
+def usable_memory(device: "str | DeviceSpec", reserve: int | None = None) -> Usable:
+    """Total, reserve and usable bytes of ``device``; ``reserve`` overrides the table's default
+    (CUDA context, library workspaces, allocator slack)."""
+    spec = get_device(device)
+    if spec.memory is None:
+        raise OptionsError(f"the device spec '{spec.name}' gives no memory size",
+                           hint="name a device from the table (flopmeter devices), or give a size such as 80GB")
+    if reserve is not None:
+        if not isinstance(reserve, int) or isinstance(reserve, bool) or reserve < 0:
+            raise OptionsError(f"the reserve must be a number of bytes from 0, not {reserve!r}", hint="e.g. --reserve 2GiB")
+        return Usable(spec.name, int(spec.memory), reserve, "given")
+    bytes_, about = _reserve_row()
+    return Usable(spec.name, int(spec.memory), bytes_, about)
 
 
 def _index() -> dict[str, DeviceSpec]:
@@ -188,7 +267,7 @@ def save_local(spec: DeviceSpec, device: str) -> Path:
     """Write a calibrated spec atomically; returns its path."""
     check_cache_dir()
     path = local_path(device)
-    from ..files import write_file
+    from .files import write_file
 
     write_file(path, json.dumps(spec.to_dict(), indent=2) + "\n", hint=_CACHE_HINT)
     return path
@@ -249,5 +328,5 @@ def get_device(name: str | DeviceSpec) -> DeviceSpec:
     raise OptionsError(f"unknown device '{name}'", hint=hint)
 
 
-__all__ = ["DTYPE_KEYS", "DeviceSpec", "cache_dir", "check_cache_dir", "dtype_key", "get_device", "load_file", "local_path",
-           "normalise", "save_local", "table"]
+__all__ = ["DTYPE_KEYS", "DeviceSpec", "Usable", "cache_dir", "default_reserve", "check_cache_dir", "dtype_key", "get_device", "load_file", "local_path",
+           "normalise", "save_local", "table", "usable_memory"]
