@@ -674,6 +674,18 @@ ROWS = {
                   **dict.fromkeys(["--clock", "--device", "--dtypes", "--min-run-time", "--threads"],
                                   "tests/test_bench_measure.py (no SPEC: measures the machine)")},
     "devices": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT)},
+    "serve": {"--device": "tests/test_serve.py (every test; A10G refused: test_bad_input_is_one_error_line_and_a_hint)",
+              "--prompt": "tests/test_serve.py (the KV read, TTFT and the refusals)",
+              "--output": "tests/test_serve.py (the output length: test_bad_input_is_one_error_line_and_a_hint)",
+              "--tp": "tests/test_serve.py test_tensor_parallelism_halves_weights_and_kv_per_rank",
+              "--reserve": "tests/test_serve.py test_cli_json_is_the_library_answer",
+              "--max-num-batched-tokens": "tests/test_serve.py test_cli_json_is_the_library_answer",
+              "--max-num-seqs": "tests/test_serve.py test_cli_json_is_the_library_answer",
+              **dict.fromkeys(["--gpu-memory-utilization", "--block-size", "--kv-dtype", "--weights"],
+                              "tests/test_serve.py test_cli_defaults_and_options_reach_the_library"),
+              "--plot": "tests/test_serve.py test_plot_and_html (needs matplotlib)",
+              "--output-file": "tests/test_serve.py test_cli_defaults_and_options_reach_the_library (-o)",
+              **dict.fromkeys(["--format", "--raw", "--debug"], OUTPUT)},
 }
 
 
