@@ -192,6 +192,16 @@ def test_bad_input_is_one_error_line_and_a_hint(capsys, spec, argv, error, hint)
     assert lines[1].startswith("hint: ") and hint in lines[1], err
 
 
+@pytest.mark.parametrize("spec_, error", [
+    ("hf:bert-base-uncased", "serve sizes decoder language models"),
+    ("hf:t5-small", "serve sizes decoder language models"),
+])
+def test_models_that_are_not_decoders_are_refused(capsys, spec_, error):
+    assert main(["serve", spec_, "--device", "L4", "--prompt", "8", "--output", "8"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and error in err[0] and err[1].startswith("hint: ")
+
+
 def test_cli_json_is_the_library_answer(capsys, spec, one):
     argv = ["serve", spec, "--device", "h100", "--prompt", str(P), "--output", str(N), "--max-num-batched-tokens",
             str(T), "--max-num-seqs", "128", "--reserve", str(H100_TOTAL - USABLE)]

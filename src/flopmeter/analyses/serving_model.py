@@ -44,7 +44,9 @@ def text_config(model: nn.Module):
 def check_decoder(model: nn.Module) -> None:
     """A Hugging Face decoder LM (a config, a base model and an output head), in eval mode."""
     config = getattr(model, "config", None)
+    generates = getattr(model, "can_generate", None)
     ok = (config is not None and not getattr(config, "is_encoder_decoder", False)
+          and callable(generates) and generates()        # transformers' own test: a model generate() runs
           and hasattr(model, "get_output_embeddings") and model.get_output_embeddings() is not None
           and hasattr(model, getattr(model, "base_model_prefix", "") or "-")
           and getattr(text_config(model), "num_attention_heads", None))

@@ -85,6 +85,8 @@ def figure(s):
     ax.plot(xs, [st.tokens_per_s_per_gpu for st in s.steps], marker="o", color="tab:blue",
             label="tokens/s per GPU")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.minorticks_off()
     ax.set_xlabel("batch (concurrent requests)")
     ax.set_ylabel("output tokens/s per GPU", color="tab:blue")
     right = ax.twinx()
