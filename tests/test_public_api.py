@@ -4,7 +4,7 @@ import flopmeter
 
 PUBLIC = [
     "__version__", "Convention", "CONVENTIONS", "Cost", "count", "count_onnx", "explain", "Explanation",
-    "FlopmeterError", "InputError", "measure", "MeasureOptions", "Measurement", "MissingDependencyError",
+    "FlopmeterError", "InputError", "measure", "Measurement", "MeasureOptions", "MissingDependencyError",
     "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options", "OptionsError", "REGISTRY", "Report",
     "report_from_trace", "StepCounter", "StepFlops", "training_flops", "UnsupportedOpsError",
 ]
