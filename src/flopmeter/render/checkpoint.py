@@ -35,8 +35,8 @@ def header_items(report, raw: bool = False) -> list[tuple[str, str]]:
     p = report.params
     by = {k: {"bytes": v} for k, v in p.bytes_by_dtype.items()}
     items = [("model", report.model),
-             ("params", f"{human(ParamCount(p.count), raw)} in {p.tensors:,} tensors "
-                        f"({human_unit(p.bytes, 'B', raw)}: {_formats(by, raw)})")]
+             ("params", (f"{human(ParamCount(p.count), raw)} in {p.tensors:,} tensors "
+                        f"({human_unit(p.bytes, 'B', raw)}: {_formats(by, raw)})"))]
     items += file_items(c, raw)
     items.append(("mode", "checkpoint header: no tensor data read, nothing runs (no MACs or FLOPs)"))
     items += [("note", n) for n in report.trace.extra.get("notes", [])]
@@ -48,8 +48,8 @@ def file_items(c: dict, raw: bool) -> list[tuple[str, str]]:
     how = (f"read {human_unit(read, 'B', raw)} of {human_unit(c['file_bytes'], 'B', raw)}" if read is not None
            else f"{human_unit(c['file_bytes'], 'B', raw)}, read by torch.load(weights_only=True, mmap=True) on meta")
     files = c["files"]
-    return [("checkpoint", f"{c['kind']}, {len(files)} file{'s' if len(files) != 1 else ''} "
-                           f"({files[0]}{', …' if len(files) > 1 else ''}), {how}")]
+    return [("checkpoint", (f"{c['kind']}, {len(files)} file{'s' if len(files) != 1 else ''} "
+                           f"({files[0]}{', …' if len(files) > 1 else ''}), {how}"))]
 
 
 def comparison_items(report) -> list[tuple[str, str]]:
@@ -57,8 +57,8 @@ def comparison_items(report) -> list[tuple[str, str]]:
     trace = report.trace
     c = checkpoint_of(report)
     stored = {k: {"bytes": v["bytes"]} for k, v in c["by_format"].items()}
-    return file_items(c, False) + [("stored", f"{c['params']:,} params in {len(c['tensors']):,} tensors "
-                                              f"({_formats(stored, False)})")] + list(trace.extra.get(
+    return file_items(c, False) + [("stored", (f"{c['params']:,} params in {len(c['tensors']):,} tensors "
+                                              f"({_formats(stored, False)})"))] + list(trace.extra.get(
                                                   "checkpoint_lines", []))
 
 

@@ -98,8 +98,8 @@ class Comparison:
     def lines(self) -> list[tuple[str, str]]:
         """(heading, text) lines of the comparison section."""
         if self.agrees:
-            return [("checkpoint vs config", "they agree: every tensor of the model is in the checkpoint, "
-                                             "with its shape, and nothing more")]
+            return [("checkpoint vs config", ("they agree: every tensor of the model is in the checkpoint, "
+                                             "with its shape, and nothing more"))]
         out = []
         for key, names in (("missing in checkpoint", self.missing), ("not in the model", self.extra)):
             if names:
@@ -109,8 +109,8 @@ class Comparison:
                 f"{n} checkpoint {list(c)} vs model {list(m)}" for n, c, m in self.shapes[:3])
                 + ("; …" if len(self.shapes) > 3 else "")))
         for names, extra in self.stored_twice:
-            out.append(("tied, stored twice", f"{' = '.join(names)}: the model ties them, the checkpoint stores "
-                                              f"{len(names)} copies ({extra:,} bytes more than needed)"))
+            out.append(("tied, stored twice", (f"{' = '.join(names)}: the model ties them, the checkpoint stores "
+                                              f"{len(names)} copies ({extra:,} bytes more than needed)")))
         return out
 
 

@@ -77,8 +77,8 @@ def read_file(path: str | Path) -> Checkpoint:
         tensors.append(TensorEntry(key, tuple(t.shape), fmt, t.numel() * t.element_size(), str(path), None))
     tensors = [TensorEntry(t.name, t.shape, t.format, t.nbytes, t.file, t.offset, tuple(aliases.get(i, ())))
                for i, t in enumerate(tensors)]
-    notes = [f"{len(skipped)} entr{'y is' if len(skipped) == 1 else 'ies are'} not tensors (not counted): "
-             f"{', '.join(skipped[:3])}{', …' if len(skipped) > 3 else ''}"] if skipped else []
+    notes = [(f"{len(skipped)} entr{'y is' if len(skipped) == 1 else 'ies are'} not tensors (not counted): "
+             f"{', '.join(skipped[:3])}{', …' if len(skipped) > 3 else ''}")] if skipped else []
     return Checkpoint(str(path), "pytorch", [str(path)], tensors, {}, None, size, notes)
 
 
