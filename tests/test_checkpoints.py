@@ -384,3 +384,20 @@ def test_views_and_formats(tmp_path, capsys):
     assert "--input does not apply to m.safetensors" in refused(capsys, spec, "--input", "1x8")
     assert "--format html does not apply" in refused(capsys, spec, "--format", "html")
     assert "--view tensors lists a checkpoint's tensors" in refused(capsys, "hf:gpt2", "--view", "tensors")
+
+
+def test_quantization_tensors_are_folded_into_the_weight_they_quantize(tmp_path, capsys):
+    config = {**HF_TINY, "quantization_config": {"quant_method": "fp8", "weight_block_size": [32, 32]}}
+    tensors = tiny_llama()
+    q = "model.layers.0.mlp.up_proj"                                          # a 128×64 weight
+    tensors[f"{q}.weight"] = torch.zeros(128, 64, dtype=torch.float8_e4m3fn)
+    tensors[f"{q}.weight_scale_inv"] = torch.zeros(128 // 32, 64 // 32)       # one f32 scale a 32×32 block
+    folder = save_sharded(tmp_path / "fp8", tensors, config=config)
+    code, out, err = cli(capsys, folder, "--seq-len", "8", "--format", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    c = d["checkpoint"]["comparison"]
+    assert c["agrees"] is True and c["quantized"] == {f"{q}.weight": [f"{q}.weight_scale_inv"]}
+    # the up projection: 128·64 fp8 bytes + 4·2 f32 scales; every other parameter bf16
+    assert d["params"]["bytes_by_dtype"] == {"float8_e4m3fn": 128 * 64 + 4 * 2 * 4,
+                                             "bfloat16": 2 * (HF_TINY_PARAMS - 128 * 64)}

@@ -56,11 +56,18 @@ def _given(args) -> dict[str, bool]:
             "--per-token": bool(get("per_token")), "--format": get("format") == "html"}
 
 
+_STATE_DICT = ("it holds weights, not a model: nothing runs",
+               "to count the computation, write a factory that builds the model: path/to/file.py:FUNCTION")
+
+
 def refuse_options(spec: str, args) -> None:
     """Options a checkpoint header cannot honour are refused, each with its own reason."""
+    state_dict = spec.lower().endswith((".bin", ".pt", ".pth"))
     for flag, given in _given(args).items():
         if given:
             why, hint = REFUSALS[flag]
+            if state_dict and why == _NO_RUN:
+                why, hint = _STATE_DICT
             shown = f"--view {args.view}" if flag == "--view" else "--format html" if flag == "--format" else flag
             raise InputError(f"{shown} does not apply to {Path(spec).name or spec}: {why}", hint=hint)
 
@@ -68,10 +75,10 @@ def refuse_options(spec: str, args) -> None:
 def count_checkpoint(spec: str, args, analyse=None, checkpoint=None):
     """The Report of a checkpoint's headers, after refusing what it cannot honour."""
     from ..frontends.checkpoint import checkpoint_report, read_checkpoint
-    refuse_options(spec, args)
     if analyse is not None:
         raise InputError(f"{Path(spec).name or spec} is a checkpoint: its header holds tensors, no computation to "
                          "explain or to time", hint=_DIR_HINT)
+    refuse_options(spec, args)
     return checkpoint_report(checkpoint or read_checkpoint(spec), name=spec)
 
 

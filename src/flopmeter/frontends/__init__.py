@@ -44,10 +44,16 @@ def resolve(spec: str, req: InputRequest | None = None, *, trust_pickle: bool = 
     raise InputError(f"cannot read model spec '{spec}'", hint=hint)
 
 
+def is_hf(spec: str) -> bool:
+    """An ``hf:`` spec, or a folder with a config.json beside its checkpoint (built the same way)."""
+    from .checkpoint.folder import has_config
+    return spec.startswith("hf:") or has_config(spec)
+
+
 def _no_pickle(spec: str, trust_pickle: bool) -> None:
     if trust_pickle:
         raise refuse("--trust-pickle", f"applies to saved model files only; '{spec}' loads no pickle",
                      hint="leave --trust-pickle out")
 
 
-__all__ = ["FORMS", "InputRequest", "Resolved", "resolve"]
+__all__ = ["FORMS", "InputRequest", "Resolved", "is_hf", "resolve"]

@@ -40,7 +40,7 @@ class CheckpointParam(ParamInfo):
 
 
 def _param(name: str, shape, fmt, nbytes: int, aliases=()) -> CheckpointParam:
-    p = CheckpointParam(name, "param", tuple(shape), fmt, False, aliases=tuple(aliases))
+    p = CheckpointParam(name, "param", tuple(shape), fmt.dtype or fmt, True, aliases=tuple(aliases))
     p.stored = nbytes
     return p
 
@@ -195,7 +195,7 @@ def stored_params(trace_params: list[ParamInfo], ckpt: Checkpoint, c: Comparison
 
 
 def replace_param(p: ParamInfo, fmt: Format, nbytes: int) -> CheckpointParam:
-    q = CheckpointParam(p.name, p.kind, p.shape, fmt, p.requires_grad, p.tensor, p.storage, p.aliases)
+    q = CheckpointParam(p.name, p.kind, p.shape, fmt.dtype or fmt, p.requires_grad, p.tensor, p.storage, p.aliases)
     q.stored = nbytes
     return q
 
