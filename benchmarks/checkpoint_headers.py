@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from flopmeter.frontends.checkpoint import checkpoint_report, read_checkpoint  # noqa: E402
-from flopmeter.frontends.checkpoint.formats import SAFETENSORS  # noqa: E402
+from flopmeter.frontends.checkpoint import checkpoint_report, read_checkpoint
+from flopmeter.frontends.checkpoint.formats import SAFETENSORS
 
 LAYERS, D, FF, HEADS, KV, HEAD, VOCAB = 126, 16384, 53248, 128, 8, 128, 128256
 
@@ -118,15 +118,15 @@ def main() -> None:
     lines = [
         "# Checkpoint headers: a 400+ GB sharded checkpoint read by its headers",
         "",
-        f"`python benchmarks/checkpoint_headers.py --shards {args.shards} --dtype {args.dtype} --repeat {args.repeat}`"
+        (f"`python benchmarks/checkpoint_headers.py --shards {args.shards} --dtype {args.dtype} --repeat {args.repeat}`"
         f" on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; best of {args.repeat}, headers in the page cache (fresh files).",
+        f"{platform.python_version()}; best of {args.repeat}, headers in the page cache (fresh files)."),
         "",
-        f"- checkpoint: Llama-3.1-405B names and shapes, {args.dtype}, {len(ckpt.files)} shards + index, "
-        f"{len(ckpt.tensors):,} tensors, {params:,} params",
+        (f"- checkpoint: Llama-3.1-405B names and shapes, {args.dtype}, {len(ckpt.files)} shards + index, "
+        f"{len(ckpt.tensors):,} tensors, {params:,} params"),
         f"- apparent size {apparent / 1e9:,.1f} GB (sparse: {on_disk / 1e6:,.1f} MB on disk)",
-        f"- bytes read: {ckpt.bytes_read:,} ({ckpt.bytes_read / apparent * 100:.5f}% of the files; "
-        f"= the index + 8 + header length per shard, checked)",
+        (f"- bytes read: {ckpt.bytes_read:,} ({ckpt.bytes_read / apparent * 100:.5f}% of the files; "
+        f"= the index + 8 + header length per shard, checked)"),
         "",
         "| step | time (ms) |",
         "|---|---:|",

@@ -16,7 +16,11 @@ import torch
 
 from flopmeter.cli import main
 from flopmeter.errors import InputError, MissingDependencyError
-from flopmeter.frontends.checkpoint import bytes_per_param, checkpoint_report, read_checkpoint
+from flopmeter.frontends.checkpoint import (
+    bytes_per_param,
+    checkpoint_report,
+    read_checkpoint,
+)
 
 gguf = pytest.importorskip("gguf")
 safetensors_torch = pytest.importorskip("safetensors.torch")
@@ -210,7 +214,7 @@ def test_a_sharded_index(tmp_path, capsys):
     ckpt = read_checkpoint(folder / "model.safetensors.index.json")
     assert len(ckpt.files) == 2 and ckpt.params == HF_TINY_PARAMS and ckpt.nbytes == 2 * HF_TINY_PARAMS
     assert read_checkpoint(folder).params == HF_TINY_PARAMS              # the folder: its index
-    code, out, err = cli(capsys, folder, "--format", "json")
+    code, out, _err = cli(capsys, folder, "--format", "json")
     d = json.loads(out)
     assert code == 0 and d["mode"] == "checkpoint" and d["params"]["count"] == HF_TINY_PARAMS
     assert d["params"]["bytes_by_dtype"] == {"bfloat16": 2 * HF_TINY_PARAMS}
@@ -362,7 +366,7 @@ def test_a_missing_gguf_package_names_the_extra(tmp_path, capsys, monkeypatch):
     with pytest.raises(MissingDependencyError) as info:
         read_checkpoint(tmp_path / "m.gguf")
     assert info.value.hint == "pip install 'flopmeter[checkpoints]'"
-    code, out, err = cli(capsys, tmp_path / "m.gguf")
+    code, _out, err = cli(capsys, tmp_path / "m.gguf")
     assert code == 2 and "'gguf'" in err and "pip install 'flopmeter[checkpoints]'" in err
 
 

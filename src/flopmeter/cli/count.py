@@ -101,8 +101,8 @@ def _default_depth(report) -> int:
 
 def _refuse_for_generate(args) -> None:
     """Options --generate would ignore are refused, each with its reason."""
-    from ..trace.io import SUFFIX
     from ..frontends import is_hf
+    from ..trace.io import SUFFIX
     if not is_hf(args.spec):
         what = ("a saved trace" if args.spec.endswith(SUFFIX) else "an ONNX graph"
                 if args.spec.lower().endswith(".onnx") else "not an hf: model")
