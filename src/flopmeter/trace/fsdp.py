@@ -20,7 +20,10 @@ shards only.
 - ``shards`` maps each sharded parameter's names to the shape and dtype of the rank's shard
   (what the rank's optimizer steps; :class:`.training.TrainSpec`).
 
-Parameters are read as FSDP2 holds them between steps (sharded). A DTensor parameter sharded
+Each parameter FSDP manages is read off FSDP's parameter groups (its sharded DTensor), so a
+count between a forward and its backward, when a module holds its parameters whole, gives the
+same; where this torch keeps them elsewhere, the parameters a module holds are used, as FSDP2
+holds them between steps (sharded). A DTensor parameter sharded
 over more than one mesh dimension (tensor parallelism under FSDP2) or outside any
 ``fully_shard`` module is refused: then a rank does not compute the unsharded model.
 """
@@ -146,8 +149,9 @@ def _drop_state_hooks(copy: nn.Module, state_type: type) -> None:
             if table is not None:
                 table.pop(key, None)
     for key, value in list(copy.__dict__.items()):
-        # a method made an FSDP forward by register_fsdp_forward_method runs FSDP's hooks around it
-        if type(value) is MethodType and value.__func__.__code__.co_qualname.startswith("register_fsdp_forward_method."):
+        # a method made an FSDP forward by register_fsdp_forward_method (an attribute of the
+        # module) runs FSDP's hooks around the class's method: the copy calls the class's
+        if type(value) is MethodType and {"_get_fsdp_state", "_pre_forward"} <= set(value.__func__.__code__.co_names):
             del copy.__dict__[key]
 
 
@@ -185,9 +189,33 @@ def _original_class(cls: type, fsdp: type) -> type:
     return next(c for c in cls.__mro__ if not issubclass(c, fsdp))
 
 
+def _sharded_params(sharded: list[tuple[str, nn.Module]]) -> dict[int, Any]:
+    """id(the tensor a module holds) → FSDP's sharded parameter (a DTensor), for every parameter
+    of FSDP's parameter groups, whether the module holds the shard (between steps) or the whole
+    parameter (between a forward and its backward); empty where this torch keeps them elsewhere."""
+    out: dict[int, Any] = {}
+    try:
+        for _, m in sharded:
+            state = m._get_fsdp_state()
+            groups = getattr(state, "_fsdp_param_groups", None)
+            if groups is None:
+                groups = [g for g in (getattr(state, "_fsdp_param_group", None),) if g is not None]
+            for group in groups:
+                for fp in group.fsdp_params:
+                    info = fp._module_info
+                    held = info.module._parameters.get(info.param_name)
+                    if held is not None:
+                        out[id(held)] = fp.sharded_param
+    except (AttributeError, AssertionError):
+        return {}
+    return out
+
+
 def unsharded(model: nn.Module) -> Unsharded | None:
     """The stand-in a count of an FSDP2 model runs (see the module docstring); None when no
     module of ``model`` is a ``fully_shard`` one."""
+    if _fsdp_module_type() is None:
+        return None
     walk = ModelWalk(model)
     sharded = fsdp_modules(model, walk)
     if not sharded:
@@ -195,25 +223,28 @@ def unsharded(model: nn.Module) -> Unsharded | None:
     from torch.distributed._composable_state import _State
 
     fsdp, dtensor = _fsdp_module_type(), _dtensor_type()
-    policies = _policies(sharded)
+    policies, managed = _policies(sharded), _sharded_params(sharded)
     tensors: dict[int, torch.Tensor] = {}
     shards: list[tuple[str, tuple[int, ...], torch.dtype]] = []
     device = None
     for kind, name, t in walk.tensors():
-        if kind != "param" or dtensor is None or not isinstance(t, dtensor):
+        if kind != "param":
             continue
+        full = managed.get(id(t), t)             # FSDP's sharded parameter, whatever the module holds now
+        if dtensor is None or not isinstance(full, dtensor):
+            continue                             # a parameter FSDP does not shard: every rank holds it whole
         if id(t) not in policies:
             raise InputError(f"parameter '{name}' is a DTensor outside every fully_shard module: a rank does "
                              "not compute with it whole", hint="count the model before it was parallelized")
-        _check_placements(name, t)
+        _check_placements(name, full)
         with torch.no_grad():
-            local = t.to_local()
-        shards.append((name, tuple(local.shape), t.dtype))
+            local = full.to_local()
+        shards.append((name, tuple(local.shape), full.dtype))
         if id(t) not in tensors:
-            dtype = getattr(policies[id(t)], "param_dtype", None) or t.dtype
-            tensors[id(t)] = nn.Parameter(torch.empty(t.shape, dtype=dtype, device="meta"),
-                                          requires_grad=t.requires_grad)
-            device = device or mesh_device(t)
+            dtype = getattr(policies[id(t)], "param_dtype", None) or full.dtype
+            tensors[id(t)] = nn.Parameter(torch.empty(full.shape, dtype=dtype, device="meta"),
+                                          requires_grad=full.requires_grad)
+            device = device or mesh_device(full)
     copy = shadow(walk, tensors)
     copies = dict(copy.modules())
     for path, m in sharded:
