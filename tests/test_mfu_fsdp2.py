@@ -140,8 +140,8 @@ def train(build, blocks, batches, loss_fn, meter_kwargs=None) -> dict:
 def mlp_case(rank: int) -> dict:
     x = torch.randn(4 - rank, 6, generator=torch.Generator().manual_seed(rank))   # rank 0: 4 samples, rank 1: 3
     batches = [x, x.clone(), x.clone()]
-    blocks = lambda m: [m[0], m[2]]          # noqa: E731
-    loss = lambda m, b: m(b).sum()           # noqa: E731
+    blocks = lambda m: [m[0], m[2]]
+    loss = lambda m, b: m(b).sum()
     counted = train(mlp, blocks, batches, loss, {"convention": "all"})
     counted["uncounted_final"] = train(mlp, blocks, batches, loss)["final"]
     return counted
@@ -175,8 +175,8 @@ def llama_case(rank: int) -> dict | None:
         return None
     ids = torch.randint(0, 64, (3 - rank, 8), generator=torch.Generator().manual_seed(rank))   # 3 or 2 sequences
     batches = [{"input_ids": ids, "labels": ids}] * 2
-    blocks = lambda m: list(m.model.layers)          # noqa: E731
-    loss = lambda m, b: m(**b).loss                  # noqa: E731
+    blocks = lambda m: list(m.model.layers)
+    loss = lambda m, b: m(**b).loss
     counted = train(llama, blocks, batches, loss, {"convention": "dot"})
     counted["uncounted_final"] = train(llama, blocks, batches, loss)["final"]
     return counted
@@ -199,8 +199,9 @@ class Scored(nn.Module):
 
 
 def forward_method_case() -> dict:
-    import flopmeter
     from torch.distributed.fsdp import register_fsdp_forward_method
+
+    import flopmeter
 
     torch.manual_seed(0)
     model = Scored()
@@ -234,9 +235,10 @@ def mixed_precision_case() -> dict:
 
 def refused_case(rank: int) -> str:
     """A DTensor parameter outside every fully_shard module: a rank does not compute with it whole."""
-    import flopmeter
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
+
+    import flopmeter
 
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
     fully_shard(model[0])

@@ -15,24 +15,26 @@ shards only.
 - each ``FSDPModule`` is an instance of the class it was before ``fully_shard``, and the hooks
   of FSDP's state (all-gather, reshard, backward registration) are gone from its hook dicts,
   so nothing of FSDP runs in the count and no collective is issued;
-- in their place, where the module's ``MixedPrecisionPolicy`` asks for them, hooks that cast
-  floating-point inputs to ``param_dtype`` and outputs to ``output_dtype``, as FSDP's do;
+- in their place, hooks that do to the inputs and outputs what FSDP's do: an outermost
+  ``fully_shard`` module (a root, in FSDP's terms) moves the input tensors to an accelerator
+  it computes on, and where the module's ``MixedPrecisionPolicy`` asks for it, floating-point
+  inputs are cast to ``param_dtype`` and outputs to ``output_dtype``;
 - ``shards`` maps each sharded parameter's names to the shape and dtype of the rank's shard
   (what the rank's optimizer steps; :class:`.training.TrainSpec`).
 
 Each parameter FSDP manages is read off FSDP's parameter groups (its sharded DTensor), so a
 count between a forward and its backward, when a module holds its parameters whole, gives the
-same; where this torch keeps them elsewhere, the parameters a module holds are used, as FSDP2
-holds them between steps (sharded). A DTensor parameter sharded
-over more than one mesh dimension (tensor parallelism under FSDP2) or outside any
-``fully_shard`` module is refused: then a rank does not compute the unsharded model.
+same; where this torch keeps them elsewhere, the parameters the modules hold are used, as
+FSDP2 holds them between steps (sharded). A DTensor parameter sharded over more than one mesh
+dimension (tensor parallelism under FSDP2) or outside every ``fully_shard`` module is refused:
+a rank does not compute the unsharded model then.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MethodType
 from typing import Any
 
@@ -74,7 +76,10 @@ def _policies(sharded: list[tuple[str, nn.Module]]) -> dict[int, Any]:
     """id(parameter) → the policy of the innermost ``fully_shard`` module holding it (deepest
     first: a parameter belongs to the state of its nearest FSDP ancestor)."""
     out: dict[int, Any] = {}
-    for _, m in sorted(sharded, key=lambda item: -item[0].count(".") - bool(item[0])):
+    def depth(path: str) -> int:
+        return path.count(".") + 1 if path else 0
+
+    for _, m in sorted(sharded, key=lambda item: -depth(item[0])):
         policy = _policy(m)
         for p in m.parameters():
             out.setdefault(id(p), policy)
@@ -94,10 +99,8 @@ class Unsharded:
     """The stand-in of an FSDP2 model (see the module docstring)."""
 
     model: nn.Module
-    device: torch.device
-    shards: tuple[tuple[str, tuple[int, ...], torch.dtype], ...]
-    sharded: int = 0                                   # how many parameters are DTensors
-    modules: list[str] = field(default_factory=list)   # paths of the fully_shard modules
+    device: torch.device                                          # where the rank computes
+    shards: tuple[tuple[str, tuple[int, ...], torch.dtype], ...]  # name, the rank's shard's shape and dtype
 
 
 def _dtensor_type():
@@ -116,10 +119,14 @@ def _check_placements(name: str, t: Any) -> None:
 
 
 def mesh_device(t: Any) -> torch.device:
-    """The device the rank computes on: the mesh's (the shard may be offloaded to the CPU)."""
+    """The device the rank computes on: the mesh's, that of the shard when it is there (FSDP
+    may offload the shards to the CPU), else the current one of the mesh's kind."""
     kind = t.device_mesh.device_type
-    if kind == "cuda" and torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
+    if t.device.type == kind:
+        return t.device
+    module = getattr(torch, kind, None)
+    if module is not None and hasattr(module, "current_device") and module.is_available():
+        return torch.device(kind, module.current_device())
     return torch.device(kind)
 
 
@@ -173,12 +180,25 @@ def _cast_output(dtype, module, args, output):
     return _cast(dtype, output)
 
 
-def _add_cast_hooks(copy: nn.Module, policy: Any) -> None:
-    """What FSDP's hooks do to dtypes, as hooks of the copy: inputs to ``param_dtype`` (when
-    ``cast_forward_inputs``), outputs to ``output_dtype``."""
+def _moved(device: torch.device, value: Any) -> Any:
+    from torch.distributed.utils import _apply_to_tensors
+
+    return _apply_to_tensors(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, value)
+
+
+def _move_inputs(device, module, args, kwargs):
+    return _moved(device, args), _moved(device, kwargs)
+
+
+def _add_input_hooks(copy: nn.Module, policy: Any, root: bool, device: torch.device) -> None:
+    """What FSDP's hooks do to inputs and outputs, as hooks of the copy: a root moves the inputs
+    to the accelerator (not to the CPU, as FSDP does), then inputs are cast to ``param_dtype``
+    (when ``cast_forward_inputs``) and outputs to ``output_dtype``."""
     param_dtype = getattr(policy, "param_dtype", None)
     if param_dtype is not None and getattr(policy, "cast_forward_inputs", True):
         copy.register_forward_pre_hook(functools.partial(_cast_inputs, param_dtype), prepend=True, with_kwargs=True)
+    if root and device.type != "cpu":       # registered last with prepend: runs before the cast
+        copy.register_forward_pre_hook(functools.partial(_move_inputs, device), prepend=True, with_kwargs=True)
     output_dtype = getattr(policy, "output_dtype", None)
     if output_dtype is not None:
         copy.register_forward_hook(functools.partial(_cast_output, output_dtype))
@@ -245,16 +265,18 @@ def unsharded(model: nn.Module) -> Unsharded | None:
             tensors[id(t)] = nn.Parameter(torch.empty(full.shape, dtype=dtype, device="meta"),
                                           requires_grad=full.requires_grad)
             device = device or mesh_device(full)
+    if device is None:
+        device = next((t.device for *_, t in walk.tensors()), torch.device("cpu"))
     copy = shadow(walk, tensors)
     copies = dict(copy.modules())
+    paths = [path for path, _ in sharded]
     for path, m in sharded:
         new = copies[path]
         object.__setattr__(new, "__class__", _original_class(type(m), fsdp))
         _drop_state_hooks(new, _State)
-        _add_cast_hooks(new, _policy(m))
-    if device is None:
-        device = next((t.device for *_, t in walk.tensors()), torch.device("cpu"))
-    return Unsharded(copy.model, device, tuple(shards), len(tensors), [p for p, _ in sharded])
+        root = not any(path.startswith(f"{p}.") or (not p and path) for p in paths if p != path)
+        _add_input_hooks(new, _policy(m), root, device)
+    return Unsharded(copy.model, device, tuple(shards))
 
 
 __all__ = ["Unsharded", "compute_dtypes", "fsdp_modules", "mesh_device", "unsharded"]
