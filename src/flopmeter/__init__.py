@@ -31,10 +31,11 @@ _LAZY = {
 _NAMES = {name for names in _LAZY.values() for name in names}
 
 __all__ = [
-    "CONVENTIONS", "Convention", "Cost", "Explanation", "FlopmeterError", "InputError", "MissingDependencyError",
-    "MeasureOptions", "Measurement", "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options",
-    "OptionsError", "REGISTRY", "Report", "UnsupportedOpsError", "count", "count_onnx", "explain", "measure",
-    "report_from_trace", "Serving", "serve", "StepCounter", "StepFlops", "training_flops", "__version__",
+    "__version__", "Convention", "CONVENTIONS", "Cost", "count", "count_onnx", "explain", "Explanation",
+    "FlopmeterError", "InputError", "measure", "Measurement", "MeasureOptions", "MissingDependencyError",
+    "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options", "OptionsError", "REGISTRY",
+    "Report", "report_from_trace", "serve", "Serving", "StepCounter", "StepFlops", "training_flops",
+    "UnsupportedOpsError",
 ]
 
 

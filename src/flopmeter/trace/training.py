@@ -10,7 +10,9 @@ modules keep their ``training`` flags. Phases stamped on the events:
 - ``recompute``: a module's forward run again inside backward (``torch.utils.checkpoint``),
   attributed by the module stack as in the forward;
 - ``optimizer``: ``optimizer.step()`` on the stand-in parameters (PyTorch's own optimizer,
-  ``foreach`` where PyTorch picks it by default: on devices with foreach kernels, i.e. not CPU).
+  ``foreach`` where PyTorch picks it by default: on devices with foreach kernels, i.e. not CPU);
+  a parameter that ``TrainSpec.shards`` names is stepped as a tensor of its shard's shape and
+  dtype (with a gradient of the same), as a data-parallel rank of a sharded model steps its part.
 
 Memory the step keeps: saved-for-backward storages (seen by ``saved_tensors_hooks`` during
 forward and loss; parameters and buffers excluded, inputs included) per module, gradient
@@ -54,10 +56,14 @@ def _node_creation_hook():
 @dataclass(frozen=True)
 class TrainSpec:
     """What a training step does after the forward: ``loss`` (a name from LOSSES or
-    ``fn(output) -> scalar tensor``) and ``optimizer`` (a name from OPTIMIZERS, or None)."""
+    ``fn(output) -> scalar tensor``), ``optimizer`` (a name from OPTIMIZERS, or None) and
+    ``shards``: (parameter name, shape, dtype) of the part of a parameter the optimizer steps,
+    for a rank of a sharded data-parallel model (FSDP2: the rank's local shard); a parameter
+    under none of its names is stepped whole."""
 
     loss: str | Callable = "sum"
     optimizer: str | None = None
+    shards: tuple[tuple[str, tuple[int, ...], torch.dtype], ...] = ()
 
     def __post_init__(self):
         if isinstance(self.loss, str) and self.loss not in LOSSES:
@@ -152,9 +158,10 @@ class _Saved:
 
 
 def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, refs, spec: TrainSpec,
-               device: torch.device, owners: dict[int, tuple], amp=None) -> dict:
+               device: torch.device, owners: dict[int, tuple], amp=None, shards: dict | None = None) -> dict:
     """Run the step (see the module docstring); ``owners``: id(stand-in parameter) → (the
-    stand-in, the path of the module that owns it).
+    stand-in, the path of the module that owns it); ``shards``: id(stand-in parameter) →
+    (shape, dtype) of the part the optimizer steps (:attr:`TrainSpec.shards`).
     Returns the memory facts for ``trace.extra["training"]``; gradients and optimizer state
     are dropped before returning (the stand-ins are cached between counts)."""
     saved = _Saved(refs, stack)
@@ -195,9 +202,10 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
             recording.phase = "optimizer"
             start = len(recording.events)
             if spec.optimizer is not None and trainable:
-                optimizer = make_optimizer(spec.optimizer, trainable, device)
+                stepped, stepped_owners = _stepped(trainable, owners, shards or {})
+                optimizer = make_optimizer(spec.optimizer, stepped, device)
                 optimizer.step()
-                _attribute_optimizer(recording.events, start, optimizer, owners, refs)
+                _attribute_optimizer(recording.events, start, optimizer, stepped_owners, refs)
         grads = {refs.ref(p.grad).storage: p.grad.untyped_storage().nbytes() for p in trainable if p.grad is not None}
         state = {}
         if optimizer is not None:
@@ -213,6 +221,28 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
         for p in params:
             p.grad = None
         optimizer = None
+
+
+def _stepped(trainable: list, owners: dict[int, tuple], shards: dict[int, tuple]) -> tuple[list, dict]:
+    """The tensors the optimizer steps, and their owners: each trainable stand-in, or for one
+    in ``shards`` that has a gradient, a new tensor of its shard's shape and dtype with a
+    gradient of the same (made under the run's mode: a fake one in a fake run; its values are
+    never read there)."""
+    stepped, stepped_owners = [], dict(owners)
+    for p in trainable:
+        part = shards.get(id(p))
+        if part is None or p.grad is None:
+            stepped.append(p)
+            continue
+        shape, dtype = part
+        with torch.no_grad():
+            local = p.new_empty(shape, dtype=dtype)
+            grad = p.grad.new_empty(shape, dtype=dtype)
+        local.requires_grad_(True)
+        local.grad = grad
+        stepped.append(local)
+        stepped_owners[id(local)] = (local, owners[id(p)][1])
+    return stepped, stepped_owners
 
 
 def _attribute_optimizer(events: list, start: int, optimizer, owners: dict[int, tuple], refs) -> None:
