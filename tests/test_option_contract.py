@@ -730,8 +730,10 @@ ROWS = {
               "--reserve": "tests/test_serve.py test_cli_json_is_the_library_answer",
               "--max-num-batched-tokens": "tests/test_serve.py test_cli_json_is_the_library_answer",
               "--max-num-seqs": "tests/test_serve.py test_cli_json_is_the_library_answer",
-              **dict.fromkeys(["--gpu-memory-utilization", "--block-size", "--kv-dtype", "--weights"],
+              **dict.fromkeys(["--gpu-memory-utilization", "--block-size", "--kv-dtype"],
                               "tests/test_serve.py test_cli_defaults_and_options_reach_the_library"),
+              "--weights": "tests/test_serve.py test_cli_defaults_and_options_reach_the_library (a format), "
+                           "test_a_checkpoint_folder_serves_at_its_stored_bytes (a checkpoint)",
               "--plot": "tests/test_serve.py test_plot_and_html (needs matplotlib)",
               "--output-file": "tests/test_serve.py test_cli_defaults_and_options_reach_the_library (-o)",
               **dict.fromkeys(["--format", "--raw", "--debug"], OUTPUT)},

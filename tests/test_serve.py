@@ -133,21 +133,50 @@ def test_tensor_parallelism_halves_weights_and_kv_per_rank(one, two):
     assert two.ttft.comm_s == pytest.approx(LAYERS * 2 * (1 * P * D * 2) / H100_LINK, rel=1e-12)
 
 
-def test_weights_from_a_checkpoint_and_in_a_format(spec, one):
+def test_weights_from_bytes_by_name_and_in_a_format(spec):
+    from flopmeter.analyses.serving_weights import rank_weights
     model = flopmeter.frontends.resolve(spec, flopmeter.frontends.InputRequest(seq_len=1)).model
     stored = {name: p.numel() * 2 for name, p in model.named_parameters()}
-    # a GPTQ-style layer stores qweight, qzeros and scales in place of its weight: they are its bytes
+    # a GPTQ-style layer stores qweight and scales in place of its weight: they are its bytes
     q = stored.pop("model.layers.0.mlp.up_proj.weight")
     stored.update({"model.layers.0.mlp.up_proj.qweight": q // 4, "model.layers.0.mlp.up_proj.scales": 64})
-    from flopmeter.analyses.serving import rank_weights
-    w = rank_weights(model, model, stored)
+    w = rank_weights(model, model, ("bytes", stored))
     assert w.total == WEIGHTS - q + q // 4 + 64
-    int4 = rank_weights(model, model, "int4")
+    int4 = rank_weights(model, model, ("format", "int4"))
     # int4: ≥2-D parameters packed two to a byte with an fp16 scale per 128 values along each row; norms and
     # buffers 16-bit
     packed = sum(r * (c // 2) + r * -(-c // 128) * 2 for r, c in [(V, D), (V, D)] + LAYERS * [
         (D, D), (KV_HEADS * HEAD, D), (KV_HEADS * HEAD, D), (D, D), (FF, D), (FF, D), (D, FF)])
     assert int4.total == packed + 2 * (LAYERS * 2 * D + D) + BUFFERS
+
+
+def test_a_checkpoint_folder_serves_at_its_stored_bytes(tmp_path, capsys):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    import torch
+    import transformers
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(CONFIG))
+    with torch.device("meta"):
+        names = transformers.LlamaForCausalLM(transformers.AutoConfig.for_model(**CONFIG)).state_dict()
+    tensors = {n: torch.zeros(t.shape, dtype=torch.float16) for n, t in names.items()}
+    up = "model.layers.1.mlp.up_proj"                                        # an FF × D weight stored in fp8
+    tensors[f"{up}.weight"] = torch.zeros(FF, D, dtype=torch.float8_e4m3fn)
+    tensors[f"{up}.weight_scale_inv"] = torch.zeros(FF // 32, D // 32)       # one f32 scale a 32 × 32 block
+    safetensors_torch.save_file(tensors, folder / "model.safetensors")
+    stored = WEIGHTS - FF * D * 2 + FF * D + (FF // 32) * (D // 32) * 4     # that weight: fp8 bytes and its scales
+    base = ["--device", "H100", "--prompt", str(P), "--output", str(N), "--max-num-batched-tokens", str(T),
+            "--format", "json"]
+    assert main(["serve", str(folder), *base]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["weights_per_rank"]["total"] == stored and d["weights_per_rank"]["format"] == "checkpoint"
+    assert d["kv"]["activation_peak"] == ACTIVATION                            # the config's model, in float16
+    assert main(["serve", f"hf:{folder}", *base, "--weights", str(folder / "model.safetensors"), "--tp", "2"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    replicated = 2 * (LAYERS * 2 * D + D) + BUFFERS
+    assert d["weights_per_rank"]["total"] == (stored - replicated) // 2 + replicated
+    assert main(["serve", str(folder), *base, "--weights", "int4"]) == 0      # a format replaces the stored bytes
+    assert json.loads(capsys.readouterr().out)["weights_per_rank"]["format"] == "int4:128"
 
 
 def test_vllm_defaults_by_device():

@@ -3,7 +3,7 @@
 Memory (what ``vllm serve`` does at start-up):
 
 - **weights per rank**: the rank's parameters and buffers in ``weights`` (a flopmeter format,
-  :func:`flopmeter.memory.parse_format`, or a checkpoint's bytes by tensor name);
+  :func:`flopmeter.memory.parse_format`, or as a checkpoint stores them: :mod:`.serving_weights`);
 - **activation peak**: the most bytes alive beyond the weights during the profile run
   (:class:`~.serving_model.ProfileRun`) at the batched-token budget, traced on fake tensors —
   vLLM measures it as the increase of ``torch.cuda.memory_stats()["allocated_bytes.all.peak"]``;
@@ -44,8 +44,8 @@ from ..memory.kvcache import (
     per_layer_tokens,
     root_output,
 )
-from ..memory.weights import parse_format, tensors_of_model, weight_bytes
 from . import serving_model as sm
+from .serving_weights import RankWeights, rank_weights, resolve_weights
 
 VLLM = "vLLM 0.11 (V1 engine)"
 KV_DTYPES = {"auto": None, "fp16": 2, "float16": 2, "bf16": 2, "bfloat16": 2, "fp8": 1, "fp8_e4m3": 1,
@@ -60,61 +60,6 @@ def batch_defaults(device: DeviceSpec) -> tuple[int, int, str]:
     tokens, seqs = (8192, 1024) if large else (2048, 256)
     why = ("a GPU of 70 GiB or more that is not an A100" if large else "a GPU under 70 GiB, or an A100")
     return tokens, min(seqs, tokens), f"{VLLM} `vllm serve` defaults for {why}"
-
-
-@dataclass(frozen=True)
-class RankWeights:
-    """The weights one rank holds: parameters and buffers in one format (scales included)."""
-    format: str
-    label: str
-    params: int
-    buffers: int
-    embedding: int = 0              # bytes of an input embedding table not tied to the output head
-
-    @property
-    def total(self) -> int:
-        return self.params + self.buffers
-
-    def to_dict(self) -> dict:
-        return {"format": self.format, "label": self.label, "params": self.params, "buffers": self.buffers,
-                "total": self.total, "untied_input_embedding": self.embedding}
-
-
-def rank_weights(model: nn.Module, rank: nn.Module, weights: str | Mapping[str, int]) -> RankWeights:
-    """Weights of ``rank`` (one rank's model) in a format, or as a checkpoint stores them: given
-    ``{tensor name: bytes}`` of the whole model (:func:`checkpoint_bytes` maps the names), each
-    rank holds its share of a tensor's bytes (its elements over the tensor's, rounded up);
-    tensors the checkpoint does not name count as the model holds them."""
-    emb = sm.untied_input_embedding(rank)
-    tensors = tensors_of_model(rank)
-    if isinstance(weights, str):
-        w = weight_bytes(tensors, parse_format(weights))
-        return RankWeights(w.format, w.label, w.params, w.buffers, w.by_tensor.get(emb[0], 0) if emb else 0)
-    full = {t.name: t.numel for t in tensors_of_model(model)}
-    stored = checkpoint_bytes(weights, full)
-    by_name = {t.name: (t.nbytes if t.name not in stored or not full.get(t.name)
-                        else -(-stored[t.name] * t.numel // full[t.name])) for t in tensors}
-    params = sum(by_name[t.name] for t in tensors if t.role == "parameter")
-    buffers = sum(by_name[t.name] for t in tensors if t.role != "parameter")
-    return RankWeights("checkpoint", f"as the checkpoint stores them ({len(weights)} tensors)", params, buffers,
-                       by_name.get(emb[0], 0) if emb else 0)
-
-
-def checkpoint_bytes(checkpoint: Mapping[str, int], names) -> dict[str, int]:
-    """Bytes by the model's tensor names from a checkpoint's bytes by its tensor names: a name the
-    model has is its own; the tensors of a module whose names the model does not have (a GPTQ or
-    AWQ module's ``qweight``, ``qzeros``, ``scales``, ``g_idx``) are together its ``weight``."""
-    out: dict[str, int] = {}
-    for name, nbytes in checkpoint.items():
-        expect_type(nbytes, int, f"serve(weights[{name!r}])", "a number of bytes")
-        if name in names:
-            out[name] = out.get(name, 0) + nbytes
-        else:
-            module = name.rpartition(".")[0]
-            key = f"{module}.weight"
-            if key in names and key not in checkpoint:
-                out[key] = out.get(key, 0) + nbytes
-    return out
 
 
 def kv_bytes_per_token(layers: list[KVLayer], itemsize: int | None) -> int:
@@ -223,31 +168,34 @@ def _positive(value, name: str) -> int:
 
 
 def _resolve(model, name: str | None):
-    """(model, name, notes): a spec string is built as the CLI builds it, float32 weights in
-    float16 (vLLM's ``--dtype auto``)."""
+    """(model, name, notes): a spec string is built as the CLI builds it (a folder with its
+    config.json in its checkpoint's dtype), float32 weights in float16 (vLLM's ``--dtype auto``)."""
     if not isinstance(model, str):
         expect_type(model, nn.Module, "serve(model)", "a torch.nn.Module or a spec such as 'hf:llama-7b'")
         return model, name or type(model).__name__, []
     from ..frontends import InputRequest, resolve
+    from ..frontends.checkpoint.folder import has_config
     resolved = resolve(model, InputRequest(seq_len=1))        # serve makes its own inputs
     stored = sm.model_dtype(resolved.model)
     if stored == torch.float32:
-        resolved = resolve(model, InputRequest(seq_len=1, dtype=torch.float16))
+        config = f"hf:{model}" if has_config(model) else model         # the config alone, in another dtype
+        resolved = resolve(config, InputRequest(seq_len=1, dtype=torch.float16))
     served = str(sm.model_dtype(resolved.model)).removeprefix("torch.")
-    note = (f"weights and activations in {served}, vLLM's --dtype auto for a config in "
-            f"{str(stored).removeprefix('torch.')}")
-    return resolved.model, name or resolved.name, [note]
+    note = (f"weights and activations in {served}, vLLM's --dtype auto for "
+            f"{'a checkpoint' if has_config(model) else 'a config'} in {str(stored).removeprefix('torch.')}")
+    return resolved.model, name or model, [note]
 
 
 def serve(model, *, device: str | DeviceSpec, prompt: int, output: int, tp: int = 1,
           gpu_memory_utilization: float = 0.9, block_size: int = 16, kv_dtype: str = "auto",
           max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-          weights: str | Mapping[str, int] = "stored", reserve: int | None = None,
+          weights: str | Mapping[str, int] | object = "stored", reserve: int | None = None,
           name: str | None = None) -> Serving:
     """Size serving ``model`` (a Hugging Face decoder, or a spec such as ``"hf:llama-7b"``) on
     ``tp`` GPUs of ``device`` for requests of ``prompt`` + ``output`` tokens, as vLLM would
-    (the module docstring). ``weights``: a flopmeter weight format, or ``{tensor name: bytes}``
-    as a checkpoint stores them."""
+    (the module docstring). ``weights``: a flopmeter weight format, a checkpoint (a path, or
+    what :func:`flopmeter.frontends.checkpoint.read_checkpoint` returns), or ``{tensor name:
+    bytes}`` (:mod:`.serving_weights`)."""
     from . import serving_time as st
 
     spec = get_device(device).require_compute("serve (TTFT and TPOT from the roofline)")
@@ -262,10 +210,7 @@ def serve(model, *, device: str | DeviceSpec, prompt: int, output: int, tp: int 
                            hint="vLLM's default is 0.9")
     if kv_dtype not in KV_DTYPES:
         raise OptionsError(f"unknown KV cache dtype '{kv_dtype}'", hint=f"one of: {', '.join(KV_DTYPES)}")
-    if isinstance(weights, str):
-        parse_format(weights)
-    elif not isinstance(weights, Mapping):
-        expect_type(weights, str, "serve(weights)", "a weight format or {tensor name: bytes}")
+    weights = resolve_weights(weights, model)        # a format, a checkpoint read by its headers, or bytes
     if tp > 1 and not (spec.link_bandwidth or spec.pcie_bandwidth):
         raise OptionsError(f"--tp {tp}: the device table gives {spec.name} no GPU-to-GPU or host link bandwidth",
                            hint="the all-reduces of tensor parallelism need a link; size one GPU with --tp 1")
@@ -312,7 +257,7 @@ def serve(model, *, device: str | DeviceSpec, prompt: int, output: int, tp: int 
     flops = sm.decode_flops(rank, prompt, output)
     steps = st.decode_steps(kv, rw, spec, tp=tp, flops=flops, layers=len(layers), hidden=hidden, dtype=dtype)
     cache_dtype = layers[0].dtype if kv_dtype == "auto" else kv_dtype
-    notes += _notes(kv, layers, limit, tp, spec, rw, defaults, why)
+    notes += [*rw.notes, *_notes(kv, layers, limit, tp, spec, rw, defaults, why)]
     return Serving(label, spec, tp, prompt, output, str(dtype).removeprefix("torch."), cache_dtype,
                    max_num_batched_tokens, max_num_seqs, why if defaults else "given", rw, where, requests, kv,
                    len(layers), _kv_terms(layers, KV_DTYPES[kv_dtype], cache_dtype), ttft, steps, notes)
@@ -366,20 +311,9 @@ def _notes(kv: KVPlan, layers, limit, tp, spec, rw, defaults, why) -> list[str]:
         link = f"{spec.link} {spec.link_bandwidth / 1e9:g} GB/s" if spec.link_bandwidth else \
             f"PCIe {spec.pcie_bandwidth / 1e9:g} GB/s (the table gives {spec.name} no GPU-to-GPU link)"
         out.append(f"tensor parallelism over {link} per direction; NCCL's per-call latency is not counted")
-    if rw.format not in ("stored", "float16", "bfloat16", "float32", "checkpoint"):
+    if rw.format not in ("stored", "float16", "bfloat16", "float32"):
         out.append("quantised weights: their dequantisation workspaces are not in the activation peak")
     return out
 
 
-__all__ = [
-    "KV_DTYPES",
-    "VLLM",
-    "KVPlan",
-    "RankWeights",
-    "Serving",
-    "batch_defaults",
-    "checkpoint_bytes",
-    "kv_bytes_per_token",
-    "rank_weights",
-    "serve",
-]
+__all__ = ["KV_DTYPES", "VLLM", "KVPlan", "Serving", "batch_defaults", "kv_bytes_per_token", "serve"]

@@ -115,9 +115,7 @@ def batches(limit: int) -> list[int]:
 def decode_steps(kv, weights, spec: DeviceSpec, *, tp: int, flops: tuple[int, int], layers: int, hidden: int,
                  dtype: torch.dtype) -> list[Step]:
     """The decode table from batch 1 up to ``kv.concurrency`` (the module docstring)."""
-    from ..memory.weights import parse_format
-    fmt = None if weights.format == "checkpoint" else parse_format(weights.format)
-    key = "fp8" if fmt is not None and fmt.name == "float8" else dtype_key(dtype)
+    key = "fp8" if weights.fp8 else dtype_key(dtype)
     peak, _ = spec.peak(key)
     itemsize = dtype.itemsize
     per_step = (flops[0] + flops[1]) / 2

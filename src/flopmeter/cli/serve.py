@@ -15,7 +15,8 @@ def parser() -> argparse.ArgumentParser:
     from ..analyses.serving import KV_DTYPES, VLLM
     p = argparse.ArgumentParser(prog="flopmeter serve",
                                 description=f"Serving sizing of a decoder LLM on a device, as {VLLM} does it.")
-    p.add_argument("spec", metavar="SPEC", help="a decoder: hf:llama-7b, hf:mistral-7b, hf:PATH/config.json, …")
+    p.add_argument("spec", metavar="SPEC", help="a decoder: hf:llama-7b, hf:mistral-7b, hf:PATH/config.json, or a "
+                                                "folder with config.json and its checkpoint")
     p.add_argument("--device", type=non_empty, required=True, metavar="NAME",
                    help="a device of the table (flopmeter devices): h100, a100, l4, …, or a spec .json file")
     p.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel GPUs (default 1)")
@@ -31,9 +32,10 @@ def parser() -> argparse.ArgumentParser:
                         "not an A100, else 2048)")
     p.add_argument("--max-num-seqs", type=positive_int, metavar="S",
                    help="most requests at once (default: vllm serve's, 1024 or 256 as above)")
-    p.add_argument("--weights", type=non_empty, default="stored", metavar="FORMAT",
-                   help="stored (default), float16, bfloat16, float8, int8, int4 (fp16 scale per 128 values; "
-                        "int4:64 for groups of 64)")
+    p.add_argument("--weights", type=non_empty, default="stored", metavar="FORMAT|CHECKPOINT",
+                   help="stored (default: the config's dtype, or a checkpoint folder's stored bytes), float16, "
+                        "bfloat16, float8, int8, int4 (fp16 scale per 128 values; int4:64 for groups of 64), or a "
+                        "checkpoint (.safetensors, an index.json, .gguf, .bin, or a folder) read by its headers")
     p.add_argument("--reserve", type=non_empty, metavar="SIZE",
                    help="device memory held back from usable (default: the table's 2 GiB; 0 for vLLM's own "
                         "total × utilization)")
