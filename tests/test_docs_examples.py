@@ -66,3 +66,12 @@ def test_readme_is_short_and_keeps_the_ci_markers():
     for marker in ("<!-- main-command -->", "<!-- test-command -->"):
         after = text.split(marker, 1)[1].lstrip("\n")
         assert after.startswith("```bash\n"), f"{marker} must be followed by its ```bash block"
+
+
+def test_readme_links_point_at_files_that_exist():
+    """The README is read in the repository, outside the site's link check."""
+    text = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    assert targets
+    missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
+    assert not missing, f"README links to files that do not exist: {missing}"

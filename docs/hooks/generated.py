@@ -1,18 +1,25 @@
-"""mkdocs hook: the pages generated from the code, so they cannot go stale.
+"""mkdocs hook: the pages generated from the code, so they cannot go stale, and links to the
+repository's files.
 
 ``<!-- generated: cli -->`` becomes the command line reference, read from the argparse parsers
 of every command in ``flopmeter.cli.COMMANDS``; ``<!-- generated: devices -->`` the device
 tables, read through ``flopmeter``'s own device API. ``python docs/hooks/generated.py cli``
 (or ``devices``) prints the Markdown.
+
+A link from a page to a file of the repository outside docs/ (``[results](../benchmarks/results/x.md)``,
+which works when the Markdown is read in the repository) points into the repository at
+``repo_url`` when mkdocs.yml sets one, and is shown as the file's path otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 PLACEHOLDER = "<!-- generated: {} -->"
+REPO_LINK = re.compile(r"\[([^\]]+)\]\(\.\./((?:benchmarks|src|tests|\.ci)/[^)\s]+)\)")
 
 
 def _cell(text: str) -> str:
@@ -35,7 +42,7 @@ def _option(action: argparse.Action) -> str:
 
 
 def _parser_markdown(name: str, parser: argparse.ArgumentParser, summary: str) -> list[str]:
-    parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=96)
+    parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=76)
     formatter = parser._get_formatter()                    # argparse's own expansion of %(default)s
     lines = [f"## `flopmeter {name}`", "", _cell(summary[0].upper() + summary[1:]) + ".", "",
              "```text", parser.format_usage().strip(), "```", ""]
@@ -121,7 +128,14 @@ def devices_reference() -> str:
 GENERATORS = {"cli": cli_reference, "devices": devices_reference}
 
 
+def repository_links(markdown: str, repo_url: str | None) -> str:
+    if repo_url:
+        return REPO_LINK.sub(lambda m: f"[{m[1]}]({repo_url.rstrip('/')}/blob/main/{m[2]})", markdown)
+    return REPO_LINK.sub(lambda m: f"`{m[2]}`", markdown)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
+    markdown = repository_links(markdown, config.get("repo_url"))
     for name, generate in GENERATORS.items():
         marker = PLACEHOLDER.format(name)
         if marker in markdown:
