@@ -4,6 +4,7 @@
     python docs/regenerate.py --check         exit 1 (and show a diff) where a shown output is stale
     python docs/regenerate.py docs/fit.md     only these pages
     python docs/regenerate.py --zoo           also the slow examples (marked ``zoo``)
+    python docs/regenerate.py --timings       also rewrite the timings shown (run it on a quiet machine)
     python docs/regenerate.py --check --times how long each example took
 
 What runs (``tests/test_docs_examples.py`` runs the same, and checks the shown outputs are current):
@@ -19,9 +20,10 @@ What runs (``tests/test_docs_examples.py`` runs the same, and checks the shown o
   examples after it on the same page and by no other page. All pages run in one process (one
   PyTorch import), started by the test or by this script.
 * ``<!-- example: … -->`` on the line before a block changes how it runs: ``skip REASON`` (not
-  run; say why), ``varies`` (timings: run, output rewritten but not compared), ``exit=N`` (the exit
-  status of the block's last command, default 0), ``lines=1-8,12`` (show only these output lines, ``…`` for
-  the rest), ``zoo`` (slow: only with ``--zoo`` or ``pytest -m zoo``).
+  run; say why); ``varies`` (timings: run, output not compared, rewritten only with
+  ``--timings``); ``exit=N`` (the exit status of the block's last command, default 0);
+  ``lines=1-8,12,$`` (show only these output lines, ``$`` the last; ``…`` for the rest); ``zoo`` (slow: only
+  with ``--zoo`` or ``pytest -m zoo``).
 * ```` ```bash ```` blocks are installation steps and are not run; any other block is text.
 """
 
@@ -139,19 +141,23 @@ def commands(block: Block) -> list[tuple[str, list[str]]]:
 
 
 def select(text: str, spec: str | None) -> list[str]:
-    """The output lines shown: all, or those of ``lines=1-8,12`` with ``…`` where lines are left out."""
+    """The output lines shown: all, or those of ``lines=1-8,12,$`` (``$``: the last) with ``…`` where
+    lines are left out."""
     lines = text.rstrip("\n").split("\n") if text.strip() else []
     lines = [line.rstrip() for line in lines]
-    if not spec:
+    if not spec or not lines:
         return lines
     keep: list[int] = []
     for part in spec.split(","):
+        if part == "$":                                   # the last line
+            keep.append(len(lines))
+            continue
         a, _, b = part.partition("-")
         lo = int(a)
         hi = len(lines) if _ and not b else int(b) if b else lo
         keep += range(lo, min(hi, len(lines)) + 1)
     shown, last = [], 0
-    for n in sorted(set(keep)):
+    for n in sorted(n for n in set(keep) if 1 <= n <= len(lines)):
         if n != last + 1:
             shown.append("…")
         shown.append(lines[n - 1])
@@ -292,8 +298,10 @@ def _diff(shown: list[str], actual: list[str]) -> str:
     return "\n".join(difflib.unified_diff(normalise(shown), normalise(actual), "shown", "actual", lineterm=""))
 
 
-def rewrite_page(page: Path, results: list[dict]) -> bool:
-    """Write the outputs of real runs into the page; True when it changed."""
+def rewrite_page(page: Path, results: list[dict], timings: bool = False) -> bool:
+    """Write the outputs of real runs into the page; True when it changed. The outputs of
+    ``varies`` blocks (timings) are written only when they are empty or with ``timings``, so
+    they come from a run on a quiet machine rather than from every regeneration."""
     lines = page.read_text().split("\n")
     all_blocks = blocks(page, lines)
     by_start = {r["start"]: r for r in results}
@@ -303,9 +311,12 @@ def rewrite_page(page: Path, results: list[dict]) -> bool:
         if result is None or result["error"] or (block.lang == "python" and block.title):
             continue
         pad = block.indent
+        out = output_block(all_blocks, i, lines) if block.lang == "python" else None
+        shown = out.body if out else [] if block.lang == "python" else [s for _, o in commands(block) for s in o]
+        if "varies" in block.marker and not timings and any(s.strip() for s in shown):
+            continue
         if block.lang == "python":
             actual = select(result["outputs"][0]["text"], block.marker.get("lines"))
-            out = output_block(all_blocks, i, lines)
             if out is not None:
                 edits.append((out.start + 1, out.end, [pad + s if s else s for s in actual]))
             elif actual:
@@ -343,7 +354,7 @@ def main(argv: list[str]) -> int:
         problems = check_page(path, page_results)
         if "--check" not in argv:
             problems = [p for p in problems if "stale" not in p]
-            if rewrite_page(path, page_results):
+            if rewrite_page(path, page_results, timings="--timings" in argv):
                 print(f"rewrote {path.relative_to(ROOT)}")
         if "--times" in argv:
             for r in page_results:
