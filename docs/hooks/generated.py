@@ -90,22 +90,26 @@ def _device_api():
 def _figure(value: float | None, scale: float) -> str:
     if value is None:
         return "—"
-    x = value / scale
-    return f"{x:g}" if x < 1000 else f"{x:,.0f}"
+    text = format(round(value / scale, 6), ",")        # every digit of the table's figure, with separators
+    return text.removesuffix(".0")
 
 
 def devices_reference() -> str:
     api = _device_api()
     keys = getattr(api, "DTYPE_KEYS", ("fp32", "tf32", "bf16", "fp16", "fp8", "int8"))
-    head = ["device", "names", *(f"{k} TFLOP/s" for k in keys), "vector TFLOP/s", "memory GB/s", "memory GB",
-            "source"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for spec in api.table():
+    head = ["device", *keys, "vector", "GB/s", "GB"]
+    lines = ["Throughput in TFLOP/s (TOP/s for int8), bandwidth in GB/s, memory in GB:", "",
+             "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    specs = api.table()
+    for spec in specs:
+        row = [spec.name, *(_figure(spec.matrix.get(k), 1e12) for k in keys), _figure(spec.vector, 1e12),
+               _figure(spec.bandwidth, 1e9), _figure(spec.memory, 1e9)]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "### Names and sources", "", "| device | also matches | source |", "|---|---|---|"]
+    for spec in specs:
         source = f"[{_cell(spec.source)}]({spec.url})" if spec.url else _cell(spec.source)
         names = ", ".join(f"`{a}`" for a in spec.aliases) or "—"
-        row = [spec.name, names, *(_figure(spec.matrix.get(k), 1e12) for k in keys), _figure(spec.vector, 1e12),
-               _figure(spec.bandwidth, 1e9), _figure(spec.memory, 1e9), source]
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append(f"| {spec.name} | {names} | {source} |")
     lines.append("")
     memory = None
     for module in ("flopmeter.devices", "flopmeter.memory.devices"):
