@@ -7,6 +7,7 @@ marked ``zoo`` run only with ``-m zoo``.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import re
 import sys
@@ -75,3 +76,32 @@ def test_readme_links_point_at_files_that_exist():
     assert targets
     missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
     assert not missing, f"README links to files that do not exist: {missing}"
+
+
+def _hook():
+    spec = importlib.util.spec_from_file_location("docs_hook", ROOT / "docs" / "hooks" / "generated.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    return hook
+
+
+def test_generated_reference_pages_cover_every_command_option_and_device():
+    """The CLI reference and the device table are built from the code when the site is built."""
+    from flopmeter.bench.devices import table
+    from flopmeter.cli import COMMANDS, command
+
+    hook = _hook()
+    cli_page = (ROOT / "docs" / "cli.md").read_text()
+    assert "<!-- generated: cli -->" in cli_page
+    cli = hook.on_page_markdown(cli_page, None, {}, None)
+    for name in COMMANDS:
+        parser = command(name)[0]()
+        assert f"## `flopmeter {name}`" in cli
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+                continue
+            for option in action.option_strings:
+                assert f"`{option}`" in cli, f"flopmeter {name} {option} is missing from the CLI reference"
+    devices = hook.on_page_markdown((ROOT / "docs" / "devices.md").read_text(), None, {}, None)
+    for spec in table():
+        assert f"| {spec.name} |" in devices and spec.url in devices
