@@ -6,6 +6,7 @@
     python docs/regenerate.py --zoo           also the slow examples (marked ``zoo``)
     python docs/regenerate.py --timings       also rewrite the timings shown (run it on a quiet machine)
     python docs/regenerate.py --check --times how long each example took
+    python docs/regenerate.py --check --subprocess   each command as `python -m flopmeter` of its own
 
 What runs (``tests/test_docs_examples.py`` runs the same, and checks the shown outputs are current):
 
@@ -50,6 +51,7 @@ MARKER = re.compile(r"^\s*<!--\s*example:\s*(?P<body>.*?)\s*-->\s*$")
 TITLE = re.compile(r'title="(?P<title>[^"]*)"')
 TORCH_VERSION = re.compile(r"torch \d+\.\d+(\.\d+)?\S*")
 EXECUTED = ("python", "console")
+SUBPROCESS = False                 # --subprocess: each command in a process of its own (slow; a cross-check)
 
 
 # Pages whose code blocks are fragments (they name a model or a logger the reader has), kept by
@@ -184,6 +186,11 @@ def run_command(line: str) -> tuple[int, str]:
         env[key] = value
     if not words or words[0] != "flopmeter":
         raise ValueError(f"an example command runs flopmeter, not: {line}")
+    if SUBPROCESS:                 # the installed command line itself, one process per command
+        done = subprocess.run([sys.executable, "-m", "flopmeter", *words[1:]], check=False, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
+        return done.returncode, done.stdout
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     buf = io.StringIO()
@@ -239,10 +246,10 @@ def run_page(page: Path, zoo: bool) -> list[dict]:
     return results
 
 
-def run_pages(paths: list[Path], zoo: bool = False) -> dict[str, list[dict]]:
+def run_pages(paths: list[Path], zoo: bool = False, subprocess_each: bool = False) -> dict[str, list[dict]]:
     """Run the pages in a worker process (one PyTorch import for all of them)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *(["--zoo"] if zoo else []),
-           *(str(p) for p in paths)]
+           *(["--subprocess"] if subprocess_each else []), *(str(p) for p in paths)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=ROOT)
     if done.returncode != 0:
@@ -343,11 +350,13 @@ def main(argv: list[str]) -> int:
     zoo = "--zoo" in argv
     paths = [Path(a).resolve() for a in argv if not a.startswith("--")] or pages()
     if "--worker" in argv:
+        global SUBPROCESS
+        SUBPROCESS = "--subprocess" in argv
         os.environ.setdefault("COLUMNS", "120")
         results = {str(p): run_page(p, zoo) for p in paths}
         print("\n@@results@@\n" + json.dumps(results))
         return 0
-    results = run_pages(paths, zoo)
+    results = run_pages(paths, zoo, subprocess_each="--subprocess" in argv)
     failed = False
     for path in paths:
         page_results = results[str(path)]
