@@ -87,7 +87,7 @@ def _hook():
 
 def test_generated_reference_pages_cover_every_command_option_and_device():
     """The CLI reference and the device table are built from the code when the site is built."""
-    from flopmeter.bench.devices import table
+    from flopmeter.devices import table
     from flopmeter.cli import COMMANDS, command
 
     hook = _hook()

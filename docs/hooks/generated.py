@@ -76,15 +76,8 @@ def cli_reference() -> str:
 
 
 def _device_api():
-    """The roofline's device table, wherever the package keeps it (``table()``)."""
-    for module in ("flopmeter.devices", "flopmeter.bench.devices"):
-        try:
-            loaded = importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        if hasattr(loaded, "table"):
-            return loaded
-    raise RuntimeError("no device table: neither flopmeter.devices.table nor flopmeter.bench.devices.table exists")
+    """The device table (``flopmeter.devices``)."""
+    return importlib.import_module("flopmeter.devices")
 
 
 def _figure(value: float | None, scale: float) -> str:
@@ -96,36 +89,38 @@ def _figure(value: float | None, scale: float) -> str:
 
 def devices_reference() -> str:
     api = _device_api()
-    keys = getattr(api, "DTYPE_KEYS", ("fp32", "tf32", "bf16", "fp16", "fp8", "int8"))
-    head = ["device", *keys, "vector", "GB/s", "GB"]
-    lines = ["Throughput in TFLOP/s (TOP/s for int8), bandwidth in GB/s, memory in GB:", "",
+    keys = api.DTYPE_KEYS
+    head = ["device", *keys, "vector", "GB/s"]
+    lines = ["Dense throughput in TFLOP/s (TOP/s for int8), bandwidth in GB/s; rows with memory only "
+             "have no figures here:", "",
              "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     specs = api.table()
     for spec in specs:
+        if not spec.has_compute:
+            lines.append("| " + " | ".join([spec.name, *("—" for _ in head[1:])]) + " |")
+            continue
         row = [spec.name, *(_figure(spec.matrix.get(k), 1e12) for k in keys), _figure(spec.vector, 1e12),
-               _figure(spec.bandwidth, 1e9), _figure(spec.memory, 1e9)]
+               _figure(spec.bandwidth, 1e9)]
         lines.append("| " + " | ".join(row) + " |")
+    reserve = api.default_reserve()
+    lines += ["", "### Memory and links", "",
+              f"`--fits NAME` budgets the usable memory: the total less a reserve of {reserve:,} bytes "
+              f"({reserve / 2**30:g} GiB) unless `--reserve` says otherwise. "
+              + _cell(api.usable_memory(specs[0]).reserve_note), "",
+              "| device | memory | total bytes | usable bytes | compute capability | link (GB/s per direction) | "
+              "PCIe (GB/s per direction) |", "|---|---|---:|---:|---|---|---:|"]
+    for spec in specs:
+        use = api.usable_memory(spec)
+        cc = ".".join(map(str, spec.compute_capability)) if spec.compute_capability else "—"
+        link = f"{spec.link} {_figure(spec.link_bandwidth, 1e9)}" if spec.link_bandwidth else "—"
+        lines.append(f"| {spec.name} | {_cell(spec.memory_note or '')} | {use.total:,} | {use.usable:,} | {cc} | "
+                     f"{link} | {_figure(spec.pcie_bandwidth, 1e9) if spec.pcie_bandwidth else '—'} |")
     lines += ["", "### Names and sources", "", "| device | also matches | source |", "|---|---|---|"]
     for spec in specs:
         source = f"[{_cell(spec.source)}]({spec.url})" if spec.url else _cell(spec.source)
         names = ", ".join(f"`{a}`" for a in spec.aliases) or "—"
         lines.append(f"| {spec.name} | {names} | {source} |")
     lines.append("")
-    memory = None
-    for module in ("flopmeter.devices", "flopmeter.memory.devices"):
-        try:
-            memory = getattr(importlib.import_module(module), "DEVICES", None)
-        except ModuleNotFoundError:
-            continue
-        if memory:
-            break
-    if memory:
-        lines += ["### Memory budgets of `--fits`", "",
-                  "`--fits NAME` takes the datasheet memory of these devices (an \"80 GB\" HBM part has 80 GiB):",
-                  "", "| name | bytes | device |", "|---|---:|---|"]
-        for device in memory.values():
-            lines.append(f"| `{device.name}` | {device.bytes:,} | {_cell(device.note)} |")
-        lines.append("")
     return "\n".join(lines)
 
 
