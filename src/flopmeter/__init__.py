@@ -26,13 +26,14 @@ _LAZY = {
     "mfu": ("StepCounter", "StepFlops", "training_flops"),
     "frontends.onnx_file": ("count_onnx",),
     "report": ("ModuleNode", "OpRow", "Report"),
+    "analyses.parallel": ("Plan", "PlanConfig", "plan"),
 }
 _NAMES = {name for names in _LAZY.values() for name in names}
 
 __all__ = [
     "CONVENTIONS", "Convention", "Cost", "Explanation", "FlopmeterError", "InputError", "MissingDependencyError",
     "MeasureOptions", "Measurement", "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options",
-    "OptionsError", "REGISTRY", "Report", "UnsupportedOpsError", "count", "count_onnx", "explain", "measure",
+    "OptionsError", "Plan", "PlanConfig", "REGISTRY", "Report", "UnsupportedOpsError", "count", "count_onnx", "explain", "measure", "plan",
     "report_from_trace", "StepCounter", "StepFlops", "training_flops", "__version__",
 ]
 
