@@ -674,6 +674,13 @@ ROWS = {
                   **dict.fromkeys(["--clock", "--device", "--dtypes", "--min-run-time", "--threads"],
                                   "tests/test_bench_measure.py (no SPEC: measures the machine)")},
     "devices": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT)},
+    "plan": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"],
+                             "tests/test_plan.py test_the_command_line_plans_a_hugging_face_config (json, md, csv)"),
+             **dict.fromkeys(["--cluster", "--tp", "--dp", "--pp", "--fsdp", "--zero", "--sp", "--recompute", "--batch",
+                              "--seq-len", "--dtype", "--compute-dtype", "--optimizer", "--network-bandwidth",
+                              "--latency", "--reserve"],
+                             "tests/test_plan.py test_the_command_line_plans_a_hugging_face_config (each in the JSON) "
+                             "and test_the_command_line_refuses_bad_plans_with_one_error_and_a_hint")},
 }
 
 

@@ -4,7 +4,6 @@ against the closed forms written out here: Megatron's TP all-reduces, FSDP2's di
 ZeRO bytes per parameter, the collective cost model and the Llama forward's MACs."""
 
 import json
-import math
 import os
 import tempfile
 
@@ -13,12 +12,16 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from flopmeter.analyses.parallel import PlanConfig, collective_time, parse_cluster, plan  # noqa: E402
-from flopmeter.analyses.parallel.closed_forms import (buckets, fsdp_shard_numel, megatron_tp_layer,  # noqa: E402
-                                                      zero_bytes_per_param)
-from flopmeter.analyses.parallel.collectives import signature  # noqa: E402
-from flopmeter.cli import main  # noqa: E402
-from flopmeter.errors import InputError, OptionsError  # noqa: E402
+from flopmeter.analyses.parallel import PlanConfig, collective_time, parse_cluster, plan
+from flopmeter.analyses.parallel.closed_forms import (
+    buckets,
+    fsdp_shard_numel,
+    megatron_tp_layer,
+    zero_bytes_per_param,
+)
+from flopmeter.analyses.parallel.collectives import signature
+from flopmeter.cli import main
+from flopmeter.errors import InputError, OptionsError
 
 # a tiny Llama: 8 heads of 8 over 64, 4 key/value heads, MLP 128, vocabulary 128, 2 layers
 H, HEADS, KV, I, V, L = 64, 8, 4, 128, 128, 2
@@ -81,7 +84,7 @@ def _real_rank(rank: int, world: int, store: str, runs: list, out: str) -> None:
                 return NotImplemented          # DTensor: its local ops come back here
             out = func(*args, **(kwargs or {}))
             name = f"{func.namespace}.{func._opname}"
-            nbytes = lambda t: t.numel() * t.element_size()  # noqa: E731
+            nbytes = lambda t: t.numel() * t.element_size()
             if name in ("_c10d_functional.all_reduce", "c10d.allreduce_"):
                 t = args[0][0] if isinstance(args[0], list) else args[0]
                 self.seen.append(("all_reduce", group_size(func, args), nbytes(t)))
@@ -293,13 +296,13 @@ def test_memory_peak_is_the_sum_of_its_kinds_and_fits_against_usable_memory():
 # -- bad input ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options, error, hint", [
-    (dict(cluster="3xH100", tp=3), "does not divide the model's attention heads (8)", "e.g."),
-    (dict(cluster="8xH100", tp=3), "does not factor into tp×dp", "choose a tp that divides 8"),
-    (dict(cluster="8xH900"), "unknown device 'H900'", "did you mean"),
-    (dict(cluster="H100"), "cannot read the cluster", "8xH100:4"),
-    (dict(pp=2), "not supported yet", "--pp 1"),
-    (dict(cluster="2xH100", tp=2, dp=2), "is not the world size 2", "leave --dp out"),
-    (dict(sp=True), "tp is 1", "--tp 2"),
+    ({"cluster": "3xH100", "tp": 3}, "does not divide the model's attention heads (8)", "e.g."),
+    ({"cluster": "8xH100", "tp": 3}, "does not factor into tp×dp", "choose a tp that divides 8"),
+    ({"cluster": "8xH900"}, "unknown device 'H900'", "did you mean"),
+    ({"cluster": "H100"}, "cannot read the cluster", "8xH100:4"),
+    ({"pp": 2}, "not supported yet", "--pp 1"),
+    ({"cluster": "2xH100", "tp": 2, "dp": 2}, "is not the world size 2", "leave --dp out"),
+    ({"sp": True}, "tp is 1", "--tp 2"),
 ])
 def test_bad_plans_are_refused_with_a_hint(options, error, hint):
     with pytest.raises((OptionsError, InputError)) as info:
@@ -313,6 +316,9 @@ def test_a_model_without_a_tensor_parallel_plan_is_refused():
     assert "Llama family" in info.value.hint
     with pytest.raises(InputError, match="give a function that builds it"):
         plan(tiny(), cluster="2xH100")
+    with pytest.raises(InputError, match="is a Hugging Face config") as info:
+        plan("torchvision:resnet18", cluster="2xH100")
+    assert "a function that builds the model" in info.value.hint
     assert PlanConfig(cluster="8xH100:4").parsed_cluster().world == 32
     assert parse_cluster("4 x A100 : 2").describe() == "2 × 4 A100 80GB"
 

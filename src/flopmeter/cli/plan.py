@@ -20,7 +20,7 @@ GIB = 2**30
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flopmeter plan", description="Plan a multi-GPU training step: per-rank memory, "
                                 "collectives and step time, traced on one CPU.")
-    p.add_argument("spec", metavar="SPEC", help="hf:CONFIG (hf:llama-7b, a config.json) or file.py:FUNCTION")
+    p.add_argument("spec", metavar="SPEC", help="hf:CONFIG: a built-in name (hf:llama-7b) or a config.json")
     g = p.add_argument_group("parallelism")
     g.add_argument("--cluster", type=non_empty, default="8xH100", metavar="GPUSxDEVICE[:NODES]",
                    help="GPUs per node × device, times nodes: 8xH100 (one node, default), 8xH100:4 (four nodes)")
@@ -64,11 +64,11 @@ def request(args) -> dict:
             raise InputError(f"cannot read the reserve '{args.reserve}'", hint="give a size such as 2GiB or 1.5GB")
     if args.fsdp and args.zero not in (None, 3):
         raise InputError(f"--fsdp is ZeRO stage 3, and --zero {args.zero} was also given", hint="give one of them")
-    return dict(cluster=args.cluster, tp=args.tp, dp=args.dp, pp=args.pp, zero=3 if args.fsdp else args.zero or 0,
-                sp=args.sp, recompute=args.recompute, batch=args.batch, seq_len=args.seq_len, dtype=args.dtype,
-                compute_dtype=None if args.compute_dtype == "same" else args.compute_dtype, optimizer=args.optimizer,
-                network_bandwidth=None if args.network_bandwidth is None else args.network_bandwidth * 1e9,
-                latency=None if args.latency is None else args.latency * 1e-6, reserve=reserve)
+    return {"cluster": args.cluster, "tp": args.tp, "dp": args.dp, "pp": args.pp, "zero": 3 if args.fsdp else args.zero or 0,
+                "sp": args.sp, "recompute": args.recompute, "batch": args.batch, "seq_len": args.seq_len, "dtype": args.dtype,
+                "compute_dtype": None if args.compute_dtype == "same" else args.compute_dtype, "optimizer": args.optimizer,
+                "network_bandwidth": None if args.network_bandwidth is None else args.network_bandwidth * 1e9,
+                "latency": None if args.latency is None else args.latency * 1e-6, "reserve": reserve}
 
 
 def _seconds(s: float, raw: bool):
@@ -89,16 +89,16 @@ def header(p, raw: bool = False) -> list[tuple[str, str]]:
     m = p.memory
     parallel = f"world {p.world} = dp {p.dp} × tp {p.tp}; ZeRO-{c.stage}" + (" (FSDP2)" if c.stage == 3 else "")
     parallel += (", sequence parallel" if c.sp else "") + (", full recompute" if c.recompute == "full" else "")
-    return [("model", f"{p.model}: {human(ParamCount(p.params_total))} parameters, "
-                       f"{human(ParamCount(p.params_rank))} per rank"),
+    return [("model", (f"{p.model}: {human(ParamCount(p.params_total))} parameters, "
+                       f"{human(ParamCount(p.params_rank))} per rank")),
             ("cluster", p.cluster.describe()), ("parallelism", parallel),
-            ("step", f"{c.batch} × {c.seq_len} tokens per dp rank ({p.tokens:,} per step), {c.dtype} parameters, "
-                     f"{str(c.compute).removeprefix('torch.')} compute, {c.optimizer}"),
-            ("memory", f"peak {_bytes(m.peak, False)} per rank in {m.phase} ({m.module or 'root'}); usable "
-                       f"{_bytes(m.usable, False)} → {'fits' if m.fits else 'does NOT fit'}"),
-            ("step time", f"{_seconds(p.time.no_overlap, False)} with no overlap (compute "
+            ("step", (f"{c.batch} × {c.seq_len} tokens per dp rank ({p.tokens:,} per step), {c.dtype} parameters, "
+                     f"{str(c.compute).removeprefix('torch.')} compute, {c.optimizer}")),
+            ("memory", (f"peak {_bytes(m.peak, False)} per rank in {m.phase} ({m.module or 'root'}); usable "
+                       f"{_bytes(m.usable, False)} → {'fits' if m.fits else 'does NOT fit'}")),
+            ("step time", (f"{_seconds(p.time.no_overlap, False)} with no overlap (compute "
                           f"{_seconds(p.time.compute, False)} + communication {_seconds(p.time.comm, False)}); "
-                          f"{_seconds(p.time.overlapped, False)} with data-parallel collectives overlapped"),
+                          f"{_seconds(p.time.overlapped, False)} with data-parallel collectives overlapped")),
             ("throughput", f"{p.tokens_per_s:,.0f} tokens/s, MFU {100 * p.mfu:.1f}%"
                            + (f", HFU {100 * p.hfu:.1f}%" if p.hfu != p.mfu else ""))]
 

@@ -138,5 +138,14 @@ def collective_time(kind: str, nbytes: int, n: int, bandwidth: float, latency: f
     return bus_factor(kind, n) * nbytes / bandwidth + latency_steps(kind, n) * latency
 
 
-__all__ = ["Cluster", "LATENCY_INTER", "LATENCY_INTRA", "NETWORK_BANDWIDTH", "NETWORK_NOTE", "bus_factor",
-           "collective_time", "latency_steps", "parse_cluster"]
+__all__ = [
+    "LATENCY_INTER",
+    "LATENCY_INTRA",
+    "NETWORK_BANDWIDTH",
+    "NETWORK_NOTE",
+    "Cluster",
+    "bus_factor",
+    "collective_time",
+    "latency_steps",
+    "parse_cluster",
+]

@@ -179,5 +179,14 @@ def signature(items: list[Collective]) -> dict[tuple, int]:
     return dict(out)
 
 
-__all__ = ["COMM_NAMESPACES", "Collective", "CollectiveRow", "Groups", "KINDS", "collectives", "is_comm",
-           "signature", "summary"]
+__all__ = [
+    "COMM_NAMESPACES",
+    "KINDS",
+    "Collective",
+    "CollectiveRow",
+    "Groups",
+    "collectives",
+    "is_comm",
+    "signature",
+    "summary",
+]

@@ -127,4 +127,4 @@ class PlanConfig:
         return dp, self.tp
 
 
-__all__ = ["DTYPES", "PlanConfig", "RECOMPUTE", "ZERO"]
+__all__ = ["DTYPES", "RECOMPUTE", "ZERO", "PlanConfig"]

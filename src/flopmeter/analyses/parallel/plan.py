@@ -12,8 +12,8 @@ plus the modelled data-parallel ones of :mod:`.closed_forms`) and the step time
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -143,6 +143,9 @@ class Plan:
 def _build(model, config: PlanConfig) -> tuple[str, nn.Module]:
     """(name, the model on the meta device, in the plan's parameter dtype)."""
     if isinstance(model, str):
+        if not model.startswith("hf:"):
+            raise InputError(f"a plan's SPEC is a Hugging Face config (hf:NAME or hf:path/config.json), not '{model}'",
+                             hint="from Python, give flopmeter.plan a function that builds the model")
         from ...frontends import InputRequest, resolve
         resolved = resolve(model, InputRequest(dtype=config.param_dtype, seq_len=config.seq_len, batch=config.batch,
                                                training=True))
@@ -274,17 +277,17 @@ def _memory(record: StepRecord, config: PlanConfig, cluster: Cluster, dp: int) -
 
 
 def _notes(config: PlanConfig, cluster: Cluster, dp: int, tp: int, mixed: bool, fsdp: bool) -> list[str]:
-    notes = [f"traced as rank 0 of {dp * tp} on a fake process group; every rank runs the same program "
-             "(FSDP2's padded shards make the storages of every rank the same size)",
-             "the step is traced with CPU kernels (autograd needs its device present); FLOPs do not depend on "
-             "it, and attention's memory is that of PyTorch's CPU flash kernel",
-             f"collectives: ring algorithms, {cluster.intra_link} {cluster.intra_bandwidth / 1e9:g} GB/s per "
+    notes = [(f"traced as rank 0 of {dp * tp} on a fake process group; every rank runs the same program "
+             "(FSDP2's padded shards make the storages of every rank the same size)"),
+             ("the step is traced with CPU kernels (autograd needs its device present); FLOPs do not depend on "
+             "it, and attention's memory is that of PyTorch's CPU flash kernel"),
+             (f"collectives: ring algorithms, {cluster.intra_link} {cluster.intra_bandwidth / 1e9:g} GB/s per "
              f"direction inside a node, network {cluster.network_bandwidth / 1e9:g} GB/s per GPU across nodes, "
-             f"latency {cluster.latency_intra * 1e6:g}/{cluster.latency_inter * 1e6:g} µs per step",
-             "step time: no overlap of compute and communication (upper bound); 'overlapped' hides the "
-             "data-parallel collectives behind compute (lower bound)",
-             "compute: datasheet peaks on the roofline, no kernel launch overhead; memory: allocator "
-             "fragmentation is not modelled (the reserve covers the CUDA context and workspaces)"]
+             f"latency {cluster.latency_intra * 1e6:g}/{cluster.latency_inter * 1e6:g} µs per step"),
+             ("step time: no overlap of compute and communication (upper bound); 'overlapped' hides the "
+             "data-parallel collectives behind compute (lower bound)"),
+             ("compute: datasheet peaks on the roofline, no kernel launch overhead; memory: allocator "
+             "fragmentation is not modelled (the reserve covers the CUDA context and workspaces)")]
     if mixed:
         how = "FSDP2 MixedPrecisionPolicy" if fsdp else "torch.autocast"
         notes.append(f"mixed precision by {how}: parameters and optimizer state in {config.dtype}, compute in "

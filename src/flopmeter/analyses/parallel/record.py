@@ -30,13 +30,13 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
+from ...errors import FlopmeterError, ModelForwardError
 from ...trace.model import ModuleInfo, ParamInfo, Trace
 from ...trace.modules import ModuleStack
 from ...trace.quiet import quiet_logs
 from ...trace.recorder import Recording, RecordingFakeMode
 from ...trace.refs import Refs
 from ...trace.training import _KEY, _node_creation_hook, make_loss
-
 
 # DTensor's sharding propagation runs an op once on global-shape fakes of the active fake mode to
 # learn its output's metadata (the first time it meets each op schema in a process); that op is
@@ -138,78 +138,109 @@ def record_step(model: nn.Module, mode: PlanFakeMode, ids: torch.Tensor, optimiz
                 device: str = "cpu") -> StepRecord:
     """Record forward (with the loss), backward and the optimizer step of ``model`` on token ids
     ``ids`` (fakes of ``mode``); see the module docstring."""
-    refs = Refs()
-    params = [p for p in model.parameters()]
-    names = {id(p): n for n, p in model.named_parameters()}
-    kinds: dict[str, set[int]] = {k: set() for k in ("parameters", "buffers", "gradients", "optimizer state",
-                                                        "unsharded parameters", "communication buffers", "inputs")}
-    for p in params:
-        kinds["parameters"].add(refs.ref(local(p), "param", -1).storage)
-    for b in model.buffers():
-        kinds["buffers"].add(refs.ref(local(b), "buffer", -1).storage)
-    for state in optimizer.state.values():
-        for v in state.values():
-            if isinstance(v, torch.Tensor):
-                kinds["optimizer state"].add(refs.ref(local(v), "buffer", -1).storage)
-    inputs = [refs.ref(ids, "input", -1)]
-    kinds["inputs"].add(inputs[0].storage)
-    modules = list(model.named_modules())
-    stack = ModuleStack(modules, meta=refs.meta)
-    recording = Recording(stack, refs)
-    resizes: list[tuple[int, int, int]] = []
-    fsdp = fsdp_params(model)
+    step = _Step(model, mode, optimizer, amp)
+    inputs = [step.refs.ref(ids, "input", -1)]
+    step.kinds["inputs"].add(inputs[0].storage)
+    try:
+        step.run(ids)
+    except FlopmeterError:
+        raise
+    except Exception as exc:
+        raise _step_error(exc, step.recording, step.stack) from exc
+    return step.result(inputs, device)
 
-    def tag(node) -> None:
-        node.metadata[_KEY] = stack.where()
 
-    def backward_where():
-        if stack.stack:                   # a checkpointed forward run again inside backward
-            recording.phase = "recompute"
-            return stack.where()
-        recording.phase = "backward"
+class _Step:
+    """The recorder's state for one step: tensor references, memory kinds, module stack, events."""
+
+    def __init__(self, model: nn.Module, mode: PlanFakeMode, optimizer, amp):
+        self.model, self.mode, self.optimizer, self.amp = model, mode, optimizer, amp
+        self.refs = refs = Refs()
+        self.params = [p for p in model.parameters()]
+        self.kinds: dict[str, set[int]] = {k: set() for k in (
+            "parameters", "buffers", "gradients", "optimizer state", "unsharded parameters", "inputs")}
+        for p in self.params:
+            self.kinds["parameters"].add(refs.ref(local(p), "param", -1).storage)
+        for b in model.buffers():
+            self.kinds["buffers"].add(refs.ref(local(b), "buffer", -1).storage)
+        for state in optimizer.state.values():
+            for v in state.values():
+                if isinstance(v, torch.Tensor):
+                    self.kinds["optimizer state"].add(refs.ref(local(v), "buffer", -1).storage)
+        self.modules = list(model.named_modules())
+        self.stack = ModuleStack(self.modules, meta=refs.meta)
+        self.recording = Recording(self.stack, refs)
+        self.resizes: list[tuple[int, int, int]] = []
+        self.fsdp = fsdp_params(model)
+
+    def tag(self, node) -> None:
+        node.metadata[_KEY] = self.stack.where()
+
+    def backward_where(self):
+        if self.stack.stack:              # a checkpointed forward run again inside backward
+            self.recording.phase = "recompute"
+            return self.stack.where()
+        self.recording.phase = "backward"
         node = torch._C._current_autograd_node()
         found = node.metadata.get(_KEY) if node is not None else None
         return found if found is not None else ("", ())
 
-    labels = _accepts_labels(model)
-    with quiet_logs(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with stack.installed(), mode.recording_to(recording), resizes_logged(fsdp, refs, resizes), mode, \
-                _node_creation_hook()(tag):
-            try:
-                with amp if amp is not None else contextlib.nullcontext():
-                    out = model(input_ids=ids, labels=ids) if labels else model(ids)
-                    loss = out.loss if labels and getattr(out, "loss", None) is not None else \
-                        make_loss("cross-entropy", out)
-                refs.meta(loss)
-                recording.where = backward_where
-                loss.backward()
-            finally:
-                recording.where = stack.where
-            recording.phase = "optimizer"
-            for p in params:
-                if p.grad is not None:
-                    kinds["gradients"].add(refs.ref(local(p.grad)).storage)
-            optimizer.step()
-            for fp in fsdp:
-                for t in (*fp.all_gather_outputs, *getattr(fp, "_unsharded_inner_tensors", ())):
-                    kinds["unsharded parameters"].add(refs.ref(t).storage)
-            del out, loss
-            optimizer.zero_grad(set_to_none=True)
-    storages = refs.close()
-    table = []
-    for p in params:
-        r = refs.id_of(local(p))
-        shape = tuple(local(p).shape)
-        table.append(ParamInfo(names.get(id(p), "?"), "param", shape, p.dtype, p.requires_grad,
-                               tensor=r.id if r else -1, storage=r.storage if r else -1))
-    module_table = [ModuleInfo(path, type(m).__name__, stack.calls.get(path, 0), list(stack.outputs.get(path, [])))
-                    for path, m in modules]
-    trace = Trace(events=recording.events, modules=module_table, params=table, inputs=inputs,
-                  options={"mode": "fake", "device": device, "inference": False, "training": True,
-                           "loss": "cross-entropy", "optimizer": type(optimizer).__name__.lower()},
-                  storages=storages, model=type(model).__name__, torch_version=torch.__version__)
-    return StepRecord(trace, resizes, kinds)
+    def run(self, ids: torch.Tensor) -> None:
+        model, refs, recording, kinds = self.model, self.refs, self.recording, self.kinds
+        labels = _accepts_labels(model)
+        with quiet_logs(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with self.stack.installed(), self.mode.recording_to(recording), \
+                    resizes_logged(self.fsdp, refs, self.resizes), self.mode, _node_creation_hook()(self.tag):
+                try:
+                    with self.amp if self.amp is not None else contextlib.nullcontext():
+                        out = model(input_ids=ids, labels=ids) if labels else model(ids)
+                        loss = out.loss if labels and getattr(out, "loss", None) is not None else \
+                            make_loss("cross-entropy", out)
+                    refs.meta(loss)
+                    recording.where = self.backward_where
+                    loss.backward()
+                finally:
+                    recording.where = self.stack.where
+                recording.phase = "optimizer"
+                for p in self.params:
+                    if p.grad is not None:
+                        kinds["gradients"].add(refs.ref(local(p.grad)).storage)
+                self.optimizer.step()
+                for fp in self.fsdp:
+                    for t in (*fp.all_gather_outputs, *getattr(fp, "_unsharded_inner_tensors", ())):
+                        kinds["unsharded parameters"].add(refs.ref(t).storage)
+                del out, loss
+                self.optimizer.zero_grad(set_to_none=True)
+
+    def result(self, inputs: list, device: str) -> StepRecord:
+        refs, stack = self.refs, self.stack
+        storages = refs.close()
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        table = []
+        for p in self.params:
+            r = refs.id_of(local(p))
+            table.append(ParamInfo(names.get(id(p), "?"), "param", tuple(local(p).shape), p.dtype, p.requires_grad,
+                                   tensor=r.id if r else -1, storage=r.storage if r else -1))
+        modules = [ModuleInfo(path, type(m).__name__, stack.calls.get(path, 0), list(stack.outputs.get(path, [])))
+                   for path, m in self.modules]
+        trace = Trace(events=self.recording.events, modules=modules, params=table, inputs=inputs,
+                      options={"mode": "fake", "device": device, "inference": False, "training": True,
+                               "loss": "cross-entropy", "optimizer": type(self.optimizer).__name__.lower()},
+                      storages=storages, model=type(self.model).__name__, torch_version=torch.__version__)
+        return StepRecord(trace, self.resizes, self.kinds)
+
+
+def _step_error(exc: Exception, recording, stack) -> ModelForwardError:
+    failure = recording.failure
+    module = failure.module if failure is not None else (stack.error_stack[-1][0] if stack.error_stack else "")
+    where = f" in {failure.op}" if failure is not None else ""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelForwardError(f"the parallelized training step failed ({recording.phase}) in "
+                             f"'{module or 'the root module'}'{where}: {type(exc).__name__}: {first[:300]}",
+                             module=module, op=failure.op if failure is not None else None, shapes=None,
+                             hint="check that the model runs a training step unparallelized (--tp 1, no --fsdp), "
+                                  "then that the tensor-parallel plan fits it; add --debug for the traceback")
 
 
 __all__ = ["PlanFakeMode", "StepRecord", "fsdp_params", "local", "record_step", "warm_optimizer"]

@@ -64,8 +64,12 @@ def tp_plans(model: nn.Module, sp: bool) -> list[tuple[str, dict]]:
     """[(module path, {relative path: ParallelStyle})] to give ``parallelize_module`` in order,
     for a Llama-family model; an InputError for a model without a built-in plan."""
     from torch.distributed.tensor import Replicate, Shard
-    from torch.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInput, RowwiseParallel,
-                                                   SequenceParallel)
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        PrepareModuleInput,
+        RowwiseParallel,
+        SequenceParallel,
+    )
     if not llama_like(model):
         raise InputError(f"no built-in tensor-parallel plan for {type(model).__name__}",
                          hint="tensor parallelism is built in for the Llama family (Llama, Mistral, Qwen2); "
