@@ -132,6 +132,7 @@ def real_collectives(world: int, runs: list) -> list[dict]:
     """Run ``runs`` on ``world`` gloo processes (forked: torch is already imported); rank 0's
     collectives per run as (kind, group size, bytes) → calls."""
     import torch.multiprocessing as mp
+    tiny()                   # transformers' Llama imported here once, not by every forked rank
     with tempfile.TemporaryDirectory() as tmp:
         store, out = os.path.join(tmp, "store"), os.path.join(tmp, "out.json")
         mp.start_processes(_real_rank, args=(world, store, runs, out), nprocs=world, start_method="fork")
