@@ -10,7 +10,7 @@ import json
 
 from ..errors import InputError
 from ..render.tables import Table
-from ..render.units import ParamCount, human, human_unit
+from ..render.units import ParamCount, human
 from .argtypes import non_empty, positive_float, positive_int
 from .common import add_output_options, output_format, write_output
 
@@ -81,7 +81,13 @@ def _seconds(s: float, raw: bool):
 
 
 def _bytes(n: int, raw: bool):
-    return n if raw else (f"{n / GIB:.3g} GiB" if n >= GIB / 10 else human_unit(n, "B"))
+    """Bytes in binary units (memory budgets are in GiB), exact with ``raw``."""
+    if raw:
+        return n
+    for scale, unit in ((GIB, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= scale / 10:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
 
 
 def header(p, raw: bool = False) -> list[tuple[str, str]]:
@@ -96,9 +102,9 @@ def header(p, raw: bool = False) -> list[tuple[str, str]]:
                      f"{str(c.compute).removeprefix('torch.')} compute, {c.optimizer}")),
             ("memory", (f"peak {_bytes(m.peak, False)} per rank in {m.phase} ({m.module or 'root'}); usable "
                        f"{_bytes(m.usable, False)} → {'fits' if m.fits else 'does NOT fit'}")),
-            ("step time", (f"{_seconds(p.time.no_overlap, False)} with no overlap (compute "
-                          f"{_seconds(p.time.compute, False)} + communication {_seconds(p.time.comm, False)}); "
-                          f"{_seconds(p.time.overlapped, False)} with data-parallel collectives overlapped")),
+            ("step time", (f"{_seconds(p.step_s, False)} (compute {_seconds(p.time.compute, False)}, communication "
+                           f"{_seconds(p.time.comm, False)}, of which {_seconds(p.time.exposed_comm, False)} not "
+                           f"hidden behind compute); {_seconds(p.time.no_overlap, False)} with no overlap")),
             ("throughput", f"{p.tokens_per_s:,.0f} tokens/s, MFU {100 * p.mfu:.1f}%"
                            + (f", HFU {100 * p.hfu:.1f}%" if p.hfu != p.mfu else ""))]
 

@@ -59,6 +59,7 @@ class Collective:
     module: str
     op: str                    # the torch op, or "modelled" for one the plan adds analytically
     source: str = "traced"     # "traced" or "modelled"
+    event: int = -1            # its index among the trace's events (-1: modelled)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "group": self.group, "size": self.size, "bytes": self.bytes, "dtype": self.dtype,
@@ -128,13 +129,13 @@ class Groups:
 def collectives(events, groups: Groups) -> list[Collective]:
     """The collectives among ``events`` (in order), with their groups resolved by ``groups``."""
     out = []
-    for ev in events:
+    for i, ev in enumerate(events):
         kind = KINDS.get(ev.op)
         if kind is None:
             continue
         nbytes, dtype = _data_bytes(ev, kind)
         dim, ranks = groups.resolve(_group_of(ev))
-        out.append(Collective(kind, dim, len(ranks), ranks, nbytes, dtype, ev.phase, ev.module, ev.op))
+        out.append(Collective(kind, dim, len(ranks), ranks, nbytes, dtype, ev.phase, ev.module, ev.op, event=i))
     return out
 
 

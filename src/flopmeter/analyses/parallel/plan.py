@@ -107,7 +107,8 @@ class Plan:
 
     @property
     def step_s(self) -> float:
-        return self.time.no_overlap
+        """The predicted step time: the traced ops on the schedule of :mod:`.estimate`."""
+        return self.time.scheduled
 
     @property
     def tokens_per_s(self) -> float:
@@ -133,8 +134,10 @@ class Plan:
                 "memory": self.memory.to_dict(),
                 "flops_by_phase": self.flops_by_phase,
                 "collectives": [r.to_dict() for r in self.collective_rows()],
-                "time": {**self.time.to_dict(), "step_s": self.step_s, "overlap": "none (upper bound); "
-                         "'overlapped' is the lower bound with data-parallel collectives hidden behind compute"},
+                "time": {**self.time.to_dict(), "step_s": self.step_s,
+                         "overlap": "scheduled: FSDP2's all-gathers and reduce-scatters (and modelled data-parallel "
+                                    "collectives) on their own streams as the traced order issues them, DTensor's "
+                                    "collectives on the compute stream; no_overlap: everything in sequence"},
                 "tokens_per_s": self.tokens_per_s, "mfu": self.mfu, "hfu": self.hfu,
                 "unsupported_ops": dict(self.report.unsupported), "notes": list(self.notes),
                 "plan_seconds": dict(self.seconds)}
@@ -227,8 +230,8 @@ def plan(model: str | Callable[[], nn.Module], config: PlanConfig | None = None,
     seconds["cost"] = time.perf_counter() - start
     peak, _ = peak_flops(cluster, config.compute)
     flops = model_flops(report)
-    mfu = flops / (step.no_overlap * peak) if step.no_overlap else 0.0
-    hfu = model_flops(report, with_recompute=True) / (step.no_overlap * peak) if step.no_overlap else 0.0
+    mfu = flops / (step.scheduled * peak) if step.scheduled else 0.0
+    hfu = model_flops(report, with_recompute=True) / (step.scheduled * peak) if step.scheduled else 0.0
     params_rank = sum(record.trace.storages[s].nbytes for s in record.kinds["parameters"] if s >= 0) // itemsize
     notes = _notes(config, cluster, dp, tp, mixed, fsdp)
     if not foreach:
@@ -284,8 +287,9 @@ def _notes(config: PlanConfig, cluster: Cluster, dp: int, tp: int, mixed: bool, 
              (f"collectives: ring algorithms, {cluster.intra_link} {cluster.intra_bandwidth / 1e9:g} GB/s per "
              f"direction inside a node, network {cluster.network_bandwidth / 1e9:g} GB/s per GPU across nodes, "
              f"latency {cluster.latency_intra * 1e6:g}/{cluster.latency_inter * 1e6:g} µs per step"),
-             ("step time: no overlap of compute and communication (upper bound); 'overlapped' hides the "
-             "data-parallel collectives behind compute (lower bound)"),
+             ("step time: the traced ops on a GPU's streams — FSDP2's all-gathers and reduce-scatters beside "
+              "compute as the traced order issues them, tensor-parallel collectives on the compute stream; "
+              "'no overlap' runs everything in sequence (an upper bound)"),
              ("compute: datasheet peaks on the roofline, no kernel launch overhead; memory: allocator "
              "fragmentation is not modelled (the reserve covers the CUDA context and workspaces)")]
     if mixed:
