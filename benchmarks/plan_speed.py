@@ -48,7 +48,7 @@ def main() -> None:
         return
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
                                                          os.environ.get("PYTHONPATH", "")])}
-    rows = []
+    rows, load = [], os.getloadavg()[0]
     for spec, cluster, seq in CONFIGS:
         done = subprocess.run([sys.executable, __file__, "--one", spec, cluster, str(seq)], env=env, check=False,
                               capture_output=True, text=True, timeout=1800)
@@ -59,7 +59,8 @@ def main() -> None:
     import torch
     lines = ["# flopmeter plan: time to plan Llama-shaped models at TP 8 × FSDP2", "",
              (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs "
-             f"(shared with other work while measured), Python {platform.python_version()}, torch {torch.__version__}."),
+             f"shared with other work while measured (load average {load:.1f} at the start, "
+             f"{os.getloadavg()[0]:.1f} at the end), Python {platform.python_version()}, torch {torch.__version__}."),
              ("One fresh process per row; `plan` is the wall time of `flopmeter.plan(...)` (import of torch, "
              "transformers and flopmeter apart, in `import`). Batch 1 per data-parallel rank, tp 8, "
              "`fsdp=True` (fully_shard per decoder layer and the root), bf16 compute, fp32 AdamW."), "",

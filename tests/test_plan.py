@@ -21,7 +21,7 @@ from flopmeter.analyses.parallel.closed_forms import (
 )
 from flopmeter.analyses.parallel.collectives import signature
 from flopmeter.cli import main
-from flopmeter.errors import InputError, OptionsError
+from flopmeter.errors import InputError, ModelForwardError, OptionsError
 
 # a tiny Llama: 8 heads of 8 over 64, 4 key/value heads, MLP 128, vocabulary 128, 2 layers
 H, HEADS, KV, I, V, L = 64, 8, 4, 128, 128, 2
@@ -335,8 +335,58 @@ def test_a_model_without_a_tensor_parallel_plan_is_refused():
     with pytest.raises(InputError, match="is a Hugging Face config") as info:
         plan("torchvision:resnet18", cluster="2xH100")
     assert "a function that builds the model" in info.value.hint
+    from torch.distributed.tensor.parallel import ColwiseParallel
+    with pytest.raises(InputError, match="entry 'model.no_such_module' matches no module"):
+        plan(tiny, cluster="2xH100", tp=2, tp_plan={"model.no_such_module": ColwiseParallel()})
+    with pytest.raises(InputError, match="PyTorch could not parallelize LlamaForCausalLM: NotImplementedError"):
+        plan(tiny, cluster="2xH100", tp=2, tp_plan={"model.norm": ColwiseParallel()})
     assert PlanConfig(cluster="8xH100:4").parsed_cluster().world == 32
     assert parse_cluster("4 x A100 : 2").describe() == "2 × 4 A100 80GB"
+
+
+def test_a_users_tensor_parallel_plan_is_applied_to_a_model_of_their_own():
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
+    p = plan(lambda: torch.nn.Sequential(torch.nn.Embedding(V, H), torch.nn.Linear(H, I), torch.nn.Linear(I, V)),
+             cluster="2xH100", tp=2, tp_plan={"1": ColwiseParallel(), "2": RowwiseParallel()}, batch=B, seq_len=S,
+             compute_dtype=None)
+    # Megatron's MLP: the row-wise output all-reduced in the forward (b·s·V), the column-wise input's
+    # gradient in the backward (b·s·h), float32
+    assert sorted((c.phase, c.kind, c.bytes) for c in traced(p)) == [("backward", "all_reduce", B * S * H * 4),
+                                                                      ("forward", "all_reduce", B * S * V * 4)]
+    assert p.params_rank == V * H + (H * I + I) // 2 + I * V // 2 + V     # the embedding and the last bias whole
+
+
+def test_dtensors_sharding_propagation_is_not_recorded_as_part_of_the_step():
+    # DTensor runs each new op schema once on global-shape fakes of the active fake mode to learn its
+    # output's metadata, then caches it: with the caches cleared, the first plan must record the same
+    # ops (and FLOPs) as a second one that finds them warm
+    from torch.distributed.tensor import DTensor
+    propagator = DTensor._op_dispatcher.sharding_propagator
+    propagator.propagate_op_sharding.cache_clear()
+    propagator._propagate_tensor_meta_cached.cache_clear()
+    cold, warm = tiny_plan(tp=2, sp=True), tiny_plan(tp=2, sp=True)
+    assert [ev.op for ev in cold.report.trace.events] == [ev.op for ev in warm.report.trace.events]
+    assert cold.flops_by_phase == warm.flops_by_phase and cold.memory.peak == warm.memory.peak
+
+
+class Broken(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, ids):
+        raise RuntimeError("the model's own error")
+
+
+def test_a_failing_step_is_one_error_and_a_plan_leaves_no_process_group_or_fake_mode():
+    import torch.distributed as dist
+    from torch._guards import detect_fake_mode
+    with pytest.raises(ModelForwardError, match="the model's own error") as info:
+        plan(Broken, cluster="2xH100", seq_len=4)
+    assert "forward" in str(info.value) and info.value.hint
+    assert not dist.is_initialized() and detect_fake_mode() is None
+    tiny_plan(tp=2, sp=True)
+    assert not dist.is_initialized() and detect_fake_mode() is None
 
 
 @pytest.fixture(scope="module")
@@ -362,6 +412,13 @@ def test_the_command_line_refuses_bad_plans_with_one_error_and_a_hint(capsys, ti
     lines = err.strip().splitlines()
     assert out == "" and len(lines) == 2 and error in lines[0] and lines[0].startswith("error: ")
     assert lines[1].startswith("hint: ") and "Traceback" not in err
+
+
+def test_the_command_line_refuses_tensor_parallelism_for_a_model_without_a_plan(capsys):
+    assert main(["plan", "hf:gpt2", "--cluster", "2xH100", "--tp", "2", "--seq-len", "16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "error: no built-in tensor-parallel plan for GPT2LMHeadModel" and len(err) == 2
+    assert err[1].startswith("hint: tensor parallelism is built in for the Llama family")
 
 
 def test_the_command_line_plans_a_hugging_face_config(capsys, tiny_config, tmp_path):

@@ -20,7 +20,7 @@ from torch import nn
 
 from ...cost import Cost
 from ...devices import usable_memory
-from ...errors import InputError, expect_type
+from ...errors import FlopmeterError, InputError, expect_type
 from ...formulas import REGISTRY
 from ...report import Report, build_report
 from ...trace.run import _RUN_LOCK, gc_paused
@@ -198,7 +198,15 @@ def plan(model: str | Callable[[], nn.Module], config: PlanConfig | None = None,
         start = time.perf_counter()
         meshes = build_mesh(dp, tp)
         built.train()
-        parallelize(built, meshes, how)
+        try:
+            parallelize(built, meshes, how)
+        except FlopmeterError:
+            raise
+        except Exception as exc:            # PyTorch refusing the plan for this model (a user's tp_plan, say)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InputError(f"PyTorch could not parallelize {type(built).__name__}: {type(exc).__name__}: "
+                             f"{first[:300]}", hint="check the tensor-parallel plan against the model's module "
+                                                    "names; add --debug for the traceback") from exc
         seconds["parallelize"] = time.perf_counter() - start
         start = time.perf_counter()
         mode = PlanFakeMode(allow_non_fake_inputs=True)

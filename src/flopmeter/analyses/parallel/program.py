@@ -95,6 +95,11 @@ def parallelize(model: nn.Module, meshes: Meshes, how: Parallelism) -> nn.Module
     modules = dict(model.named_modules())
     if how.tp > 1:
         if how.tp_plan is not None:
+            import fnmatch
+            for key in how.tp_plan:          # parallelize_module skips such an entry with a warning only
+                if not any(fnmatch.fnmatchcase(name, key) for name in modules if name):
+                    raise InputError(f"the tensor-parallel plan's entry '{key}' matches no module of the model",
+                                     hint="give module paths as model.named_modules() names them ('*' for any name)")
             parallelize_module(model, meshes.tp, how.tp_plan)
         else:
             check_divisible(model, how.tp)

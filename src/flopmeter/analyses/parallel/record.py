@@ -65,7 +65,11 @@ class PlanFakeMode(RecordingFakeMode):
         if any(t is not FakeTensor and not issubclass(t, FakeTensor) for t in types):
             return NotImplemented
         if self.recording is not None and not self._depth and _in_shadow():
-            return FakeTensorMode.__torch_dispatch__(self, func, types, args, kwargs)
+            self._depth += 1                 # and the ops it runs inside (decompositions) unrecorded too
+            try:
+                return FakeTensorMode.__torch_dispatch__(self, func, types, args, kwargs)
+            finally:
+                self._depth -= 1
         return super().__torch_dispatch__(func, types, args, kwargs)
 
 
