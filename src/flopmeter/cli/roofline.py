@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 from copy import copy
+from dataclasses import replace
 
 from ..api import count
 from ..devices import get_device
 from ..bench.roofline import Roofline, decode_estimate, kv_bytes_per_token, roofline
 from ..errors import InputError
+from ..kernels import device_for
 from ..render.tables import Table
 from ..trace.io import SUFFIX as TRACE_SUFFIX
 from .argtypes import non_empty, positive_int, tree_depth
@@ -131,9 +133,11 @@ def run(args) -> int:
             raise InputError(f"{flag} must be positive, got {value}", hint=f"e.g. {flag} 20")
     seen = {}
 
-    def analyse(model, *inputs, **kwargs):
+    def analyse(model, *inputs, options, **kwargs):
         seen["model"] = model
-        return count(model, *inputs, **kwargs)
+        if options.mode == "fake":          # the count takes the kernels of the GPU it is asked about
+            options = replace(options, device=device_for(device, options.device))
+        return count(model, *inputs, options=options, **kwargs)
 
     # the roofline needs only each op's FLOPs and bytes: an ONNX graph or a saved trace serves as well
     from_graph = args.spec.lower().endswith(".onnx") or args.spec.endswith(TRACE_SUFFIX)
@@ -149,7 +153,7 @@ def run(args) -> int:
         if per_token:
             one = copy(args)
             one.seq_len = 1
-            one_token = count_spec(args.spec, one)
+            one_token = count_spec(args.spec, one, analyse)
             seq = report.inputs[0].shape[1]
             decode = decode_estimate(report, device, context=args.context or seq, kv_per_token=per_token,
                                      one_token=one_token, tf32=args.tf32, overhead=not args.no_overhead)
