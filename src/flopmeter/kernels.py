@@ -44,8 +44,8 @@ def build_facts() -> dict:
 
 def build_notes() -> list[str]:
     if torch.version.cuda is None:
-        return ["this PyTorch is a CPU-only build: the CUDA build of the same release is assumed (flash and "
-                "memory-efficient attention built in); cuDNN attention is not considered (its version is unknown)"]
+        return [("this PyTorch is a CPU-only build: the CUDA build of the same release is assumed (flash and "
+                 "memory-efficient attention built in); cuDNN attention is not considered (its version is unknown)")]
     return []
 
 

@@ -43,13 +43,15 @@ def record_items(k: dict, *, budget=None, torch_version: str | None = None, raw:
     import torch
     version = (torch_version or torch.__version__).split("+")[0]
     target = k.get("target")
+    budget = _cuda_name(budget)
+    if not (target or budget or k.get("attention") or k.get("dropout") or k.get("notes")):
+        return []                      # a run on its own device's kernels with nothing to tell
     if target:
         source = {"named": "named", "default": "no GPU named: the default", "local": "this machine's GPU"}
         head = (f"{target['name']} (cc {target['capability']}, {source.get(target['source'], target['source'])}): "
                 f"its kernel choices by PyTorch {version}'s rules, on {k['route']}")
     else:
         head = f"{k['device']}: as this PyTorch dispatched them ({k['route']})"
-    budget = _cuda_name(budget)
     if budget and (not target or target["name"] != budget):
         head += f"; the budget names {budget}, whose kernels this run did not take (it ran as {k['device']})"
     items = [("kernels", head)]

@@ -33,7 +33,11 @@ import types
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode, _get_current_function_mode, _pop_mode_temporarily
+from torch.overrides import (
+    TorchFunctionMode,
+    _get_current_function_mode,
+    _pop_mode_temporarily,
+)
 
 from .fastpath import candidates, takes_fast_path
 from .sdpa_rules import Call, CudaTarget, Flags, T, prefer_cudnn, select
@@ -52,11 +56,11 @@ def _sdpa_args(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False
     return query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa
 
 
-def _dropout_args(input, p=0.5, training=True, inplace=False):        # noqa: A002 — F.dropout's names
+def _dropout_args(input, p=0.5, training=True, inplace=False):
     return input, p, training, inplace
 
 
-def _torch_dropout_args(input, p, train):                               # noqa: A002 — torch.dropout's names
+def _torch_dropout_args(input, p, train):
     return input, p, train, False
 
 
@@ -342,4 +346,4 @@ def _dropout_summary(events) -> dict | None:
     return None
 
 
-__all__ = ["CUDA_RESULTS", "DeviceKernels", "OPS", "RULES", "cublas_workspace", "observed", "summary"]
+__all__ = ["CUDA_RESULTS", "OPS", "RULES", "DeviceKernels", "cublas_workspace", "observed", "summary"]
