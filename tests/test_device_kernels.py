@@ -409,7 +409,7 @@ def test_a_budget_naming_a_gpu_runs_as_that_gpu(capsys, tiny_llama):
 def test_a_gpu_budget_on_a_cpu_run_says_it_did_not_take_that_gpus_kernels(capsys, tiny_llama):
     assert main([tiny_llama, "--context", "32", "--fits", "H100", "--device", "cpu", "--format", "md"]) == 0
     out = capsys.readouterr().out
-    assert "the budget names H100 SXM, whose kernels this run did not take (it ran as cpu)" in out
+    assert "the question names H100 SXM, whose kernels this run did not take (it ran as cpu)" in out
 
 
 @pytest.mark.zoo

@@ -114,6 +114,10 @@ def header(rl: Roofline, decode=None) -> list[tuple[str, str]]:
                      f"{_time(decode.op_level_s, False)}, {decode.op_level_s / decode.analytic_s:.2f}× that")
         items.append(("decode", text))
     items += [("note", n) for n in rl.notes]
+    kernels = getattr(rl.report, "kernels", None)
+    if kernels:                           # which kernels the count took, and whether they are the device's
+        from ..render.kernels import record_items
+        items += record_items(kernels, budget=d, torch_version=rl.report.torch_version)
     return items
 
 
@@ -162,6 +166,8 @@ def run(args) -> int:
         plot_roofline(rl, args.plot)
     if fmt == "json":
         d = rl.to_dict()
+        if report.kernels is not None:
+            d["kernels"] = report.kernels
         if decode is not None:
             d["decode"] = decode.to_dict()
         write_output(json.dumps(d, indent=2), args.output)

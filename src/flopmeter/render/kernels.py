@@ -39,7 +39,8 @@ def kernel_items(report, raw: bool = False) -> list[tuple[str, str]]:
 
 
 def record_items(k: dict, *, budget=None, torch_version: str | None = None, raw: bool = False) -> list[tuple[str, str]]:
-    """The header lines of a kernels record; ``budget``: the DeviceSpec a memory budget names."""
+    """The header lines of a kernels record; ``budget``: the DeviceSpec the question names (a
+    memory budget's device, a roofline's)."""
     import torch
     version = (torch_version or torch.__version__).split("+")[0]
     target = k.get("target")
@@ -53,7 +54,7 @@ def record_items(k: dict, *, budget=None, torch_version: str | None = None, raw:
     else:
         head = f"{k['device']}: as this PyTorch dispatched them ({k['route']})"
     if budget and (not target or target["name"] != budget):
-        head += f"; the budget names {budget}, whose kernels this run did not take (it ran as {k['device']})"
+        head += f"; the question names {budget}, whose kernels this run did not take (it ran as {k['device']})"
     items = [("kernels", head)]
     items += [("attention", attention_text(a, target)) for a in k.get("attention", [])]
     d = k.get("dropout")

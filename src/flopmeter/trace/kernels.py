@@ -334,6 +334,21 @@ def _dtype(dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def kernel_notes(device_kernels: DeviceKernels | None, as_cuda: bool, autocast) -> list[str]:
+    """What a run on CPU fake tensors standing in for CUDA ones does not take from CUDA."""
+    notes = []
+    if as_cuda:
+        notes.append("traced on CPU fake tensors standing in for CUDA ones (a training step's autograd engine "
+                     "needs a GPU for CUDA tensors): attention, dropout, the norms' statistics and the optimizer's "
+                     "foreach take CUDA's choices; other ops dispatch as on the CPU")
+        if autocast is not None:
+            notes.append("autocast follows the CPU's op lists on this route, not CUDA's")
+        if device_kernels is not None and device_kernels.math_dropout_on_cpu:
+            notes.append("the math attention path's own dropout keeps its mask in the compute dtype on this route "
+                         "(CUDA's keeps a 1-byte mask)")
+    return notes
+
+
 def _dropout_summary(events) -> dict | None:
     fused = [ev for ev in events if ev.op == "aten.native_dropout"]
     if fused:
@@ -346,4 +361,4 @@ def _dropout_summary(events) -> dict | None:
     return None
 
 
-__all__ = ["CUDA_RESULTS", "OPS", "RULES", "DeviceKernels", "cublas_workspace", "observed", "summary"]
+__all__ = ["CUDA_RESULTS", "OPS", "RULES", "DeviceKernels", "cublas_workspace", "kernel_notes", "observed", "summary"]

@@ -52,7 +52,7 @@ from .fakes import fake_like, fake_substitutes, first_tensors, real_substitutes,
 from .model import ModuleInfo, ParamInfo, Trace
 from .checks import check_call, check_input_memory, check_not_nested, real_device
 from .globals import globals_kept
-from .kernels import CUDA_RESULTS, DeviceKernels, observed, summary
+from .kernels import CUDA_RESULTS, DeviceKernels, kernel_notes, observed, summary
 from .modules import ModuleStack
 from .packed import packed_weights
 from .quiet import quiet_logs
@@ -342,21 +342,6 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     return Trace(events=recording.events, modules=_module_table(walk, stack, module_config), params=params,
                  inputs=inputs, options=options, storages=storages, model=type(model).__name__,
                  torch_version=torch.__version__, extra=extra, replayed=replayer.spans if replayer else [])
-
-
-def kernel_notes(device_kernels: DeviceKernels, as_cuda: bool, autocast) -> list[str]:
-    """What a run on CPU fake tensors standing in for CUDA ones does not take from CUDA."""
-    notes = []
-    if as_cuda:
-        notes.append("traced on CPU fake tensors standing in for CUDA ones (a training step's autograd engine "
-                     "needs a GPU for CUDA tensors): attention, dropout and the optimizer's foreach take CUDA's "
-                     "choices; other ops dispatch as on the CPU")
-        if autocast is not None:
-            notes.append("autocast follows the CPU's op lists on this route, not CUDA's")
-        if device_kernels is not None and device_kernels.math_dropout_on_cpu:
-            notes.append("the math attention path's own dropout keeps its mask in the compute dtype on this route "
-                         "(CUDA's keeps a 1-byte mask)")
-    return notes
 
 
 def _amp(device: torch.device, dtype: torch.dtype | None):
