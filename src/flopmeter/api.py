@@ -171,9 +171,9 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
 
 def kernel_target(model: nn.Module, options: Options):
     """(the device to record on, the CUDA kernel target of a fake run on cuda, or None)."""
-    device, target = split_device(options.device)
     if options.mode != "fake":
-        return device, None
+        return options.device, None
+    device, target = split_device(options.device)
     if device is None:                    # the model's own device
         found = model_device(model)
         if found is not None and found.type == "cuda":

@@ -62,9 +62,13 @@ def target_of(spec: DeviceSpec, source: str = "named") -> CudaTarget:
 def default_target() -> CudaTarget:
     """This machine's GPU (device 0) when PyTorch sees one, else :data:`DEFAULT`."""
     if torch.cuda.is_available():
-        major, minor = torch.cuda.get_device_capability(0)
-        return CudaTarget(torch.cuda.get_device_name(0), (major, minor), source="local", notes=tuple(build_notes()),
-                          **build_facts())
+        try:
+            major, minor = torch.cuda.get_device_capability(0)
+            name = torch.cuda.get_device_name(0)
+        except (RuntimeError, AssertionError):          # a GPU PyTorch lists but cannot open
+            pass
+        else:
+            return CudaTarget(name, (major, minor), source="local", notes=tuple(build_notes()), **build_facts())
     return target_of(get_device(DEFAULT), source="default")
 
 

@@ -40,7 +40,9 @@ class CudaTarget:
     cuda: tuple[int, int] | None = None    # the CUDA version of the build (13, 0)
     flash_built: bool = True               # USE_FLASH_ATTENTION
     mem_efficient_built: bool = True       # USE_MEM_EFF_ATTENTION
-    cudnn_d256: bool = True                # the cuDNN frontend supports head dim 256 (kCuDNNFrontendSupportsD256)
+    # the build's cuDNN frontend supports head dim 256 (kCuDNNFrontendSupportsD256, a compile-time
+    # constant): the 2.14 CUDA wheels' libtorch_cuda.so carries the message of the check it guards
+    cudnn_d256: bool = True
     source: str = "named"                  # named | default | local (this machine's GPU)
     notes: tuple[str, ...] = ()            # what was assumed about the build
 
