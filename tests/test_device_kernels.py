@@ -110,6 +110,21 @@ def test_named_devices_take_the_backend_their_rules_give(name, args, backend):
     assert select(call(dtype, e, **(kw[0] if kw else {})), target, Flags()).backend == backend
 
 
+@pytest.mark.parametrize("kv_heads, enable_gqa, backend", [(2, True, "flash"), (1, False, "flash"), (2, False, "math")])
+def test_grouped_query_attention(kv_heads, enable_gqa, backend):
+    """Fused kernels take fewer key/value heads with enable_gqa (heads dividing the query's), or
+    one key/value head (multi-query) without it; other head counts take the math path."""
+    bf16, a100 = torch.bfloat16, CudaTarget("A100 80GB", (8, 0), cudnn=92400, cuda=(13, 0))
+    q, k = T((2, 8, 16, 64), (8192, 1024, 64, 1), bf16), T((2, kv_heads, 16, 64), (kv_heads * 1024, 1024, 64, 1), bf16)
+    assert select(Call(q, k, k, None, 0.0, True, enable_gqa), a100, Flags()).backend == backend
+    if enable_gqa:
+        qs = torch.randn(2, 8, 16, 64, dtype=bf16, device="meta")
+        ks = torch.randn(2, kv_heads, 16, 64, dtype=bf16, device="meta")
+        r = flopmeter.count(Attend(is_causal=True, enable_gqa=True), qs, ks, ks, options=Options(device="cuda:a100"))
+        assert r.kernels["attention"][0]["backend"] == "flash" and r.kernels["attention"][0]["gqa"]
+        assert r.macs == 2 * 2 * 8 * 16 * 16 * 64      # per query head: keys and values are shared, products are not
+
+
 def test_cudnn_goes_back_behind_flash_when_deprioritized_or_older():
     c = call(torch.bfloat16, 128)
     h100 = CudaTarget("H100 SXM", (9, 0), cudnn=92400, cuda=(13, 0))
