@@ -129,13 +129,12 @@ def _real_rank(rank: int, world: int, store: str, runs: list, out: str) -> None:
 
 
 def real_collectives(world: int, runs: list) -> list[dict]:
-    """Run ``runs`` on ``world`` gloo processes (forked: torch is already imported); rank 0's
-    collectives per run as (kind, group size, bytes) → calls."""
+    """Run ``runs`` on ``world`` gloo processes (spawned: a forked child cannot run autograd once
+    the parent has); rank 0's collectives per run as (kind, group size, bytes) → calls."""
     import torch.multiprocessing as mp
-    tiny()                   # transformers' Llama imported here once, not by every forked rank
     with tempfile.TemporaryDirectory() as tmp:
         store, out = os.path.join(tmp, "store"), os.path.join(tmp, "out.json")
-        mp.start_processes(_real_rank, args=(world, store, runs, out), nprocs=world, start_method="fork")
+        mp.start_processes(_real_rank, args=(world, store, runs, out), nprocs=world, start_method="spawn")
         with open(out) as f:
             seen = json.load(f)
     counted = []

@@ -16,7 +16,8 @@ from .frontends.keras import KerasView, as_torch_module, is_keras
 from .report import Report, build_report
 from .trace import Trace, record
 from .trace.lazy import materialised
-from .trace.run import MODES, gc_paused, normalise_input_shape
+from .kernels import cuda_target, is_named_cuda, split as split_device
+from .trace.run import MODES, gc_paused, model_device, normalise_input_shape
 from .trace.checks import check_device
 from .trace.compiled import compiled_counted_eagerly
 from .trace.training import TrainSpec
@@ -37,7 +38,10 @@ class Options:
     - ``inference``: run under ``torch.no_grad()`` (default), as inference does; ``False``
       keeps autograd on (some PyTorch fast paths are only taken without grad).
     - ``device``: the device the (fake) run pretends to be on; default: the model's device,
-      or ``cpu`` for a model on the meta device.
+      or ``cpu`` for a model on the meta device. ``"cuda:H100"`` (a name from the device
+      table) runs as that GPU: its attention kernels, dropout's fused mask
+      (:mod:`flopmeter.kernels`); plain ``"cuda"`` takes this machine's GPU's, or H100 SXM's
+      without one, as ``report.kernels`` says.
     - ``registry``: a copy of ``flopmeter.formulas.REGISTRY`` with your own formulas.
     - ``causal``: how attention under a causal mask is counted: ``full`` (default; the whole
       score matrix, as dense kernels compute it) or ``exact`` (only the unmasked pairs).
@@ -72,7 +76,14 @@ class Options:
         if self.mode not in MODES:
             raise OptionsError(f"unknown mode '{self.mode}'", hint=f"choose one of: {', '.join(MODES)}")
         check_causal(self.causal)
-        check_device(self.device, self.mode)
+        if is_named_cuda(self.device):
+            if self.mode == "real":
+                raise OptionsError(f"device '{self.device}' names a GPU to count as; real mode runs on this "
+                                   "machine's own device", hint="use mode='fake' (the default), or device='cuda'")
+            cuda_target(self.device)          # an unknown name fails here, with close matches
+            check_device("cuda", self.mode)
+        else:
+            check_device(self.device, self.mode)
         self.train_spec()           # checks loss and optimizer
         if self.autocast is not None and self.autocast not in AUTOCAST:
             raise OptionsError(f"unknown autocast dtype '{self.autocast}'", hint=f"choose one of: {', '.join(AUTOCAST)}")
@@ -144,10 +155,11 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
         from .layers.standin import layer_config as config
     with compiled_counted_eagerly(model) as (model, walk):    # the module behind torch.compile; one walk of it
         model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode, walk)   # lazy modules
-        trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
+        device, kernels = kernel_target(model, options)
+        trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=device,
                        inference=options.inference, module_inputs=module_inputs, module_config=config,
                        training=training if training is not None else options.train_spec(),
-                       autocast=AUTOCAST.get(options.autocast), walk=walk)
+                       autocast=AUTOCAST.get(options.autocast), walk=walk, kernels=kernels)
     if isinstance(model, KerasView):
         model.finish_trace(trace)
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)
@@ -157,6 +169,18 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
         from .memory import analyse
         report.memory = analyse(report)
     return trace, report
+
+
+def kernel_target(model: nn.Module, options: Options):
+    """(the device to record on, the CUDA kernel target of a fake run on cuda, or None)."""
+    if options.mode != "fake":
+        return options.device, None
+    device, target = split_device(options.device)
+    if device is None:                    # the model's own device
+        found = model_device(model)
+        if found is not None and found.type == "cuda":
+            target = cuda_target(str(found))
+    return device, target
 
 
 def report_from_trace(trace: Trace, options: Options | None = None) -> Report:

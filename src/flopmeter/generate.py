@@ -133,6 +133,7 @@ class GenerationMemory:
     decode_at: str
     fit: object = None                   # memory.Fit of the larger peak
     search: object = None                # memory.Search of the largest batch
+    kernels: dict | None = None          # the prefill's kernels record (Report.kernels)
 
     @property
     def total(self) -> int:
@@ -150,6 +151,9 @@ class GenerationMemory:
                                 f"{'headroom' if f.fits else 'short by'} {human_unit(abs(f.headroom), 'B', raw)}"))
         if self.search is not None:
             out.append(("max batch", search_line(self.search, raw)))
+        if self.kernels is not None:
+            from .render.kernels import record_items
+            out += record_items(self.kernels, budget=getattr(getattr(self.fit, "budget", None), "device", None), raw=raw)
         return out
 
     def to_dict(self) -> dict:
@@ -159,17 +163,23 @@ class GenerationMemory:
             d["fits"] = self.fit.to_dict()
         if self.search is not None:
             d["largest"] = {"batch": self.search.to_dict()}
+        if self.kernels is not None:
+            d["kernels"] = self.kernels
         return d
 
 
 def generation_peaks(model: nn.Module, prompt: int, new: int, *, batch: int = 1, weights: str = "stored",
-                     options: Options | None = None) -> tuple[tuple[int, str], tuple[int, str]]:
+                     options: Options | None = None, kernels: list | None = None) -> tuple[tuple[int, str], tuple[int, str]]:
     """(bytes, where) of the prefill's peak and of the last decode step's peak, with the weights
-    in ``weights`` (a :func:`flopmeter.memory.parse_format` name)."""
+    in ``weights`` (a :func:`flopmeter.memory.parse_format` name); ``kernels``: a list the
+    prefill's kernels record is appended to."""
     from .memory import analyse
     opts = replace(options or Options(), training=False, memory=False)
     ids = torch.zeros(batch, prompt, dtype=torch.long, device="meta")
-    pre = analyse(count(model, ids, kwargs=_prefill_kwargs(model), options=opts), weights=weights)
+    prefill = count(model, ids, kwargs=_prefill_kwargs(model), options=opts)
+    if kernels is not None:
+        kernels.append(prefill.kernels)
+    pre = analyse(prefill, weights=weights)
     last = torch.zeros(batch, 1, dtype=torch.long, device="meta")
     dec = analyse(count(DecodeStep(model, prompt + new - 1), last, options=opts), weights=weights)
 
@@ -189,8 +199,10 @@ def generation_memory(model: nn.Module, prompt: int, new: int, *, batch: int = 1
     :class:`flopmeter.memory.Budget`) whether it fits, and with ``max_batch`` the largest batch
     whose larger peak fits (from a few fake traces, :func:`flopmeter.memory.largest_fitting`)."""
     from .memory import Fit, largest_fitting
-    (pre, pre_at), (dec, dec_at) = generation_peaks(model, prompt, new, batch=batch, weights=weights, options=options)
-    mem = GenerationMemory(weights, pre, pre_at, dec, dec_at)
+    kernels: list = []
+    (pre, pre_at), (dec, dec_at) = generation_peaks(model, prompt, new, batch=batch, weights=weights, options=options,
+                                                    kernels=kernels)
+    mem = GenerationMemory(weights, pre, pre_at, dec, dec_at, kernels=kernels[0])
     if budget is not None:
         mem.fit = Fit(budget, mem.total)
         if max_batch:

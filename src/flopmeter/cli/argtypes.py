@@ -8,6 +8,7 @@ any model is built.
     --threshold -5       non_negative_float: a finite number from 0
     --dtype ''           non_empty: a non-empty word
     --generate 16+x      prompt_plus_new: PROMPT+NEW, two positive whole numbers
+    --device gpu         count_device: cpu, cuda, meta, cuda:N or cuda:NAME (a GPU of the device table)
 """
 
 from __future__ import annotations
@@ -85,3 +86,16 @@ def non_empty(text: str) -> str:
 
 __all__ = ["MAX_INT", "non_empty", "non_negative_float", "positive_float", "positive_int", "prompt_plus_new",
            "tree_depth"]
+
+
+def count_device(text: str) -> str:
+    """cpu, cuda, meta, cuda:N, or cuda:NAME (the name is checked against the device table later,
+    with close matches)."""
+    value = text.strip()
+    low = value.lower()
+    if low in ("cpu", "cuda", "meta") or re.fullmatch(r"cuda:[0-9]+", low):
+        return low
+    if low.startswith("cuda:") and value[5:].strip():
+        return "cuda:" + value[5:].strip()
+    raise argparse.ArgumentTypeError(f"'{text}' is not a device; expected cpu, cuda, or cuda:NAME for a GPU of the "
+                                     "device table (e.g. cuda:h100)")

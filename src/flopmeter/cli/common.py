@@ -20,7 +20,7 @@ from ..report import Report
 from ..trace.checks import free_memory
 from ..trace.io import SUFFIX as TRACE_SUFFIX
 from ..render.escape import visible, visible_text
-from .argtypes import non_empty, positive_int
+from .argtypes import count_device, non_empty, positive_int
 
 DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,
           "bfloat16": torch.bfloat16, "float64": torch.float64, "int64": torch.int64, "long": torch.int64,
@@ -58,9 +58,10 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=positive_int, help="batch size (replaces the first dimension of every input)")
     g.add_argument("--seq-len", type=positive_int, help="sequence length for hf: text models (default 128)")
     g.add_argument("--dtype", type=non_empty, help="model and input dtype: float32, float16, bfloat16, …")
-    g.add_argument("--device", default=None, choices=("cpu", "cuda", "meta"), metavar="{cpu,cuda}",
+    g.add_argument("--device", default=None, type=count_device, metavar="{cpu,cuda,cuda:NAME}",
                    help="device the count pretends to run on (fake tensors need no GPU), or runs on in real mode; "
-                        "default cpu")
+                        "cuda:NAME (cuda:h100, cuda:a100, …) takes that GPU's kernels, plain cuda this machine's "
+                        "GPU's or H100 SXM's; default cpu, or the GPU a --fits or --device-spec names")
     g.add_argument("--mode", choices=("auto", "fake", "real"), default="auto",
                    help="fake tensors; real kernels on random weights; auto (default): fake, or real when the "
                         "forward depends on tensor values (detection) or the file is TorchScript")
@@ -143,7 +144,7 @@ def count_spec(spec: str, args, analyse=None):
         resolved = resolve(spec, input_request(args), trust_pickle=args.trust_pickle)
     for line in resolved.notes:
         note(line)
-    if args.mode == "real" and args.device == "cuda" and not torch.cuda.is_available():
+    if args.mode == "real" and (args.device or "").startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda --mode real runs on a CUDA GPU, and PyTorch sees none here",
                          hint="drop --mode real: fake mode counts as if on cuda without a GPU")
     train = getattr(args, "train", False)
@@ -322,7 +323,7 @@ def check_run_fits(resolved: Resolved, base: Options) -> None:
 
 def _analyse(resolved: Resolved, base: Options, mode: str, analyse, force: bool = False):
     model = resolved.model
-    if mode == "real" and base.device == "cuda" and not torch.cuda.is_available():
+    if mode == "real" and (base.device or "").startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"{resolved.name} would run in real mode on cuda, and torch sees no GPU",
                          hint="count in fake mode (--mode fake), which needs no GPU for --device cuda")
     with torch.random.fork_rng(devices=[]):

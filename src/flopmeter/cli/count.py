@@ -140,6 +140,7 @@ def _generate(args, fmt: str) -> int:
     from ..api import Options
     from ..frontends import resolve
     from ..generate import generation, generation_memory
+    from ..kernels import device_for
     from ..render import get_renderer
     from .common import input_request, note, progress
 
@@ -164,8 +165,11 @@ def _generate(args, fmt: str) -> int:
         gen = generation(resolved.model, prompt, new, batch=batch, name=resolved.name, options=options)
     if args.memory or args.weights or args.fits:
         with progress(f"tracing the memory of prefill and decode of {resolved.name} …"):
+            # the memory of a budget naming a GPU is that GPU's: its kernels (the FLOPs are the same)
+            gpu = device_for(budget.device if budget is not None else None, None)
             gen.memory = generation_memory(resolved.model, prompt, new, batch=batch, weights=args.weights or "stored",
-                                           budget=budget, max_batch=args.max_batch, options=options)
+                                           budget=budget, max_batch=args.max_batch,
+                                           options=replace(options, device=gpu))
     if fmt == "json":
         text = json.dumps(gen.to_dict(), indent=2)
     else:

@@ -3,7 +3,9 @@
 
 Memory is analysed by the ``analyse`` callable :func:`analyser` hands to ``count_spec``: it
 counts as usual, adds ``report.memory``, and for ``--max-batch`` traces the model again at
-other batch sizes (and, for ``hf:`` decoders, context lengths) on fake tensors.
+other batch sizes (and, for ``hf:`` decoders, context lengths) on fake tensors. A budget that
+names a GPU (``--fits H100``) makes the count that GPU's (:func:`flopmeter.kernels.device_for`):
+its kernels, unless ``--device`` asks for another device.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ def count_with_memory(args):
 def analyser(args):
     """The ``analyse(model, *inputs, kwargs=, options=)`` for count_spec: count + memory."""
     from ..api import count
+    from ..kernels import device_for
     from ..memory import Fit, analyse, largest_fitting, parse_budget
 
     weights = args.weights or "stored"
@@ -125,10 +128,12 @@ def analyser(args):
 
     def run(model, *inputs, kwargs=None, options):
         options = replace(options, memory=False)
+        budget = parse_budget(args.fits) if args.fits else None
+        if budget is not None and options.mode == "fake":     # a budget naming a GPU: run as that GPU
+            options = replace(options, device=device_for(budget.device, options.device))
         report = count(model, *inputs, kwargs=kwargs, options=options)
         mem = report.memory = analyse(report, weights=weights, model=model if report.trace.mode == "fake" else None)
-        if args.fits:
-            budget = parse_budget(args.fits)
+        if budget is not None:
             mem.fit = Fit(budget, mem.total)
             if args.max_batch:
                 if report.trace.mode != "fake":

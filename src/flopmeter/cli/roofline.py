@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 from copy import copy
+from dataclasses import replace
 
 from ..api import count
 from ..devices import get_device
 from ..bench.roofline import Roofline, decode_estimate, kv_bytes_per_token, roofline
 from ..errors import InputError
 from ..frontends import is_hf
+from ..kernels import device_for
 from ..render.tables import Table
 from ..trace.io import SUFFIX as TRACE_SUFFIX
 from .argtypes import non_empty, positive_int, tree_depth
@@ -113,6 +115,10 @@ def header(rl: Roofline, decode=None) -> list[tuple[str, str]]:
                      f"{_time(decode.op_level_s, False)}, {decode.op_level_s / decode.analytic_s:.2f}× that")
         items.append(("decode", text))
     items += [("note", n) for n in rl.notes]
+    kernels = getattr(rl.report, "kernels", None)
+    if kernels:                           # which kernels the count took, and whether they are the device's
+        from ..render.kernels import record_items
+        items += record_items(kernels, budget=d, torch_version=rl.report.torch_version)
     return items
 
 
@@ -132,9 +138,11 @@ def run(args) -> int:
             raise InputError(f"{flag} must be positive, got {value}", hint=f"e.g. {flag} 20")
     seen = {}
 
-    def analyse(model, *inputs, **kwargs):
+    def analyse(model, *inputs, options, **kwargs):
         seen["model"] = model
-        return count(model, *inputs, **kwargs)
+        if options.mode == "fake":          # the count takes the kernels of the GPU it is asked about
+            options = replace(options, device=device_for(device, options.device))
+        return count(model, *inputs, options=options, **kwargs)
 
     # the roofline needs only each op's FLOPs and bytes: an ONNX graph or a saved trace serves as well
     from_graph = args.spec.lower().endswith(".onnx") or args.spec.endswith(TRACE_SUFFIX)
@@ -150,7 +158,7 @@ def run(args) -> int:
         if per_token:
             one = copy(args)
             one.seq_len = 1
-            one_token = count_spec(args.spec, one)
+            one_token = count_spec(args.spec, one, analyse)
             seq = report.inputs[0].shape[1]
             decode = decode_estimate(report, device, context=args.context or seq, kv_per_token=per_token,
                                      one_token=one_token, tf32=args.tf32, overhead=not args.no_overhead)
@@ -159,6 +167,8 @@ def run(args) -> int:
         plot_roofline(rl, args.plot)
     if fmt == "json":
         d = rl.to_dict()
+        if report.kernels is not None:
+            d["kernels"] = report.kernels
         if decode is not None:
             d["decode"] = decode.to_dict()
         write_output(json.dumps(d, indent=2), args.output)

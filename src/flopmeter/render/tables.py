@@ -22,6 +22,7 @@ from ..cost import ZERO, get_convention
 from ..report import Report
 from ..report.precision import low_precision
 from . import checkpoint, memory
+from .kernels import kernel_items
 from .notes import call_note
 from .units import ParamCount, human, human_unit
 
@@ -66,6 +67,7 @@ def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
         ("MACs", human_unit(report.macs, "MACs", raw) + _low_precision(report, raw)),
         ("FLOPs", f"{human_unit(report.flops, 'FLOPs', raw)}  [{conv.name}: {conv.description}]"),
         ("mode", mode),
+        *kernel_items(report, raw),
         ("unsupported", "none" if not unsupported else f"{unsupported} call(s): "
          + ", ".join(f"{k} ×{v}" for k, v in sorted(report.unsupported.items()))),
     ] + [("note", n) for n in notes]

@@ -123,6 +123,16 @@ class Report:
     training: dict | None = None      # a training step's memory: saved, gradients, optimizer state, peak
 
     @property
+    def kernels(self) -> dict | None:
+        """The kernels the run took (``trace.extra["kernels"]``): the device whose rules were used
+        (``target``: name, compute capability, cuDNN; absent for a CPU run), the route (fake cuda
+        tensors, or CPU fakes standing in for them), each group of attention calls with its
+        backend, op, calls and the backends refused before it (``attention``), dropout's kernel
+        and mask dtype, the cuBLAS workspace the device's reserve holds, and notes."""
+        trace = self.trace
+        return trace.extra.get("kernels") if trace is not None else None
+
+    @property
     def by_phase(self) -> dict[str, Cost]:
         """phase → Cost of the whole model (``forward``; a training step adds ``backward``,
         ``recompute`` and ``optimizer``)."""
@@ -210,6 +220,8 @@ class Report:
             "unsupported": dict(self.unsupported),
             "modules": self.root.to_dict(conv.name),
         }
+        if self.kernels is not None:
+            d["kernels"] = self.kernels
         if self.memory is not None:
             d["memory"] = self.memory.to_dict()
         if self.training is not None:

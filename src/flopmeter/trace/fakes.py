@@ -76,10 +76,12 @@ def _fake(mode: FakeTensorMode, t: torch.Tensor, device: torch.device) -> torch.
     return f
 
 
-def fake_substitutes(walk: ModelWalk, device: torch.device) -> tuple[RecordingFakeMode, dict[int, torch.Tensor]]:
-    """The (recording) fake mode and id(tensor) → fake for every parameter and buffer."""
+def fake_substitutes(walk: ModelWalk, device: torch.device,
+                     label: str | None = None) -> tuple[RecordingFakeMode, dict[int, torch.Tensor]]:
+    """The (recording) fake mode and id(tensor) → fake for every parameter and buffer on
+    ``device``; ``label``: the device the fakes stand for (their cached references name it)."""
     model, named = walk.model, walk.tensors()
-    signature = (str(device), tuple((name, id(t), t.shape, t.stride(), t.dtype, t.requires_grad)
+    signature = (str(device), label or str(device), tuple((name, id(t), t.shape, t.stride(), t.dtype, t.requires_grad)
                                     for _, name, t in named))
     cached = _CACHE.get(model)
     if cached is not None and cached[0] == signature:

@@ -43,6 +43,7 @@ class ModuleStack:
         self.inputs: dict[str, list] = defaultdict(list)    # path → (args, kwargs) metas per call
         self.error_stack: tuple | None = None   # the stack of the innermost call the failing exception left
         self._raised: int | None = None         # id() of that exception (never the object: its frames hold tensors)
+        self.around: dict | None = None         # path → run(forward, args, kwargs) that calls it (device kernels)
 
     def call(self, name: str, forward, args: tuple, kwargs: dict):
         """``forward(*args, **kwargs)`` as a call of the module at ``name``."""
@@ -51,7 +52,8 @@ class ModuleStack:
         calls[name] = idx + 1
         outer = self._enter(name, idx)
         try:
-            output = forward(*args, **kwargs)
+            around = self.around.get(name) if self.around else None
+            output = forward(*args, **kwargs) if around is None else around(forward, args, kwargs)
         except BaseException as exc:
             # the innermost call it left; the same exception (or one raised while handling it)
             # passing through the outer calls keeps that stack, a later one replaces it

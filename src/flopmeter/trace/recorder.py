@@ -80,6 +80,7 @@ class Recording:
         self.where = modules.where
         self.entry = None            # the memo entry (Replay) the op in flight went through, set by the fake mode
         self.guard = None
+        self.results = None          # op → fix(mode, args, out): a device's own results (CPU fakes as CUDA)
 
     def run(self, func, args, kwargs, call):
         """``call(func, args, kwargs, key)`` and record it as an event (or as the failure);
@@ -232,7 +233,8 @@ class RecordingFakeMode(FakeTensorMode):
         if (type(t) is not FakeTensor or t.fake_mode is not self or t.constant is not None
                 or t.layout is not torch.strided or t._has_symbolic_sizes_strides):
             return None
-        part = (ref.dtype, ref.shape, ref.stride, ref.offset, ref.device, t.untyped_storage().nbytes(), t.is_conj(),
+        # the fake's own device, not the reference's name for it (CPU fakes may stand for CUDA tensors)
+        part = (ref.dtype, ref.shape, ref.stride, ref.offset, t.fake_device, t.untyped_storage().nbytes(), t.is_conj(),
                 t.is_neg(), t.is_inference())
         return PARTS.setdefault(part, len(PARTS))       # an int: an op's key hashes fast
 
@@ -252,6 +254,10 @@ class RecordingFakeMode(FakeTensorMode):
     def _checked_call(self, func, args, kwargs, key):
         """The fake kernel, after the dtype check real kernels make (fake kernels do not); through
         the memo when the arguments have a key."""
+        results = self.recording.results
+        if results is not None and func in results:     # not through the memo: the memo's results are the CPU's
+            check_dtypes(func, args)
+            return results[func](self, args, super().__torch_dispatch__(func, self._types, args, kwargs))
         if key is None and func is _FILL:
             key = self._fill_key(args, kwargs)
         replay = None

@@ -48,6 +48,11 @@ class Refs:
         self.closed = False
         self.keyer = None                          # (tensor, its TensorRef) → hashable key part, or None
 
+    def label(self, device: torch.device, name: str) -> None:
+        """Name tensors and storages on ``device`` as ``name`` in their references (CPU fakes that
+        stand for CUDA tensors are references on cuda)."""
+        self._devices[torch.device(device)] = name
+
     # -- storages -----------------------------------------------------------
     def _storage(self, t: torch.Tensor, created: int, device: str) -> int:
         try:

@@ -52,12 +52,14 @@ from .fakes import fake_like, fake_substitutes, first_tensors, real_substitutes,
 from .model import ModuleInfo, ParamInfo, Trace
 from .checks import check_call, check_input_memory, check_not_nested, real_device
 from .globals import globals_kept
+from .kernels import CUDA_RESULTS, DeviceKernels, kernel_notes, observed, summary
 from .modules import ModuleStack
 from .packed import packed_weights
 from .quiet import quiet_logs
 from .recorder import Recorder, Recording
 from .refs import Refs
 from .replay import Replayer, enabled as replay_enabled
+from .sdpa_rules import CudaTarget
 from .state import FakeGuard, RealGuard
 from .walk import ModelWalk
 
@@ -157,7 +159,8 @@ def gc_paused(fn):
 def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=None,
            mode: str = "fake", device: str | torch.device | None = None, inference: bool = True,
            module_inputs: bool = False, module_config=None, training=None,
-           autocast: torch.dtype | None = None, replay: bool | None = None, walk: ModelWalk | None = None) -> Trace:
+           autocast: torch.dtype | None = None, replay: bool | None = None, walk: ModelWalk | None = None,
+           kernels: CudaTarget | None = None, route: str | None = None) -> Trace:
     """Run ``model(*args, **kwargs)`` once under the recorder and return its Trace (with every
     module call's input metadata when ``module_inputs`` is set, and each module's
     ``module_config(module) -> (layer, config)`` when given — explain's closed forms).
@@ -167,7 +170,10 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     weight copies it makes are in the trace (``_to_copy`` of parameters).
     ``replay``: replay repeated module calls (:mod:`.replay`; fake-mode inference only);
     default: on unless ``FLOPMETER_REPLAY=0``. ``walk``: the model's :class:`.walk.ModelWalk`, when
-    the caller has one."""
+    the caller has one. ``kernels``: for a fake run on cuda, the CUDA device whose kernel choices
+    the run takes (:mod:`.kernels`); a training step without a GPU then runs on CPU fake tensors
+    with those choices and reports the device as cuda (``route="cpu"`` forces that route,
+    ``"cuda"`` the fake CUDA tensors; default: CPU fakes only where autograd needs a GPU)."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}",
                          hint="pass the module itself, e.g. torchvision.models.resnet18()")
@@ -196,8 +202,15 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         target = torch.device("cpu")
     in_dtype = _first_float_dtype(model)
     script = isinstance(model, torch.jit.ScriptModule)
+    if route not in (None, "cpu", "cuda"):
+        raise OptionsError(f"unknown kernel route '{route}'", hint="use 'cpu', 'cuda' or None")
+    if mode != "fake" or target.type != "cuda":
+        kernels = None                           # real runs take the real kernels; other devices have no rules here
+    as_cuda = kernels is not None and (route == "cpu" or (route is None and training is not None
+                                                          and not torch.cuda.is_available()))
+    run_target = torch.device("cpu") if as_cuda else target       # where the fake tensors live
 
-    if training is not None and target.type != "cpu" and not getattr(torch, target.type).is_available():
+    if training is not None and run_target.type != "cpu" and not getattr(torch, run_target.type).is_available():
         raise OptionsError(f"a training step on a {target.type} device needs that device here: PyTorch's autograd "
                            "engine starts a thread per device, also for fake tensors",
                            hint="count the training step on cpu (the counts do not depend on the device; only "
@@ -214,6 +227,9 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                          "its parameters are the model's own, not stand-ins", hint="script the model after counting, "
                          "or count the forward only")
     refs = Refs()
+    if as_cuda:
+        # the trace's tensors are the CUDA tensors they stand for (a fake CUDA tensor is on cuda:0)
+        refs.label(run_target, str(target) if target.index is not None else f"{target.type}:0")
     fake_mode = None
     train_info = None
     with _RUN_LOCK, torch.random.fork_rng(devices=[]), quiet_logs():
@@ -221,7 +237,7 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
             raise InputError("a TorchScript module runs only in real mode",
                              hint="use mode='real' (CLI: --mode real), or count the eager model")
         if mode == "fake":
-            fake_mode, tensors = fake_substitutes(walk, target)
+            fake_mode, tensors = fake_substitutes(walk, run_target, label=str(target))
 
             made: dict[int, torch.Tensor] = {}         # an input given twice is one tensor
             given: list[torch.Tensor] = []
@@ -233,14 +249,14 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                     return t
                 done = made.get(id(t))
                 if done is None:
-                    done = made[id(t)] = _input_fake(fake_mode, t, target, quick)
+                    done = made[id(t)] = _input_fake(fake_mode, t, run_target, quick)
                 return done
 
             args = _map_tensors(args, fake_input)
             kwargs = _map_tensors(kwargs, fake_input)
             if shapes:
                 with fake_mode:
-                    args = tuple(torch.empty(s, dtype=in_dtype, device=target) for s in shapes)
+                    args = tuple(torch.empty(s, dtype=in_dtype, device=run_target) for s in shapes)
         else:
             for _, name, t in walk.tensors():
                 if t.device.type == "meta":
@@ -266,6 +282,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         recording = Recording(stack, refs)
         if fake_mode is not None:
             recording.guard = FakeGuard(fake_mode)
+            if as_cuda:
+                recording.results = CUDA_RESULTS
         else:                 # the stand-ins, and inputs made here, are flopmeter's own to write
             own = {r.storage for r in map(refs.id_of, [*tensors.values(), *(args if shapes else ())]) if r is not None}
             recording.guard = RealGuard(refs, recording.events, own)
@@ -276,19 +294,23 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
             replayer = Replayer(recording, refs, stack, fake_mode)
             replayer.install(run_walk.modules())
         kept = _buffers_kept(m for _, m in scripted)
+        device_kernels = DeviceKernels(kernels, recording.events, cuda_dropout=as_cuda) if kernels else None
+        if device_kernels is not None:
+            stack.around = device_kernels.around(run_walk.modules())
         try:
-            with globals_kept(), grad, (nullcontext() if script else stack.installed()), recorder.recording_to(recording):
+            with (globals_kept(), grad, (nullcontext() if script else stack.installed()),
+                  recorder.recording_to(recording), device_kernels or nullcontext()):
                 if training is not None:
                     from .training import train_step
                     owners = {id(p): (p, names[0].rpartition(".")[0]) for kind, _, p, names in table
                               if kind == "param" and p is not None}
                     train_info = train_step(runnable, args, kwargs, recorder, recording, stack, refs, training,
-                                            target, owners, amp=_amp(target, autocast),
+                                            target, owners, amp=_amp(run_target, autocast),
                                             shards=_shards(table, training.shards))
                 elif script:
                     _run_script_module(model, recorder, stack, args, kwargs)
                 else:
-                    with recorder, _amp(target, autocast):
+                    with recorder, _amp(run_target, autocast):
                         result = runnable(*args, **kwargs)
                     refs.meta(result)           # outputs never seen by an op still get their storages
         except FlopmeterError:
@@ -308,6 +330,12 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
     extra = {}
     if replayer is not None:
         extra["replay"] = replayer.stats()
+    notes = kernel_notes(device_kernels, as_cuda, autocast)
+    decisions = device_kernels.decisions if device_kernels is not None else observed(recording.events)
+    extra["kernels"] = summary(decisions, replayer.spans if replayer and device_kernels else (), recording.events,
+                               target=kernels, device=str(target), notes=notes,
+                               route="fake cuda tensors" if kernels is not None and not as_cuda else
+                               "cpu fake tensors standing in for cuda ones" if as_cuda else f"{mode} run on {target}")
     if training is not None:
         options.update(training=True, loss=training.loss_name, optimizer=training.optimizer)
         extra["training"] = _training_memory(train_info, params, storages)
