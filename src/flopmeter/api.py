@@ -164,6 +164,9 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
     if options.memory:
         from .memory import analyse
         report.memory = analyse(report)
+    if options.memory or options.training:
+        from .analyses.assumptions import assumptions
+        report.assumptions = assumptions(report)
     return trace, report
 
 

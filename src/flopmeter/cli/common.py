@@ -82,6 +82,18 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="add this optimizer's step to --train")
     g.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
                    help="run the forward under torch.autocast (mixed precision); --train shows the weight copies")
+    g.add_argument("--master-weights", choices=("fp32", "none"), default=None,
+                   help="--train with 16-bit weights: fp32 keeps a float32 master copy that the optimizer steps, "
+                        "its state in float32 (mixed precision); none (default): the optimizer updates the 16-bit "
+                        "weights, its state in their dtype")
+    g.add_argument("--lora", type=non_empty, metavar="R[:TARGETS]",
+                   help="--train LoRA adapters of rank R (peft) on a copy of the model: TARGETS a comma list of "
+                        "module names or all-linear (default: peft's for the architecture); the base frozen")
+    g.add_argument("--qlora", action="store_true",
+                   help="with --lora: the frozen base Linear weights in 4-bit nf4, the adapters in the compute dtype")
+    g.add_argument("--checkpointing", action="store_true",
+                   help="--train with activation checkpointing on a copy of the model: its own "
+                        "gradient_checkpointing_enable(), else torch.utils.checkpoint around each repeated block")
 
 
 def add_output_options(p) -> None:
@@ -139,6 +151,11 @@ def count_spec(spec: str, args, analyse=None):
         resolved = resolve(spec, input_request(args), trust_pickle=args.trust_pickle)
     for line in resolved.notes:
         note(line)
+    resolved = _logits_kept(resolved, args)
+    prepared = _prepared(resolved, args)
+    if prepared is not None:
+        resolved = replace(resolved, model=prepared.model, rebuild=None)
+    args._prepared = prepared               # for the memory analyser (QLoRA's weights) and the assumptions
     if args.mode == "real" and args.device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda --mode real runs on a CUDA GPU, and PyTorch sees none here",
                          hint="drop --mode real: fake mode counts as if on cuda without a GPU")
@@ -148,23 +165,79 @@ def count_spec(spec: str, args, analyse=None):
         raise InputError("--loss, --optimizer and --autocast describe a training step", hint="add --train")
     base = Options(convention=args.convention, strict=args.strict, device=args.device, causal=args.causal,
                    training=train, loss=getattr(args, "loss", "sum"), optimizer=getattr(args, "optimizer", None),
-                   autocast=getattr(args, "autocast", None))
+                   autocast=getattr(args, "autocast", None), master_weights=getattr(args, "master_weights", None))
     mode = args.mode
     if mode == "auto" and isinstance(resolved.model, torch.jit.ScriptModule):
         mode = "real"
     with progress(f"counting {resolved.name} …"):
         if mode in ("auto", "fake"):
             try:
-                return _analyse(resolved, base, "fake", analyse)
+                return _stated(_analyse(resolved, base, "fake", analyse), prepared)
             except ModelForwardError as exc:
-                if mode == "fake" or not exc.data_dependent:
+                if mode == "fake" or not exc.data_dependent or prepared is not None:
                     raise
                 note(f"{exc}; counting in real mode on random weights (seed 0)")
         force = getattr(args, "force", False)
         if mode == "real" and not force and not isinstance(resolved.model, torch.jit.ScriptModule):
             check_fits(resolved, force)         # the weights alone: no count needed
             check_run_fits(resolved, base)
-        return _analyse(resolved, base, "real", analyse, force=force)
+        return _stated(_analyse(resolved, base, "real", analyse, force=force), prepared)
+
+
+SWITCHES = (("--lora", "lora"), ("--qlora", "qlora"), ("--checkpointing", "checkpointing"),
+            ("--master-weights", "master_weights"))
+
+
+def _switches_given(args) -> list[str]:
+    return [flag for flag, name in SWITCHES if getattr(args, name, None)]
+
+
+def _prepared(resolved: Resolved, args):
+    """The copy of the model with --lora / --qlora / --checkpointing on it (None without them)."""
+    lora, qlora, ckpt = getattr(args, "lora", None), getattr(args, "qlora", False), getattr(args, "checkpointing", False)
+    if not (lora or qlora or ckpt):
+        return None
+    if args.mode == "real":
+        raise InputError("--lora, --qlora and --checkpointing go on a copy of the model with meta weights, which "
+                         "fake mode counts", hint="leave --mode real out")
+    from ..analyses.switches import parse_lora, prepare
+    with progress("adding the sizing switches to a copy of the model …"):
+        return prepare(resolved.model, lora=parse_lora(lora) if lora else None, qlora=qlora, checkpointing=ckpt)
+
+
+def _logits_kept(resolved: Resolved, args) -> Resolved:
+    """Decoders whose forward takes ``logits_to_keep``: with --logits last (the default of a
+    memory answer, as generate()'s prefill) the LM head runs for the last position only."""
+    import inspect
+    keep = getattr(args, "logits_kept", None)
+    if keep is None:
+        return resolved
+    try:
+        accepts = "logits_to_keep" in inspect.signature(resolved.model.forward).parameters
+    except (TypeError, ValueError):
+        accepts = False
+    if not accepts:
+        if getattr(args, "logits", None):
+            raise InputError(f"--logits chooses the positions a decoder's LM head runs for (logits_to_keep); "
+                             f"{resolved.name}'s forward has no logits_to_keep", hint="leave --logits out")
+        return resolved
+    if keep == "all":
+        return resolved
+    make = resolved.make_inputs
+
+    def make_inputs(device):
+        inputs, kwargs = make(device)
+        return inputs, {**kwargs, "logits_to_keep": 1}
+    return replace(resolved, make_inputs=make_inputs)
+
+
+def _stated(result, prepared):
+    """A report's assumptions, with what was done to the model and the budget it was sized for."""
+    if isinstance(result, Report) and (result.assumptions is not None or result.memory is not None):
+        from ..analyses.assumptions import assumptions
+        fit = getattr(result.memory, "fit", None)
+        result.assumptions = assumptions(result, prepared=prepared, budget=fit.budget if fit else None)
+    return result
 
 
 def _check_run_options(args) -> None:
@@ -175,6 +248,26 @@ def _check_run_options(args) -> None:
     if getattr(args, "force", False) and args.mode != "real":
         raise InputError("--force only matters in real mode (it lets a model larger than free memory run)",
                          hint="add --mode real, or leave --force out")
+    check_switches(args)
+
+
+def check_switches(args) -> None:
+    """--lora, --qlora, --checkpointing, --master-weights and --logits, in combinations that apply."""
+    given = _switches_given(args)
+    train = getattr(args, "train", False)
+    if given and not train:
+        raise InputError(f"{', '.join(given)}: {'these describe' if len(given) > 1 else 'this describes'} a training "
+                         "step (adapters are trained, checkpointing and master weights trade memory in backward and "
+                         "the optimizer step)", hint="add --train")
+    if getattr(args, "qlora", False) and not getattr(args, "lora", None):
+        raise InputError("--qlora quantises the base under LoRA adapters; it needs their rank",
+                         hint="add --lora R, e.g. --qlora --lora 16")
+    if getattr(args, "master_weights", None) == "fp32" and not getattr(args, "optimizer", None):
+        raise InputError("--master-weights fp32: master weights are what the optimizer steps, and there is no "
+                         "optimizer step", hint="add --optimizer adamw (or another)")
+    if getattr(args, "logits", None) == "last" and train:
+        raise InputError("--logits last: a training step's loss reads every position's logits",
+                         hint="leave --logits out with --train")
 
 
 def _from_trace(path: str, args, analyse):
@@ -189,7 +282,9 @@ def _from_trace(path: str, args, analyse):
                                       ("--train", getattr(args, "train", False)),
                                       ("--optimizer", getattr(args, "optimizer", None)),
                                       ("--autocast", getattr(args, "autocast", None)),
-                                      ("--loss", getattr(args, "loss", "sum") != "sum"))
+                                      ("--loss", getattr(args, "loss", "sum") != "sum"),
+                                      *((flag, getattr(args, name, None)) for flag, name in SWITCHES),
+                                      ("--logits", getattr(args, "logits", None)))
              if value]
     if given:
         raise InputError(f"{', '.join(given)} cannot change a saved trace (it records one run)",
@@ -231,6 +326,9 @@ ONNX_REFUSALS = {
     "--device": _NOTHING_RUNS, "--mode": _NOTHING_RUNS, "--force": _NOTHING_RUNS,
     "--trust-pickle": ("an ONNX file holds no pickles", "leave --trust-pickle out"),
     "--train": _TRAINING, "--loss": _TRAINING, "--optimizer": _TRAINING, "--autocast": _TRAINING,
+    "--master-weights": _TRAINING, "--lora": _TRAINING, "--qlora": _TRAINING, "--checkpointing": _TRAINING,
+    "--logits": ("--logits sets a decoder's logits_to_keep argument; an ONNX graph's outputs are fixed",
+                 "leave --logits out"),
 }
 
 
@@ -240,7 +338,8 @@ def _refuse_for_onnx(spec: str, args) -> None:
              "--mode": args.mode != "auto", "--force": getattr(args, "force", False),
              "--trust-pickle": args.trust_pickle, "--train": getattr(args, "train", False),
              "--loss": getattr(args, "loss", "sum") != "sum", "--optimizer": getattr(args, "optimizer", None),
-             "--autocast": getattr(args, "autocast", None)}
+             "--autocast": getattr(args, "autocast", None), "--logits": getattr(args, "logits", None),
+             **{flag: getattr(args, name, None) for flag, name in SWITCHES}}
     for flag, value in given.items():
         if value:
             why, hint = ONNX_REFUSALS[flag]

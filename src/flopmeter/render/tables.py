@@ -35,6 +35,7 @@ class Table:
     keys: list[dict] | None = None       # per row: columns CSV writes instead of the first (path, depth, calls)
     exact: bool = False                  # always exact integers (Keras-style summaries)
     curves: dict | None = None           # name → [(size, value)]: drawn log-log where a format can (scaling)
+    sections: list = field(default_factory=list)   # (title, Table) shown after this one (terminal, md)
 
     def to_records(self) -> list[dict]:
         """One dict per row, keyed by column name (JSON output of a table)."""

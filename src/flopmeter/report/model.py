@@ -121,6 +121,8 @@ class Report:
     memory: Any = field(default=None, repr=False, compare=False)     # flopmeter.memory.MemoryReport, when asked
     unsupported_by_phase: dict = field(default_factory=dict)          # phase → {op: calls}
     training: dict | None = None      # a training step's memory: saved, gradients, optimizer state, peak
+    assumptions: Any = field(default=None, repr=False, compare=False)   # analyses.assumptions.Assumptions: what a
+    #                                   sizing answer (memory, a training step's memory) assumes
 
     @property
     def by_phase(self) -> dict[str, Cost]:
@@ -216,6 +218,8 @@ class Report:
             d["totals_by_phase"] = {p: {**c.to_dict(), "flops": c.flops(conv)} for p, c in self.by_phase.items()}
             d["unsupported_by_phase"] = self.unsupported_by_phase
             d["training"] = {k: v for k, v in self.trace.options.items() if k in ("loss", "optimizer")} | self.training
+        if self.assumptions is not None:
+            d["assumptions"] = self.assumptions.to_dict()
         if ops:
             d["ops"] = [r.to_dict() for r in self.ops]
         return d

@@ -270,8 +270,9 @@ def _masters(trainable: list[torch.Tensor], recorder, refs) -> dict[torch.Tensor
     if not sixteen:
         dtypes = ", ".join(sorted({str(p.dtype).removeprefix("torch.") for p in trainable})) or "none trainable"
         raise OptionsError(f"fp32 master weights keep a float32 copy of 16-bit weights; the trainable weights "
-                           f"are {dtypes}", hint="count with 16-bit weights (--dtype bfloat16), or leave "
-                                                 "--master-weights out (float32 weights are their own master)")
+                           f"are {dtypes}", hint="float32 weights are their own master: leave --master-weights out "
+                                                 "(peft keeps LoRA adapters in float32 on a 16-bit base), or count "
+                                                 "with 16-bit weights (--dtype bfloat16)")
     masters = {}
     for p in sixteen:
         if isinstance(recorder, FakeTensorMode):

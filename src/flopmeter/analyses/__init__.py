@@ -1,0 +1,2 @@
+"""Analyses built on counts: sizing switches (LoRA, QLoRA, checkpointing) applied to a copy of
+the model, and the assumptions every sizing answer states."""
