@@ -159,7 +159,7 @@ def _lora(model: nn.Module, lora: Lora, qlora: bool) -> tuple[nn.Module, Adapter
     try:
         config = peft.LoraConfig(r=lora.r, target_modules=targets)
         wrapped = peft.get_peft_model(model, config, autocast_adapter_dtype=not qlora)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001  (peft's own refusals: no such module, a layer type it cannot adapt, …)
         first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
         raise OptionsError(f"peft cannot add LoRA adapters to this model: {first}", hint=hint) from None
     base = wrapped.get_base_model()

@@ -200,6 +200,9 @@ def _prepared(resolved: Resolved, args):
     if args.mode == "real":
         raise InputError("--lora, --qlora and --checkpointing go on a copy of the model with meta weights, which "
                          "fake mode counts", hint="leave --mode real out")
+    if isinstance(resolved.model, torch.jit.ScriptModule):
+        raise InputError("a training step cannot be counted on a TorchScript module (nor adapters or checkpointing "
+                         "added to one)", hint="count the eager model")
     from ..analyses.switches import parse_lora, prepare
     with progress("adding the sizing switches to a copy of the model …"):
         return prepare(resolved.model, lora=parse_lora(lora) if lora else None, qlora=qlora, checkpointing=ckpt)

@@ -41,7 +41,7 @@ _TOP_KEYS = {"schema", "model", "convention", "causal", "mode", "device", "infer
 
 
 # top-level keys the sizing section shows (render/sizing_html.py)
-_SIZING_KEYS = {"memory", "training", "assumptions", "totals_by_phase"}
+_SIZING_KEYS = {"memory", "training", "assumptions", "totals_by_phase", "unsupported_by_phase"}
 
 
 def _asset(name: str) -> str:

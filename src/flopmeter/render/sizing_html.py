@@ -135,7 +135,7 @@ def _search(name: str, s: dict) -> str:
             + _table([name, "bytes", "fits", "taken as"], rows, f"search-{name}"))
 
 
-def _training(training: dict, phases) -> str:
+def _training(training: dict, phases, unsupported) -> str:
     rows = [(words, f"{_b(_int(training, key))} ({_int(training, key):,} bytes)") for key, words in TRAINING_WORDS
             if _int(training, key)]
     if training.get("peak_phase"):
@@ -144,6 +144,11 @@ def _training(training: dict, phases) -> str:
     if isinstance(phases, dict) and phases:
         out += _table(["phase", "MACs", "FLOPs"], [[str(p), _int(c, "macs") or 0, _int(c, "flops") or 0]
                                                    for p, c in phases.items() if isinstance(c, dict)], "phases")
+    rows = [[str(p), str(op), n] for p, ops in (unsupported or {}).items() if isinstance(ops, dict)
+            for op, n in ops.items() if isinstance(n, int)]
+    if rows:
+        out += "<h4>ops without a cost formula, by phase</h4>" + _table(["phase", "op", "calls"], rows,
+                                                                       "unsupported-by-phase")
     return out
 
 
@@ -182,7 +187,7 @@ def sizing_section(d: dict) -> str:
             if isinstance(s, dict):
                 out.append(_search(str(name), s))
     if training is not None:
-        out.append(_training(training, d.get("totals_by_phase")))
+        out.append(_training(training, d.get("totals_by_phase"), d.get("unsupported_by_phase")))
     out.append("</section>")
     return "".join(out)
 
