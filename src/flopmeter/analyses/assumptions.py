@@ -195,7 +195,7 @@ def adapters(trace, prepared=None) -> Assumption:
             "the base frozen")
     if a.kind == "qlora":
         text += (f"; the base Linear weights ({len(a.quantised)} tensors, all but the output head) counted in nf4 "
-                 "(the bfloat16 copy bitsandbytes dequantises for one matmul at a time is not in the total)")
+                 f"(the {a.dtype} copy bitsandbytes dequantises for one matmul at a time is not in the total)")
     return Assumption("adapters", a.kind, text)
 
 
