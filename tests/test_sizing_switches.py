@@ -21,8 +21,8 @@ from flopmeter.trace import training
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from flopmeter.analyses.assumptions import NAMES  # noqa: E402
-from flopmeter.analyses.switches import Lora, prepare  # noqa: E402
+from flopmeter.analyses.assumptions import NAMES
+from flopmeter.analyses.switches import Lora, prepare
 
 needs_training = pytest.mark.skipif(not training.supported(), reason="needs torch.autograd.graph.node_creation_hook")
 
@@ -193,6 +193,14 @@ def test_lora_trainable_parameters_from_the_real_peft_model():
     per_layer = [(d, H * hd), (d, KV * hd), (d, KV * hd), (H * hd, d), (d, ff), (d, ff), (ff, d)]  # q k v o gate up down
     assert every.adapters.trainable == L * sum(r * (i + o) for i, o in per_layer)
     assert _snapshot(model) == before                             # the user's model is not changed
+
+
+def test_lora_without_peft_names_the_extra(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "peft", None)             # as if peft were not installed
+    with pytest.raises(flopmeter.errors.MissingDependencyError, match="'peft'") as raised:
+        prepare(llama(), lora=Lora(4))
+    assert raised.value.hint == "pip install 'flopmeter[lora]'"
 
 
 @needs_training

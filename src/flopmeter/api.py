@@ -181,8 +181,12 @@ def report_from_trace(trace: Trace, options: Options | None = None) -> Report:
         opts = trace.options
         options = Options(convention=opts.get("convention", "dot"), causal=opts.get("causal", "full"),
                           strict=opts.get("strict", False))
-    return build_report(trace, registry=options.registry, convention=options.convention, strict=options.strict,
-                        causal=options.causal)
+    report = build_report(trace, registry=options.registry, convention=options.convention, strict=options.strict,
+                          causal=options.causal)
+    if trace.options.get("training"):                  # a training step's memory says its assumptions, as count's
+        from .analyses.assumptions import assumptions
+        report.assumptions = assumptions(report)
+    return report
 
 
 __all__ = ["Options", "count", "report_from_trace"]

@@ -54,10 +54,6 @@ class Assumptions:
     def to_dict(self) -> dict:
         return {a.name: {"value": a.value, "text": a.text} for a in self.items}
 
-    def with_budget(self, budget) -> "Assumptions":
-        """The same record with the reserve of ``budget`` (a :class:`flopmeter.memory.Budget`)."""
-        return Assumptions(tuple(_reserve(budget) if a.name == "reserve" else a for a in self.items))
-
 
 def _dtype(name) -> str:
     return str(name).removeprefix("torch.")
@@ -228,4 +224,4 @@ def assumptions(report, *, budget=None, prepared=None, generation: bool = False)
                         adapters(trace, prepared), _reserve(budget), lifetimes(trace)))
 
 
-__all__ = ["Assumption", "Assumptions", "LABELS", "NAMES", "assumptions"]
+__all__ = ["LABELS", "NAMES", "Assumption", "Assumptions", "assumptions"]

@@ -112,7 +112,7 @@ def count_with_memory(args):
     """``count_spec`` with memory: a SPEC is counted by :func:`analyser`; a saved trace or an
     ONNX graph gets its memory from the trace alone (each ONNX value freed after its last
     consumer; no KV cache objects or new traces: no ``--max-batch``)."""
-    from ..memory import Fit, analyse, parse_budget
+    from ..memory import Fit, analyse
     from ..trace.io import SUFFIX
     from .common import count_spec
 

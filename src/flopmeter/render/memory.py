@@ -68,8 +68,8 @@ def header_lines(report, raw: bool = False) -> list[tuple[str, str]]:
     if mem.kv is not None:
         kv = mem.kv
         per = f"{_b(kv.per_token, raw)} per token; " if kv.per_token is not None else ""
-        lines.append(("KV cache", f"{per}{_b(kv.bytes, raw)} at {kv.context:,} tokens × batch {kv.batch} "
-                                  f"({len(kv.layers)} layers, {_kinds(kv)})"))
+        lines.append(("KV cache", (f"{per}{_b(kv.bytes, raw)} at {kv.context:,} tokens × batch {kv.batch} "
+                                   f"({len(kv.layers)} layers, {_kinds(kv)})")))
     if mem.fit is not None:
         lines += [("budget", budget_line(mem.fit.budget, raw)), ("fits", fit_line(mem.fit, raw))]
     for name, s in mem.search.items():
@@ -193,8 +193,8 @@ def memory_table(report, depth: int | None):
     if mem.kv is not None:
         for layer in mem.kv.layers[:1] + mem.kv.layers[-1:] if len(mem.kv.layers) > 1 else mem.kv.layers:
             t.footer.append((f"KV layer {layer.index}" + (" (cross)" if layer.attention == "cross" else ""),
-                             f"{layer.kind} k{list(layer.key_shape)} v{list(layer.value_shape)} {layer.dtype}: "
-                             f"{human_unit(layer.bytes, 'B')}"))
+                             (f"{layer.kind} k{list(layer.key_shape)} v{list(layer.value_shape)} {layer.dtype}: "
+                              f"{human_unit(layer.bytes, 'B')}")))
     t.sections = [("weights by format", formats_table(mem))]
     t.sections += [(f"largest {name}: the traces", search_table(s)) for name, s in mem.search.items()]
     return t

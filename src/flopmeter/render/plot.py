@@ -193,8 +193,8 @@ def search_svg(traces: list[tuple[int, int, bool]], budget: int | None, curve: l
         return top + ph - y / y1 * ph
 
     out = [f'<svg class="plot search" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
-           f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + ph}"/>'
-           f'<line class="axis" x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}"/>']
+           (f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + ph}"/>'
+            f'<line class="axis" x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}"/>')]
     for frac in (0, 0.5, 1):
         out.append(f'<text x="{left - 6}" y="{sy(frac * y1) + 4:.1f}" text-anchor="end">{human(round(frac * y1))}B</text>'
                    f'<text x="{sx(frac * x1):.1f}" y="{top + ph + 16}" text-anchor="middle">{human(round(frac * x1))}'
