@@ -426,8 +426,11 @@ def test_generate_answers_fits_and_max_batch_from_prefill_and_decode(capsys, spe
     kv = 2 * 2 * 2 * (64 // 4) * (prompt + new) * 2
     assert mem["decode_peak"] >= 2 * HF_TINY_PARAMS + kv
     assert mem["total"] == max(mem["prefill_peak"], mem["decode_peak"])
-    assert mem["fits"] == {"budget": budget, "budget_label": mem["fits"]["budget_label"], "total": mem["total"],
-                           "fits": mem["total"] <= budget, "headroom": budget - mem["total"]}
+    label = mem["fits"]["budget_label"]
+    assert mem["fits"] == {"budget": budget, "budget_label": label, "total": mem["total"],
+                           "fits": mem["total"] <= budget, "headroom": budget - mem["total"],
+                           "budget_detail": {"bytes": budget, "label": label, "device": None, "total": None,
+                                             "reserve": 0, "reserve_note": None}}     # a size: no reserve
     search = mem["largest"]["batch"]
     answer = search["answer"]
     traces = {t["x"]: t for t in search["traces"]}

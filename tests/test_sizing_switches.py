@@ -386,3 +386,17 @@ def test_generation_sizing_fits_by_the_larger_peak_and_says_so(capsys, spec):
         (pre, _), (dec, _) = generation_peaks(model, prompt, new, batch=batch)
         return max(pre, dec)
     assert larger(b) <= usable < larger(b + 1)
+
+
+def test_kernels_come_from_the_report_where_a_device_chose_them():
+    from flopmeter.analyses.assumptions import kernels
+    r = flopmeter.count(llama(), ids().to("meta"), options=Options(memory=True))
+    said = kernels(r.trace)
+    assert said.text.startswith("as traced on cpu: ") and "_scaled_dot_product_flash_attention_for_cpu ×2" in said.text
+    # a run for a named device records what its rules chose (trace.extra["kernels"]); that is what is said
+    r.trace.extra["kernels"] = {"device": "cuda", "target": {"name": "H100 SXM"}, "dropout": None,
+                                "attention": [{"backend": "flash", "op": "aten._scaled_dot_product_flash_attention",
+                                               "calls": L}]}
+    said = kernels(r.trace)
+    assert said.value == "flash"
+    assert said.text == f"as H100 SXM takes them: flash attention (_scaled_dot_product_flash_attention) ×{L}"

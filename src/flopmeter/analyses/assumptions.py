@@ -69,15 +69,9 @@ def _weight_dtypes(trace, trainable_only: bool = False) -> list[str]:
 
 def kernels(trace) -> Assumption:
     """The attention kernel: as the report says the device chose it, else the ops the trace ran."""
-    chosen = trace.extra.get("kernels") or trace.options.get("kernels")
-    if chosen:
-        if isinstance(chosen, dict):
-            text = "; ".join(f"{k}: {v}" for k, v in chosen.items() if not isinstance(v, (dict, list)))
-        elif isinstance(chosen, (list, tuple)):
-            text = "; ".join(map(str, chosen))
-        else:
-            text = str(chosen)
-        return Assumption("kernels", text, text)
+    chosen = trace.extra.get("kernels")
+    if isinstance(chosen, dict) and isinstance(chosen.get("attention"), list):
+        return _kernels_chosen(chosen, trace.options.get("device", "cpu"))
     ops = Counter(ev.op for ev in trace.events if "attention" in ev.op and ev.phase in ("forward", ""))
     device = trace.options.get("device", "cpu")
     if not ops:
@@ -86,6 +80,21 @@ def kernels(trace) -> Assumption:
     names = ", ".join(f"{op.removeprefix('aten.')} ×{n}" for op, n in ops.most_common())
     return Assumption("kernels", ",".join(op.removeprefix("aten.") for op in ops),
                       f"as traced on {device}: {names} (the kernel PyTorch picks there for these shapes and dtypes)")
+
+
+def _kernels_chosen(chosen: dict, device: str) -> Assumption:
+    """The kernels record a run for a named device keeps (``trace.extra["kernels"]``): each group
+    of attention calls with the backend the device's rules chose, and dropout's kernel."""
+    target = chosen.get("target") if isinstance(chosen.get("target"), dict) else {}
+    where = target.get("name") or chosen.get("device") or device
+    groups = [a for a in chosen["attention"] if isinstance(a, dict)]
+    parts = [f"{a.get('backend', '?')} attention ({str(a.get('op', '?')).removeprefix('aten.')}) ×{a.get('calls', 1)}"
+             for a in groups]
+    dropout = chosen.get("dropout")
+    if isinstance(dropout, dict) and dropout.get("kernel"):
+        parts.append(f"dropout {dropout['kernel']} with a {dropout.get('mask_dtype', '?')} mask")
+    backends = ",".join(dict.fromkeys(str(a.get("backend", "?")) for a in groups)) or "none"
+    return Assumption("kernels", backends, f"as {where} takes them: {'; '.join(parts) or 'no attention kernel'}")
 
 
 def logits(trace, generation: bool = False) -> Assumption:
