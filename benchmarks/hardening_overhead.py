@@ -1,4 +1,4 @@
-"""What do issue 10's additions to the run cost? The fake-mode dtype check on every op
+"""What do the run's safety checks cost? The fake-mode dtype check on every op
 (``trace/dtypes.py``) and the snapshot/restore of global torch state around the forward
 (``trace/globals.py``), each switched off in turn (replaced by a no-op), on
 ``flopmeter.count(resnet50, 1x3x224x224)`` in fake mode.

@@ -14,7 +14,8 @@ import pytest
 from flopmeter.cli import COMMANDS, main
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-EVERY_COMMAND = ["count", "compare", "diff", "explain", "scaling", "bench", "sweep", "roofline", "calibrate", "devices"]
+EVERY_COMMAND = ["count", "compare", "diff", "explain", "scaling", "bench", "sweep", "roofline", "calibrate", "devices",
+                 "serve"]
 
 
 def _python(code: str) -> str:

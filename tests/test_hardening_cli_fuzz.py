@@ -1,4 +1,4 @@
-"""Issue 10, "one line per mistake": every case of the fuzz list ends in exactly one `error:`
+"""One line per mistake: every case of the fuzz list ends in exactly one `error:`
 line and one `hint:` line on stderr, exit status 2, no traceback, and nothing from PyTorch's
 logger (its fake-tensor module logs every failing op at length)."""
 

@@ -1,4 +1,4 @@
-"""Issue 10: the process and the model as found, also with odd models — a forward that changes
+"""The process and the model as found, also with odd models — a forward that changes
 global torch state, torch.compile'd modules — and fake mode failing like real mode on dtypes."""
 
 import warnings

@@ -1,4 +1,4 @@
-"""Issue 10, security: no code runs from a file the user did not trust; every model-provided
+"""Security: no code runs from a file the user did not trust; every model-provided
 string is escaped in CSV and Markdown; hf: architectures must be model classes."""
 
 import csv

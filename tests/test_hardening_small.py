@@ -1,4 +1,4 @@
-"""Issue 10, small things: a short Report repr, parameters in B, the fused-attention note,
+"""Small things: a short Report repr, parameters in B, the fused-attention note,
 and per-sample / per-token reports."""
 
 import csv

@@ -72,7 +72,7 @@ def test_flat_rows_keep_the_tree_and_the_figures():
 
 def test_sections_follow_the_report_dict():
     """Figures other analyses add appear as treemap metrics and sections only when present: a
-    ``memory`` section in the shape of issue 11's MemoryReport.to_dict() (timeline with per-op
+    ``memory`` section in the shape of MemoryReport.to_dict() (timeline with per-op
     live bytes, peak and per-module peaks), and numeric figures on the module nodes."""
     report = flopmeter.count(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), torch.randn(1, 4))
     d = report.to_dict(ops=False)

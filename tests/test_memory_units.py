@@ -141,3 +141,25 @@ def test_two_regimes_a_steeper_op_takes_the_peak_past_some_length():
         assert f(s.answer) <= budget < f(s.answer + 1)
         assert len(s.probes) <= 10
     assert largest_fitting(f, 30_000_000, start=(8192, 16384, 32768), limit=32768).at_limit
+
+
+def test_gguf_tensor_types_as_weight_formats():
+    pytest.importorskip("gguf")
+    from flopmeter.memory.weights import WeightTensor, tensor_bytes
+
+    w = WeightTensor("w", (64, 512), torch.bfloat16, "parameter")
+    norm = WeightTensor("norm", (512,), torch.bfloat16, "parameter")
+    # Q4_0: blocks of 32 values in 18 bytes (an fp16 scale + 16 bytes of 4-bit values), along each row
+    assert tensor_bytes(w, parse_format("q4_0")) == (64 * (512 // 32) * 18, 0)
+    # Q4_K: super-blocks of 256 values in 144 bytes; Q6_K: 256 in 210; Q8_0: 32 in 34
+    assert tensor_bytes(w, parse_format("Q4_K")) == (64 * (512 // 256) * 144, 0)
+    assert tensor_bytes(w, parse_format("q6_k")) == (64 * (512 // 256) * 210, 0)
+    assert tensor_bytes(w, parse_format("q8_0")) == (64 * (512 // 32) * 34, 0)
+    # a row that does not fill its last block still takes the whole block
+    assert tensor_bytes(WeightTensor("w", (3, 40), torch.float16, "parameter"), parse_format("q4_0")) == (3 * 2 * 18, 0)
+    assert tensor_bytes(norm, parse_format("q4_k")) == (512 * 4, 0)      # norms stay in F32, as llama.cpp writes them
+    with pytest.raises(OptionsError) as e:
+        parse_format("Q4_K_M")
+    assert "mix of tensor types" in str(e.value) and "q4_k" in e.value.hint
+    with pytest.raises(OptionsError):
+        parse_format("q4_k:64")                   # block types have their own layout, no group size

@@ -47,6 +47,7 @@ def specs(tmp_path_factory):
                               dynamic_shapes=({0: batch},), external_data=False)
     (tmp / "hf").mkdir()
     (tmp / "hf" / "config.json").write_text(json.dumps(HF_TINY))
+    _checkpoints(tmp, model)
     return {
         "torchvision": ("torchvision:squeezenet1_1", []),
         "timm": ("timm:test_resnet", []),
@@ -58,11 +59,49 @@ def specs(tmp_path_factory):
         "pickled": (str(tmp / "whole.pt"), ["--input", "1x3x16x16", "--trust-pickle"]),
         "trace": (str(tmp / "run.fmtrace"), []),
         "onnx": (str(tmp / "m.onnx"), ["--batch", "1"]),         # its batch dimension is symbolic
+        "checkpoint": (str(tmp / "ckpt" / "m.safetensors"), []),
+        "gguf": (str(tmp / "ckpt" / "m.gguf"), []),
+        "checkpoint_dir": (str(tmp / "hfck"), []),
     }
 
 
+def _checkpoints(tmp, model):
+    """Tiny's weights as a safetensors file and a GGUF file (headers alone: nothing to run), and
+    a folder with HF_TINY's config.json beside a checkpoint of its shapes (counted from the config)."""
+    import gguf
+    import transformers
+    from safetensors.torch import save_file
+    (tmp / "ckpt").mkdir()
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if v.is_floating_point()}
+    save_file(state, tmp / "ckpt" / "m.safetensors")
+    writer = gguf.GGUFWriter(str(tmp / "ckpt" / "m.gguf"), "tiny")
+    for name, t in state.items():
+        writer.add_tensor(name, t.numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    (tmp / "hfck").mkdir()
+    (tmp / "hfck" / "config.json").write_text(json.dumps(HF_TINY))
+    with torch.device("meta"):
+        llama = transformers.LlamaForCausalLM(transformers.AutoConfig.for_model(**HF_TINY))
+    save_file({k: torch.zeros(v.shape, dtype=torch.bfloat16) for k, v in llama.state_dict().items()},
+              tmp / "hfck" / "model.safetensors")
+
+
 KINDS = ["torchvision", "timm", "hf", "file_with_inputs", "file_without_inputs", "pt2", "torchscript", "pickled",
-         "trace", "onnx"]
+         "trace", "onnx", "checkpoint", "gguf", "checkpoint_dir"]
+HF_KINDS = {"hf", "checkpoint_dir"}          # a folder with config.json is built from the config as hf: is
+HEADERS = {"checkpoint": "m.safetensors", "gguf": "m.gguf"}      # read by their headers alone: nothing runs
+
+
+def header_refuses(option: str) -> dict:
+    """A checkpoint header refuses an option that shapes or runs a computation, in words of its own."""
+    return {kind: f"{option} does not apply to {name}" for kind, name in HEADERS.items()}
+
+
+HEADER_RUNS_NOTHING = {kind: f"{name} is a checkpoint: its header holds tensors, no computation"
+                       for kind, name in HEADERS.items()}
 FIXED = "cannot change a saved trace"        # a saved trace records one run: input and run options are refused
 IMAGE_KINDS = {"torchvision", "timm"}
 TINY_KINDS = {"file_with_inputs", "file_without_inputs", "pt2", "torchscript", "pickled", "onnx"}
@@ -81,7 +120,7 @@ def first_input(d):
 
 
 def input_for(kind):
-    return {"hf": "2x16"}.get(kind, "1x3x64x64" if kind in IMAGE_KINDS else "2x3x16x16")
+    return {"hf": "2x16", "checkpoint_dir": "2x16"}.get(kind, "1x3x64x64" if kind in IMAGE_KINDS else "2x3x16x16")
 
 
 def check_input(kind, d):
@@ -104,48 +143,54 @@ def check_dtype(kind, d):
 
 # option → (arguments, {kind: "refused: <text in the error>"}; every other kind: the check takes effect)
 OPTIONS = {
-    "input": (lambda kind: ["--input", input_for(kind)], {"trace": FIXED}, check_input),
-    "batch": (lambda kind: ["--batch", "2"], {"trace": FIXED}, check_batch),
+    "input": (lambda kind: ["--input", input_for(kind)], {"trace": FIXED, **header_refuses("--input")}, check_input),
+    "batch": (lambda kind: ["--batch", "2"], {"trace": FIXED, **header_refuses("--batch")}, check_batch),
     "seq-len": (lambda kind: ["--seq-len", "16"],
-                {**{k: "--seq-len applies to hf: text models only" for k in KINDS if k != "hf"}, "trace": FIXED,
-                 "onnx": onnx_refuses("--seq-len")},
+                {**{k: "--seq-len applies to hf: text models only" for k in KINDS if k not in HF_KINDS}, "trace": FIXED,
+                 "onnx": onnx_refuses("--seq-len"), **header_refuses("--seq-len")},
                 lambda kind, d: first_input(d)["shape"] == [1, 16]),
     "dtype": (lambda kind: ["--dtype", "float16"], {"pt2": "--dtype cannot change m.pt2", "trace": FIXED,
-                                                     "onnx": onnx_refuses("--dtype")}, check_dtype),
+                                                     "onnx": onnx_refuses("--dtype"), **header_refuses("--dtype"),
+                                                     "checkpoint_dir": "--dtype does not apply to hfck"}, check_dtype),
     "device-cuda": (lambda kind: ["--device", "cuda"],
-                    {"trace": FIXED, "onnx": onnx_refuses("--device"),
+                    {"trace": FIXED, "onnx": onnx_refuses("--device"), **header_refuses("--device"),
                      **({} if torch.cuda.is_available() else {"torchscript": "torch sees no GPU"})},
                     lambda kind, d: d["device"].startswith("cuda")),
     "device-meta": (lambda kind: ["--device", "meta"],
-                    {**{k: "--device meta" for k in KINDS}, "trace": FIXED, "onnx": onnx_refuses("--device")}, None),
-    "mode-real": (lambda kind: ["--mode", "real"], {"trace": FIXED, "onnx": onnx_refuses("--mode")},
+                    {**{k: "--device meta" for k in KINDS}, "trace": FIXED, "onnx": onnx_refuses("--device"),
+                     **header_refuses("--device")}, None),
+    "mode-real": (lambda kind: ["--mode", "real"], {"trace": FIXED, "onnx": onnx_refuses("--mode"),
+                                                    **header_refuses("--mode")},
                   lambda kind, d: d["mode"] == "real"),
     "mode-fake": (lambda kind: ["--mode", "fake"],
-                  {"torchscript": "runs only in real mode", "trace": FIXED, "onnx": onnx_refuses("--mode")},
+                  {"torchscript": "runs only in real mode", "trace": FIXED, "onnx": onnx_refuses("--mode"),
+                   **header_refuses("--mode")},
                   lambda kind, d: d["mode"] == "fake"),
     "force-alone": (lambda kind: ["--force"],
                     {**{k: "--force only matters in real mode" for k in KINDS}, "trace": FIXED,
-                     "onnx": onnx_refuses("--force")}, None),
-    "force-real": (lambda kind: ["--mode", "real", "--force"], {"trace": FIXED, "onnx": onnx_refuses("--mode")},
+                     "onnx": onnx_refuses("--force"), **header_refuses("--force")}, None),
+    "force-real": (lambda kind: ["--mode", "real", "--force"], {"trace": FIXED, "onnx": onnx_refuses("--mode"),
+                                                                **header_refuses("--mode")},
                    lambda kind, d: d["mode"] == "real"),
     "trust-pickle": (lambda kind: ["--trust-pickle"],
                      {**{k: "--trust-pickle applies to saved model files only" for k in KINDS},
                       "pt2": None, "torchscript": None,     # .pt2: pickled payloads allowed; TorchScript is code
-                      "pickled": None, "trace": FIXED, "onnx": onnx_refuses("--trust-pickle")},
+                      "pickled": None, "trace": FIXED, "onnx": onnx_refuses("--trust-pickle"),
+                      **header_refuses("--trust-pickle")},
                      lambda kind, d: d["totals"]["macs"] > 0 if kind == "pt2" else d["totals"]["macs"] == TINY_MACS),
-    "convention": (lambda kind: ["--convention", "all"], {},
+    "convention": (lambda kind: ["--convention", "all"], header_refuses("--convention"),
                    lambda kind, d: d["convention"]["name"] == "all"
                    and d["totals"]["flops"] == d["totals"]["flops_by_convention"]["all"]),
-    "causal": (lambda kind: ["--causal", "exact"], {}, lambda kind, d: d["causal"] == "exact"),
-    "strict": (lambda kind: ["--strict"], {}, lambda kind, d: d["unsupported"] == {}),
+    "causal": (lambda kind: ["--causal", "exact"], header_refuses("--causal"), lambda kind, d: d["causal"] == "exact"),
+    "strict": (lambda kind: ["--strict"], header_refuses("--strict"), lambda kind, d: d["unsupported"] == {}),
     "train": (lambda kind: ["--train", "--optimizer", "sgd"],
               {"torchscript": "cannot be counted on a TorchScript module", "pt2": "cannot be put in train mode",
-               "trace": FIXED, "onnx": ONNX_TRAINING},
+               "trace": FIXED, "onnx": ONNX_TRAINING, **header_refuses("--train")},
               lambda kind, d: d["totals_by_phase"]["backward"]["macs"] > 0 and d["training"]["optimizer"] == "sgd"),
     "autocast": (lambda kind: ["--train", "--autocast", "bf16"],
                  {"torchscript": "cannot be counted on a TorchScript module", "pt2": "cannot be put in train mode",
-                  "trace": FIXED, "onnx": ONNX_TRAINING},
-                 lambda kind, d: d["training"]["autocast_copy_bytes"] > 0 or kind == "hf"),
+                  "trace": FIXED, "onnx": ONNX_TRAINING, **header_refuses("--train")},
+                 lambda kind, d: d["training"]["autocast_copy_bytes"] > 0 or kind in HF_KINDS),
 }
 
 
@@ -481,35 +526,38 @@ def generated(kind, d):
     return d["prefill"]["tokens"] == 4 and d["decode"]["tokens"] == 4
 
 
-NOT_HF = [k for k in KINDS if k != "hf"]
+NOT_HF = [k for k in KINDS if k not in HF_KINDS]
 NOT_DECODER = {k: "--generate runs a Hugging Face decoder's prefill and decode steps" for k in NOT_HF}
 RETRACE = "--max-batch traces the PyTorch model again at other batch sizes"
 # count's options beyond OPTIONS: flag → (arguments (kind, tmp), refused {kind: text}, check, format)
 # a check of a text format gets (kind, output, the output without the option); of JSON (kind, dict)
 COUNT_ROWS = {
-    "--memory": (lambda kind, tmp: ["--memory"], {}, lambda kind, d: d["memory"]["total"] > 0, "json"),
-    "--weights": (lambda kind, tmp: ["--weights", "int8"], {},
+    "--memory": (lambda kind, tmp: ["--memory"], header_refuses("--memory"), lambda kind, d: d["memory"]["total"] > 0,
+                 "json"),
+    "--weights": (lambda kind, tmp: ["--weights", "int8"], header_refuses("--weights"),
                   lambda kind, d: d["memory"]["weights"]["format"] == "int8", "json"),
     "--context": (lambda kind, tmp: ["--context", "16"],
                   {**{k: "--context is the prompt length of an hf: decoder" for k in NOT_HF}},
                   lambda kind, d: first_input(d)["shape"] == [1, 16] and d["memory"]["kv_cache"], "json"),
-    "--fits": (lambda kind, tmp: ["--fits", "80GB"], {}, lambda kind, d: d["memory"]["fits"]["budget"] == 80 * 10**9,
+    "--fits": (lambda kind, tmp: ["--fits", "80GB"], header_refuses("--fits"), lambda kind, d: d["memory"]["fits"]["budget"] == 80 * 10**9,
                "json"),
     "--max-batch": (lambda kind, tmp: ["--fits", "80GB", "--max-batch"],
                     {"trace": RETRACE, "onnx": RETRACE, "torchscript": "runs only in real mode",
-                     "pt2": "the model does not run at batch"},           # exported with a batch of at most 64
+                     "pt2": "the model does not run at batch",            # exported with a batch of at most 64
+                     **header_refuses("--fits")},
                     lambda kind, d: d["memory"]["largest"]["batch"]["answer"] > 1, "json"),
     "--generate": (lambda kind, tmp: ["--generate", "4+4"], NOT_DECODER, generated, "json"),
-    "--view": (lambda kind, tmp: ["--view", "memory"], {}, lambda kind, d: d["memory"]["timeline"], "json"),
-    "--ops": (lambda kind, tmp: ["--ops"], {}, lambda kind, d: len(d["ops"]) > 0, "json"),
+    "--view": (lambda kind, tmp: ["--view", "memory"], header_refuses("--view memory"),
+               lambda kind, d: d["memory"]["timeline"], "json"),
+    "--ops": (lambda kind, tmp: ["--ops"], header_refuses("--view ops"), lambda kind, d: len(d["ops"]) > 0, "json"),
     "--depth": (lambda kind, tmp: ["--depth", "0"], {},
                 lambda kind, out, base: sum(line.startswith("|") for line in out.splitlines()) == 3 and out != base,
                 "md"),
-    "--save-trace": (lambda kind, tmp: ["--save-trace", str(tmp / f"{kind}.fmtrace")], {},
+    "--save-trace": (lambda kind, tmp: ["--save-trace", str(tmp / f"{kind}.fmtrace")], header_refuses("--save-trace"),
                      lambda kind, d: d["totals"]["macs"] > 0, "json"),
-    "--per-sample": (lambda kind, tmp: ["--per-sample"], {}, lambda kind, d: "per sample" in json.dumps(d), "json"),
+    "--per-sample": (lambda kind, tmp: ["--per-sample"], header_refuses("--per-sample"), lambda kind, d: "per sample" in json.dumps(d), "json"),
     "--per-token": (lambda kind, tmp: ["--per-token"],
-                    {k: "--per-token needs token-id inputs" for k in NOT_HF},
+                    {**{k: "--per-token needs token-id inputs" for k in NOT_HF}, **header_refuses("--per-token")},
                     lambda kind, d: "per token" in json.dumps(d), "json"),
     "--format": (lambda kind, tmp: ["--format", "md"], {}, lambda kind, out, base: out.startswith("- **model**"),
                  None),
@@ -518,11 +566,11 @@ COUNT_ROWS = {
     "--raw": (lambda kind, tmp: ["--raw"], {}, changed, "md"),
     "--loss": (lambda kind, tmp: ["--train", "--loss", "cross-entropy"],
                {"torchscript": "cannot be counted on a TorchScript module", "pt2": "cannot be put in train mode",
-                "trace": FIXED, "onnx": ONNX_TRAINING},
+                "trace": FIXED, "onnx": ONNX_TRAINING, **header_refuses("--train")},
                lambda kind, d: d["training"]["loss"] == "cross-entropy", "json"),
     "--optimizer": (lambda kind, tmp: ["--optimizer", "adam"],
                     {k: "--loss, --optimizer and --autocast describe a training step" for k in KINDS}
-                    | {"trace": FIXED, "onnx": ONNX_TRAINING}, None, "json"),
+                    | {"trace": FIXED, "onnx": ONNX_TRAINING} | header_refuses("--optimizer"), None, "json"),
 }
 # the sizing switches: one target module per kind that LoRA can adapt (peft's default for an hf: decoder)
 LORA_TARGET = {"hf": "", "torchvision": ":classifier.1", "timm": ":fc"}
@@ -662,6 +710,7 @@ def test_every_roofline_option_takes_effect_or_is_refused(capsys, specs, tmp_pat
         TMP.append(tmp_path_factory.mktemp("out"))
     spec, needed = specs[kind]
     make_args, refused, check, fmt = ROOFLINE_ROWS[option]
+    refused = {**refused, **HEADER_RUNS_NOTHING}          # a checkpoint header: no computation to put on a roofline
     fmt_args = ["--format", fmt] if fmt else []
     base_argv = ["roofline", spec, *needed, "--device-spec", "a100"]
     code = main([*base_argv, *make_args(kind, TMP[0]), *fmt_args])
@@ -716,6 +765,20 @@ ROWS = {
                   **dict.fromkeys(["--clock", "--device", "--dtypes", "--min-run-time", "--threads"],
                                   "tests/test_bench_measure.py (no SPEC: measures the machine)")},
     "devices": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"], OUTPUT)},
+    "serve": {"--device": "tests/test_serve.py (every test; A10G refused: test_bad_input_is_one_error_line_and_a_hint)",
+              "--prompt": "tests/test_serve.py (the KV read, TTFT and the refusals)",
+              "--output": "tests/test_serve.py (the output length: test_bad_input_is_one_error_line_and_a_hint)",
+              "--tp": "tests/test_serve.py test_tensor_parallelism_halves_weights_and_kv_per_rank",
+              "--reserve": "tests/test_serve.py test_cli_json_is_the_library_answer",
+              "--max-num-batched-tokens": "tests/test_serve.py test_cli_json_is_the_library_answer",
+              "--max-num-seqs": "tests/test_serve.py test_cli_json_is_the_library_answer",
+              **dict.fromkeys(["--gpu-memory-utilization", "--block-size", "--kv-dtype"],
+                              "tests/test_serve.py test_cli_defaults_and_options_reach_the_library"),
+              "--weights": "tests/test_serve.py test_cli_defaults_and_options_reach_the_library (a format), "
+                           "test_a_checkpoint_folder_serves_at_its_stored_bytes (a checkpoint)",
+              "--plot": "tests/test_serve.py test_plot_and_html (needs matplotlib)",
+              "--output-file": "tests/test_serve.py test_cli_defaults_and_options_reach_the_library (-o)",
+              **dict.fromkeys(["--format", "--raw", "--debug"], OUTPUT)},
 }
 
 

@@ -117,7 +117,7 @@ def test_scaling_user_errors(capsys):
 
 
 def test_memory_totals_are_fitted_when_the_report_has_them():
-    """A report dict's memory section (issue 11's shape) gives total figures to fit."""
+    """A report dict's memory section (MemoryReport's shape) gives total figures to fit."""
     memory = {"total": 4096, "device": "cpu", "timeline": {"peak": {"bytes": 60}, "live": [16, 60, 28],
                                                            "activations": [0, 12, 8]}}
     assert memory_figures(memory) == {"memory.total": 4096, "memory.peak": 60, "memory.activations": 12}

@@ -18,6 +18,7 @@ from .errors import (FlopmeterError, InputError, MissingDependencyError, ModelFo
 # The verbs and records load with PyTorch on first use, so that `import flopmeter` (and the
 # command line's --help and --version) start without importing torch.
 _LAZY = {
+    "analyses.serving": ("Serving", "serve"),
     "api": ("Options", "count", "report_from_trace"),
     "bench": ("MeasureOptions", "Measurement", "measure"),
     "cost": ("CONVENTIONS", "Convention", "Cost"),
@@ -30,10 +31,11 @@ _LAZY = {
 _NAMES = {name for names in _LAZY.values() for name in names}
 
 __all__ = [
-    "CONVENTIONS", "Convention", "Cost", "Explanation", "FlopmeterError", "InputError", "MissingDependencyError",
-    "MeasureOptions", "Measurement", "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options",
-    "OptionsError", "REGISTRY", "Report", "UnsupportedOpsError", "count", "count_onnx", "explain", "measure",
-    "report_from_trace", "StepCounter", "StepFlops", "training_flops", "__version__",
+    "__version__", "Convention", "CONVENTIONS", "Cost", "count", "count_onnx", "explain", "Explanation",
+    "FlopmeterError", "InputError", "measure", "Measurement", "MeasureOptions", "MissingDependencyError",
+    "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options", "OptionsError", "REGISTRY",
+    "Report", "report_from_trace", "serve", "Serving", "StepCounter", "StepFlops", "training_flops",
+    "UnsupportedOpsError",
 ]
 
 

@@ -139,10 +139,12 @@ def check_model(model, where: str) -> None:
 
 @gc_paused
 def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options: Options, *,
-        module_inputs: bool = False) -> tuple[Trace, Report]:
+        module_inputs: bool = False, training: TrainSpec | None = None) -> tuple[Trace, Report]:
     """Record one forward and cost it (with a copy of the registry): the Trace and its Report.
     ``module_inputs`` also keeps what ``explain`` needs: each module call's inputs and the
-    configuration of the standard layers. The cyclic garbage collector is paused throughout, as
+    configuration of the standard layers. ``training``: the training step to record, in place
+    of ``options.train_spec()`` (one with ``shards``: :mod:`flopmeter.mfu` on an FSDP2 model).
+    The cyclic garbage collector is paused throughout, as
     for the recording (:mod:`.trace.run`): the whole count allocates, and a collection started by
     the count's own allocations would sweep the model's heap (a second on a model of 80,000
     modules), not garbage."""
@@ -155,7 +157,8 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
         model = materialised(model, args, kwargs, normalise_input_shape(input_shape), options.mode, walk)   # lazy modules
         trace = record(model, args, kwargs, input_shape=input_shape, mode=options.mode, device=options.device,
                        inference=options.inference, module_inputs=module_inputs, module_config=config,
-                       training=options.train_spec(), autocast=AUTOCAST.get(options.autocast), walk=walk)
+                       training=training if training is not None else options.train_spec(),
+                       autocast=AUTOCAST.get(options.autocast), walk=walk)
     if isinstance(model, KerasView):
         model.finish_trace(trace)
     trace.options.update(convention=options.convention, causal=options.causal, strict=options.strict)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Callable, Sequence
 
@@ -72,7 +72,8 @@ class StepFlops:
 def unwrap(model: nn.Module) -> nn.Module:
     """The module whose step is counted: behind ``torch.compile`` (``_orig_mod``) and behind
     ``DistributedDataParallel`` / ``FullyShardedDataParallel`` (``.module``, whose forward a rank
-    runs on its local batch)."""
+    runs on its local batch). An FSDP2 (``fully_shard``) model wraps nothing and is returned
+    as it is; :func:`training_flops` counts it through :func:`flopmeter.trace.fsdp.unsharded`."""
     for _ in range(8):
         inner = getattr(model, "_orig_mod", None)
         if not isinstance(inner, nn.Module) and type(model).__name__ in _WRAPPERS:
@@ -147,14 +148,31 @@ def training_flops(model: nn.Module, example_batch: Any, *, optimizer: str | Non
     ``autocast``: ``"bf16"`` or ``"fp16"``. ``device``: the device the fake step pretends to be
     on (default: the model's). A ``torch.compile``d model is counted through its original
     module, a DDP / FSDP one through ``.module`` (the rank's FLOPs for its local batch).
+
+    An FSDP2 model (``fully_shard``, parameters sharded as DTensors in place) gives one rank's
+    step on its local batch: forward, backward and recomputation of the unsharded model (each
+    rank all-gathers the parameters and computes with them whole; in the dtype of a
+    ``MixedPrecisionPolicy``'s ``param_dtype``), and the optimizer step on the rank's own shards
+    only (each parameter at the shape of its ``to_local()``, as ``optimizer.step()`` on the
+    DTensors updates them), which differs between ranks when a dimension does not divide
+    evenly. The count runs on an unsharded stand-in (:func:`flopmeter.trace.fsdp.unsharded`):
+    FSDP's hooks do not run, no collective is issued, the model and FSDP's state are unchanged.
+    Count between steps (FSDP2 holds the sharded parameters then, as after ``optimizer.step()``).
     """
-    from .api import Options, count
+    from .api import Options, run
+    from .trace.fsdp import unsharded
 
     target = unwrap(model)
+    shards: tuple = ()
+    stand_in = unsharded(target)
+    if stand_in is not None:
+        target, shards = stand_in.model, stand_in.shards
+        device = device if device is not None else stand_in.device
     args, kwargs = split_inputs(example_batch)
     options = Options(convention=convention, training=True, inference=False, loss=_loss(loss),
                       optimizer=optimizer, autocast=autocast, device=device)
-    report = count(target, *args, kwargs=kwargs, options=options)
+    spec = replace(options.train_spec(), shards=shards)
+    report = run(target, args, kwargs, None, options, training=spec)[1]
     phases = report.by_phase
     unknown = sorted(set(phases) - set(PHASES))
     if unknown:
@@ -369,17 +387,27 @@ class Peak:
 
 
 def peak_dtype(model: nn.Module, autocast: str | None = None) -> torch.dtype:
+    """The dtype the matmuls run in: the autocast dtype, else the first float parameter's (an
+    FSDP2 parameter's ``MixedPrecisionPolicy.param_dtype`` where one is set)."""
+    from .trace.fsdp import compute_dtypes
+
     if autocast is not None:
         return {"bf16": torch.bfloat16, "fp16": torch.float16}[autocast]
-    for p in unwrap(model).parameters():
+    target = unwrap(model)
+    computed = compute_dtypes(target)
+    for p in target.parameters():
         if p.is_floating_point():
-            return p.dtype
+            return computed.get(id(p), p.dtype)
     return torch.float32
 
 
 def model_device(model: nn.Module) -> torch.device:
+    """The device the model computes on: its first parameter's (a DTensor's: its mesh's, which
+    is where FSDP2 computes when it offloads the shards to the CPU)."""
+    from .trace.fsdp import mesh_device
+
     for p in unwrap(model).parameters():
-        return p.device
+        return mesh_device(p) if hasattr(p, "device_mesh") else p.device
     return torch.device("cpu")
 
 

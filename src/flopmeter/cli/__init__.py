@@ -10,6 +10,7 @@
     flopmeter roofline SPEC --device-spec NAME   predicted latency per module on a device
     flopmeter calibrate [--device cpu|cuda]      measure this machine as the device spec 'local'
     flopmeter devices [NAME]              the device table with usable memory and sources
+    flopmeter serve SPEC --device H100 --prompt P --output N   serving sizing as vLLM does it
 
 ``main(argv) -> int`` is thin: parse, run, and turn every FlopmeterError into one
 ``error: …`` line and one ``hint: …`` line with exit status 2 (``--debug`` re-raises).
@@ -42,6 +43,8 @@ COMMANDS = {
     "roofline": ("roofline", "parser", "run", "predicted latency per module on a device spec"),
     "calibrate": ("calibrate", "parser", "run", "measure this machine as the device spec 'local'"),
     "devices": ("devices", "parser", "run", "the device table: memory, usable memory, peaks, links, sources"),
+    "serve": ("serve", "parser", "run", "serving sizing as vLLM does it: KV blocks, concurrency, TTFT, TPOT, "
+                                        "tokens/s"),
 }
 
 

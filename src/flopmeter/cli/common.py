@@ -146,6 +146,10 @@ def count_spec(spec: str, args, analyse=None):
             raise InputError("explain needs a PyTorch module; an ONNX graph has no layer objects to explain",
                              hint="count the ONNX file (flopmeter FILE.onnx --ops), or explain the PyTorch model")
         return _count_onnx(spec, args)
+    checkpoint = _header_only(spec, args)
+    if checkpoint is not None:
+        from .checkpoint import count_checkpoint
+        return count_checkpoint(spec, args, analyse, None if checkpoint is True else checkpoint)
     analyse = analyse or count
     _check_run_options(args)
     with progress(f"building {spec} …"):
@@ -170,6 +174,27 @@ def count_spec(spec: str, args, analyse=None):
     mode = args.mode
     if mode == "auto" and isinstance(resolved.model, torch.jit.ScriptModule):
         mode = "real"
+    result = _count_resolved(resolved, base, mode, args, analyse)
+    if resolved.finish is not None and isinstance(result, Report):
+        result = resolved.finish(result)         # e.g. a checkpoint's stored formats beside its config's model
+    return result
+
+
+def _header_only(spec: str, args):
+    """True (or the Checkpoint already read) when SPEC is a checkpoint read by its headers alone:
+    a .safetensors, .gguf or .bin file, an index, a folder of them without a config.json, or a
+    .pt/.pth holding only tensors (read with weights_only=True; anything else takes the saved-model path)."""
+    from ..frontends.checkpoint import is_checkpoint_spec
+    from ..frontends.checkpoint.folder import has_config
+    if is_checkpoint_spec(spec):
+        return not has_config(spec) or None
+    if spec.lower().endswith((".pt", ".pth")) and not args.trust_pickle and Path(spec).is_file():
+        from ..frontends.checkpoint.torch_file import state_dict
+        return state_dict(spec)
+    return None
+
+
+def _count_resolved(resolved: Resolved, base: Options, mode: str, args, analyse):
     with progress(f"counting {resolved.name} …"):
         if mode in ("auto", "fake"):
             try:

@@ -29,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     out.add_argument("--view", choices=VIEWS, default="tree",
                      help="tree: module tree (default); keras: layer/output shape/params; ops: one row per op; "
-                          "memory: live-bytes timeline and per-module peaks")
+                          "memory: live-bytes timeline and per-module peaks; tensors: one row per tensor of a "
+                          "checkpoint")
     out.add_argument("--ops", action="store_const", const="ops", dest="view", help="same as --view ops")
     out.add_argument("--depth", type=tree_depth, help="depth of the tree view in table, md and csv (default 2; -1 for all)")
     out.add_argument("--save-trace", metavar="FILE.fmtrace",
@@ -49,6 +50,14 @@ def check_output_options(args, fmt: str) -> None:
     if fmt == "json" and args.view == "keras":
         raise InputError("--view keras has no JSON form; JSON holds the whole module tree",
                          hint="use --view keras with --format table, md or csv, or --ops to add every op to JSON")
+    if args.view == "tensors":
+        from ..frontends.checkpoint import is_checkpoint_spec
+        if not is_checkpoint_spec(args.spec):
+            raise InputError(f"--view tensors lists a checkpoint's tensors; {args.spec} is not a checkpoint",
+                             hint="give a .safetensors, .gguf or .bin file or a folder of them, or use --view tree")
+        if fmt == "json":
+            raise InputError("--view tensors has no JSON form of its own; JSON always holds every tensor "
+                             "(its 'checkpoint' section)", hint="leave --view out with --format json")
     if fmt == "html" and args.view != "tree":
         raise InputError(f"--view {args.view} has no HTML form; the HTML report shows the tree and the op types",
                          hint=f"use --view {args.view} with --format table, md or csv")
@@ -70,7 +79,7 @@ def run(args) -> int:
                              hint=f"for example --save-trace run{SUFFIX}")
         save_trace(report.trace, args.save_trace)
     report = per_unit(report, args)
-    depth = 2 if args.depth is None else None if args.depth < 0 else args.depth
+    depth = _default_depth(report) if args.depth is None else None if args.depth < 0 else args.depth
     if fmt == "table" and args.output is None and sys.stdout.isatty():
         from rich.console import Console
 
@@ -82,10 +91,19 @@ def run(args) -> int:
     return 0
 
 
+def _default_depth(report) -> int:
+    """2; a checkpoint's tree goes down to its layers (model.layers.N: 3, blk.N: 2)."""
+    if report.mode != "checkpoint":
+        return 2
+    from ..frontends.checkpoint.report import layer_depth
+    return layer_depth(p.name for p in report.trace.params)
+
+
 def _refuse_for_generate(args) -> None:
     """Options --generate would ignore are refused, each with its reason."""
+    from ..frontends import is_hf
     from ..trace.io import SUFFIX
-    if not args.spec.startswith("hf:"):
+    if not is_hf(args.spec):
         what = ("a saved trace" if args.spec.endswith(SUFFIX) else "an ONNX graph"
                 if args.spec.lower().endswith(".onnx") else "not an hf: model")
         raise InputError(f"--generate runs a Hugging Face decoder's prefill and decode steps; {args.spec} is {what}",

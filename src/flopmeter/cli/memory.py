@@ -76,7 +76,8 @@ def check_memory_args(args) -> None:
     if args.context is not None:
         if args.context <= 0:
             raise InputError(f"--context must be positive, got {args.context}", hint="e.g. --context 4096")
-        if not args.spec.startswith("hf:"):
+        from ..frontends import is_hf
+        if not is_hf(args.spec):
             raise InputError("--context is the prompt length of an hf: decoder",
                              hint="for other models give the input's shape with --input")
         if args.seq_len is not None and args.seq_len != args.context:
@@ -119,6 +120,10 @@ def count_with_memory(args):
     check_memory_args(args)
     args.logits_kept = args.logits or (None if args.train else "last")
     onnx = args.spec.lower().endswith(".onnx")
+    from ..frontends.checkpoint import is_checkpoint_spec
+    from ..frontends.checkpoint.folder import has_config
+    if is_checkpoint_spec(args.spec) and not has_config(args.spec):
+        return count_spec(args.spec, args)          # a checkpoint header: it refuses the memory options itself
     if not (args.spec.endswith(SUFFIX) or onnx):
         return count_spec(args.spec, args, analyser(args))
     if args.max_batch:

@@ -13,6 +13,7 @@ from ..api import count
 from ..devices import get_device
 from ..bench.roofline import Roofline, decode_estimate, kv_bytes_per_token, roofline
 from ..errors import InputError
+from ..frontends import is_hf
 from ..render.tables import Table
 from ..trace.io import SUFFIX as TRACE_SUFFIX
 from .argtypes import non_empty, positive_int, tree_depth
@@ -139,12 +140,12 @@ def run(args) -> int:
     from_graph = args.spec.lower().endswith(".onnx") or args.spec.endswith(TRACE_SUFFIX)
     _check_view_options(args, fmt)
     report = count_spec(args.spec, args, None if from_graph else analyse)
-    if args.context is not None and not _is_decoder(seen.get("model")):
+    if args.context is not None and not (is_hf(args.spec) and _is_decoder(seen.get("model"))):
         raise InputError("--context sets the context of the decode estimate, which only hf: decoders get",
                          hint="leave --context out")
     rl = roofline(report, device, tf32=args.tf32, conv_tf32=not args.no_conv_tf32, overhead=not args.no_overhead)
     decode = None
-    if args.spec.startswith("hf:") and _is_decoder(seen.get("model")):
+    if is_hf(args.spec) and _is_decoder(seen.get("model")):
         per_token = kv_bytes_per_token(seen["model"].config, _param_itemsize(report))
         if per_token:
             one = copy(args)

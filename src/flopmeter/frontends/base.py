@@ -35,6 +35,7 @@ class Resolved:
     make_inputs: Callable[[torch.device], Inputs]      # example (args, kwargs) on a device
     rebuild: Callable[[], nn.Module] | None = None      # the same model with real (random) weights
     notes: list[str] = field(default_factory=list)
+    finish: Callable | None = None      # the front end's last step on the Report (a checkpoint's stored bytes)
 
 
 def import_optional(package: str, extra: str):

