@@ -176,7 +176,10 @@ def count_spec(spec: str, args, analyse=None):
         mode = "real"
     result = _count_resolved(resolved, base, mode, args, analyse)
     if resolved.finish is not None and isinstance(result, Report):
+        said = result.assumptions
         result = resolved.finish(result)         # e.g. a checkpoint's stored formats beside its config's model
+        result.assumptions = said
+        result = stated(result, getattr(args, "_prepared", None))      # said again of the report as finished
     return result
 
 
@@ -195,6 +198,7 @@ def _header_only(spec: str, args):
 
 
 def _count_resolved(resolved: Resolved, base: Options, mode: str, args, analyse):
+    prepared = getattr(args, "_prepared", None)
     with progress(f"counting {resolved.name} …"):
         if mode in ("auto", "fake"):
             try:
