@@ -200,10 +200,5 @@ def memory_table(report, depth: int | None):
     return t
 
 
-def sparkline(values, width: int = 60) -> str:
-    from ..memory.timeline import sparkline as spark
-    return spark(values, width)
-
-
 __all__ = ["COLUMN", "budget_line", "column", "fit_line", "formats_table", "header_lines", "memory_table",
            "search_line", "search_table", "timeline_lines"]

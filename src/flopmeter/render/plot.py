@@ -88,34 +88,6 @@ def loglog_svg(curves: dict[str, list[tuple[float, float]]], width: int = 640, h
     return "".join(out)
 
 
-def timeline_svg(series: dict[str, list[int]], width: int = 900, height: int = 260, points: int = 900) -> str:
-    """Values over op index (a memory timeline) as lines; long series are reduced to ``points``
-    buckets keeping each bucket's maximum, so peaks survive."""
-    from .units import human
-
-    n = max((len(v) for v in series.values()), default=0)
-    top = max((max(v) for v in series.values() if v), default=0) or 1
-    left, right, top_pad, bottom = 70, 160, 10, 30
-    pw, ph = width - left - right, height - top_pad - bottom
-    bucket = max(1, -(-n // points))
-    out = [f'<svg class="plot" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">']
-    for frac in (0, 0.5, 1):
-        y = top_pad + ph - frac * ph
-        out.append(f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                   f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{human(round(top * frac))}B</text>')
-    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">op index (0 … {n - 1:,})</text>')
-    for k, (name, values) in enumerate(series.items()):
-        color = COLORS[k % len(COLORS)]
-        reduced = [max(values[i:i + bucket]) for i in range(0, len(values), bucket)]
-        m = max(1, len(reduced) - 1)
-        path = " ".join(f"{'M' if i == 0 else 'L'}{left + i / m * pw:.1f},{top_pad + ph - v / top * ph:.1f}"
-                        for i, v in enumerate(reduced))
-        out.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        out.append(_legend_entry(k, name, color, left + pw + 10, top_pad))
-    out.append("</svg>")
-    return "".join(out)
-
-
 def _legend_entry(k: int, name: str, color: str, x: float, top: float) -> str:
     """The k-th legend entry of a plot: a colour swatch and the (escaped) series name."""
     y = top + 14 + 16 * k
@@ -231,4 +203,4 @@ def search_svg(traces: list[tuple[int, int, bool]], budget: int | None, curve: l
     return "".join(out)
 
 
-__all__ = ["loglog_svg", "loglog_text", "search_svg", "timeline_panels_svg", "timeline_svg"]
+__all__ = ["loglog_svg", "loglog_text", "search_svg", "timeline_panels_svg"]
