@@ -15,7 +15,7 @@ from flopmeter.cli import COMMANDS, main
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 EVERY_COMMAND = ["count", "compare", "diff", "explain", "scaling", "bench", "sweep", "roofline", "calibrate", "devices",
-                 "serve"]
+                 "serve", "plan"]
 
 
 def _python(code: str) -> str:

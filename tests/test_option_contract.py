@@ -784,6 +784,13 @@ ROWS = {
               "--plot": "tests/test_serve.py test_plot_and_html (needs matplotlib)",
               "--output-file": "tests/test_serve.py test_cli_defaults_and_options_reach_the_library (-o)",
               **dict.fromkeys(["--format", "--raw", "--debug"], OUTPUT)},
+    "plan": {**dict.fromkeys(["--format", "--output", "--raw", "--debug"],
+                             "tests/test_plan.py test_the_command_line_plans_a_hugging_face_config (json, md, csv)"),
+             **dict.fromkeys(["--cluster", "--tp", "--dp", "--pp", "--fsdp", "--zero", "--sp", "--recompute", "--batch",
+                              "--seq-len", "--dtype", "--compute-dtype", "--optimizer", "--network-bandwidth",
+                              "--latency", "--reserve"],
+                             "tests/test_plan.py test_the_command_line_plans_a_hugging_face_config (each in the JSON) "
+                             "and test_the_command_line_refuses_bad_plans_with_one_error_and_a_hint")},
 }
 
 

@@ -5,7 +5,8 @@ import flopmeter
 PUBLIC = [
     "__version__", "Convention", "CONVENTIONS", "Cost", "count", "count_onnx", "explain", "Explanation",
     "FlopmeterError", "InputError", "measure", "Measurement", "MeasureOptions", "MissingDependencyError",
-    "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options", "OptionsError", "REGISTRY", "Report",
+    "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options", "OptionsError", "Plan", "plan",
+    "PlanConfig", "REGISTRY", "Report",
     "report_from_trace", "serve", "Serving", "StepCounter", "StepFlops", "training_flops", "UnsupportedOpsError",
 ]
 

@@ -27,15 +27,16 @@ _LAZY = {
     "mfu": ("StepCounter", "StepFlops", "training_flops"),
     "frontends.onnx_file": ("count_onnx",),
     "report": ("ModuleNode", "OpRow", "Report"),
+    "analyses.parallel": ("Plan", "PlanConfig", "plan"),
 }
 _NAMES = {name for names in _LAZY.values() for name in names}
 
 __all__ = [
     "__version__", "Convention", "CONVENTIONS", "Cost", "count", "count_onnx", "explain", "Explanation",
     "FlopmeterError", "InputError", "measure", "Measurement", "MeasureOptions", "MissingDependencyError",
-    "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options", "OptionsError", "REGISTRY",
-    "Report", "report_from_trace", "serve", "Serving", "StepCounter", "StepFlops", "training_flops",
-    "UnsupportedOpsError",
+    "ModelForwardError", "ModuleNode", "NoClosedFormError", "OpRow", "Options", "OptionsError", "Plan", "plan",
+    "PlanConfig", "REGISTRY", "Report", "report_from_trace", "serve", "Serving", "StepCounter", "StepFlops",
+    "training_flops", "UnsupportedOpsError",
 ]
 
 

@@ -11,6 +11,7 @@
     flopmeter calibrate [--device cpu|cuda]      measure this machine as the device spec 'local'
     flopmeter devices [NAME]              the device table with usable memory and sources
     flopmeter serve SPEC --device H100 --prompt P --output N   serving sizing as vLLM does it
+    flopmeter plan SPEC --cluster 8xH100:4 --tp 8 --fsdp   a multi-GPU training step, traced on one CPU
 
 ``main(argv) -> int`` is thin: parse, run, and turn every FlopmeterError into one
 ``error: …`` line and one ``hint: …`` line with exit status 2 (``--debug`` re-raises).
@@ -45,6 +46,7 @@ COMMANDS = {
     "devices": ("devices", "parser", "run", "the device table: memory, usable memory, peaks, links, sources"),
     "serve": ("serve", "parser", "run", "serving sizing as vLLM does it: KV blocks, concurrency, TTFT, TPOT, "
                                         "tokens/s"),
+    "plan": ("plan", "parser", "run", "a multi-GPU training step: per-rank memory, collectives, step time"),
 }
 
 
