@@ -167,3 +167,48 @@ def test_table_pages_in_chromium(browser, tmp_path):
         assert page.locator("td").first.text_content() == PAYLOAD
         assert console == [] and requests == [path.as_uri()]
         page.close()
+
+
+def test_sizing_section_in_chromium(browser, tmp_path):
+    """The sizing view: the answer, every assumption, one table of formats, the two-panel timeline
+    with its peak, the search's traces (the fitted line drawn only where every trace is on it);
+    words and numbers only — no field names, no None."""
+    import json
+
+    from flopmeter.analyses.assumptions import LABELS, NAMES
+
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 128, "hidden_size": 64,
+              "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "max_position_embeddings": 256, "torch_dtype": "bfloat16"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, extra in (("inference", []), ("training", ["--train", "--optimizer", "adamw"])):
+        argv = [f"hf:{tmp_path}", "--seq-len", "32", "--fits", "T4", "--reserve", "1GiB", "--max-batch", *extra]
+        assert main([*argv, "-o", str(tmp_path / f"{name}.json")]) == 0
+        assert main([*argv, "-o", str(tmp_path / f"{name}.html")]) == 0
+        d = json.loads((tmp_path / f"{name}.json").read_text())
+        opened = Opened(browser, tmp_path / f"{name}.html")
+        page = opened.page
+        page.locator("#section-memory").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / f"sizing_{name}.png"), full_page=True)
+        opened.check_clean()
+        rows = page.locator("#assumptions tbody tr td:first-child").all_text_contents()
+        assert rows == [LABELS[n] for n in NAMES]
+        texts = page.locator("#assumptions tbody tr td:nth-child(2)").all_text_contents()
+        assert texts == [d["assumptions"][n]["text"] for n in NAMES]
+        formats = page.locator("#memory-formats tbody tr td:first-child").all_text_contents()
+        assert formats[0] == "stored  (used)" and {"bfloat16", "int4", "nf4"} <= set(formats)
+        assert page.locator("#memory-timeline svg path").count() == 2          # live bytes; activations apart
+        assert page.locator("#memory-timeline svg circle.peak").count() == 1
+        search = d["memory"]["largest"]["batch"]
+        assert page.locator("#search-batch tbody tr").count() == len(search["traces"])
+        # the fitted line only where every trace lies on it
+        assert page.locator("svg.search path.fit").count() == (1 if search["on_curve"] else 0)
+        answer = page.locator("#sizing-answer").text_content()
+        assert f"{search['answer']:,}" in answer and "15 GiB usable" in answer
+        section = page.locator("#section-memory").text_content()
+        for raw in ("None", "budget_label", "by_role", "peak_activations", "weights_by_format", "kv_cache",
+                    "saved_by_module", "optimizer_state_bytes"):
+            assert raw not in section, raw
+        if name == "training":
+            assert page.locator("#training-memory").count() == 1 and page.locator("#phases tbody tr").count() >= 3

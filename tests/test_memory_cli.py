@@ -2,6 +2,7 @@
 --view memory; answers checked against the model's own prediction at b and b + 1."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,10 @@ def test_memory_json_and_columns(capsys):
 def test_memory_view_has_the_timeline_and_formats(capsys):
     code, out, _ = run(capsys, TINY, "--view", "memory", "--depth", "1")
     assert code == 0
-    assert "leaves alive (B)" in out and "weights as int4" in out
-    assert any(ch in out for ch in "▁▂▃▄▅▆▇█")
+    assert "leaves alive (B)" in out and "weights by format" in out
+    rows = {line.split("│")[0].strip(): line for line in out.splitlines() if "│" in line}
+    assert {"int4", "bfloat16", "stored  ← used"} <= set(rows)            # one table of formats, the used one marked
+    assert any(ch in out for ch in "▁▂▃▄▅▆▇█") and "▲ the peak" in out and "(own axis)" in out
 
 
 def test_weights_format_changes_the_total(capsys):
@@ -62,7 +65,7 @@ def test_fits_says_yes_and_no(capsys):
     code, out, _ = run(capsys, TINY, "--fits", "1GB", "--format", "json")
     assert json.loads(out)["memory"]["fits"]["fits"] is True
     code, out, _ = run(capsys, TINY, "--fits", "10KB")
-    assert code == 0 and "fits         no:" in out and "short by" in out
+    assert code == 0 and re.search(r"^fits +no:", out, re.M) and "short by" in out
 
 
 def test_max_batch_fits_at_b_and_not_at_b_plus_one(capsys):

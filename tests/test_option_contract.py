@@ -475,8 +475,11 @@ def test_generate_answers_fits_and_max_batch_from_prefill_and_decode(capsys, spe
     kv = 2 * 2 * 2 * (64 // 4) * (prompt + new) * 2
     assert mem["decode_peak"] >= 2 * HF_TINY_PARAMS + kv
     assert mem["total"] == max(mem["prefill_peak"], mem["decode_peak"])
-    assert mem["fits"] == {"budget": budget, "budget_label": mem["fits"]["budget_label"], "total": mem["total"],
-                           "fits": mem["total"] <= budget, "headroom": budget - mem["total"]}
+    label = mem["fits"]["budget_label"]
+    assert mem["fits"] == {"budget": budget, "budget_label": label, "total": mem["total"],
+                           "fits": mem["total"] <= budget, "headroom": budget - mem["total"],
+                           "budget_detail": {"bytes": budget, "label": label, "device": None, "total": None,
+                                             "reserve": 0, "reserve_note": None}}     # a size: no reserve
     search = mem["largest"]["batch"]
     answer = search["answer"]
     traces = {t["x"]: t for t in search["traces"]}
@@ -573,6 +576,50 @@ COUNT_ROWS = {
                     {k: "--loss, --optimizer and --autocast describe a training step" for k in KINDS}
                     | {"trace": FIXED, "onnx": ONNX_TRAINING} | header_refuses("--optimizer"), None, "json"),
 }
+# the sizing switches: one target module per kind that LoRA can adapt (peft's default for an hf: decoder)
+LORA_TARGET = {"hf": "", "torchvision": ":classifier.1", "timm": ":fc"}
+
+
+def lora_args(kind):
+    return ["--train", "--lora", "2" + ("" if kind in HF_KINDS else LORA_TARGET.get(kind, ":head"))]
+
+
+NO_BLOCKS = "no gradient_checkpointing_enable() and no repeated blocks"
+NO_LOGITS = "--logits chooses the positions a decoder's LM head runs for"
+PT2_TRAIN = "an exported program cannot be put in train mode"
+SCRIPT_TRAIN = "a training step cannot be counted on a TorchScript module"
+COUNT_ROWS.update({
+    "--reserve": (lambda kind, tmp: ["--fits", "H100", "--reserve", "1GiB"], header_refuses("--fits"),
+                  lambda kind, d: d["memory"]["fits"]["budget_detail"]["reserve"] == 2**30
+                  and d["memory"]["fits"]["budget"] == 80 * 2**30 - 2**30
+                  and d["assumptions"]["reserve"]["value"] == 2**30, "json"),
+    "--logits": (lambda kind, tmp: ["--logits", "last"],
+                 {**{k: NO_LOGITS for k in NOT_HF}, "trace": FIXED, "onnx": onnx_refuses("--logits"),
+                  **header_refuses("--logits")},
+                 lambda kind, d: d["assumptions"]["logits"]["value"] == "last"
+                 and d["modules"]["outputs"][0]["shape"][1] == 1, "json"),
+    "--lora": (lambda kind, tmp: lora_args(kind),
+               {"pt2": PT2_TRAIN, "torchscript": SCRIPT_TRAIN, "trace": FIXED, "onnx": ONNX_TRAINING,
+                **header_refuses("--train")},
+               lambda kind, d: d["assumptions"]["adapters"]["value"] == "lora" and d["params"]["frozen"] > 0, "json"),
+    "--qlora": (lambda kind, tmp: [*lora_args(kind), "--qlora", "--memory"],
+                {"pt2": PT2_TRAIN, "torchscript": SCRIPT_TRAIN, "trace": FIXED, "onnx": ONNX_TRAINING,
+                 **header_refuses("--train")},
+                lambda kind, d: d["memory"]["weights"]["format"] == "qlora-nf4"
+                and d["assumptions"]["adapters"]["value"] == "qlora", "json"),
+    "--checkpointing": (lambda kind, tmp: ["--train", "--checkpointing"],      # the hf: decoder's own method;
+                        {**{k: NO_BLOCKS for k in NOT_HF}, "pt2": PT2_TRAIN,  # per block: test_sizing_switches.py
+                         "torchscript": SCRIPT_TRAIN, "trace": FIXED, "onnx": ONNX_TRAINING,
+                         **header_refuses("--train")},
+                        lambda kind, d: d["totals_by_phase"]["recompute"]["macs"] > 0, "json"),
+    "--master-weights": (lambda kind, tmp: ["--train", "--optimizer", "sgd",      # hf: configs are in bfloat16
+                                            *([] if kind in HF_KINDS else ["--dtype", "bfloat16"]),
+                                            "--master-weights", "fp32"],
+                         {"pt2": "--dtype cannot change m.pt2", "torchscript": SCRIPT_TRAIN, "trace": FIXED,
+                          "onnx": onnx_refuses("--dtype"), **header_refuses("--dtype")},
+                         lambda kind, d: d["training"]["master_bytes"] == 2 * d["params"]["bytes_by_dtype"]["bfloat16"],
+                         "json"),
+})
 TMP = []
 # count's options that OPTIONS covers (with the arguments of its rows)
 COVERED = {"--input", "--batch", "--seq-len", "--dtype", "--device", "--mode", "--force", "--trust-pickle",

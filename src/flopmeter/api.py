@@ -55,6 +55,9 @@ class Options:
       holds the step's memory (saved for backward, gradients, optimizer state, peak).
     - ``autocast``: ``"bf16"`` or ``"fp16"``: the forward (and a training step's loss) under
       ``torch.autocast``; a training step's memory shows the weight copies it makes.
+    - ``master_weights``: ``"fp32"``: mixed precision with 16-bit weights — the optimizer steps a
+      float32 master copy of each 16-bit trainable weight (its state in float32) and copies it
+      back; None or ``"none"`` (default): the optimizer updates the weights in their own dtype.
     """
 
     convention: str = "dot"
@@ -69,8 +72,11 @@ class Options:
     training: bool = False
     loss: Any = "sum"
     optimizer: str | None = None
+    master_weights: str | None = None
 
     def __post_init__(self):
+        if self.master_weights == "none":
+            object.__setattr__(self, "master_weights", None)
         self._check_types()
         get_convention(self.convention)   # raises OptionsError with a suggestion
         if self.mode not in MODES:
@@ -96,7 +102,7 @@ class Options:
             expect_type(getattr(self, name), bool, f"Options.{name}", "True or False")
         expect_type(self.device, (str, torch.device, type(None)), "Options.device",
                     "a device name, a torch.device or None")
-        for name in ("autocast", "optimizer"):
+        for name in ("autocast", "optimizer", "master_weights"):
             expect_type(getattr(self, name), (str, type(None)), f"Options.{name}", "a string or None")
         expect_type(self.registry, (Registry, type(None)), "Options.registry",
                     "a flopmeter.formulas.Registry or None", hint="use flopmeter.formulas.REGISTRY.copy() "
@@ -105,8 +111,13 @@ class Options:
             expect_type(self.loss, str, "Options.loss", "a loss name or a function of the output")
 
     def train_spec(self) -> TrainSpec | None:
-        spec = TrainSpec(loss=self.loss, optimizer=self.optimizer)
-        return spec if self.training else None
+        if not self.training:
+            if self.master_weights:
+                raise OptionsError("master weights belong to a training step's optimizer",
+                                   hint="add training=True and an optimizer, or leave master_weights out")
+            TrainSpec(loss=self.loss, optimizer=self.optimizer)          # checks the names
+            return None
+        return TrainSpec(loss=self.loss, optimizer=self.optimizer, master_weights=self.master_weights)
 
 
 def count(model: nn.Module, *args: Any, kwargs: dict | None = None, input_shape=None,
@@ -168,6 +179,9 @@ def run(model: nn.Module, args: tuple, kwargs: dict | None, input_shape, options
     if options.memory:
         from .memory import analyse
         report.memory = analyse(report)
+    if options.memory or options.training:
+        from .analyses.assumptions import assumptions
+        report.assumptions = assumptions(report)
     return trace, report
 
 
@@ -194,8 +208,12 @@ def report_from_trace(trace: Trace, options: Options | None = None) -> Report:
         opts = trace.options
         options = Options(convention=opts.get("convention", "dot"), causal=opts.get("causal", "full"),
                           strict=opts.get("strict", False))
-    return build_report(trace, registry=options.registry, convention=options.convention, strict=options.strict,
-                        causal=options.causal)
+    report = build_report(trace, registry=options.registry, convention=options.convention, strict=options.strict,
+                          causal=options.causal)
+    if trace.options.get("training"):                  # a training step's memory says its assumptions, as count's
+        from .analyses.assumptions import assumptions
+        report.assumptions = assumptions(report)
+    return report
 
 
 __all__ = ["Options", "count", "report_from_trace"]

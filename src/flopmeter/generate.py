@@ -134,26 +134,26 @@ class GenerationMemory:
     fit: object = None                   # memory.Fit of the larger peak
     search: object = None                # memory.Search of the largest batch
     kernels: dict | None = None          # the prefill's kernels record (Report.kernels)
+    assumptions: object = None           # analyses.assumptions.Assumptions of the prefill (and the budget)
 
     @property
     def total(self) -> int:
         return max(self.prefill, self.decode)
 
     def lines(self, raw: bool = False) -> list[tuple[str, str]]:
-        from .render.memory import search_line
+        from .render.memory import budget_line, fit_line, search_line
         from .render.units import human_unit
         out = [("prefill peak", f"{human_unit(self.prefill, 'B', raw)} at {self.prefill_at}"),
                ("decode peak", f"{human_unit(self.decode, 'B', raw)} at {self.decode_at} (the last step)")]
         if self.fit is not None:
-            f = self.fit
-            out.append(("fits", f"{'yes' if f.fits else 'no'}: {human_unit(f.total, 'B', raw)} of "
-                                f"{human_unit(f.budget.bytes, 'B', raw)} [{f.budget.label}], "
-                                f"{'headroom' if f.fits else 'short by'} {human_unit(abs(f.headroom), 'B', raw)}"))
+            out += [("budget", budget_line(self.fit.budget, raw)), ("fits", fit_line(self.fit, raw))]
         if self.search is not None:
             out.append(("max batch", search_line(self.search, raw)))
         if self.kernels is not None:
             from .render.kernels import record_items
             out += record_items(self.kernels, budget=getattr(getattr(self.fit, "budget", None), "device", None), raw=raw)
+        if self.assumptions is not None:
+            out += self.assumptions.lines()
         return out
 
     def to_dict(self) -> dict:
@@ -165,20 +165,23 @@ class GenerationMemory:
             d["largest"] = {"batch": self.search.to_dict()}
         if self.kernels is not None:
             d["kernels"] = self.kernels
+        if self.assumptions is not None:
+            d["assumptions"] = self.assumptions.to_dict()
         return d
 
 
 def generation_peaks(model: nn.Module, prompt: int, new: int, *, batch: int = 1, weights: str = "stored",
-                     options: Options | None = None, kernels: list | None = None) -> tuple[tuple[int, str], tuple[int, str]]:
+                     options: Options | None = None) -> tuple[tuple[int, str], tuple[int, str]]:
     """(bytes, where) of the prefill's peak and of the last decode step's peak, with the weights
-    in ``weights`` (a :func:`flopmeter.memory.parse_format` name); ``kernels``: a list the
-    prefill's kernels record is appended to."""
+    in ``weights`` (a :func:`flopmeter.memory.parse_format` name)."""
+    return _peaks(model, prompt, new, batch=batch, weights=weights, options=options)[:2]
+
+
+def _peaks(model, prompt, new, *, batch, weights, options):
     from .memory import analyse
     opts = replace(options or Options(), training=False, memory=False)
     ids = torch.zeros(batch, prompt, dtype=torch.long, device="meta")
     prefill = count(model, ids, kwargs=_prefill_kwargs(model), options=opts)
-    if kernels is not None:
-        kernels.append(prefill.kernels)
     pre = analyse(prefill, weights=weights)
     last = torch.zeros(batch, 1, dtype=torch.long, device="meta")
     dec = analyse(count(DecodeStep(model, prompt + new - 1), last, options=opts), weights=weights)
@@ -190,7 +193,7 @@ def generation_peaks(model: nn.Module, prompt: int, new: int, *, batch: int = 1,
                 return f"the KV cache of {prompt + new - 1:,} positions being filled ({m.peak.op})"
             module = module.removeprefix("model").removeprefix(".")
         return f"{module or '(root)'} ({m.peak.op})"
-    return (pre.total, where(pre)), (dec.total, where(dec, decode=True))
+    return (pre.total, where(pre)), (dec.total, where(dec, decode=True)), prefill
 
 
 def generation_memory(model: nn.Module, prompt: int, new: int, *, batch: int = 1, weights: str = "stored",
@@ -198,11 +201,12 @@ def generation_memory(model: nn.Module, prompt: int, new: int, *, batch: int = 1
     """The :class:`GenerationMemory` of ``batch × (prompt + new)`` tokens; with ``budget`` (a
     :class:`flopmeter.memory.Budget`) whether it fits, and with ``max_batch`` the largest batch
     whose larger peak fits (from a few fake traces, :func:`flopmeter.memory.largest_fitting`)."""
+    from .analyses.assumptions import assumptions
     from .memory import Fit, largest_fitting
-    kernels: list = []
-    (pre, pre_at), (dec, dec_at) = generation_peaks(model, prompt, new, batch=batch, weights=weights, options=options,
-                                                    kernels=kernels)
-    mem = GenerationMemory(weights, pre, pre_at, dec, dec_at, kernels=kernels[0])
+    (pre, pre_at), (dec, dec_at), prefill = _peaks(model, prompt, new, batch=batch, weights=weights, options=options)
+    mem = GenerationMemory(weights, pre, pre_at, dec, dec_at,
+                           assumptions=assumptions(prefill, budget=budget, generation=True),
+                           kernels=prefill.kernels)
     if budget is not None:
         mem.fit = Fit(budget, mem.total)
         if max_batch:

@@ -24,7 +24,8 @@ REFUSALS = {
     "--trust-pickle": (("flopmeter reads checkpoints without unpickling anything (PyTorch files only with "
                        "torch.load(weights_only=True))"), "leave --trust-pickle out"),
     "--train": (_NO_RUN, _DIR_HINT), "--loss": (_NO_RUN, _DIR_HINT), "--optimizer": (_NO_RUN, _DIR_HINT),
-    "--autocast": (_NO_RUN, _DIR_HINT),
+    "--autocast": (_NO_RUN, _DIR_HINT), "--master-weights": (_NO_RUN, _DIR_HINT), "--lora": (_NO_RUN, _DIR_HINT),
+    "--qlora": (_NO_RUN, _DIR_HINT), "--checkpointing": (_NO_RUN, _DIR_HINT),
     "--convention": (_NO_FLOPS, "leave it out"), "--causal": (_NO_FLOPS, "leave it out"),
     "--strict": (_NO_FLOPS, "leave it out"),
     "--memory": (("memory analysis follows a run's live tensors, and nothing runs; the params line gives the "
@@ -33,6 +34,8 @@ REFUSALS = {
                   _DIR_HINT),
     "--fits": ("whether a forward fits needs its activations, and nothing runs", _DIR_HINT),
     "--max-batch": ("the largest batch needs the model's computation", _DIR_HINT),
+    "--reserve": ("the reserve is held back from a device's budget for --fits, and nothing runs to fit", _DIR_HINT),
+    "--logits": ("--logits sets which positions a decoder's LM head runs for, and nothing runs", _DIR_HINT),
     "--view": ("a checkpoint has the tree and tensors views only (its tensor groups, or one row per tensor)",
                "use --view tree or --view tensors"),
     "--save-trace": ("a checkpoint header is read, not traced: there is no run to save", "leave --save-trace out"),
@@ -53,7 +56,10 @@ def _given(args) -> dict[str, bool]:
             "--memory": bool(get("memory")), "--weights": bool(get("weights")), "--fits": bool(get("fits")),
             "--max-batch": bool(get("max_batch")), "--view": get("view") not in (None, "tree", "tensors"),
             "--save-trace": bool(get("save_trace")), "--per-sample": bool(get("per_sample")),
-            "--per-token": bool(get("per_token")), "--format": get("format") == "html"}
+            "--per-token": bool(get("per_token")), "--format": get("format") == "html",
+            "--master-weights": bool(get("master_weights")), "--lora": bool(get("lora")), "--qlora": bool(get("qlora")),
+            "--checkpointing": bool(get("checkpointing")), "--reserve": bool(get("reserve")),
+            "--logits": bool(get("logits"))}
 
 
 _STATE_DICT = ("it holds weights, not a model: nothing runs",

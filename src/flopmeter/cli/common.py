@@ -21,6 +21,7 @@ from ..trace.checks import free_memory
 from ..trace.io import SUFFIX as TRACE_SUFFIX
 from ..render.escape import visible, visible_text
 from .argtypes import count_device, non_empty, positive_int
+from .sizing import SWITCHES, check_switches, logits_kept, prepared_copy, stated
 
 DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,
           "bfloat16": torch.bfloat16, "float64": torch.float64, "int64": torch.int64, "long": torch.int64,
@@ -83,6 +84,18 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="add this optimizer's step to --train")
     g.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
                    help="run the forward under torch.autocast (mixed precision); --train shows the weight copies")
+    g.add_argument("--master-weights", choices=("fp32", "none"), default=None,
+                   help="--train with 16-bit weights: fp32 keeps a float32 master copy that the optimizer steps, "
+                        "its state in float32 (mixed precision); none (default): the optimizer updates the 16-bit "
+                        "weights, its state in their dtype")
+    g.add_argument("--lora", type=non_empty, metavar="R[:TARGETS]",
+                   help="--train LoRA adapters of rank R (peft) on a copy of the model: TARGETS a comma list of "
+                        "module names or all-linear (default: peft's for the architecture); the base frozen")
+    g.add_argument("--qlora", action="store_true",
+                   help="with --lora: the frozen base Linear weights in 4-bit nf4, the adapters in the compute dtype")
+    g.add_argument("--checkpointing", action="store_true",
+                   help="--train with activation checkpointing on a copy of the model: its own "
+                        "gradient_checkpointing_enable(), else torch.utils.checkpoint around each repeated block")
 
 
 def add_output_options(p) -> None:
@@ -144,6 +157,11 @@ def count_spec(spec: str, args, analyse=None):
         resolved = resolve(spec, input_request(args), trust_pickle=args.trust_pickle)
     for line in resolved.notes:
         note(line)
+    resolved = logits_kept(resolved, args)
+    prepared = prepared_copy(resolved, args)
+    if prepared is not None:
+        resolved = replace(resolved, model=prepared.model, rebuild=None)
+    args._prepared = prepared               # for the memory analyser (QLoRA's weights) and the assumptions
     if args.mode == "real" and (args.device or "").startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda --mode real runs on a CUDA GPU, and PyTorch sees none here",
                          hint="drop --mode real: fake mode counts as if on cuda without a GPU")
@@ -153,13 +171,16 @@ def count_spec(spec: str, args, analyse=None):
         raise InputError("--loss, --optimizer and --autocast describe a training step", hint="add --train")
     base = Options(convention=args.convention, strict=args.strict, device=args.device, causal=args.causal,
                    training=train, loss=getattr(args, "loss", "sum"), optimizer=getattr(args, "optimizer", None),
-                   autocast=getattr(args, "autocast", None))
+                   autocast=getattr(args, "autocast", None), master_weights=getattr(args, "master_weights", None))
     mode = args.mode
     if mode == "auto" and isinstance(resolved.model, torch.jit.ScriptModule):
         mode = "real"
     result = _count_resolved(resolved, base, mode, args, analyse)
     if resolved.finish is not None and isinstance(result, Report):
+        said = result.assumptions
         result = resolved.finish(result)         # e.g. a checkpoint's stored formats beside its config's model
+        result.assumptions = said
+        result = stated(result, getattr(args, "_prepared", None))      # said again of the report as finished
     return result
 
 
@@ -178,19 +199,20 @@ def _header_only(spec: str, args):
 
 
 def _count_resolved(resolved: Resolved, base: Options, mode: str, args, analyse):
+    prepared = getattr(args, "_prepared", None)
     with progress(f"counting {resolved.name} …"):
         if mode in ("auto", "fake"):
             try:
-                return _analyse(resolved, base, "fake", analyse)
+                return stated(_analyse(resolved, base, "fake", analyse), prepared)
             except ModelForwardError as exc:
-                if mode == "fake" or not exc.data_dependent:
+                if mode == "fake" or not exc.data_dependent or prepared is not None:
                     raise
                 note(f"{exc}; counting in real mode on random weights (seed 0)")
         force = getattr(args, "force", False)
         if mode == "real" and not force and not isinstance(resolved.model, torch.jit.ScriptModule):
             check_fits(resolved, force)         # the weights alone: no count needed
             check_run_fits(resolved, base)
-        return _analyse(resolved, base, "real", analyse, force=force)
+        return stated(_analyse(resolved, base, "real", analyse, force=force), prepared)
 
 
 def _check_run_options(args) -> None:
@@ -201,6 +223,7 @@ def _check_run_options(args) -> None:
     if getattr(args, "force", False) and args.mode != "real":
         raise InputError("--force only matters in real mode (it lets a model larger than free memory run)",
                          hint="add --mode real, or leave --force out")
+    check_switches(args)
 
 
 def _from_trace(path: str, args, analyse):
@@ -215,7 +238,9 @@ def _from_trace(path: str, args, analyse):
                                       ("--train", getattr(args, "train", False)),
                                       ("--optimizer", getattr(args, "optimizer", None)),
                                       ("--autocast", getattr(args, "autocast", None)),
-                                      ("--loss", getattr(args, "loss", "sum") != "sum"))
+                                      ("--loss", getattr(args, "loss", "sum") != "sum"),
+                                      *((flag, getattr(args, name, None)) for flag, name in SWITCHES),
+                                      ("--logits", getattr(args, "logits", None)))
              if value]
     if given:
         raise InputError(f"{', '.join(given)} cannot change a saved trace (it records one run)",
@@ -257,6 +282,9 @@ ONNX_REFUSALS = {
     "--device": _NOTHING_RUNS, "--mode": _NOTHING_RUNS, "--force": _NOTHING_RUNS,
     "--trust-pickle": ("an ONNX file holds no pickles", "leave --trust-pickle out"),
     "--train": _TRAINING, "--loss": _TRAINING, "--optimizer": _TRAINING, "--autocast": _TRAINING,
+    "--master-weights": _TRAINING, "--lora": _TRAINING, "--qlora": _TRAINING, "--checkpointing": _TRAINING,
+    "--logits": ("--logits sets a decoder's logits_to_keep argument; an ONNX graph's outputs are fixed",
+                 "leave --logits out"),
 }
 
 
@@ -266,7 +294,8 @@ def _refuse_for_onnx(spec: str, args) -> None:
              "--mode": args.mode != "auto", "--force": getattr(args, "force", False),
              "--trust-pickle": args.trust_pickle, "--train": getattr(args, "train", False),
              "--loss": getattr(args, "loss", "sum") != "sum", "--optimizer": getattr(args, "optimizer", None),
-             "--autocast": getattr(args, "autocast", None)}
+             "--autocast": getattr(args, "autocast", None), "--logits": getattr(args, "logits", None),
+             **{flag: getattr(args, name, None) for flag, name in SWITCHES}}
     for flag, value in given.items():
         if value:
             why, hint = ONNX_REFUSALS[flag]

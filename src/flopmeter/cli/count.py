@@ -126,6 +126,11 @@ def _refuse_for_generate(args) -> None:
          "save the prefill's trace with flopmeter SPEC --seq-len PROMPT --save-trace FILE"),
         (args.per_sample or args.per_token, "--per-sample/--per-token",
          "--generate already shows FLOPs and bytes per token", "leave it out"),
+        (args.lora or args.qlora or args.checkpointing or args.master_weights,
+         "--lora/--qlora/--checkpointing/--master-weights", "these describe a training step, which --generate "
+         "does not count", "leave them out, or size the training step with --train"),
+        (args.logits == "all", "--logits all", "--generate's prefill keeps the last position's logits, as "
+         "generate() does", "leave --logits out (or count one forward: flopmeter SPEC --seq-len P --logits all)"),
     ]
     for given, flag, why, hint in refusals:
         if given:
@@ -146,14 +151,13 @@ def _generate(args, fmt: str) -> int:
 
     prompt, new = args.generate
     _refuse_for_generate(args)
-    budget = None
-    if args.weights or args.fits or args.max_batch:
-        from ..memory import parse_budget, parse_format
-        if args.weights:
-            parse_format(args.weights)
-        if args.max_batch and not args.fits:
-            raise InputError("--max-batch needs a budget", hint="add --fits 80GB (or a device such as --fits H100)")
-        budget = parse_budget(args.fits) if args.fits else None
+    from .memory import budget_of
+    budget = budget_of(args)
+    if args.weights:
+        from ..memory import parse_format
+        parse_format(args.weights)
+    if args.max_batch and not args.fits:
+        raise InputError("--max-batch needs a budget", hint="add --fits 80GB (or a device such as --fits H100)")
     with progress(f"building {args.spec} …"):
         # generation makes its own token ids: the example input is one token, within any model's positions
         resolved = resolve(args.spec, replace(input_request(args), seq_len=1), trust_pickle=args.trust_pickle)
@@ -163,7 +167,7 @@ def _generate(args, fmt: str) -> int:
     batch = args.batch or 1
     with progress(f"counting prefill and decode of {resolved.name} …"):
         gen = generation(resolved.model, prompt, new, batch=batch, name=resolved.name, options=options)
-    if args.memory or args.weights or args.fits:
+    if args.memory or args.weights or args.fits or args.reserve or args.logits:
         with progress(f"tracing the memory of prefill and decode of {resolved.name} …"):
             # the memory of a budget naming a GPU is that GPU's: its kernels (the FLOPs are the same)
             gpu = device_for(budget.device if budget is not None else None, None)

@@ -33,21 +33,46 @@ def add_memory_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-batch", action="store_true",
                    help="the largest batch that fits --fits (and, for hf: decoders, the longest context), "
                         "from a few fake traces")
+    g.add_argument("--reserve", type=non_empty, metavar="SIZE",
+                   help="with --fits DEVICE: memory held back from the device's total for the CUDA context and "
+                        "library workspaces (default: the device table's, 2 GiB); 0 for none")
+    g.add_argument("--logits", choices=("last", "all"), default=None,
+                   help="decoders (a forward with logits_to_keep): the LM head for the last position only, as "
+                        "generate()'s prefill (the default of a memory answer), or for every position")
 
 
 def memory_asked(args) -> bool:
-    return bool(args.memory or args.weights or args.fits or args.max_batch or args.context
-                or args.view == "memory")
+    return bool(args.memory or args.weights or args.fits or args.max_batch or args.context or args.reserve
+                or args.logits or args.view == "memory")
+
+
+def budget_of(args):
+    """The --fits budget with --reserve taken off a device's total (None without --fits)."""
+    from ..memory import parse_budget
+    if args.reserve and not args.fits:
+        raise InputError("--reserve is held back from the device's memory in --fits",
+                         hint="add --fits DEVICE, e.g. --fits H100 --reserve 3GiB")
+    if not args.fits:
+        return None
+    reserve = None
+    if args.reserve is not None:
+        from ..memory import parse_size
+        reserve = parse_size(args.reserve)
+        if reserve is None:
+            raise InputError(f"cannot read the reserve '{args.reserve}'", hint="write a size such as 2GiB, 1.5GB or 0")
+    return parse_budget(args.fits, reserve)
 
 
 def check_memory_args(args) -> None:
     """Resolve --context into --seq-len and check the option combinations before any work."""
-    from ..memory import parse_budget, parse_format
+    from ..memory import parse_format
 
     if args.weights:
         parse_format(args.weights)
-    if args.fits:
-        parse_budget(args.fits)
+    budget_of(args)
+    if args.weights and getattr(args, "qlora", False):
+        raise InputError("--qlora puts the base Linear weights in nf4; --weights would set another format",
+                         hint="leave --weights out with --qlora")
     if args.max_batch and not args.fits:
         raise InputError("--max-batch needs a budget", hint="add --fits 80GB (or a device such as --fits H100)")
     if args.context is not None:
@@ -90,11 +115,12 @@ def count_with_memory(args):
     """``count_spec`` with memory: a SPEC is counted by :func:`analyser`; a saved trace or an
     ONNX graph gets its memory from the trace alone (each ONNX value freed after its last
     consumer; no KV cache objects or new traces: no ``--max-batch``)."""
-    from ..memory import Fit, analyse, parse_budget
+    from ..memory import Fit, analyse
     from ..trace.io import SUFFIX
     from .common import count_spec
 
     check_memory_args(args)
+    args.logits_kept = args.logits or (None if args.train else "last")
     onnx = args.spec.lower().endswith(".onnx")
     from ..frontends.checkpoint import is_checkpoint_spec
     from ..frontends.checkpoint.folder import has_config
@@ -110,8 +136,11 @@ def count_with_memory(args):
                          else "give the model's SPEC instead of the trace file")
     report = count_spec(args.spec, args)
     report.memory = analyse(report, weights=args.weights or "stored")
-    if args.fits:
-        report.memory.fit = Fit(parse_budget(args.fits), report.memory.total)
+    budget = budget_of(args)
+    if budget is not None:
+        report.memory.fit = Fit(budget, report.memory.total)
+    from ..analyses.assumptions import assumptions
+    report.assumptions = assumptions(report, budget=budget)
     return report
 
 
@@ -119,20 +148,22 @@ def analyser(args):
     """The ``analyse(model, *inputs, kwargs=, options=)`` for count_spec: count + memory."""
     from ..api import count
     from ..kernels import device_for
-    from ..memory import Fit, analyse, largest_fitting, parse_budget
+    from ..memory import Fit, analyse, largest_fitting
 
     weights = args.weights or "stored"
 
     def total(model, inputs, kwargs, options) -> int:
-        return analyse(count(model, *inputs, kwargs=kwargs, options=options), weights=weights).total
+        return analyse(count(model, *inputs, kwargs=kwargs, options=options), weights=weights,
+                       prepared=args._prepared).total
 
     def run(model, *inputs, kwargs=None, options):
         options = replace(options, memory=False)
-        budget = parse_budget(args.fits) if args.fits else None
+        budget = budget_of(args)
         if budget is not None and options.mode == "fake":     # a budget naming a GPU: run as that GPU
             options = replace(options, device=device_for(budget.device, options.device))
         report = count(model, *inputs, kwargs=kwargs, options=options)
-        mem = report.memory = analyse(report, weights=weights, model=model if report.trace.mode == "fake" else None)
+        mem = report.memory = analyse(report, weights=weights, model=model if report.trace.mode == "fake" else None,
+                                      prepared=args._prepared)
         if budget is not None:
             mem.fit = Fit(budget, mem.total)
             if args.max_batch:

@@ -11,9 +11,9 @@ one when memory was asked for, and ``report.to_dict()["memory"]`` is its JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from ..errors import FlopmeterError
+from ..errors import FlopmeterError, OptionsError
 from .devices import Budget, parse_budget, parse_size
 from .fit import Search, largest_fitting
 from .kvcache import KVCache, cache_layers, find_cache, kv_cache, per_layer_tokens, root_output
@@ -47,7 +47,7 @@ class Fit:
 
     def to_dict(self) -> dict:
         return {"budget": self.budget.bytes, "budget_label": self.budget.label, "total": self.total,
-                "fits": self.fits, "headroom": self.headroom}
+                "fits": self.fits, "headroom": self.headroom, "budget_detail": self.budget.to_dict()}
 
 
 @dataclass
@@ -88,16 +88,22 @@ class MemoryReport:
         return d
 
 
-def analyse(report, *, weights: str = "stored", rounding: int | None | str = "auto", model=None) -> MemoryReport:
+def analyse(report, *, weights: str = "stored", rounding: int | None | str = "auto", model=None,
+            prepared=None) -> MemoryReport:
     """The MemoryReport of a counted forward. ``rounding``: ``"auto"`` rounds storages up to
     512-byte blocks on a CUDA device (the caching allocator's granularity) and not elsewhere;
     an int or None sets it. The KV cache per token is each cache layer's bytes over the tokens
-    it keeps; given ``model`` (the same model) it is measured instead, by a one-token fake run."""
+    it keeps; given ``model`` (the same model) it is measured instead, by a one-token fake run.
+    ``prepared`` (:class:`flopmeter.analyses.switches.Prepared`): the switches the counted copy
+    has; with QLoRA adapters the base Linear weights are in ``nf4`` (``weights`` is then the
+    format of nothing else and must be ``stored``)."""
     trace = report.trace if hasattr(report, "trace") else report
     if rounding == "auto":
         rounding = CUDA_BLOCK if str(trace.device).startswith("cuda") else None
     tensors = trace_tensors(trace)
     fmt = parse_format(weights)
+    adapters = getattr(prepared, "adapters", None)
+    quantised = adapters.quantised if adapters is not None and adapters.kind == "qlora" else None
     layers = cache_layers(find_cache(root_output(trace)))
     kv = None
     if layers:
@@ -111,8 +117,21 @@ def analyse(report, *, weights: str = "stored", rounding: int | None | str = "au
         if kv is None:              # per token from this run's cache: each layer's bytes over the tokens it keeps
             kv = KVCache(batch, tokens, layers,
                          sum(layer.bytes // (per_layer_tokens(layer) * batch) for layer in layers if batch))
-    return MemoryReport(weight_bytes(tensors, fmt), weight_bytes(tensors, "stored"), all_formats(tensors),
-                        timeline(trace, rounding=rounding), kv, device=str(trace.device))
+    if quantised is not None:
+        if fmt.bits is not None:
+            raise OptionsError("QLoRA sets the base weights' format (nf4); another weight format cannot apply too",
+                               hint="leave --weights out with --qlora")
+        chosen = weight_bytes(tensors, "nf4", only=quantised,
+                              label=f"QLoRA: {len(quantised)} base Linear weights in nf4 (4-bit NormalFloat, float32 "
+                                    "absmax per 64 values); adapters, embeddings, head and norms as stored")
+        chosen = replace(chosen, format="qlora-nf4")
+    else:
+        chosen = weight_bytes(tensors, fmt)
+    formats = all_formats(tensors)
+    if quantised is not None:
+        formats["qlora-nf4"] = chosen
+    return MemoryReport(chosen, weight_bytes(tensors, "stored"), formats, timeline(trace, rounding=rounding), kv,
+                        device=str(trace.device))
 
 
 def _tokens(trace) -> int:

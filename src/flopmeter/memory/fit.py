@@ -43,6 +43,7 @@ class Search:
     probes: list[Probe] = field(default_factory=list)
     form: str = ""
     fixed: dict = field(default_factory=dict)     # what stayed the same: {"batch": 1} for a context search
+    fit_points: tuple = ()                        # the traces the first fit (``form``) went through
 
     @property
     def at_limit(self) -> bool:
@@ -54,10 +55,38 @@ class Search:
                 return p.bytes
         return None
 
+    @property
+    def on_curve(self) -> bool:
+        """Whether every trace lies exactly on the first fit (then ``form`` is the curve the
+        traces show; otherwise the model is not affine / quadratic here and the traces are the
+        answer's evidence, not the form)."""
+        if not self.form or len(self.fit_points) < 2:
+            return False
+        poly = _polynomial(list(self.fit_points))
+        return all(poly(Fraction(p.x)) == p.bytes for p in self.probes)
+
     def to_dict(self) -> dict:
         return {"variable": self.variable, "budget": self.budget, "answer": self.answer, "limit": self.limit,
-                "fixed": dict(self.fixed), "form": self.form, "traces": [{"x": p.x, "bytes": p.bytes, "fits": p.fits, "why": p.why}
-                                              for p in self.probes]}
+                "fixed": dict(self.fixed), "form": self.form, "on_curve": self.on_curve,
+                "fit_points": [list(p) for p in self.fit_points],
+                "traces": [{"x": p.x, "bytes": p.bytes, "fits": p.fits, "why": p.why} for p in self.probes]}
+
+
+def _polynomial(points: list[tuple[int, int]]):
+    """The polynomial of degree len − 1 through ``points`` (Lagrange form, exact fractions)."""
+    xs = [Fraction(x) for x, _ in points]
+    ys = [Fraction(y) for _, y in points]
+
+    def f(x):
+        total = Fraction(0)
+        for i, (xi, yi) in enumerate(zip(xs, ys)):
+            term = yi
+            for j, xj in enumerate(xs):
+                if j != i:
+                    term *= (x - xj) / (xi - xj)
+            total += term
+        return total
+    return f
 
 
 def _solve(points: list[tuple[int, int]], budget: int) -> tuple[int | None, str]:
@@ -139,8 +168,10 @@ def largest_fitting(peak: Callable[[int], int], budget: int, *, variable: str = 
         if hi is not None and hi == lo + 1:
             search.answer = lo
             return search
-        guess, form = _solve(_baseline(known, budget, degree), budget)
-        search.form = search.form or form
+        baseline = _baseline(known, budget, degree)
+        guess, form = _solve(baseline, budget)
+        if not search.form:
+            search.form, search.fit_points = form, tuple(baseline)
         ceiling = (hi - 1) if hi is not None else limit
         why = "fit"
         if guess is None:                 # flat between these points: grow the bracket

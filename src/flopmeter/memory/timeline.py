@@ -8,8 +8,10 @@ would free each tensor after its last use: a tensor held in a local variable (a 
 skip connection, a cache) stays alive until that variable goes.
 
 Each storage has a role: ``param``/``buffer`` (the model's tensors), ``input`` (the example
-inputs), ``const`` (a tensor that existed before the run without being either, first seen as
-an op's input — a plain tensor attribute of a module) and ``act`` (created by the forward).
+inputs), ``master`` (a training step's float32 master weights, which exist before the step),
+``grad`` and ``state`` (a training step's gradients and optimizer state, made in the step),
+``const`` (a tensor that existed before the run without being any of these, first seen as an
+op's input — a plain tensor attribute of a module) and ``act`` (created by the run).
 Storage sizes are counted once however many views share them. With ``rounding`` (512 on CUDA:
 the caching allocator hands out multiples of 512 bytes) every storage is rounded up first.
 Kernel workspaces that a kernel allocates and frees inside one op (oneDNN reorders, cuBLAS
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ROLES = ("param", "buffer", "input", "const", "act")
+ROLES = ("param", "buffer", "input", "master", "grad", "state", "const", "act")
 CUDA_BLOCK = 512
 
 
@@ -94,6 +96,10 @@ def storage_roles(trace) -> dict[int, str]:
     for t in trace.inputs:
         if t.storage >= 0:
             roles.setdefault(t.storage, "input")
+    training = trace.extra.get("training") or {}
+    for role in ("master", "grad", "state"):
+        for sid in training.get(f"{role}_storages", ()):
+            roles.setdefault(sid, role)
     n = len(trace.events)
     for sid, st in trace.storages.items():
         if sid in roles:

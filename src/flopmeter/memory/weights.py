@@ -22,6 +22,13 @@ Formats (``--weights NAME`` on the command line; ``NAME:G`` sets a group size G)
   blocks; Q4_0 is 18 bytes per 32 values, Q4_K 144 per 256), scales inside the blocks; the
   other floating-point tensors are kept in 32 bits, as llama.cpp writes norms and biases.
   A file type such as ``Q4_K_M`` mixes tensor types: count the ``.gguf`` file for its bytes.
+- ``nf4``: bitsandbytes' 4-bit NormalFloat (QLoRA's base weights): 4 bits a value and one
+  float32 absmax per block of 64 values (``BitsAndBytesConfig``'s defaults: blocks of 64, no
+  double quantisation), the same row layout as ``int4``.
+
+:func:`weight_bytes` takes ``only`` (tensor names) to put just those tensors in the format and
+keep every other tensor as stored — QLoRA quantises the frozen base ``Linear`` weights and
+keeps the adapters, embeddings, head and norms in their own dtype.
 
 The input is a list of :class:`WeightTensor` (name, shape, dtype, role): from the model
 (:func:`tensors_of_model`) or from a trace's parameter table.
@@ -70,9 +77,11 @@ class WeightFormat:
             return (f"{self.name} (GGUF blocks of {self.block[0]} values in {self.block[1]} bytes for ≥2-D parameters; "
                     "other floats 32-bit)")
         text = self.name
-        if self.quantised:
+        if self.name == "nf4":
+            text += f" (4-bit NormalFloat, float32 absmax per {self.group_size} values)"
+        elif self.quantised:
             text += f" ({self.bits}-bit ≥2-D parameters"
-            text += f", fp16 scale per {self.group_size} values" if self.group_size else ", no scales"
+            text += f", fp{self.scale_bits} scale per {self.group_size} values" if self.group_size else ", no scales"
             text += "; other floats 16-bit)"
         return text
 
@@ -85,9 +94,10 @@ _BASE = {
     "float8": WeightFormat("float8", 8, quantised=True),
     "int8": WeightFormat("int8", 8, quantised=True),
     "int4": WeightFormat("int4", 4, quantised=True, group_size=128),
+    "nf4": WeightFormat("nf4", 4, quantised=True, group_size=64, scale_bits=32),
 }
 _ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16",
-            "fp8": "float8", "4bit": "int4", "8bit": "int8", "as-stored": "stored"}
+            "fp8": "float8", "4bit": "int4", "8bit": "int8", "as-stored": "stored", "normalfloat4": "nf4"}
 FORMATS = tuple(_BASE)
 
 
@@ -110,7 +120,7 @@ def parse_format(text: str) -> WeightFormat:
             size = 0
         if size <= 0:
             raise OptionsError(f"bad group size in '{text}'", hint="write it as int4:128 (a positive integer)")
-        fmt = WeightFormat(fmt.name, fmt.bits, True, size)
+        fmt = WeightFormat(fmt.name, fmt.bits, True, size, fmt.scale_bits)
     return fmt
 
 
@@ -178,22 +188,25 @@ class WeightBytes:
                 "scales": self.scales, "quantised_elements": self.quantised, "total": self.total}
 
 
-def weight_bytes(tensors: list[WeightTensor], fmt: WeightFormat | str = "stored") -> WeightBytes:
+def weight_bytes(tensors: list[WeightTensor], fmt: WeightFormat | str = "stored", *,
+                 only: frozenset[str] | None = None, label: str | None = None) -> WeightBytes:
+    """Bytes of ``tensors`` in ``fmt``; with ``only``, just the tensors of those names are in
+    ``fmt`` and the rest stay as stored (``label`` then names the mix)."""
     fmt = parse_format(fmt) if isinstance(fmt, str) else fmt
     params = buffers = scales = quantised = 0
     by_tensor = {}
     for t in tensors:
-        data, sc = tensor_bytes(t, fmt)
+        data, sc = tensor_bytes(t, fmt if only is None or t.name in only else _BASE["stored"])
         by_tensor[t.name] = data + sc
         if t.role == "parameter":
             params += data + sc
             scales += sc
-            if fmt.quantised and t.dtype.is_floating_point and len(t.shape) >= 2:
+            if fmt.quantised and t.dtype.is_floating_point and len(t.shape) >= 2 and (only is None or t.name in only):
                 quantised += t.numel
         else:
             buffers += data
-    return WeightBytes(fmt.name if fmt.bits is None or not fmt.group_size else f"{fmt.name}:{fmt.group_size}",
-                       fmt.label, params, buffers, scales, quantised, by_tensor)
+    name = fmt.name if fmt.bits is None or not fmt.group_size else f"{fmt.name}:{fmt.group_size}"
+    return WeightBytes(name, label or fmt.label, params, buffers, scales, quantised, by_tensor)
 
 
 def all_formats(tensors: list[WeightTensor]) -> dict[str, WeightBytes]:

@@ -9,6 +9,8 @@ Built from ``report.to_dict()`` so that sections other engineers add to the repo
   per-module figure the report dict carries (``memory``, ``time``, …); click to zoom;
 - a searchable, sortable, collapsible module table;
 - the op-type breakdown and the unsupported ops (static HTML with SVG bars);
+- the sizing section (memory, a training step's memory, the assumptions;
+  :mod:`.sizing_html`);
 - any other top-level section of the dict as a table.
 
 Every string that comes from the model (module paths, class names, op names, the model
@@ -35,7 +37,12 @@ _NODE_KEYS = {"path", "type", "calls", "params_own", "params_total", "own", "tot
               "children"}
 # top-level keys of report.to_dict() shown by the header and the fixed sections
 _TOP_KEYS = {"schema", "model", "convention", "causal", "mode", "device", "inference", "torch_version", "inputs",
-             "totals", "params", "buffers", "unsupported", "modules", "ops", "op_types"}
+             "totals", "params", "buffers", "unsupported", "modules", "ops", "op_types",
+             "kernels"}      # the kernels record: its header lines say it (render/kernels.py)
+
+
+# top-level keys the sizing section shows (render/sizing_html.py)
+_SIZING_KEYS = {"memory", "training", "assumptions", "totals_by_phase", "unsupported_by_phase"}
 
 
 def _asset(name: str) -> str:
@@ -190,26 +197,6 @@ def _memory_modules(memory) -> dict[str, dict]:
     return out
 
 
-def _memory_section(memory: dict) -> str:
-    """The memory timeline (live bytes after each op) and the rest of the section as tables."""
-    from .plot import timeline_svg
-    timeline = memory.get("timeline") if isinstance(memory.get("timeline"), dict) else {}
-    out = ['<section class="extra" id="section-memory"><h2>Memory</h2>']
-    peak = timeline.get("peak")
-    if isinstance(peak, dict):
-        where = " in ".join(_e(x) for x in (peak.get("op"), peak.get("module") or "(root)") if x is not None)
-        out.append(f"<p>peak {_e(human(peak.get('bytes', 0)))}B live after op {_e(peak.get('event'))} ({where})</p>")
-    series = {name: timeline[key] for name, key in (("live bytes", "live"), ("activations", "activations"))
-              if isinstance(timeline.get(key), list) and timeline[key]}
-    if series:
-        out.append('<div id="memory-timeline">' + timeline_svg(series) + "</div>")
-    rest = {k: v for k, v in memory.items() if k != "timeline"}
-    rest["timeline"] = {k: v for k, v in timeline.items() if k not in ("live", "activations", "modules")}
-    out.append(_generic_section("memory figures", rest))
-    out.append("</section>")
-    return "".join(out)
-
-
 def report_dict_html(d: dict, *, header: list[tuple[str, str]], depth: int | None = 2, raw: bool = False) -> str:
     metrics, rows = flatten_modules(d["modules"], _memory_modules(d.get("memory")))
     conv = d["convention"]["name"]
@@ -237,10 +224,12 @@ def report_dict_html(d: dict, *, header: list[tuple[str, str]], depth: int | Non
                  + (html_table(["op", "calls"], sorted(unsupported.items()), [False, True], True, cls="plain warn")
                     if unsupported else "<p>none: every executed op was costed or known to be free.</p>")
                  + "</section>")
+    from .sizing_html import sizing_section
+    sizing = sizing_section(d)
+    if sizing:
+        parts.append(sizing)
     for key, value in d.items():
-        if key == "memory" and isinstance(value, dict):
-            parts.append(_memory_section(value))
-        elif key not in _TOP_KEYS:
+        if key not in _TOP_KEYS and key not in _SIZING_KEYS:
             parts.append(_generic_section(key, value))
     data = {"metrics": metrics, "rows": rows, "convention": conv, "depth": 2 if depth is None else depth,
             "root": d["model"].rsplit(":", 1)[-1]}

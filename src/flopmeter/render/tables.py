@@ -38,6 +38,7 @@ class Table:
     keys: list[dict] | None = None       # per row: columns CSV writes instead of the first (path, depth, calls)
     exact: bool = False                  # always exact integers (Keras-style summaries)
     curves: dict | None = None           # name → [(size, value)]: drawn log-log where a format can (scaling)
+    sections: list = field(default_factory=list)   # (title, Table) shown after this one (terminal, md)
 
     def to_records(self) -> list[dict]:
         """One dict per row, keyed by column name (JSON output of a table)."""
@@ -89,7 +90,9 @@ def training_items(report: Report, raw: bool) -> list[tuple[str, str]]:
         ("memory", f"saved for backward {human_unit(t['saved_bytes'], 'B', raw)}, "
                    f"gradients {human_unit(t['grad_bytes'], 'B', raw)}, "
                    f"optimizer state {human_unit(t['optimizer_state_bytes'], 'B', raw)}, "
-                   f"peak of the step {human_unit(t['peak_bytes'], 'B', raw)} (in {t['peak_phase']})"
+                   f"peak of the step {human_unit(t['peak_bytes'], 'B', raw)} (in {t['peak_phase']}"
+                   + ("; the weights as stored" if report.memory is not None and report.memory.weights.format != "stored"
+                      else "") + ")"
                    + (f", autocast weight copies {human_unit(t['autocast_copy_bytes'], 'B', raw)}"
                       if t.get("autocast_copy_bytes") else "")),
     ]

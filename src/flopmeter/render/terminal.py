@@ -111,8 +111,10 @@ def render(report: Report, *, view: str = "tree", depth: int | None = 2, raw: bo
     if table.footer:
         foot = RichTable.grid(padding=(0, 2))
         for key, value in table.footer:
-            foot.add_row(escape(visible(key)) + ":", escape(visible(value)))
+            foot.add_row(escape(visible(key)) + (":" if key else ""), escape(visible(value)))
         parts += ["", foot]
+    for title, section in table.sections:
+        parts += ["", f"[bold]{escape(visible(title))}[/bold]", to_rich(section, raw)]
     return Group(*parts)
 
 

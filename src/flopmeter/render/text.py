@@ -34,7 +34,10 @@ def to_markdown(report: Report, *, view: str = "tree", depth: int | None = 2, ra
     table = view_table(report, view, depth)
     out += ["", markdown_table(table, raw)]
     if table.footer:
-        out += [""] + [f"- **{md_text(k)}**: {md_text(v)}" for k, v in table.footer]
+        out += [""] + [f"- **{md_text(k)}**: {md_text(v)}" if k else f"- {md_text(v.strip())}"
+                       for k, v in table.footer]
+    for title, section in table.sections:
+        out += ["", f"**{md_text(title)}**", "", markdown_table(section, raw)]
     return "\n".join(out) + "\n"
 
 

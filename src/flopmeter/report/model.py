@@ -121,6 +121,8 @@ class Report:
     memory: Any = field(default=None, repr=False, compare=False)     # flopmeter.memory.MemoryReport, when asked
     unsupported_by_phase: dict = field(default_factory=dict)          # phase → {op: calls}
     training: dict | None = None      # a training step's memory: saved, gradients, optimizer state, peak
+    assumptions: Any = field(default=None, repr=False, compare=False)   # analyses.assumptions.Assumptions: what a
+    #                                   sizing answer (memory, a training step's memory) assumes
 
     @property
     def kernels(self) -> dict | None:
@@ -231,6 +233,8 @@ class Report:
         checkpoint = self.trace.extra.get("checkpoint") if self.trace is not None else None
         if checkpoint is not None:      # a checkpoint's header (frontends/checkpoint): its tensors and totals
             d["checkpoint"] = checkpoint
+        if self.assumptions is not None:
+            d["assumptions"] = self.assumptions.to_dict()
         if ops:
             d["ops"] = [r.to_dict() for r in self.ops]
         return d

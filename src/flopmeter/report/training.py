@@ -32,4 +32,5 @@ def training_memory(trace: Trace) -> dict | None:
         return None
     peak, at = step_peak(trace)
     phase = trace.events[at].phase if 0 <= at < len(trace.events) else "forward"
-    return {**info, "peak_bytes": peak, "peak_event": at, "peak_phase": phase}
+    facts = {k: v for k, v in info.items() if not k.endswith("_storages")}     # storage ids stay in the trace
+    return {**facts, "peak_bytes": peak, "peak_event": at, "peak_phase": phase}

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-ROLES = ("param", "buffer", "input", "act")
+ROLES = ("param", "buffer", "input", "act", "master")
 
 
 class TensorRef:

@@ -337,7 +337,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
                                route="fake cuda tensors" if kernels is not None and not as_cuda else
                                "cpu fake tensors standing in for cuda ones" if as_cuda else f"{mode} run on {target}")
     if training is not None:
-        options.update(training=True, loss=training.loss_name, optimizer=training.optimizer)
+        options.update(training=True, loss=training.loss_name, optimizer=training.optimizer,
+                       master_weights=training.master_weights)
         extra["training"] = _training_memory(train_info, params, storages)
         extra["training"]["autocast_copy_bytes"] = autocast_copy_bytes(recording.events, storages)
     return Trace(events=recording.events, modules=_module_table(walk, stack, module_config), params=params,
@@ -371,8 +372,14 @@ def _training_memory(info: dict, params: list[ParamInfo], storages) -> dict:
     for sid, module in info["saved"].items():
         if sid not in own:
             saved[module] = saved.get(module, 0) + storages[sid].nbytes
-    return {"saved_bytes": sum(saved.values()), "saved_by_module": saved, "grad_bytes": info["grad_bytes"],
-            "optimizer_state_bytes": info["optimizer_state_bytes"]}
+    out = {"saved_bytes": sum(saved.values()), "saved_by_module": saved, "grad_bytes": info["grad_bytes"],
+           "optimizer_state_bytes": info["optimizer_state_bytes"],
+           "optimizer_state_dtypes": info.get("optimizer_state_dtypes", {})}
+    for key in ("grad_storages", "state_storages", "master_weights", "master_storages", "master_bytes",
+                "master_grad_bytes"):
+        if key in info:
+            out[key] = info[key]
+    return out
 
 
 def _param_table(walk: ModelWalk, tensors: dict[int, torch.Tensor], refs: Refs) -> list[tuple]:

@@ -14,9 +14,19 @@ modules keep their ``training`` flags. Phases stamped on the events:
   a parameter that ``TrainSpec.shards`` names is stepped as a tensor of its shard's shape and
   dtype (with a gradient of the same), as a data-parallel rank of a sharded model steps its part.
 
+Master weights (``TrainSpec.master_weights="fp32"``, mixed precision with 16-bit compute
+weights): a float32 copy of every 16-bit trainable parameter exists before the step (role
+``master``, as the optimizer's state does in a training loop); after backward each 16-bit
+gradient is copied into a float32 gradient of its master and dropped, the optimizer steps the
+masters (its state in float32), and each master is copied back into its 16-bit weight. Bytes a
+parameter holds at the step: 2 (weight) + 4 (master) + 4 (float32 gradient) + the optimizer's
+state in float32 (Adam: 4 + 4).
+
 Memory the step keeps: saved-for-backward storages (seen by ``saved_tensors_hooks`` during
 forward and loss; parameters and buffers excluded, inputs included) per module, gradient
-bytes and optimizer state bytes, in ``trace.extra["training"]``.
+bytes and optimizer state bytes (and the dtypes of that state), in ``trace.extra["training"]``,
+with the storage ids of the gradients and of the optimizer state (the memory timeline gives
+them roles of their own).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from .state import gradients_kept
 
 LOSSES = ("sum", "cross-entropy")
 OPTIMIZERS = ("sgd", "sgd-momentum", "adam", "adamw")
+MASTER_WEIGHTS = ("fp32", "none")
 _KEY = "flopmeter.where"
 
 
@@ -64,8 +75,15 @@ class TrainSpec:
     loss: str | Callable = "sum"
     optimizer: str | None = None
     shards: tuple[tuple[str, tuple[int, ...], torch.dtype], ...] = ()
+    master_weights: str | None = None          # "fp32": a float32 master copy of 16-bit weights
 
     def __post_init__(self):
+        if self.master_weights not in (None, "fp32"):
+            raise OptionsError(f"unknown master weights '{self.master_weights}'",
+                               hint="'fp32' (a float32 copy of 16-bit weights that the optimizer updates) or None")
+        if self.master_weights and self.optimizer is None:
+            raise OptionsError("master weights are what an optimizer updates; there is no optimizer step",
+                               hint="add an optimizer (--optimizer adamw), or leave the master weights out")
         if isinstance(self.loss, str) and self.loss not in LOSSES:
             from ..errors import did_you_mean
             raise OptionsError(f"unknown loss '{self.loss}'",
@@ -185,6 +203,11 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
     optimizer = None
     params = [p for p, _ in owners.values()]
     trainable = [p for p in params if p.requires_grad]
+    masters = _masters(trainable, recorder, refs) if spec.master_weights else {}
+    if masters and shards:
+        raise OptionsError("fp32 master weights of a sharded model's parameters are not traced",
+                           hint="leave master_weights out for a sharded (FSDP2) model")
+    stepped = trainable
     try:
         with recorder, node_creation_hook(tag):
             with saved_tensors_hooks(saved.pack, saved.unpack), amp if amp is not None else contextlib.nullcontext():
@@ -201,25 +224,51 @@ def train_step(model, args: tuple, kwargs: dict, recorder, recording, stack, ref
             recording.where = stack.where
             recording.phase = "optimizer"
             start = len(recording.events)
-            if spec.optimizer is not None and trainable:
-                stepped, stepped_owners = _stepped(trainable, owners, shards or {})
+            grads = {refs.ref(p.grad).storage: p.grad.untyped_storage().nbytes()
+                     for p in trainable if p.grad is not None}
+            stepped, stepped_owners = trainable, owners
+            if masters:
+                for p, m in masters.items():       # 16-bit gradient → float32 gradient of the master, one at a time
+                    if p.grad is not None:
+                        m.grad = p.grad.to(torch.float32)
+                        p.grad = None
+                stepped = [masters.get(p, p) for p in trainable]
+            if spec.optimizer is not None and stepped:
+                if shards and not masters:
+                    stepped, stepped_owners = _stepped(trainable, owners, shards)
                 optimizer = make_optimizer(spec.optimizer, stepped, device)
                 optimizer.step()
-                _attribute_optimizer(recording.events, start, optimizer, stepped_owners, refs)
-        grads = {refs.ref(p.grad).storage: p.grad.untyped_storage().nbytes() for p in trainable if p.grad is not None}
-        state = {}
+                if masters:
+                    with torch.no_grad():
+                        for p, m in masters.items():
+                            p.copy_(m)             # the updated master back into the 16-bit weight
+                _attribute_optimizer(recording.events, start, optimizer, stepped_owners, refs, masters)
+        state: dict[int, tuple[int, str]] = {}
         if optimizer is not None:
             for per_param in optimizer.state.values():
                 for v in per_param.values():
                     if isinstance(v, torch.Tensor):
-                        state[refs.ref(v).storage] = v.untyped_storage().nbytes()
+                        state[refs.ref(v).storage] = (v.untyped_storage().nbytes(), str(v.dtype).removeprefix("torch."))
+        state_dtypes: dict[str, int] = {}
+        for nbytes, dtype in state.values():
+            state_dtypes[dtype] = state_dtypes.get(dtype, 0) + nbytes
         del result, loss
-        return {"saved": dict(saved.where), "grad_bytes": sum(grads.values()),
-                "optimizer_state_bytes": sum(state.values())}
+        grad_storages = set(grads) | {refs.ref(t.grad).storage for t in stepped if t.grad is not None}
+        info = {"saved": dict(saved.where), "grad_bytes": sum(grads.values()),
+                "optimizer_state_bytes": sum(n for n, _ in state.values()), "optimizer_state_dtypes": state_dtypes,
+                "grad_storages": sorted(grad_storages), "state_storages": sorted(state)}
+        if masters:
+            info.update(master_weights="fp32", master_storages=sorted({refs.ref(m).storage for m in masters.values()}),
+                        master_bytes=sum(m.untyped_storage().nbytes() for m in masters.values()),
+                        master_grad_bytes=sum(m.grad.untyped_storage().nbytes() for m in masters.values()
+                                              if m.grad is not None))
+        return info
     finally:
         recording.where = stack.where
         for p in params:
             p.grad = None
+        for m in masters.values():
+            m.grad = None
         optimizer = None
 
 
@@ -245,15 +294,47 @@ def _stepped(trainable: list, owners: dict[int, tuple], shards: dict[int, tuple]
     return stepped, stepped_owners
 
 
-def _attribute_optimizer(events: list, start: int, optimizer, owners: dict[int, tuple], refs) -> None:
+def _masters(trainable: list[torch.Tensor], recorder, refs) -> dict[torch.Tensor, torch.Tensor]:
+    """A float32 master of every 16-bit trainable stand-in, made without an op (it exists before
+    the step) and referenced as existing before the run with role ``master``."""
+    from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
+
+    sixteen = [p for p in trainable if p.dtype in (torch.float16, torch.bfloat16)]
+    if not sixteen:
+        dtypes = ", ".join(sorted({str(p.dtype).removeprefix("torch.") for p in trainable})) or "none trainable"
+        raise OptionsError(f"fp32 master weights keep a float32 copy of 16-bit weights; the trainable weights "
+                           f"are {dtypes}", hint="float32 weights are their own master: leave --master-weights out "
+                                                 "(peft keeps LoRA adapters in float32 on a 16-bit base), or count "
+                                                 "with 16-bit weights (--dtype bfloat16)")
+    masters = {}
+    for p in sixteen:
+        if isinstance(recorder, FakeTensorMode):
+            with unset_fake_temporarily():
+                meta = torch.empty_strided(p.shape, p.stride(), dtype=torch.float32, device="meta")
+                m = recorder.fake(meta, p.device)
+        else:
+            with torch.no_grad():
+                m = p.detach().to(torch.float32)
+        m.requires_grad_(True)
+        refs.ref(m, role="master", created=-1)
+        masters[p] = m
+    return masters
+
+
+def _attribute_optimizer(events: list, start: int, optimizer, owners: dict[int, tuple], refs,
+                         masters: dict | None = None) -> None:
     """Give each optimizer op the module owning the parameter it works on (by the storage of
     the parameter, its gradient, its state or a temporary made from them among the op's
     tensors; a ``foreach`` op over many parameters stays at the root)."""
     from dataclasses import replace
 
     owner: dict[int, str] = {}
+    masters = masters or {}
     for p, path in owners.values():
+        m = masters.get(p)
         tensors = [p, p.grad, *[v for v in optimizer.state.get(p, {}).values() if isinstance(v, torch.Tensor)]]
+        if m is not None:
+            tensors += [m, m.grad, *[v for v in optimizer.state.get(m, {}).values() if isinstance(v, torch.Tensor)]]
         for t in tensors:
             if t is not None:
                 owner[refs.ref(t).storage] = path
