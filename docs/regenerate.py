@@ -15,8 +15,9 @@ What runs (``tests/test_docs_examples.py`` runs the same, and checks the shown o
   ``main(argv)``; ``VAR=value`` words before ``flopmeter`` set environment variables for it.
 * A ```` ```python ```` block is executed; the blocks of one page share one namespace and run in
   order. What a block prints goes into the ```` ```text title="Output" ```` block right after it.
-  A block with a file name as title (```` ```python title="model.py" ````) is written to that
-  file instead, for the commands after it.
+  A block with a file name as title (```` ```python title="model.py" ````, or a
+  ```` ```json title="tiny/config.json" ```` block) is written to that file instead (its folders
+  made), for the examples after it.
 * Every page runs in a fresh temporary folder, so files an example writes are seen by the
   examples after it on the same page and by no other page. All pages run in one process (one
   PyTorch import), started by the test or by this script.
@@ -51,12 +52,13 @@ MARKER = re.compile(r"^\s*<!--\s*example:\s*(?P<body>.*?)\s*-->\s*$")
 TITLE = re.compile(r'title="(?P<title>[^"]*)"')
 TORCH_VERSION = re.compile(r"torch \d+\.\d+(\.\d+)?\S*")
 EXECUTED = ("python", "console")
+WRITTEN = ("python", "json")       # a block of these with a title is written to the file it names
 SUBPROCESS = False                 # --subprocess: each command in a process of its own (slow; a cross-check)
 
 
 # Pages whose code blocks are fragments (they name a model or a logger the reader has), kept by
 # their own authors: not run until they are written as complete examples.
-NOT_RUN = ("docs/mfu.md", "docs/serve.md", "docs/checkpoints.md", "docs/plan.md")
+NOT_RUN = ("docs/mfu.md", "docs/plan.md")
 
 
 def pages(every: bool = False) -> list[Path]:
@@ -116,6 +118,11 @@ def blocks(page: Path, lines: list[str] | None = None) -> list[Block]:
         found.append(block)
         i = j + 1
     return found
+
+
+def is_file(block: Block) -> bool:
+    """A block written to the file its title names, not run."""
+    return block.lang in WRITTEN and block.title is not None
 
 
 def output_block(all_blocks: list[Block], index: int, lines: list[str]) -> Block | None:
@@ -220,13 +227,15 @@ def run_page(page: Path, zoo: bool) -> list[dict]:
         os.chdir(folder)
         try:
             for i, block in enumerate(found):
-                if block.lang not in EXECUTED or "skip" in block.marker or ("zoo" in block.marker and not zoo):
+                if (block.lang not in EXECUTED and not is_file(block)) or "skip" in block.marker \
+                        or ("zoo" in block.marker and not zoo):
                     continue
                 result = {"start": block.start, "lang": block.lang, "outputs": [], "error": None}
                 results.append(result)
                 started = time.perf_counter()
                 try:
-                    if block.lang == "python" and block.title:
+                    if is_file(block):
+                        Path(block.title).parent.mkdir(parents=True, exist_ok=True)
                         Path(block.title).write_text("\n".join(block.body) + "\n")
                     elif block.lang == "python":
                         buf = io.StringIO()
@@ -275,7 +284,7 @@ def check_page(page: Path, results: list[dict]) -> list[str]:
         if result["error"]:
             problems.append(f"{block.where}: the example raised\n{result['error']}")
             continue
-        if block.lang == "python" and block.title:
+        if is_file(block):
             continue
         if block.lang == "python":
             out = output_block(all_blocks, i, lines)
@@ -313,9 +322,10 @@ def rewrite_page(page: Path, results: list[dict], timings: bool = False) -> bool
     all_blocks = blocks(page, lines)
     by_start = {r["start"]: r for r in results}
     edits: list[tuple[int, int, list[str]]] = []        # (from, to) line range replaced by new lines
+    printed: list[str] = []                             # every output line written
     for i, block in enumerate(all_blocks):
         result = by_start.get(block.start)
-        if result is None or result["error"] or (block.lang == "python" and block.title):
+        if result is None or result["error"] or is_file(block):
             continue
         pad = block.indent
         out = output_block(all_blocks, i, lines) if block.lang == "python" else None
@@ -324,6 +334,7 @@ def rewrite_page(page: Path, results: list[dict], timings: bool = False) -> bool
             continue
         if block.lang == "python":
             actual = select(result["outputs"][0]["text"], block.marker.get("lines"))
+            printed += actual
             if out is not None:
                 edits.append((out.start + 1, out.end, [pad + s if s else s for s in actual]))
             elif actual:
@@ -332,11 +343,12 @@ def rewrite_page(page: Path, results: list[dict], timings: bool = False) -> bool
             continue
         body = []
         for (line, _), output in zip(commands(block), result["outputs"]):
-            body += [f"$ {line}", *select(output["text"], block.marker.get("lines"))]
+            shown_output = select(output["text"], block.marker.get("lines"))
+            printed += shown_output
+            body += [f"$ {line}", *shown_output]
         edits.append((block.start + 1, block.end, [pad + s if s else s for s in body]))
-    for _, _, new in edits:
-        if any(FENCE.match(s) for s in new[1:-1] if s.strip()):
-            raise ValueError(f"{page}: an example printed a ``` line, which would end its block; show another format")
+    if any(FENCE.match(s) for s in printed):
+        raise ValueError(f"{page}: an example printed a ``` line, which would end its block; show another format")
     new_lines = list(lines)
     for lo, hi, new in sorted(edits, reverse=True):
         new_lines[lo:hi] = new
