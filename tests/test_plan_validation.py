@@ -78,3 +78,31 @@ def test_fsdp2_memory_equals_pytorchs_own_tracker_of_the_same_program():
     assert ours["communication buffers"] - theirs["All Gather"] - theirs["Reduce Scatter"] == root
     assert theirs["Activation"] - ours["activations"] == 4
     assert ours["backward temporaries"] + root - 4 == theirs["Temp"] + theirs["Unsharded Grad"]
+
+
+def gpt_like():
+    """A Llama shaped as Narayanan et al.'s GPT layer counts: key/value heads = heads (q, k, v, o:
+    4h² MACs per token) and MLP width 8h/3 (gate, up, down: 3·h·8h/3 = 8h², GPT's two h×4h)."""
+    config = transformers.LlamaConfig(vocab_size=V, hidden_size=H, intermediate_size=8 * H // 3, num_hidden_layers=L,
+                                      num_attention_heads=HEADS, num_key_value_heads=HEADS, max_position_embeddings=64)
+    return transformers.LlamaForCausalLM(config)
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_flops_with_full_recompute_are_narayanan_et_al_less_the_last_matmul_not_rerun(tp):
+    p = plan(gpt_like, cluster=f"{tp}xH100", tp=tp, recompute="full", batch=B, seq_len=S, compute_dtype=None)
+    phases = p.flops_by_phase
+    traced = phases["forward"] + phases["backward"] + phases["recompute"]
+    # Narayanan et al. 2021, eq. 3: 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)) FLOPs per iteration with
+    # full recompute (forward, backward = 2 × forward, recompute = forward; logits forward and
+    # backward, not recomputed); in exact integers: 96Bslh² + 16Bs²lh + 6BshV
+    narayanan = 96 * B * S * L * H**2 + 16 * B * S**2 * L * H + 6 * B * S * H * V
+    # non-reentrant checkpointing stops once backward's tensors are back: each layer's last matmul
+    # (down_proj, B·s·I·h MACs = 2·B·s·(8h/3)·h FLOPs) is not rerun
+    not_rerun = L * 2 * B * S * (8 * H // 3) * H
+    # the CPU flash attention kernel's backward recomputes the scores QKᵀ (FlashAttention's
+    # backward: 5 matmuls of b·s²·h/… where the eager backward has 4): one more b·s²·h MACs per layer
+    flash = L * 2 * B * S**2 * H
+    # every matmul is split over the tp ranks (heads, MLP width, vocabulary columns)
+    assert traced == (narayanan - not_rerun + flash) // tp
+    assert phases["recompute"] == (L * (24 * B * S * H**2 + 4 * B * S**2 * H) - not_rerun) // tp
