@@ -9,10 +9,15 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from flopmeter.analyses.parallel import plan  # noqa: E402
-from flopmeter.analyses.parallel.program import Parallelism, build_mesh, fake_world, parallelize  # noqa: E402
-from flopmeter.analyses.parallel.record import warm_optimizer  # noqa: E402
-from flopmeter.trace.training import make_optimizer  # noqa: E402
+from flopmeter.analyses.parallel import plan
+from flopmeter.analyses.parallel.program import (
+    Parallelism,
+    build_mesh,
+    fake_world,
+    parallelize,
+)
+from flopmeter.analyses.parallel.record import warm_optimizer
+from flopmeter.trace.training import make_optimizer
 
 # a tiny Llama: 4 heads of 12 over 48, 2 key/value heads, MLP 96, vocabulary 96, 2 layers
 H, HEADS, KV, I, V, L = 48, 4, 2, 96, 96, 2
