@@ -794,7 +794,10 @@ ROWS = {
                               "--seq-len", "--dtype", "--compute-dtype", "--optimizer", "--network-bandwidth",
                               "--latency", "--reserve"],
                              "tests/test_plan.py test_the_command_line_plans_a_hugging_face_config (each in the JSON) "
-                             "and test_the_command_line_refuses_bad_plans_with_one_error_and_a_hint")},
+                             "and test_the_command_line_refuses_bad_plans_with_one_error_and_a_hint"),
+             **dict.fromkeys(["--search", "--top", "--batches"],
+                             "tests/test_plan_search.py test_the_command_line_search_ranks_and_rejects (ranking, "
+                             "--top's length, the refusals of --search with fixed degrees and of --batches alone)")},
 }
 
 

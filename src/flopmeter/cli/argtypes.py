@@ -35,6 +35,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_int_list(text: str) -> list[int]:
+    """``1,2,4`` → [1, 2, 4]: positive whole numbers separated by commas."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a list such as 1,2,4")
+    return [positive_int(p) for p in parts]
+
+
 def tree_depth(text: str) -> int:
     value = _int(text, "a depth (-1 for all)")
     if not -1 <= value <= MAX_INT:
@@ -84,7 +92,7 @@ def non_empty(text: str) -> str:
     return text.strip()
 
 
-__all__ = ["MAX_INT", "non_empty", "non_negative_float", "positive_float", "positive_int", "prompt_plus_new",
+__all__ = ["MAX_INT", "non_empty", "non_negative_float", "positive_float", "positive_int", "positive_int_list", "prompt_plus_new",
            "tree_depth"]
 
 

@@ -11,7 +11,7 @@ import json
 from ..errors import InputError
 from ..render.tables import Table
 from ..render.units import ParamCount, human
-from .argtypes import non_empty, positive_float, positive_int
+from .argtypes import non_empty, positive_float, positive_int, positive_int_list
 from .common import add_output_options, output_format, write_output
 
 GIB = 2**30
@@ -24,7 +24,7 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("parallelism")
     g.add_argument("--cluster", type=non_empty, default="8xH100", metavar="GPUSxDEVICE[:NODES]",
                    help="GPUs per node × device, times nodes: 8xH100 (one node, default), 8xH100:4 (four nodes)")
-    g.add_argument("--tp", type=positive_int, default=1, help="tensor-parallel degree (default 1)")
+    g.add_argument("--tp", type=positive_int, default=None, help="tensor-parallel degree (default 1)")
     g.add_argument("--dp", type=positive_int, default=None, help="data-parallel degree (default: world size / tp)")
     g.add_argument("--pp", type=positive_int, default=1, help="pipeline stages (only 1 for now)")
     g.add_argument("--fsdp", action="store_true", help="shard parameters, gradients and optimizer state with FSDP2 "
@@ -32,10 +32,15 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=None,
                    help="ZeRO stage: 0 DDP (default), 1 and 2 modelled, 3 FSDP2 (as --fsdp)")
     g.add_argument("--sp", action="store_true", help="sequence parallelism with the tensor-parallel plan")
-    g.add_argument("--recompute", choices=("none", "full"), default="none",
-                   help="activation recomputation: full checkpoints every decoder layer")
+    g.add_argument("--recompute", choices=("none", "full"), default=None,
+                   help="activation recomputation: full checkpoints every decoder layer (default none)")
+    g.add_argument("--search", action="store_true",
+                   help="plan every tp × dp × ZeRO × SP × recompute × batch of the cluster; rank those that fit")
+    g.add_argument("--top", type=positive_int, default=10, help="with --search: how many to rank (default 10)")
+    g.add_argument("--batches", type=positive_int_list, default=None, metavar="N,N,…",
+                   help="with --search: the micro-batches to try (default 1,2)")
     s = p.add_argument_group("step")
-    s.add_argument("--batch", type=positive_int, default=1, help="sequences per data-parallel rank (default 1)")
+    s.add_argument("--batch", type=positive_int, default=None, help="sequences per data-parallel rank (default 1)")
     s.add_argument("--seq-len", type=positive_int, default=2048, help="tokens per sequence (default 2048)")
     s.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                    help="parameters and optimizer state (default float32)")
@@ -64,11 +69,29 @@ def request(args) -> dict:
             raise InputError(f"cannot read the reserve '{args.reserve}'", hint="give a size such as 2GiB or 1.5GB")
     if args.fsdp and args.zero not in (None, 3):
         raise InputError(f"--fsdp is ZeRO stage 3, and --zero {args.zero} was also given", hint="give one of them")
-    return {"cluster": args.cluster, "tp": args.tp, "dp": args.dp, "pp": args.pp, "zero": 3 if args.fsdp else args.zero or 0,
-                "sp": args.sp, "recompute": args.recompute, "batch": args.batch, "seq_len": args.seq_len, "dtype": args.dtype,
-                "compute_dtype": None if args.compute_dtype == "same" else args.compute_dtype, "optimizer": args.optimizer,
-                "network_bandwidth": None if args.network_bandwidth is None else args.network_bandwidth * 1e9,
-                "latency": None if args.latency is None else args.latency * 1e-6, "reserve": reserve}
+    if args.search:
+        given = [o for o, v in (("--tp", args.tp), ("--dp", args.dp), ("--fsdp", args.fsdp or None),
+                                ("--zero", args.zero), ("--sp", args.sp or None), ("--recompute", args.recompute),
+                                ("--batch", args.batch)) if v is not None]
+        if given:
+            raise InputError(f"--search chooses {', '.join(given)} itself",
+                             hint="leave them out (--batches N,N picks the micro-batches to try), or drop --search")
+        if args.pp != 1:
+            raise InputError(f"pipeline parallelism (pp={args.pp}) is not supported yet", hint="leave --pp out")
+        return {"cluster": args.cluster, "batches": tuple(args.batches or (1, 2)), "seq_len": args.seq_len,
+                **_step_options(args, reserve)}
+    if args.batches is not None:
+        raise InputError("--batches is the list of micro-batches --search tries", hint="add --search, or give --batch N")
+    return {"cluster": args.cluster, "tp": args.tp or 1, "dp": args.dp, "pp": args.pp,
+            "zero": 3 if args.fsdp else args.zero or 0, "sp": args.sp, "recompute": args.recompute or "none",
+            "batch": args.batch or 1, "seq_len": args.seq_len, **_step_options(args, reserve)}
+
+
+def _step_options(args, reserve) -> dict:
+    return {"dtype": args.dtype, "compute_dtype": None if args.compute_dtype == "same" else args.compute_dtype,
+            "optimizer": args.optimizer,
+            "network_bandwidth": None if args.network_bandwidth is None else args.network_bandwidth * 1e9,
+            "latency": None if args.latency is None else args.latency * 1e-6, "reserve": reserve}
 
 
 def _seconds(s: float, raw: bool):
@@ -135,6 +158,9 @@ def tables(p, raw: bool) -> list[tuple[str, Table]]:
 def run(args) -> int:
     from ..analyses.parallel import plan
     fmt = output_format(args.format, args.output)
+    if args.search:
+        from .plan_search import run_search
+        return run_search(args, request(args), fmt)
     result = plan(args.spec, **request(args))
     if fmt == "json":
         write_output(json.dumps(result.to_dict(), indent=2), args.output)

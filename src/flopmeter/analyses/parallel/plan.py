@@ -179,7 +179,41 @@ def plan(model: str | Callable[[], nn.Module], config: PlanConfig | None = None,
     elif options:
         raise InputError("give a PlanConfig or its fields as keywords, not both", hint="e.g. plan(spec, tp=2)")
     expect_type(config, PlanConfig, "plan(config)", "a flopmeter PlanConfig")
-    cluster = config.parsed_cluster()
+    return finish(trace_step(model, config, tp_plan=tp_plan), config)
+
+
+@dataclass
+class TracedStep:
+    """What tracing one configuration gives, before the ZeRO stage's modelled parts are added:
+    everything :func:`finish` needs. Configurations with the same :func:`trace_key` share it."""
+
+    name: str
+    key: tuple
+    dp: int
+    tp: int
+    record: StepRecord
+    report: Report
+    traced: list[Collective]
+    series: MemoryTimeline
+    dp_group: tuple[int, ...]
+    local_numels: list[int]
+    params_total: int
+    foreach: bool
+    seconds: dict[str, float]
+
+
+def trace_key(config: PlanConfig) -> tuple:
+    """What the traced per-rank program depends on. ZeRO stages 0, 1 and 2 trace the same step
+    (no data-parallel wrapper: their collectives and sharded memory are modelled afterwards), so the
+    stage enters only as FSDP2 or not; the data-parallel degree enters through the mesh (FSDP2's
+    shard sizes, the modelled collectives' group)."""
+    dp, tp = config.degrees()
+    return (config.cluster, dp, tp, config.stage == 3, config.sp, config.recompute, config.batch, config.seq_len,
+            config.dtype, config.compute_dtype, config.optimizer)
+
+
+def trace_step(model, config: PlanConfig, *, tp_plan: dict | None = None) -> TracedStep:
+    """Build, parallelize and trace one step of ``model`` under ``config`` (see :func:`plan`)."""
     dp, tp = config.degrees()
     seconds = {}
     start = time.perf_counter()
@@ -223,30 +257,44 @@ def plan(model: str | Callable[[], nn.Module], config: PlanConfig | None = None,
         dp_group = tuple(meshes.mesh.mesh[:, 0].tolist()) if dp > 1 else (0,)
         seconds["trace"] = time.perf_counter() - start
         params_total = sum(p.numel() for p in built.parameters())
-        local_params = [local(p) for p in built.parameters()]
+        local_numels = [local(p).numel() for p in built.parameters()]
     start = time.perf_counter()
     report = build_report(record.trace, registry=plan_registry())
     report.model = name
-    itemsize = config.param_dtype.itemsize
-    local_numels = [t.numel() for t in local_params]
-    modelled = closed_forms.data_parallel(config.stage, [n * itemsize for n in local_numels],
-                                          [n * itemsize for n in local_numels],
-                                          str(config.param_dtype).removeprefix("torch."), dp_group)
-    items = traced + modelled
-    memory, series = _memory(record, config, cluster, dp)
-    step = step_time(report, items, cluster)
+    series = timeline(record.trace, record.kinds, record.resizes)
     seconds["cost"] = time.perf_counter() - start
+    return TracedStep(name, trace_key(config), dp, tp, record, report, traced, series, dp_group, local_numels,
+                      params_total, foreach, seconds)
+
+
+def finish(step: TracedStep, config: PlanConfig) -> Plan:
+    """The plan of ``config`` from a traced step of the same :func:`trace_key`: the ZeRO stage's
+    modelled collectives and memory, the step time and MFU."""
+    if trace_key(config) != step.key:
+        raise InputError("this traced step is of another configuration", hint="trace the configuration itself")
+    start = time.perf_counter()
+    cluster = config.parsed_cluster()
+    dp, tp, report, record = step.dp, step.tp, step.report, step.record
+    itemsize = config.param_dtype.itemsize
+    modelled = closed_forms.data_parallel(config.stage, [n * itemsize for n in step.local_numels],
+                                          [n * itemsize for n in step.local_numels],
+                                          str(config.param_dtype).removeprefix("torch."), step.dp_group)
+    items = step.traced + modelled
+    memory = _memory(record, step.series, config, cluster, dp)
+    timing = step_time(report, items, cluster)
+    seconds = {**step.seconds, "cost": step.seconds["cost"] + time.perf_counter() - start}
     peak, _ = peak_flops(cluster, config.compute)
     flops = model_flops(report)
-    mfu = flops / (step.scheduled * peak) if step.scheduled else 0.0
-    hfu = model_flops(report, with_recompute=True) / (step.scheduled * peak) if step.scheduled else 0.0
+    mfu = flops / (timing.scheduled * peak) if timing.scheduled else 0.0
+    hfu = model_flops(report, with_recompute=True) / (timing.scheduled * peak) if timing.scheduled else 0.0
     params_rank = sum(record.trace.storages[s].nbytes for s in record.kinds["parameters"] if s >= 0) // itemsize
+    mixed, fsdp = config.compute != config.param_dtype, config.stage == 3
     notes = _notes(config, cluster, dp, tp, mixed, fsdp)
-    if not foreach:
+    if not step.foreach:
         notes.append("the optimizer runs per parameter (foreach=False): PyTorch's foreach kernels refuse a mix "
                      "of DTensor and plain parameters (tensor parallelism without FSDP2)")
-    return Plan(name, config, cluster, dp, tp, report, items, memory, step, params_total, params_rank,
-                config.batch * dp * config.seq_len, mfu, hfu, notes, seconds, series)
+    return Plan(step.name, config, cluster, dp, tp, report, items, memory, timing, step.params_total, params_rank,
+                config.batch * dp * config.seq_len, mfu, hfu, notes, seconds, step.series)
 
 
 def _foreach_possible(params: list[torch.Tensor]) -> bool:
@@ -257,8 +305,7 @@ def _foreach_possible(params: list[torch.Tensor]) -> bool:
     return len(kinds) <= 1
 
 
-def _memory(record: StepRecord, config: PlanConfig, cluster: Cluster, dp: int) -> tuple[MemoryPlan, MemoryTimeline]:
-    series = timeline(record.trace, record.kinds, record.resizes)
+def _memory(record: StepRecord, series: MemoryTimeline, config: PlanConfig, cluster: Cluster, dp: int) -> MemoryPlan:
     scale: dict[str, float] = {}
     extra: dict[str, int] = {}
     modelled: dict[str, str] = {}
@@ -284,7 +331,7 @@ def _memory(record: StepRecord, config: PlanConfig, cluster: Cluster, dp: int) -
                for k, values in series.series.items()}
     return MemoryPlan(sum(by_kind.values()), by_kind, events[index].phase if events else "",
                       events[index].module if events else "", before, use.usable, use.total, use.reserve,
-                      use.reserve_note, modelled, largest), series
+                      use.reserve_note, modelled, largest)
 
 
 def _notes(config: PlanConfig, cluster: Cluster, dp: int, tp: int, mixed: bool, fsdp: bool) -> list[str]:
@@ -311,4 +358,4 @@ def _notes(config: PlanConfig, cluster: Cluster, dp: int, tp: int, mixed: bool, 
     return notes
 
 
-__all__ = ["MemoryPlan", "Plan", "plan", "plan_registry"]
+__all__ = ["MemoryPlan", "Plan", "TracedStep", "finish", "plan", "plan_registry", "trace_key", "trace_step"]
