@@ -58,7 +58,7 @@ SUBPROCESS = False                 # --subprocess: each command in a process of 
 
 # Pages whose code blocks are fragments (they name a model or a logger the reader has), kept by
 # their own authors: not run until they are written as complete examples.
-NOT_RUN = ("docs/plan.md",)
+NOT_RUN = ()
 
 
 def pages(every: bool = False) -> list[Path]:
