@@ -438,3 +438,35 @@ def test_llama_7b_fits_h100_the_same_with_and_without_device_cuda(capsys, monkey
     monkeypatch.setenv("TORCH_CUDNN_SDPA_DEPRIORITIZED", "1")
     flash, kernels = _fits(capsys, base)
     assert [g["backend"] for g in kernels["attention"]] == ["flash"] and flash["answer"] == alone["answer"]
+
+
+class _CheckpointedAttention(nn.Module):
+    """A block whose forward runs under the user's own torch.utils.checkpoint."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(64, 192)
+
+    def inner(self, x):
+        q, k, v = self.qkv(x).view(x.shape[0], x.shape[1], 3, 4, 16).permute(2, 0, 3, 1, 4)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(x.shape)
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+        return checkpoint(self.inner, x, use_reentrant=False)
+
+
+def test_a_checkpoint_recomputes_with_the_kernels_its_forward_took():
+    """The recompute runs inside the backward; it takes the device's kernels as the forward did
+    (else torch.utils.checkpoint refuses: a different number of tensors saved)."""
+    model = nn.Sequential(_CheckpointedAttention(), _CheckpointedAttention()).to(torch.bfloat16)
+    r = flopmeter.count(model, torch.randn(2, 16, 64, dtype=torch.bfloat16, device="meta"),
+                        options=Options(device="cuda:h100", training=True))
+    ops = [ev.op for ev in r.trace.events if "attention" in ev.op and "backward" not in ev.op]
+    by_phase = {}
+    for ev in r.trace.events:
+        if ev.op in ops:
+            by_phase[ev.phase] = by_phase.get(ev.phase, 0) + 1
+    # two blocks: each runs its attention once in the forward and once more when the backward
+    # recomputes it, with the one kernel the device's rules chose
+    assert by_phase == {"forward": 2, "backward": 2} and len(set(ops)) == 1 and "cpu" not in ops[0]

@@ -196,7 +196,7 @@ def _checkpoint(model: nn.Module) -> Checkpointing:
     for method in ("activation_checkpointing_enable", "gradient_checkpointing_enable"):
         enable = getattr(model, method, None)
         if callable(enable) and getattr(model, "supports_gradient_checkpointing", False):
-            options = {"use_reentrant": False, "context_fn": same_function_modes}
+            options = {"use_reentrant": False}
             kwargs = ({"activation_checkpointing_kwargs": options}
                       if method.startswith("activation") else {"gradient_checkpointing_kwargs": options})
             try:
@@ -218,23 +218,8 @@ def _checkpoint(model: nn.Module) -> Checkpointing:
 
 def _checkpointed_forward(self, *args, **kwargs):
     from torch.utils.checkpoint import checkpoint
-    return checkpoint(type(self).forward, self, *args, use_reentrant=False, context_fn=same_function_modes, **kwargs)
+    return checkpoint(type(self).forward, self, *args, use_reentrant=False, **kwargs)
 
-
-def same_function_modes():
-    """``context_fn`` of a checkpoint: the recompute runs under the torch function modes its forward
-    ran under (a count's device-kernel choice). The autograd engine does not carry them into the
-    backward, so without this a recompute would take other kernels than its forward did."""
-    from torch.overrides import _get_current_function_mode_stack
-    modes = list(_get_current_function_mode_stack())
-
-    @contextlib.contextmanager
-    def again():
-        with contextlib.ExitStack() as stack:
-            for mode in modes:
-                stack.enter_context(mode)
-            yield
-    return contextlib.nullcontext(), again()
 
 
 def _repeated_blocks(model: nn.Module) -> tuple[str, list[nn.Module]]:

@@ -45,6 +45,9 @@ from .sdpa_rules import Call, CudaTarget, Flags, T, prefer_cudnn, select
 aten = torch.ops.aten
 _SDPA = F.scaled_dot_product_attention
 _DROPOUTS = (F.dropout, torch.dropout)
+# While a function mode handles a call it is off; a backward (where a checkpoint recomputes its
+# forward) runs again under this mode so that the recompute takes the forward's kernels.
+_BACKWARDS = (torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad)
 OPS = {"flash": "aten._scaled_dot_product_flash_attention", "efficient": "aten._scaled_dot_product_efficient_attention",
        "cudnn": "aten._scaled_dot_product_cudnn_attention", "math": "aten._scaled_dot_product_attention_math",
        "flash (cpu)": "aten._scaled_dot_product_flash_attention_for_cpu"}
@@ -82,6 +85,9 @@ class DeviceKernels(TorchFunctionMode):
         if func in _WRAPPERS:              # a Python function that calls attention (and dropout) inside
             with self:
                 return _unchecked(func)(*args, **kwargs)
+        if func in _BACKWARDS:             # a checkpoint's recompute runs inside the backward: keep the choices
+            with self:
+                return _backward(func, args, kwargs)
         return func(*args, **kwargs)
 
     def around(self, modules) -> dict:
@@ -149,6 +155,17 @@ class DeviceKernels(TorchFunctionMode):
 # which is False), with the mode on; torch's own function is not changed.
 _WRAPPERS = (F.multi_head_attention_forward,)
 _UNCHECKED: dict = {}               # function → its copy (process-wide, one per function of _WRAPPERS)
+
+
+def _backward(func, args, kwargs):
+    """``func`` (a backward) without its own torch-function check, which would hand it back to the mode."""
+    if func is torch.Tensor.backward:
+        tensor, *rest = args
+        names = ("gradient", "retain_graph", "create_graph", "inputs")
+        bound = {**dict(zip(names, rest)), **kwargs}
+        return _unchecked(torch.autograd.backward)(tensor, bound.get("gradient"), bound.get("retain_graph"),
+                                                   bound.get("create_graph", False), inputs=bound.get("inputs"))
+    return _unchecked(func)(*args, **kwargs)
 
 
 def _unchecked(fn):
