@@ -267,6 +267,8 @@ class Replayer:
         self.reasons: dict[str, int] = defaultdict(int)
         self._devices: dict[str, torch.device] = {}
         self.spans: list[tuple[int, int, int]] = []      # (start, length, source) of each replayed call
+        self.wrapped: list[nn.Module] = []       # the shadow's modules install() routed through call()
+        self.shared: dict[int, list] = {}        # keys of plain objects the blocks share (replay_key._shared_object)
 
     def stats(self) -> dict:
         return {"replayed": self.replayed, "recorded": self.recorded, "refused": sum(self.reasons.values()),
@@ -330,7 +332,7 @@ class Replayer:
             self._refuse("a global module hook")
             return forward(*args, **kwargs)
         try:
-            ctx = _Ctx()
+            ctx = _Ctx(self.shared)
             tree = subtree_key(module, ctx)
             inputs, tensors, caches = input_key(args, kwargs)
         except Unsafe as exc:
