@@ -2,9 +2,12 @@
 count, the key of a plain object every block holds (a Hugging Face configuration) is kept, and
 used again only while the object is unchanged — a change between two blocks, or between two
 counts, gives the later calls a new key, so they are recorded, never replayed from a template
-made before the change."""
+made before the change. And the shadow a count ran on is freed when the count returns."""
 
 from __future__ import annotations
+
+import gc
+import weakref
 
 import pytest
 import torch
@@ -120,3 +123,35 @@ def test_a_shared_object_changed_between_two_counts():
     # blocks 3-5 square their output: three elementwise multiplications of 2 × 8 elements more
     assert fast.total.elementwise == first.total.elementwise + 3 * 2 * 8
 
+
+def test_the_shadow_is_freed_when_the_count_returns():
+    seen = []
+
+    class Noted(Block):
+        def forward(self, x):
+            seen.append(weakref.ref(self))     # the shadow's copy runs the forward, not the user's module
+            return super().forward(x)
+
+    class Stack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList(Noted(Settings()) for _ in range(4))
+
+        def forward(self, x):
+            seen.append(weakref.ref(self))
+            for b in self.blocks:
+                x = b(x)
+            return x
+
+    flopmeter.count(Stack(), torch.randn(2, 8))       # a first count imports what fake mode loads lazily
+    seen.clear()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        flopmeter.count(Stack(), torch.randn(2, 8))
+        # the shadow's root and the blocks that ran (recorded; the rest were replayed): no
+        # reference cycle keeps them for the cyclic collector
+        assert len(seen) >= 2 and all(ref() is None for ref in seen)
+    finally:
+        if collecting:
+            gc.enable()

@@ -315,6 +315,15 @@ class Replayer:
             if not m.__dict__["_modules"]:     # a layer without submodules: a few ops, which the dispatch
                 continue                       # memo already makes cheap; keying every call costs more
             m.__dict__["forward"] = self._wrapper(m, name)
+            self.wrapped.append(m)
+
+    def uninstall(self) -> None:
+        """Take the forwards :meth:`install` put on the shadow's modules off again. Each one holds
+        its module (a reference cycle): without them the shadow is freed as soon as the run drops
+        it, not by the cyclic collector's next pass over everything the count made."""
+        for m in self.wrapped:
+            m.__dict__.pop("forward", None)
+        self.wrapped.clear()
 
     def _wrapper(self, module: nn.Module, path: str):
         forward = type(module).forward.__get__(module)
