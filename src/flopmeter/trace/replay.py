@@ -179,6 +179,13 @@ class Template:
                     index(r)
             for r in self.held:
                 index(r)
+            # what every replay of it reads, worked out once: the parameter slots to look up, the
+            # slots' positions, and the module paths and stacks as suffixes of the call's path
+            cut = len(self.prefix)
+            self.param_slots = [slot for slot in self.slots if slot[0] == "p"]
+            self.slot_no = slot_no
+            self.path_tails = [p[cut:] for p in compiled.paths]
+            self.stack_tails = [tuple((p[cut:], p[cut + 1:], i) for p, i in s[self.depth:]) for s in compiled.stacks]
             self._compiled = compiled
         return self._compiled
 
@@ -578,8 +585,9 @@ class Replayer:
             if r is None:
                 return False, None
             now[("in", k)], objects[("in", k)] = r, t
-        for slot in set(tpl.ext.values()) | set(tpl.ext_storage.values()):
-            if slot[0] == "p" and slot not in now:
+        comp = tpl.compiled()
+        for slot in tpl.param_slots:
+            if slot not in now:
                 t = own[slot[1]]
                 r = refs.id_of(t)
                 if r is None:
@@ -596,20 +604,19 @@ class Replayer:
                     or _canon({k: v for k, v in cache.__dict__.items() if k != "layers"}, ctx) != tpl.cache[2]):
                 return False, None
 
-        comp = tpl.compiled()
         start, tbase, sbase = len(rec.events), refs._next_tensor, len(refs.storages)
         X = [now[slot] for slot in tpl.slots]
         R = [clone(r, tbase + d, sbase + s if xs is None else X[xs].storage) for r, d, xs, s in tpl.spec]
-        ext, rindex, slot_no = tpl.ext, tpl.rindex, {slot: k for k, slot in enumerate(tpl.slots)}
+        ext, rindex, slot_no = tpl.ext, tpl.rindex, tpl.slot_no
 
         def ref(r: TensorRef) -> TensorRef:
             slot = ext.get(r.id)
             return X[slot_no[slot]] if slot is not None else R[rindex[id(r)]]
 
-        cut, depth, entry = len(tpl.prefix), tpl.depth, stack.stack
-        calls = {rel: stack.calls.get(_join(path, rel), 0) - c for rel, c in tpl.call0.items()}
-        S = [entry + tuple((path + p[cut:], i + calls[p[cut + 1:]]) for p, i in s[depth:]) for s in comp.stacks]
-        M = [path + p[cut:] for p in comp.paths]
+        entry, counts = stack.stack, stack.calls
+        calls = {rel: counts.get(_join(path, rel), 0) - c for rel, c in tpl.call0.items()}
+        S = [entry + tuple([(path + tail, i + calls[rel]) for tail, rel, i in s]) for s in tpl.stack_tails]
+        M = [path + tail for tail in tpl.path_tails]
         events = rec.events
         comp.emit(R, X, comp.constants, M, S, events.append, OpEvent)
         refs.replayed(tpl.n_tensors, [StorageInfo(n, created + start, None if freed is None else freed + start, device)
