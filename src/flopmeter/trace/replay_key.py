@@ -92,11 +92,11 @@ def _canon(v, ctx, depth=0):
     if t in _PLAIN:
         return (t, v)
     if t is tuple or t is list or t is torch.Size:
-        return (t, tuple(_canon(x, ctx, depth) for x in v))
+        return (t, tuple([_canon(x, ctx, depth) for x in v]))
     if t is dict or t is OrderedDict or t is defaultdict:
-        return (t, tuple((k if type(k) is str else _canon(k, ctx, depth), _canon(x, ctx, depth)) for k, x in v.items()))
+        return (t, tuple([(k if type(k) is str else _canon(k, ctx, depth), _canon(x, ctx, depth)) for k, x in v.items()]))
     if t is set or t is frozenset:
-        return (t, frozenset(_canon(x, ctx, depth) for x in v))
+        return (t, frozenset([_canon(x, ctx, depth) for x in v]))
     if issubclass(t, enum.Enum):
         return (t, v)
     if issubclass(t, torch.Tensor):
@@ -114,7 +114,7 @@ def _canon(v, ctx, depth=0):
     elif ctx.shared is not None:
         out = _shared_object(v, state, ctx)
     else:
-        out = ("obj", id(v), tuple((k, _canon(x, ctx, 1)) for k, x in state.items()))
+        out = ("obj", id(v), tuple([(k, _canon(x, ctx, 1)) for k, x in state.items()]))
     ctx.objects[id(v)] = out
     return out
 
@@ -162,7 +162,7 @@ def _shared_object(v, state: dict, ctx) -> tuple:
         entry[3] = out
         return out
     keys, values = tuple(state), tuple(state.values())
-    out = ("obj", id(v), tuple((k, _canon(x, ctx, 1)) for k, x in zip(keys, values)))
+    out = ("obj", id(v), tuple([(k, _canon(x, ctx, 1)) for k, x in zip(keys, values)]))
     deep = tuple(pos for pos, x in enumerate(values) if not _by_identity(x))
     ctx.shared[id(v)] = [v, keys, values, out, deep]
     return out
@@ -182,7 +182,7 @@ def _hidden_module(m: nn.Module, ctx, depth):
     if done is not None:
         return done
     out = ("module", type(m), d["training"],
-           tuple((k, _canon(d[k], ctx, depth + 1)) for k in sorted(d.keys() - _MODULE_KEYS)))
+           tuple([(k, _canon(d[k], ctx, depth + 1)) for k in sorted(d.keys() - _MODULE_KEYS)]))
     ctx.objects[id(m)] = out
     return out
 
@@ -218,7 +218,7 @@ def subtree_key(module: nn.Module, ctx: _Ctx) -> tuple:
         for h in _HOOKS:
             if d.get(h):
                 raise Unsafe("a hook on the module")
-        attrs = tuple((k, _canon(d[k], ctx)) for k in sorted(d.keys() - _MODULE_KEYS))
+        attrs = tuple([(k, _canon(d[k], ctx)) for k in sorted(d.keys() - _MODULE_KEYS)])
         tensors = []
         for group in (d["_parameters"], d["_buffers"]):
             for k, t in group.items():
@@ -266,9 +266,9 @@ class _Inputs:
             return ("T", slot, sslot, tuple(v.shape), v.stride(), v.storage_offset(), v.dtype, v.device,
                     v.requires_grad, st.nbytes())
         if t is tuple or t is list or isinstance(v, tuple) and hasattr(v, "_fields"):
-            return (t, tuple(self.walk(x) for x in v))
+            return (t, tuple([self.walk(x) for x in v]))
         if t is dict:
-            return (t, tuple((k, self.walk(x)) for k, x in v.items()))
+            return (t, tuple([(k, self.walk(x)) for k, x in v.items()]))
         if isinstance(v, enum.Enum):
             return (t, v)
         if _is_cache(v):
