@@ -311,16 +311,16 @@ class Replayer:
                 sig = sig_of[id(m)] = -len(sig_of) - 1
                 counts[sig] = 1
                 continue
-            shape = (type(m), tuple((k, None if t is None else (t.shape, t.dtype)) for k, t in d["_parameters"].items()),
-                     tuple((k, None if t is None else (t.shape, t.dtype)) for k, t in d["_buffers"].items()),
-                     tuple((k, sig_of.get(id(c))) for k, c in d["_modules"].items()))
+            shape = (type(m), tuple([(k, None if t is None else (t.shape, t.dtype)) for k, t in d["_parameters"].items()]),
+                     tuple([(k, None if t is None else (t.shape, t.dtype)) for k, t in d["_buffers"].items()]),
+                     tuple([(k, sig_of.get(id(c))) for k, c in d["_modules"].items()]))
             sig = sig_of[id(m)] = interned.setdefault(shape, len(interned))
             counts[sig] += 1
         for name, m in mods[1:]:
-            if counts[sig_of[id(m)]] < min_twins or "forward" in m.__dict__ or isinstance(m, torch.jit.ScriptModule):
-                continue
             if not m.__dict__["_modules"]:     # a layer without submodules: a few ops, which the dispatch
                 continue                       # memo already makes cheap; keying every call costs more
+            if counts[sig_of[id(m)]] < min_twins or "forward" in m.__dict__ or isinstance(m, torch.jit.ScriptModule):
+                continue
             m.__dict__["forward"] = self._wrapper(m, name)
             self.wrapped.append(m)
 
