@@ -30,7 +30,7 @@ from .recorder import RecordingFakeMode
 from .walk import ModelWalk
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
-_COPIED = (dict, list, OrderedDict)
+_COPIED = frozenset({dict, list, OrderedDict})     # exact types (a set: most attributes are none of them)
 _REMADE = frozenset({"_parameters", "_buffers", "_modules"})     # made anew by shadow(), not copied
 _SET_DICT = object.__setattr__
 _SLOTS: dict[type, tuple] = {}      # a plain dict: looked up per module per count (module classes live on)

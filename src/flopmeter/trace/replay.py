@@ -179,6 +179,13 @@ class Template:
                     index(r)
             for r in self.held:
                 index(r)
+            # what every replay of it reads, worked out once: the parameter slots to look up, the
+            # slots' positions, and the module paths and stacks as suffixes of the call's path
+            cut = len(self.prefix)
+            self.param_slots = [slot for slot in self.slots if slot[0] == "p"]
+            self.slot_no = slot_no
+            self.path_tails = [p[cut:] for p in compiled.paths]
+            self.stack_tails = [tuple((p[cut:], p[cut + 1:], i) for p, i in s[self.depth:]) for s in compiled.stacks]
             self._compiled = compiled
         return self._compiled
 
@@ -267,6 +274,8 @@ class Replayer:
         self.reasons: dict[str, int] = defaultdict(int)
         self._devices: dict[str, torch.device] = {}
         self.spans: list[tuple[int, int, int]] = []      # (start, length, source) of each replayed call
+        self.wrapped: list[nn.Module] = []       # the shadow's modules install() routed through call()
+        self.shared: dict[int, list] = {}        # keys of plain objects the blocks share (replay_key._shared_object)
 
     def stats(self) -> dict:
         return {"replayed": self.replayed, "recorded": self.recorded, "refused": sum(self.reasons.values()),
@@ -302,17 +311,26 @@ class Replayer:
                 sig = sig_of[id(m)] = -len(sig_of) - 1
                 counts[sig] = 1
                 continue
-            shape = (type(m), tuple((k, None if t is None else (t.shape, t.dtype)) for k, t in d["_parameters"].items()),
-                     tuple((k, None if t is None else (t.shape, t.dtype)) for k, t in d["_buffers"].items()),
-                     tuple((k, sig_of.get(id(c))) for k, c in d["_modules"].items()))
+            shape = (type(m), tuple([(k, None if t is None else (t.shape, t.dtype)) for k, t in d["_parameters"].items()]),
+                     tuple([(k, None if t is None else (t.shape, t.dtype)) for k, t in d["_buffers"].items()]),
+                     tuple([(k, sig_of.get(id(c))) for k, c in d["_modules"].items()]))
             sig = sig_of[id(m)] = interned.setdefault(shape, len(interned))
             counts[sig] += 1
         for name, m in mods[1:]:
-            if counts[sig_of[id(m)]] < min_twins or "forward" in m.__dict__ or isinstance(m, torch.jit.ScriptModule):
-                continue
             if not m.__dict__["_modules"]:     # a layer without submodules: a few ops, which the dispatch
                 continue                       # memo already makes cheap; keying every call costs more
+            if counts[sig_of[id(m)]] < min_twins or "forward" in m.__dict__ or isinstance(m, torch.jit.ScriptModule):
+                continue
             m.__dict__["forward"] = self._wrapper(m, name)
+            self.wrapped.append(m)
+
+    def uninstall(self) -> None:
+        """Take the forwards :meth:`install` put on the shadow's modules off again. Each one holds
+        its module (a reference cycle): without them the shadow is freed as soon as the run drops
+        it, not by the cyclic collector's next pass over everything the count made."""
+        for m in self.wrapped:
+            m.__dict__.pop("forward", None)
+        self.wrapped.clear()
 
     def _wrapper(self, module: nn.Module, path: str):
         forward = type(module).forward.__get__(module)
@@ -330,7 +348,7 @@ class Replayer:
             self._refuse("a global module hook")
             return forward(*args, **kwargs)
         try:
-            ctx = _Ctx()
+            ctx = _Ctx(self.shared)
             tree = subtree_key(module, ctx)
             inputs, tensors, caches = input_key(args, kwargs)
         except Unsafe as exc:
@@ -567,8 +585,9 @@ class Replayer:
             if r is None:
                 return False, None
             now[("in", k)], objects[("in", k)] = r, t
-        for slot in set(tpl.ext.values()) | set(tpl.ext_storage.values()):
-            if slot[0] == "p" and slot not in now:
+        comp = tpl.compiled()
+        for slot in tpl.param_slots:
+            if slot not in now:
                 t = own[slot[1]]
                 r = refs.id_of(t)
                 if r is None:
@@ -585,20 +604,19 @@ class Replayer:
                     or _canon({k: v for k, v in cache.__dict__.items() if k != "layers"}, ctx) != tpl.cache[2]):
                 return False, None
 
-        comp = tpl.compiled()
         start, tbase, sbase = len(rec.events), refs._next_tensor, len(refs.storages)
         X = [now[slot] for slot in tpl.slots]
         R = [clone(r, tbase + d, sbase + s if xs is None else X[xs].storage) for r, d, xs, s in tpl.spec]
-        ext, rindex, slot_no = tpl.ext, tpl.rindex, {slot: k for k, slot in enumerate(tpl.slots)}
+        ext, rindex, slot_no = tpl.ext, tpl.rindex, tpl.slot_no
 
         def ref(r: TensorRef) -> TensorRef:
             slot = ext.get(r.id)
             return X[slot_no[slot]] if slot is not None else R[rindex[id(r)]]
 
-        cut, depth, entry = len(tpl.prefix), tpl.depth, stack.stack
-        calls = {rel: stack.calls.get(_join(path, rel), 0) - c for rel, c in tpl.call0.items()}
-        S = [entry + tuple((path + p[cut:], i + calls[p[cut + 1:]]) for p, i in s[depth:]) for s in comp.stacks]
-        M = [path + p[cut:] for p in comp.paths]
+        entry, counts = stack.stack, stack.calls
+        calls = {rel: counts.get(_join(path, rel), 0) - c for rel, c in tpl.call0.items()}
+        S = [entry + tuple([(path + tail, i + calls[rel]) for tail, rel, i in s]) for s in tpl.stack_tails]
+        M = [path + tail for tail in tpl.path_tails]
         events = rec.events
         comp.emit(R, X, comp.constants, M, S, events.append, OpEvent)
         refs.replayed(tpl.n_tensors, [StorageInfo(n, created + start, None if freed is None else freed + start, device)

@@ -10,6 +10,7 @@ import os
 import sys
 import types
 from collections import OrderedDict, defaultdict
+from operator import is_
 
 import torch
 from torch import nn
@@ -74,7 +75,14 @@ _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_
 LAYER_IDX = ("layer_idx",)
 
 
+_CONTAINERS = frozenset({tuple, list, torch.Size, dict, OrderedDict, defaultdict, set, frozenset})
+_BY_ID = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type, types.ModuleType)
+
+
 def _canon(v, ctx, depth=0):
+    # the kind of a value is read off its type (issubclass), not isinstance: isinstance asks an
+    # object that is none of these kinds for its ``__class__``, which a transformers
+    # configuration answers through two Python-level ``__getattribute__`` overrides
     t = type(v)
     if t is str or v is None:
         return v
@@ -84,18 +92,18 @@ def _canon(v, ctx, depth=0):
     if t in _PLAIN:
         return (t, v)
     if t is tuple or t is list or t is torch.Size:
-        return (t, tuple(_canon(x, ctx, depth) for x in v))
+        return (t, tuple([_canon(x, ctx, depth) for x in v]))
     if t is dict or t is OrderedDict or t is defaultdict:
-        return (t, tuple((k if type(k) is str else _canon(k, ctx, depth), _canon(x, ctx, depth)) for k, x in v.items()))
+        return (t, tuple([(k if type(k) is str else _canon(k, ctx, depth), _canon(x, ctx, depth)) for k, x in v.items()]))
     if t is set or t is frozenset:
-        return (t, frozenset(_canon(x, ctx, depth) for x in v))
-    if isinstance(v, enum.Enum):
+        return (t, frozenset([_canon(x, ctx, depth) for x in v]))
+    if issubclass(t, enum.Enum):
         return (t, v)
-    if isinstance(v, torch.Tensor):
+    if issubclass(t, torch.Tensor):
         return ("tensor", id(v))
-    if isinstance(v, nn.Module):
+    if issubclass(t, nn.Module):
         return _hidden_module(v, ctx, depth)
-    if isinstance(v, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type, types.ModuleType)):
+    if issubclass(t, _BY_ID):
         return ("id", id(v))
     done = ctx.objects.get(id(v))
     if done is not None:
@@ -103,9 +111,60 @@ def _canon(v, ctx, depth=0):
     state = getattr(v, "__dict__", None)
     if depth >= 1 or not isinstance(state, dict):
         out = ("id", id(v))
+    elif ctx.shared is not None:
+        out = _shared_object(v, state, ctx)
     else:
-        out = ("obj", id(v), tuple((k, _canon(x, ctx, depth + 1)) for k, x in state.items()))
+        out = ("obj", id(v), tuple([(k, _canon(x, ctx, 1)) for k, x in state.items()]))
     ctx.objects[id(v)] = out
+    return out
+
+
+def _by_identity(v) -> bool:
+    """Whether ``_canon(v, ctx, 1)`` depends on nothing but which object ``v`` is: it reads no
+    state of ``v`` and notes nothing in ``ctx`` (the branches of :func:`_canon`, in its order)."""
+    t = type(v)
+    if t is str or v is None:
+        return True
+    if t is Watched:
+        return False
+    if t in _PLAIN:
+        return True           # immutable; the key holds the object itself
+    if t in _CONTAINERS:
+        return False
+    if issubclass(t, (enum.Enum, torch.Tensor)):
+        return True
+    return not issubclass(t, nn.Module) and issubclass(t, _BY_ID)
+
+
+def _shared_object(v, state: dict, ctx) -> tuple:
+    """``_canon`` of a plain object at depth 0, kept across the key computations of one run in
+    ``ctx.shared`` — the object many blocks hold (every layer of a Hugging Face model holds the
+    same configuration, whose walk is a quarter of a decoder layer's key). A kept key is used
+    only while the object's ``__dict__`` has the same keys, in the same order, bound to the very
+    same objects (checked by identity: the entry holds them, so their ids are not reused), and
+    the attributes whose part of the key reads more than their identity (containers, modules,
+    other objects, a watched ``layer_idx``) are walked again each time; a change anywhere
+    makes the key anew."""
+    entry = ctx.shared.get(id(v))
+    if (entry is not None and entry[0] is v and len(state) == len(entry[1])
+            and all(map(is_, state, entry[1])) and all(map(is_, state.values(), entry[2]))):
+        out, deep = entry[3], entry[4]
+        if not deep:
+            return out
+        items = out[2]
+        fresh = [(pos, _canon(entry[2][pos], ctx, 1)) for pos in deep]
+        if all(items[pos][1] == part for pos, part in fresh):
+            return out
+        items = list(items)
+        for pos, part in fresh:
+            items[pos] = (items[pos][0], part)
+        out = ("obj", id(v), tuple(items))
+        entry[3] = out
+        return out
+    keys, values = tuple(state), tuple(state.values())
+    out = ("obj", id(v), tuple([(k, _canon(x, ctx, 1)) for k, x in zip(keys, values)]))
+    deep = tuple(pos for pos, x in enumerate(values) if not _by_identity(x))
+    ctx.shared[id(v)] = [v, keys, values, out, deep]
     return out
 
 
@@ -123,17 +182,21 @@ def _hidden_module(m: nn.Module, ctx, depth):
     if done is not None:
         return done
     out = ("module", type(m), d["training"],
-           tuple((k, _canon(d[k], ctx, depth + 1)) for k in sorted(d.keys() - _MODULE_KEYS)))
+           tuple([(k, _canon(d[k], ctx, depth + 1)) for k in sorted(d.keys() - _MODULE_KEYS)]))
     ctx.objects[id(m)] = out
     return out
 
 
 class _Ctx:
-    __slots__ = ("idx", "objects", "tensors")
+    """What one key computation notes: the ``layer_idx`` values met, the objects keyed so far
+    (by id), the subtree's tensors by relative name; ``shared``: the run's keys of plain objects
+    (:func:`_shared_object`), or None to walk every object afresh."""
+    __slots__ = ("idx", "objects", "shared", "tensors")
 
-    def __init__(self):
+    def __init__(self, shared: dict | None = None):
         self.idx: set[int] = set()
         self.objects: dict[int, tuple] = {}
+        self.shared = shared
         self.tensors: dict[str, torch.Tensor] = {}      # relative name → parameter or buffer
 
 
@@ -155,7 +218,7 @@ def subtree_key(module: nn.Module, ctx: _Ctx) -> tuple:
         for h in _HOOKS:
             if d.get(h):
                 raise Unsafe("a hook on the module")
-        attrs = tuple((k, _canon(d[k], ctx)) for k in sorted(d.keys() - _MODULE_KEYS))
+        attrs = tuple([(k, _canon(d[k], ctx)) for k in sorted(d.keys() - _MODULE_KEYS)])
         tensors = []
         for group in (d["_parameters"], d["_buffers"]):
             for k, t in group.items():
@@ -203,9 +266,9 @@ class _Inputs:
             return ("T", slot, sslot, tuple(v.shape), v.stride(), v.storage_offset(), v.dtype, v.device,
                     v.requires_grad, st.nbytes())
         if t is tuple or t is list or isinstance(v, tuple) and hasattr(v, "_fields"):
-            return (t, tuple(self.walk(x) for x in v))
+            return (t, tuple([self.walk(x) for x in v]))
         if t is dict:
-            return (t, tuple((k, self.walk(x)) for k, x in v.items()))
+            return (t, tuple([(k, self.walk(x)) for k, x in v.items()]))
         if isinstance(v, enum.Enum):
             return (t, v)
         if _is_cache(v):

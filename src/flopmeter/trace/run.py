@@ -318,6 +318,8 @@ def record(model: nn.Module, args: tuple, kwargs: dict | None, *, input_shape=No
         except (Exception, SystemExit) as exc:     # the model's own code exiting is a failed forward too
             raise _forward_error(exc, model, recording, stack, inputs) from exc
         finally:
+            if replayer is not None:
+                replayer.uninstall()
             restore_hooks(run_walk.hooks_kept)
             _put_back(kept)
             recording.guard.put_back()
