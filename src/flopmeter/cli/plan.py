@@ -176,12 +176,11 @@ def run(args) -> int:
         from ..render.html import document_html
         write_output(document_html(items, blocks, args.raw), args.output)
         return 0
+    from ..render.text import facts_text
+    head = facts_text(items, fmt)
     if fmt == "md":
-        head = "\n".join(f"**{k}**: {v.replace('|', chr(92) + '|')}  " for k, v in items)
         body = "\n\n".join(f"### {title}\n\n{renderer.table(t, args.raw)}" for title, t in blocks)
     else:
-        width = max(len(k) for k, _ in items)
-        head = "\n".join(f"{k.ljust(width)}  {v}" for k, v in items)
         body = "\n\n".join(f"{title}\n{renderer.table(t, args.raw)}" for title, t in blocks)
     write_output(head + "\n\n" + body, args.output)
     return 0

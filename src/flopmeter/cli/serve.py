@@ -94,11 +94,8 @@ def run(args) -> int:
         write_output(document_html(items, [view.plot_block(s), ("Decode against batch", table)], args.raw,
                                    title="flopmeter serve"), args.output_file)
         return 0
-    if fmt == "md":
-        head = "\n".join(f"**{k}**: {v.replace('|', chr(92) + '|')}  " for k, v in items)
-    else:
-        width = max(len(k) for k, _ in items)
-        head = "\n".join(f"{k.ljust(width)}  {v}" for k, v in items)
+    from ..render.text import facts_text
+    head = facts_text(items, fmt)
     write_output(head + "\n\n" + body, args.output_file)
     return 0
 

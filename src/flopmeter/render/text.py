@@ -7,9 +7,18 @@ import csv
 import io
 
 from ..report import Report
-from .escape import csv_cell, md_text
+from .escape import csv_cell, md_text, visible
 from .tables import Table, cell_text, header_items, view_table
 from .units import human
+
+
+def facts_text(items: list[tuple[str, str]], fmt: str) -> str:
+    """A command's header facts (label, text) as Markdown lines (``md``, every string escaped) or
+    as aligned plain text (the terminal's ``table`` format)."""
+    if fmt == "md":
+        return "\n".join(f"**{md_text(k)}**: {md_text(v)}  " for k, v in items)
+    width = max((len(k) for k, _ in items), default=0)
+    return "\n".join(f"{visible(k).ljust(width)}  {visible(v)}" for k, v in items)
 
 
 def _md_cell(value, raw: bool) -> str:
