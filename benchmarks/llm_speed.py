@@ -24,11 +24,16 @@ analysis (``gc.collect(0)``) and added, so the figure the goal is checked on hol
 
 ``--repeat N`` times the analysis with replay on N times, each on a freshly built model, and gives
 the best and the median. ``--baseline SRC`` also times the flopmeter package under the folder
-``SRC`` (another checkout's ``src``, imported as ``flopmeter_baseline``) on the same configs, in the
-same process, alternating with this one run by run (the first of each round switches), after an
-untimed count of a two-layer model with each; the two reports are compared (a digest of the
-whole ``to_dict()``, per-module rows included) on the first round. ``--out FILE`` also writes
-what it prints to FILE, as Markdown with the command line and the load averages.
+``SRC`` (another checkout's ``src``) on the same configs, alternating with this one run by run
+(the first of each round switches). Then every timed analysis, this package's too, runs in a
+fresh interpreter of its own (``--worker``: the package found first on its path, an untimed
+count of a two-layer model, then the config's build and analysis): both packages are imported
+as ``flopmeter`` and start from the same state. (Imported side by side under another name in
+one process, a copy is not "flopmeter's own" to its registry — ``Registry.builtin_only`` reads
+the formulas' module names — so its report costs every event instead of copying replayed
+calls' costs, measured 20% slower on the same code.) The two reports are compared (a digest of
+the whole ``to_dict()``, per-module rows included) on the first round. ``--out FILE`` also
+writes what it prints to FILE, as Markdown with the command line and the load averages.
 
     python benchmarks/llm_speed.py                      # both configs, replay on and off
     python benchmarks/llm_speed.py --configs 405b       # one of them
@@ -41,7 +46,6 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import importlib.util
 import json
 import os
 import statistics
@@ -90,16 +94,15 @@ def build(path: Path, seq: int):
     return seconds, resolved.model, args, kwargs
 
 
-def analysis(path: Path, seq: int, replay: bool, fm=None):
+def analysis(path: Path, seq: int, replay: bool):
     """(build seconds, analysis seconds, seconds of the collector's pass after it, report, replay
-    counters) on a freshly built model, counted with the package ``fm`` (default: flopmeter)."""
+    counters) on a freshly built model."""
     import flopmeter
-    fm = fm or flopmeter
     built, model, args, kwargs = build(path, seq)
     gc.collect()                 # the build's own garbage and its pending pass: not the count's
     os.environ["FLOPMETER_REPLAY"] = "1" if replay else "0"
     t = time.perf_counter()
-    trace, report = fm.api.run(model, args, kwargs, None, fm.Options())
+    trace, report = flopmeter.api.run(model, args, kwargs, None, flopmeter.Options())
     seconds = time.perf_counter() - t
     t = time.perf_counter()
     gc.collect(0)                # the young generation: everything the count made and kept
@@ -107,15 +110,26 @@ def analysis(path: Path, seq: int, replay: bool, fm=None):
     return built, seconds, collect, report, trace.extra.get("replay")
 
 
-def load_baseline(src: str):
-    """The flopmeter package under ``src``, imported as ``flopmeter_baseline``."""
-    root = Path(src) / "flopmeter"
-    spec = importlib.util.spec_from_file_location("flopmeter_baseline", root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["flopmeter_baseline"] = module
-    spec.loader.exec_module(module)
-    return module
+def worker(name: str, with_digest: bool) -> None:
+    """One timed analysis with replay on of config ``name`` by the flopmeter this interpreter
+    imports, after an untimed count of a two-layer model; prints one ``RESULT {json}`` line."""
+    with tempfile.TemporaryDirectory() as folder:
+        warm, seq = config("2", Path(folder))
+        analysis(warm, seq, replay=True)
+        path, seq = config(name, Path(folder))
+        built, on, collect, report, stats = analysis(path, seq, replay=True)
+    print("RESULT " + json.dumps({"build": built, "seconds": on + collect, "collect": collect, "macs": report.macs,
+                                  "ops": len(report.ops), "stats": stats,
+                                  "digest": digest(report) if with_digest else None}))
+
+
+def in_worker(src: str, name: str, with_digest: bool) -> dict:
+    """:func:`worker` run in a fresh interpreter that imports the flopmeter under ``src``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, *sys.path])}
+    argv = [sys.executable, __file__, "--worker", name] + (["--digest"] if with_digest else [])
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
 
 
 def digest(report) -> str:
@@ -158,47 +172,58 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="SRC", help="also time the flopmeter package under SRC (another "
                                                           "checkout's src folder), alternating with this one")
     parser.add_argument("--out", metavar="FILE", help="also write the output to FILE (Markdown)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)         # one analysis, for --baseline
+    parser.add_argument("--digest", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ["FLOPMETER_MAX_LAYERS"] = str(max([1000] + [int(c) for c in args.configs if c.isdigit()]))
+    os.environ["FLOPMETER_MAX_LAYERS"] = str(max([1000] + [int(c) for c in args.configs + [args.worker or ""]
+                                                           if c.isdigit()]))
+    if args.worker:
+        worker(args.worker, args.digest)
+        return
 
     import torch
     import flopmeter
     say = Out()
-    packages = {"flopmeter": flopmeter}
+    trees = {"flopmeter": str(Path(flopmeter.__file__).resolve().parents[1])}
     if args.baseline:
-        packages["baseline"] = load_baseline(args.baseline)
+        trees["baseline"] = str(Path(args.baseline).resolve())
     say(f"torch {torch.__version__}, flopmeter {flopmeter.__version__}, torch threads {torch.get_num_threads()}, "
         f"CPUs {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
     if args.baseline:
-        say(f"baseline: the flopmeter package under {args.baseline}")
+        say(f"flopmeter: the package under {trees['flopmeter']}; baseline: the one under {trees['baseline']}; "
+            "each timed analysis in a fresh interpreter")
     say(f"Python start-up (fresh interpreter importing torch, transformers, flopmeter): {startup_s():.2f} s")
     with tempfile.TemporaryDirectory() as folder:
-        if args.baseline:                # what a first count imports or compiles, for each package
-            warm, seq = config("2", Path(folder))
-            for fm in packages.values():
-                analysis(warm, seq, replay=True, fm=fm)
         for name in args.configs:
             path, seq = config(name, Path(folder))
             label = "Llama-3.1-405B shape" if name == "405b" else f"llama-7b with {int(name):,} layers"
             off_run = name == "405b" or not (args.skip_off_6000 and int(name) >= 6000)
-            times: dict[str, list[float]] = {key: [] for key in packages}
+            times: dict[str, list[float]] = {key: [] for key in trees}
             digests: dict[str, str] = {}
             report = first = None
             for r in range(args.repeat):
-                order = list(packages) if r % 2 == 0 else list(packages)[::-1]
+                order = list(trees) if r % 2 == 0 else list(trees)[::-1]
                 for key in order:
-                    built, on, collect, rep, st = analysis(path, seq, replay=True, fm=packages[key])
-                    on += collect
-                    times[key].append(on)
-                    if r == 0 and args.baseline:
-                        digests[key] = digest(rep)
-                    if key == "flopmeter" and first is None:
-                        first = (rep.macs, len(rep.ops), built, collect, st)
-                        if off_run:
+                    if args.baseline:
+                        res = in_worker(trees[key], name, with_digest=r == 0)
+                        built, on, collect, stats = res["build"], res["seconds"], res["collect"], res["stats"]
+                        macs, ops = res["macs"], res["ops"]
+                        if r == 0:
+                            digests[key] = res["digest"]
+                    else:
+                        built, on, collect, rep, stats = analysis(path, seq, replay=True)
+                        on += collect
+                        macs, ops = rep.macs, len(rep.ops)
+                        if off_run and report is None:
                             report = rep          # compared with the run without replay below
+                        del rep                   # a 6,000-layer report is millions of objects: one at a time
+                    times[key].append(on)
+                    if key == "flopmeter" and first is None:
+                        first = (macs, ops, built, collect, stats)
                     if args.repeat > 1 or args.baseline:
                         say(f"  {label}: round {r + 1}, {key:9s} analysis {on:6.2f} s (load {load()})")
-                    del rep                       # a 6,000-layer report is millions of objects: one at a time
+            if off_run and report is None:       # the analyses ran in workers: once more here
+                report = analysis(path, seq, replay=True)[3]
             macs, ops, first_build, first_collect, stats = first
             say(f"\n{label}, batch 1, sequence {seq}: {macs / 1e12:.3f} TMACs, {ops:,} ops")
             say(f"  build on meta           {first_build:8.2f} s")
