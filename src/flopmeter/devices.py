@@ -276,25 +276,11 @@ def save_local(spec: DeviceSpec, device: str) -> Path:
 def load_file(path: str | Path) -> DeviceSpec:
     path = Path(path)
     hint = "a device spec is the JSON file 'flopmeter calibrate -o FILE.json' writes, or a name such as a100"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}", hint=hint) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})", hint=hint) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not JSON: {exc}", hint=hint) from None
-    except RecursionError:
-        raise InputError(f"{path} is nested too deeply to be a device spec", hint=hint) from None
-    except ValueError as exc:          # a number past Python's digit limit, NaN or Infinity
-        raise InputError(f"{path} holds a number a device spec cannot: {str(exc)[:80]}", hint=hint) from None
+    from .files import read_json
+    data = read_json(path, "a device spec", hint)
     if not isinstance(data, dict):
         raise InputError(f"{path} is not a flopmeter device spec ({SPEC_SCHEMA})", hint=hint)
     return DeviceSpec.from_dict(data, str(path))
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a device figure")
 
 
 def _local(name: str) -> DeviceSpec:

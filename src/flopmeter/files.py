@@ -170,3 +170,27 @@ def write_stdout(content: Content) -> None:
 
 
 __all__ = ["output_target", "write_file", "write_stdout"]
+
+
+def read_json(path, what: str, hint: str, *, read_hint: str | None = None):
+    """The JSON value in the file at ``path``, for a file the user names (``what``: "a report",
+    "a device spec"). Every way it can be unreadable is one InputError: no file, not UTF-8, not
+    JSON, nested past Python's recursion limit, or a number JSON cannot carry (NaN, Infinity, one
+    past Python's digit limit). ``read_hint`` is the hint when the file cannot be read at all."""
+    import json
+    from pathlib import Path
+
+    def no_constant(name: str):
+        raise ValueError(f"{name} is not a number")
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=no_constant)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}", hint=read_hint or hint) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})", hint=hint) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not JSON: {exc}", hint=hint) from None
+    except RecursionError:
+        raise InputError(f"{path} is nested too deeply to be {what}", hint=hint) from None
+    except ValueError as exc:
+        raise InputError(f"{path} holds a number {what} cannot: {str(exc)[:80]}", hint=hint) from None

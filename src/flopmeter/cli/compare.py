@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from ..cost import get_convention
 from ..errors import InputError
@@ -68,29 +67,15 @@ def run_compare(args) -> int:
 _REPORT_HINT = "diff compares JSON reports written by flopmeter: flopmeter SPEC -o report.json"
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a count")
-
-
 def _load(path: str) -> dict:
     from ..trace.io import SUFFIX
     if path.endswith(SUFFIX):
         from ..api import report_from_trace
         from ..trace.io import load_trace
         return report_from_trace(load_trace(path)).to_dict(ops=True)
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_no_constant)
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}",
-                         hint="give diff the path of a JSON report (flopmeter SPEC -o report.json)") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text (byte {exc.start})", hint=_REPORT_HINT) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not JSON: {exc}", hint=_REPORT_HINT) from None
-    except RecursionError:
-        raise InputError(f"{path} is nested too deeply to be a report", hint=_REPORT_HINT) from None
-    except ValueError as exc:          # a number past Python's digit limit, NaN or Infinity
-        raise InputError(f"{path} holds a number a report cannot: {str(exc)[:80]}", hint=_REPORT_HINT) from None
+    from ..files import read_json
+    data = read_json(path, "a report", _REPORT_HINT,
+                     read_hint="give diff the path of a JSON report (flopmeter SPEC -o report.json)")
     if not isinstance(data, dict) or data.get("schema") not in READABLE:
         found = data.get("schema") if isinstance(data, dict) else None
         raise InputError(f"{path} is not a flopmeter report ({' or '.join(READABLE)})"
