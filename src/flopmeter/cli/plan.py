@@ -10,7 +10,7 @@ import json
 
 from ..errors import InputError
 from ..render.tables import Table
-from ..render.units import ParamCount, human
+from ..render.units import ParamCount, duration, human
 from .argtypes import non_empty, positive_float, positive_int, positive_int_list
 from .common import add_output_options, output_format, write_output
 
@@ -94,15 +94,6 @@ def _step_options(args, reserve) -> dict:
             "latency": None if args.latency is None else args.latency * 1e-6, "reserve": reserve}
 
 
-def _seconds(s: float, raw: bool):
-    if raw:
-        return s
-    for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s * 1e9:.3g} ns"
-
-
 def _bytes(n: int, raw: bool):
     """Bytes in binary units (memory budgets are in GiB), exact with ``raw``."""
     if raw:
@@ -125,9 +116,9 @@ def header(p, raw: bool = False) -> list[tuple[str, str]]:
                      f"{str(c.compute).removeprefix('torch.')} compute, {c.optimizer}")),
             ("memory", (f"peak {_bytes(m.peak, False)} per rank in {m.phase} ({m.module or 'root'}); usable "
                        f"{_bytes(m.usable, False)} → {'fits' if m.fits else 'does NOT fit'}")),
-            ("step time", (f"{_seconds(p.step_s, False)} (compute {_seconds(p.time.compute, False)}, communication "
-                           f"{_seconds(p.time.comm, False)}, of which {_seconds(p.time.exposed_comm, False)} not "
-                           f"hidden behind compute); {_seconds(p.time.no_overlap, False)} with no overlap")),
+            ("step time", (f"{duration(p.step_s, False)} (compute {duration(p.time.compute, False)}, communication "
+                           f"{duration(p.time.comm, False)}, of which {duration(p.time.exposed_comm, False)} not "
+                           f"hidden behind compute); {duration(p.time.no_overlap, False)} with no overlap")),
             ("throughput", f"{p.tokens_per_s:,.0f} tokens/s, MFU {100 * p.mfu:.1f}%"
                            + (f", HFU {100 * p.hfu:.1f}%" if p.hfu != p.mfu else ""))]
 
@@ -147,10 +138,10 @@ def tables(p, raw: bool) -> list[tuple[str, Table]]:
         times[key] = times.get(key, 0.0) + seconds
     for r in p.collective_rows():
         coll.rows.append([r.phase, r.kind.replace("_", "-"), f"{r.group} ({r.size})", r.count, _bytes(r.bytes, raw),
-                          _seconds(times.get((r.kind, r.group, r.phase, r.source), 0.0), raw), r.source])
+                          duration(times.get((r.kind, r.group, r.phase, r.source), 0.0), raw), r.source])
     flops = Table(["phase", "FLOPs (dot)", "compute time"], [False, True, True])
     for phase, value in p.flops_by_phase.items():
-        flops.rows.append([phase, value if raw else human(value), _seconds(p.time.compute_by_phase.get(phase, 0.0), raw)])
+        flops.rows.append([phase, value if raw else human(value), duration(p.time.compute_by_phase.get(phase, 0.0), raw)])
     return [("Memory at the peak, per rank", mem), ("Collectives of one step, per rank", coll),
             ("FLOPs per rank by phase", flops)]
 

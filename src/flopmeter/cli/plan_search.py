@@ -8,8 +8,9 @@ import json
 import sys
 
 from ..render.tables import Table
+from ..render.units import duration
 from .common import note, write_output
-from .plan import _bytes, _seconds
+from .plan import _bytes
 
 
 class _Bar:
@@ -51,7 +52,7 @@ def tables(result, top: int, raw: bool) -> list[tuple[str, Table]]:
     ranked = Table(["rank", "configuration", "step time", "tokens/s", "MFU", "peak per rank", "usable", "trace"],
                    [True, False, True, True, True, True, True, False])
     for i, c in enumerate(result.top(top), 1):
-        ranked.rows.append([i, c.label(), _seconds(c.step_s, raw), c.tokens_per_s if raw else f"{c.tokens_per_s:,.0f}",
+        ranked.rows.append([i, c.label(), duration(c.step_s, raw), c.tokens_per_s if raw else f"{c.tokens_per_s:,.0f}",
                             c.mfu if raw else f"{100 * c.mfu:.1f}%", _bytes(c.peak, raw), _bytes(c.usable, raw),
                             f"#{c.trace + 1}" + (" (shared)" if c.reused else "")])
     rejected = Table(["configuration", "why"], [False, False])

@@ -11,15 +11,22 @@ from copy import copy
 from dataclasses import replace
 
 from ..api import count
-from ..devices import get_device
 from ..bench.roofline import Roofline, decode_estimate, kv_bytes_per_token, roofline
+from ..devices import get_device
 from ..errors import InputError
 from ..frontends import is_hf
 from ..kernels import device_for
 from ..render.tables import Table
+from ..render.units import duration
 from ..trace.io import SUFFIX as TRACE_SUFFIX
 from .argtypes import non_empty, positive_int, tree_depth
-from .common import add_input_options, add_output_options, count_spec, output_format, write_output
+from .common import (
+    add_input_options,
+    add_output_options,
+    count_spec,
+    output_format,
+    write_output,
+)
 
 VIEWS = ("tree", "layers", "ops")
 
@@ -46,15 +53,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _time(seconds: float, raw: bool):
-    if raw:
-        return seconds
-    for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds * 1e9:.3g} ns"
-
-
 def _intensity(x: float, raw: bool):
     return (x if x != float("inf") else None) if raw else ("∞" if x == float("inf") else f"{x:.3g}")
 
@@ -66,7 +64,7 @@ def view_table(rl: Roofline, view: str, depth: int | None, top: int, raw: bool) 
                    "share", "bound"], [False, False, False, True, True, True, True, True, True, True, False])
         for e in sorted(rl.ops, key=lambda e: e.time_s, reverse=True)[:top]:
             t.rows.append([e.module or "(root)", e.op, e.dtype, e.flops, e.bytes, _intensity(e.intensity, raw),
-                           _time(e.compute_s, raw), _time(e.memory_s, raw), _time(e.time_s, raw),
+                           duration(e.compute_s, raw), duration(e.memory_s, raw), duration(e.time_s, raw),
                            f"{100 * e.time_s / total:.1f}%", e.bound])
         return t
     measured = any(m.measured_s for m in rl.modules.values())
@@ -81,10 +79,10 @@ def view_table(rl: Roofline, view: str, depth: int | None, top: int, raw: bool) 
     t.keys = []
     for m in rows:
         label = m.path if view == "layers" else "  " * m.depth + (m.path.rsplit(".", 1)[-1] if m.path else root_label)
-        row = [label, m.type, m.flops, m.bytes, _intensity(m.intensity, raw), _time(m.compute_s, raw),
-               _time(m.memory_s, raw), _time(m.time_s, raw), f"{100 * m.time_s / total:.1f}%", m.bound]
+        row = [label, m.type, m.flops, m.bytes, _intensity(m.intensity, raw), duration(m.compute_s, raw),
+               duration(m.memory_s, raw), duration(m.time_s, raw), f"{100 * m.time_s / total:.1f}%", m.bound]
         if measured:
-            row += [_time(m.measured_s, raw) if m.measured_s else "", f"{m.ratio:.2f}" if m.ratio else ""]
+            row += [duration(m.measured_s, raw) if m.measured_s else "", f"{m.ratio:.2f}" if m.ratio else ""]
         t.keys.append(m.path)
         t.rows.append(row)
     return t
@@ -100,19 +98,19 @@ def header(rl: Roofline, decode=None) -> list[tuple[str, str]]:
                         f"memory {d.bandwidth / 1e9:.4g} GB/s" + (f"; {d.overhead * 1e6:.3g} µs per op"
                                                                     if d.overhead and rl.overhead else "")),
              ("source", d.source),
-             ("predicted", f"{_time(rl.latency, False)} per batch of {rl.batch} "
+             ("predicted", f"{duration(rl.latency, False)} per batch of {rl.batch} "
                            f"({rl.throughput:,.1f} per second), {rl.model.bound}-bound "
-                           f"(compute {_time(rl.model.compute_s, False)}, memory {_time(rl.model.memory_s, False)} "
+                           f"(compute {duration(rl.model.compute_s, False)}, memory {duration(rl.model.memory_s, False)} "
                            f"summed over ops)")]
     if decode is not None:
         tokens = rl.batch * (rl.report.inputs[0].shape[1] if rl.report.inputs[0].ndim > 1 else 1)
-        items.append(("prefill", f"{_time(rl.latency, False)} for {tokens} tokens ({tokens / rl.latency:,.0f} tokens/s)"))
-        text = (f"{_time(decode.analytic_s, False)} per step at context {decode.context} "
+        items.append(("prefill", f"{duration(rl.latency, False)} for {tokens} tokens ({tokens / rl.latency:,.0f} tokens/s)"))
+        text = (f"{duration(decode.analytic_s, False)} per step at context {decode.context} "
                 f"({decode.tokens_per_s:,.1f} tokens/s) = (weights {decode.weight_bytes / 1e9:.3g} GB + "
                 f"KV cache {decode.kv_bytes / 1e9:.3g} GB) / bandwidth")
         if decode.op_level_s:
             text += (f"; op-level (a one-token forward's roofline + reading the cache): "
-                     f"{_time(decode.op_level_s, False)}, {decode.op_level_s / decode.analytic_s:.2f}× that")
+                     f"{duration(decode.op_level_s, False)}, {decode.op_level_s / decode.analytic_s:.2f}× that")
         items.append(("decode", text))
     items += [("note", n) for n in rl.notes]
     kernels = getattr(rl.report, "kernels", None)

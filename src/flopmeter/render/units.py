@@ -30,3 +30,13 @@ def human_unit(n: int, unit: str, raw: bool = False) -> str:
     if text[-1].isalpha():
         return f"{text[:-1]} {text[-1]}{unit}"
     return f"{text} {unit}"
+
+
+def duration(s: float, raw: bool = False):
+    """A duration: '3.25 ms', '550 µs'; the number of seconds itself with ``raw``."""
+    if raw:
+        return s
+    for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s * 1e9:.3g} ns"
